@@ -1,0 +1,63 @@
+"""Typed configuration of the pure engine.
+
+These are plain pydantic models (no environment access) so that `models/` stays usable from a
+replay, a benchmark or a notebook. `streams.settings.Settings` nests them and fills them from
+environment variables (``SEGSTREAM_ENGINE__VALUE__HORIZON_DAYS=365`` and so on).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BetaGeoPinned(_Config):
+    """BG/NBD parameters in days. When set, the periodic refit is skipped."""
+
+    r: float = Field(gt=0)
+    alpha: float = Field(gt=0)
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
+
+
+class GammaGammaPinned(_Config):
+    """Gamma-Gamma spend parameters. When set, the periodic refit is skipped."""
+
+    p: float = Field(gt=0)
+    q: float = Field(gt=1)
+    v: float = Field(gt=0)
+
+
+class ValueConfig(_Config):
+    """How per-customer value state is kept and valued."""
+
+    horizon_days: int = Field(365, ge=1, le=3650, description="Horizon of expected purchases and CLV.")
+    monthly_discount_rate: float = Field(0.01, ge=0, le=1, description="Discount rate per 30 days in CLV.")
+    engagement_half_life_days: float = Field(14.0, gt=0, description="Half-life of engagement activity.")
+    feedback_half_life_days: float = Field(90.0, gt=0, description="Half-life of the decayed NPS.")
+    dedupe_capacity: int = Field(
+        32, ge=1, le=1024, description="Event-id fingerprints remembered per customer (8 bytes each)."
+    )
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Rates to the base currency, e.g. {'EUR': 1.08}. Other currencies are rejected.",
+    )
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="Events stamped further than this past 'now' are rejected."
+    )
+    refit_every_events: int = Field(
+        50_000, ge=1, description="Refit BG/NBD and Gamma-Gamma after this many applied purchases."
+    )
+    min_customers_for_fit: int = Field(200, ge=10, description="No fit below this many customers.")
+    beta_geo: BetaGeoPinned | None = None
+    gamma_gamma: GammaGammaPinned | None = None
+
+
+class EngineConfig(_Config):
+    """Everything the pure engine needs; one object shared by worker, replay and benchmarks."""
+
+    value: ValueConfig = ValueConfig()

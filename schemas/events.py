@@ -1,0 +1,250 @@
+"""Input event contracts: purchase, engagement and feedback.
+
+One JSON object per Kafka message; the message key is the ``customer_id``. The field names are a
+public contract consumed by other teams: change them only with a new contract version.
+
+Validation is strict (no type coercion, no unknown fields, finite numbers, timezone-aware
+timestamps normalised to UTC) and every error names the offending field:
+
+>>> from schemas.events import parse_event, EventValidationError
+>>> e = parse_event(b'{"type":"purchase","event_id":"e1","customer_id":"c1",'
+...                 b'"timestamp":"2026-01-02T03:04:05+02:00","amount":12.5}')
+>>> e.timestamp.isoformat(), e.currency
+('2026-01-02T01:04:05+00:00', 'USD')
+>>> try:
+...     parse_event(b'{"type":"purchase","event_id":"e1","customer_id":"c1",'
+...                 b'"timestamp":"2026-01-02T03:04:05Z","amount":"12"}')
+... except EventValidationError as err:
+...     print(err)
+amount: Input should be a valid number
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONTRACT_VERSION = "1.0"
+
+#: Identifiers: printable, no whitespace or control characters, bounded (they become Kafka keys).
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7E]+$")]
+#: ISO 4217 alphabetic code (upper case).
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+MAX_AMOUNT = 1e9
+
+
+class Channel(str, Enum):
+    """Where the interaction happened. A closed set: it is used as a state key and a metric label."""
+
+    web = "web"
+    mobile_app = "mobile_app"
+    email = "email"
+    sms = "sms"
+    push = "push"
+    store = "store"
+    social = "social"
+    call_center = "call_center"
+    partner = "partner"
+    other = "other"
+
+
+class EngagementAction(str, Enum):
+    page_view = "page_view"
+    product_view = "product_view"
+    search = "search"
+    add_to_cart = "add_to_cart"
+    wishlist_add = "wishlist_add"
+    checkout_start = "checkout_start"
+    email_open = "email_open"
+    email_click = "email_click"
+    push_open = "push_open"
+    app_session = "app_session"
+    social_share = "social_share"
+    referral = "referral"
+
+
+#: Actions that spread the brand: counted as the customer's influence.
+INFLUENCE_ACTIONS = frozenset({EngagementAction.social_share, EngagementAction.referral})
+
+
+class FeedbackKind(str, Enum):
+    nps = "nps"
+    csat = "csat"
+    review = "review"
+    support_ticket = "support_ticket"
+    complaint = "complaint"
+
+
+#: Score range per kind; kinds not listed carry no score.
+SCORE_RANGES: dict[FeedbackKind, tuple[int, int]] = {
+    FeedbackKind.nps: (0, 10),
+    FeedbackKind.csat: (1, 5),
+    FeedbackKind.review: (1, 5),
+}
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False
+    )
+
+    event_id: Identifier = Field(description="Unique per event; a repeated event_id is applied once.")
+    customer_id: Identifier = Field(description="Also the Kafka message key.")
+    timestamp: AwareDatetime = Field(
+        description="ISO-8601 with a UTC offset (e.g. 2026-01-02T03:04:05+02:00); normalised to UTC."
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        value = value.astimezone(timezone.utc)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+        return value
+
+
+class PurchaseEvent(_Event):
+    """A purchase, or a refund when ``amount`` is negative.
+
+    Refunds are purchases with a negative amount (ideally carrying the refunded ``order_id``):
+    they reduce net spend and count as refunds, not as purchases or purchase days.
+    """
+
+    type: Literal["purchase"] = "purchase"
+    amount: float = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Order value; negative = refund.")
+    currency: CurrencyCode = Field("USD", description="ISO 4217 code.")
+    quantity: int | None = Field(None, ge=1, le=1_000_000)
+    channel: Channel | None = None
+    order_id: Identifier | None = None
+
+    @property
+    def is_refund(self) -> bool:
+        return self.amount < 0
+
+
+class EngagementEvent(_Event):
+    type: Literal["engagement"] = "engagement"
+    action: EngagementAction
+    channel: Channel | None = None
+    duration_s: float | None = Field(None, ge=0, le=86_400, description="Seconds spent, when known.")
+
+
+class FeedbackEvent(_Event):
+    type: Literal["feedback"] = "feedback"
+    kind: FeedbackKind
+    score: int | None = Field(None, description="nps 0-10, csat 1-5, review 1-5; absent for other kinds.")
+    text: str | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _score_fits_kind(self) -> "FeedbackEvent":
+        bounds = SCORE_RANGES.get(self.kind)
+        if bounds is None:
+            if self.score is not None:
+                raise _field_error("score", f"must be absent for kind '{self.kind.value}'")
+        elif self.score is None:
+            raise _field_error("score", f"is required for kind '{self.kind.value}'")
+        elif not bounds[0] <= self.score <= bounds[1]:
+            raise _field_error("score", f"must be {bounds[0]}-{bounds[1]} for kind '{self.kind.value}'")
+        return self
+
+
+class _FieldError(ValueError):
+    """A model-level check that blames one field (pydantic puts model errors at the root)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field} {message}")
+        self.field = field
+
+
+def _field_error(field: str, message: str) -> _FieldError:
+    return _FieldError(field, message)
+
+
+Event = Annotated[Union[PurchaseEvent, EngagementEvent, FeedbackEvent], Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[PurchaseEvent | EngagementEvent | FeedbackEvent] = TypeAdapter(Event)
+
+EVENT_TYPES: dict[str, type[_Event]] = {
+    "purchase": PurchaseEvent,
+    "engagement": EngagementEvent,
+    "feedback": FeedbackEvent,
+}
+
+
+class FieldProblem(BaseModel):
+    """One reason an input was rejected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str = Field(description="Dotted path of the offending field; '' for the whole message.")
+    error: str = Field(description="Machine-readable pydantic error type, e.g. 'missing'.")
+    message: str
+
+
+class EventValidationError(ValueError):
+    """An input message broke the contract; ``problems`` names each offending field."""
+
+    def __init__(self, problems: list[FieldProblem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field or '<message>'}: {p.message}" for p in problems))
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> "EventValidationError":
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = [str(part) for part in err["loc"]]
+            # A discriminated union prefixes locations with the tag ("purchase.amount"): drop it.
+            if loc and loc[0] in EVENT_TYPES:
+                loc = loc[1:]
+            field = ".".join(loc)
+            if err["type"].startswith("union_tag"):
+                field = "type"  # no or unknown event type
+            message = err["msg"]
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, _FieldError):
+                field, message = ctx_error.field, str(ctx_error)[len(ctx_error.field) + 1 :]
+            elif message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            problems.append(FieldProblem(field=field, error=err["type"], message=message))
+        return cls(problems)
+
+
+AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
+
+
+def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
+    """Validate one JSON message against the contract.
+
+    ``expected_type`` checks that the message's ``type`` matches the topic it came from.
+    Raises :class:`EventValidationError` naming every offending field.
+    """
+    try:
+        event = _EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
+    if expected_type is not None and event.type != expected_type:
+        raise EventValidationError(
+            [FieldProblem(field="type", error="wrong_topic",
+                          message=f"'{event.type}' event on the {expected_type} topic")]
+        )
+    return event
+
+
+def event_json_schema() -> dict:
+    """JSON Schema of any input event (a oneOf discriminated by ``type``)."""
+    return _EVENT_ADAPTER.json_schema()

@@ -1,0 +1,195 @@
+"""The ``segstream`` command line.
+
+Every option also has an environment variable (see ``streams.settings``); command-line flags win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+from streams.settings import Settings
+
+cli = typer.Typer(
+    name="segstream",
+    help="Real-time customer segmentation on Apache Kafka: value state, BTYD lifetime value, "
+    "online clustering and segment-change events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schemas_cli = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
+cli.add_typer(schemas_cli, name="schemas")
+
+log = logging.getLogger("segstream")
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings, run_dir: Optional[Path] = None) -> Iterator[str]:
+    """The configured broker, or a local one started for the duration of the block."""
+    if settings.bootstrap_servers:
+        yield settings.bootstrap_servers
+        return
+    from streams.local_kafka import LocalKafka
+
+    typer.secho("No KAFKA_BOOTSTRAP_SERVERS set: starting a local Apache Kafka "
+                f"{settings.local_kafka.version} (KRaft)...", err=True, fg="cyan")
+    kafka = LocalKafka.from_settings(settings.local_kafka, run_dir=run_dir)
+    kafka.start()
+    typer.secho(f"Kafka ready on {kafka.bootstrap_servers} in {kafka.started_in_s:.1f}s; "
+                f"broker log: {kafka.log_file}", err=True, fg="green")
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        typer.secho("Stopping the local broker...", err=True, fg="cyan")
+        kafka.stop()
+
+
+def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
+    return settings.model_copy(update={"bootstrap_servers": bootstrap})
+
+
+@cli.command()
+def kafka(
+    port: int = typer.Option(0, help="Broker port on 127.0.0.1 (0 = a free one)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Data and log directory (default: a new temp dir)."),
+) -> None:
+    """Run a local single-node Apache Kafka (KRaft) until Ctrl-C. Jars come from Maven Central."""
+    _setup_logging()
+    settings = Settings()
+    settings = settings.model_copy(update={
+        "bootstrap_servers": None,
+        "local_kafka": settings.local_kafka.model_copy(update={"port": port}),
+    })
+    stop = _wait_for_signal_setup()
+    with _broker(settings, run_dir) as bootstrap:
+        typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+        stop()
+
+
+def _wait_for_signal_setup():
+    received: list[int] = []
+
+    def handler(signum, _frame):  # noqa: ANN001
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+    def wait() -> None:
+        while not received:
+            time.sleep(0.2)
+
+    return wait
+
+
+@cli.command("topics")
+def topics_create() -> None:
+    """Create the input, output and dead-letter topics (idempotent)."""
+    _setup_logging()
+    settings = Settings()
+    if not settings.bootstrap_servers:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
+    _create_topics(settings)
+
+
+def _create_topics(settings: Settings) -> None:
+    from streams.kafka_admin import ensure_topics
+    from streams.topics import topic_specs
+
+    asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings)))
+
+
+def _run_worker(settings: Settings) -> None:
+    from faust.worker import Worker
+
+    from streams.app import create_app
+
+    _create_topics(settings)
+    sapp = create_app(settings)
+    worker = Worker(sapp.app, loglevel=settings.worker.log_level, quiet=True)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+
+
+@cli.command()
+def worker(
+    web_port: Optional[int] = typer.Option(None, help="Port of the worker's web API (default 6066)."),
+) -> None:
+    """Run a stream worker against KAFKA_BOOTSTRAP_SERVERS (Ctrl-C stops it gracefully)."""
+    settings = Settings()
+    if not settings.bootstrap_servers:
+        typer.secho("KAFKA_BOOTSTRAP_SERVERS is not set; use 'segstream run' for a local broker.",
+                    err=True, fg="red")
+        raise typer.Exit(2)
+    if web_port:
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
+    _run_worker(settings)
+
+
+@cli.command()
+def run() -> None:
+    """The main job: a local broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker.
+
+    Produce events to it from another terminal with 'segstream produce FILE'.
+    """
+    _setup_logging()
+    settings = Settings()
+    with _broker(settings) as bootstrap:
+        typer.secho(f"In another terminal:\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+                    "  segstream produce examples/events.jsonl", err=True, fg="yellow")
+        _run_worker(_with_bootstrap(settings, bootstrap))
+
+
+@cli.command()
+def produce(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Contract JSONL: one event per line."),
+    rate: float = typer.Option(0.0, help="Events per second (0 = as fast as possible)."),
+) -> None:
+    """Send events from a JSONL file to their topics (by 'type'), keyed by customer_id."""
+    _setup_logging("warning")
+    settings = Settings()
+    if not settings.bootstrap_servers:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
+    from streams.producer import produce_jsonl
+
+    sent, skipped = asyncio.run(produce_jsonl(settings, file, rate=rate))
+    typer.echo(f"sent {sent} events; {skipped} lines skipped (no valid 'type'/'customer_id')")
+
+
+@schemas_cli.command("export")
+def schemas_export(
+    directory: Optional[Path] = typer.Option(None, help="Target directory (default: schemas/json)."),
+) -> None:
+    """Write the JSON Schema files of every contract."""
+    from schemas.export import SCHEMA_DIR, export
+
+    for path in export(directory or SCHEMA_DIR):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

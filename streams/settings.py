@@ -1,0 +1,91 @@
+"""One typed settings object for the whole application, read from the environment.
+
+Every option has an environment variable: ``SEGSTREAM_<FIELD>`` and, for nested sections,
+``SEGSTREAM_<SECTION>__<FIELD>`` (for example ``SEGSTREAM_TOPICS__PREFIX=prod.``). The Kafka
+bootstrap address also answers to the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.config import EngineConfig
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "segstream"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSettings(_Section):
+    """Topic names (with a common prefix) and how they are created."""
+
+    prefix: str = Field("segstream.", description="Prepended to every topic name.")
+    partitions: int = Field(
+        4, ge=1, le=1024, description="Partitions of every input topic; tables are co-partitioned with them."
+    )
+    replication_factor: int = Field(1, ge=1)
+    purchases: str = "purchases"
+    engagements: str = "engagements"
+    feedback: str = "feedback"
+    segment_changes: str = "segment-changes"
+    dead_letter: str = "dead-letter"
+
+    def name(self, topic: str) -> str:
+        return f"{self.prefix}{getattr(self, topic)}"
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        """Event type -> full topic name."""
+        return {
+            "purchase": self.name("purchases"),
+            "engagement": self.name("engagements"),
+            "feedback": self.name("feedback"),
+        }
+
+
+class LocalKafkaSettings(_Section):
+    """The single-node KRaft broker started from Maven Central jars for tests and local runs."""
+
+    version: str = Field("4.1.1", description="Apache Kafka version (org.apache.kafka:kafka_2.13).")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where the jars are cached.")
+    heap: str = Field("512m", description="JVM -Xmx of the broker.")
+    start_timeout_s: float = Field(90.0, gt=0)
+    port: int = Field(0, ge=0, le=65535, description="Broker port; 0 picks a free one.")
+
+
+class WorkerSettings(_Section):
+    app_id: str = Field("segstream", description="Faust app id = Kafka consumer group.")
+    web_host: str = Field("127.0.0.1", description="The web API binds to localhost unless told otherwise.")
+    web_port: int = Field(6066, ge=1, le=65535)
+    data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
+    store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
+    processing_guarantee: str = Field("at_least_once", pattern="^(at_least_once|exactly_once)$")
+    log_level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$")
+
+
+class Settings(BaseSettings):
+    """All configuration of segstream. Build once at start-up and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEGSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SEGSTREAM_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers; unset means 'start a local broker' where that makes sense.",
+    )
+    security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    topics: TopicSettings = TopicSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    engine: EngineConfig = EngineConfig()
