@@ -23,6 +23,7 @@ stream processor) or numpy arrays (broadcast, for batch scoring).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -617,6 +618,21 @@ def expected_average_spend(gg: GammaGammaParams, x: ArrayLike, m: ArrayLike) -> 
     return _to_float_or_array(p * (v + x * m) / (p * x + q - 1.0))
 
 
+@functools.lru_cache(maxsize=32)
+def _month_grid(n_months: int, monthly_discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Month boundaries ``0, 30, ..., 30 n`` in days and the discount factors of months 1..n.
+
+    Cached because a stream processor values every event with the same horizon and rate;
+    the arrays are made read-only since they are shared between calls.
+    """
+    months = np.arange(n_months + 1, dtype=float)
+    days = DAYS_PER_MONTH * months
+    discounts = (1.0 + monthly_discount_rate) ** -months[1:]
+    days.flags.writeable = False
+    discounts.flags.writeable = False
+    return days, discounts
+
+
 def customer_lifetime_value(
     bg: BetaGeoParams,
     gg: GammaGammaParams,
@@ -678,16 +694,11 @@ def customer_lifetime_value(
             * prob_alive(bg, x, t_x, T)
             * expected_average_spend(gg, x, m)
         )
-        total = 0.0
-        previous = 1.0  # H(0) == 1
-        discount = 1.0
-        factor = 1.0 / (1.0 + monthly_discount_rate)
-        for i in range(1, n_months + 1):
-            current = float(_survival_hyp_term(bg, float(DAYS_PER_MONTH * i), fx, fT, power=math.pow))
-            discount *= factor
-            total += (previous - current) * discount
-            previous = current
-        return scale * total
+        days, discounts = _month_grid(n_months, monthly_discount_rate)
+        # One vectorised hyp2f1 call over the month boundaries: ~3x cheaper than a Python loop
+        # of scalar calls for a one-year horizon.
+        hyp = _survival_hyp_term(bg, days, fx, fT)
+        return scale * float(np.dot(hyp[:-1] - hyp[1:], discounts))
 
     x, t_x = np.asarray(x, dtype=float), np.asarray(t_x, dtype=float)
     T, m = np.asarray(T, dtype=float), np.asarray(m, dtype=float)
@@ -695,10 +706,10 @@ def customer_lifetime_value(
     if n_months == 0:
         return _to_float_or_array(np.zeros(shape))
     scale = (a + b + x - 1.0) / (a - 1.0) * prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
+    days, discounts = _month_grid(n_months, monthly_discount_rate)
     # Month boundaries along a new leading axis, broadcast against the customers.
-    months = np.arange(0, n_months + 1, dtype=float).reshape((-1,) + (1,) * len(shape))
-    hyp = _survival_hyp_term(bg, DAYS_PER_MONTH * months, x, T)
+    trailing = (1,) * len(shape)
+    hyp = _survival_hyp_term(bg, days.reshape((-1,) + trailing), x, T)
     increments = hyp[:-1] - hyp[1:]
-    discounts = (1.0 + monthly_discount_rate) ** -months[1:]
-    result = scale * np.sum(increments * discounts, axis=0)
+    result = scale * np.sum(increments * discounts.reshape((-1,) + trailing), axis=0)
     return _to_float_or_array(result)

@@ -98,6 +98,18 @@ def _wait_for_signal_setup():
     return wait
 
 
+@cli.command("kafka-jars")
+def kafka_jars() -> None:
+    """Fetch the Apache Kafka broker jars from Maven Central into the cache (once per version)."""
+    _setup_logging()
+    from streams.local_kafka import ensure_jars
+
+    settings = Settings().local_kafka
+    started = time.monotonic()
+    libs = ensure_jars(settings.version, settings.cache_dir)
+    typer.echo(f"Kafka {settings.version} jars in {libs} ({time.monotonic() - started:.1f}s)")
+
+
 @cli.command("topics")
 def topics_create() -> None:
     """Create the input, output and dead-letter topics (idempotent)."""

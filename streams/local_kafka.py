@@ -102,6 +102,7 @@ def ensure_jars(version: str, cache_dir: Path) -> Path:
 
 def _cluster_id() -> str:
     # Kafka's own Uuid.randomUuid().toString(): URL-safe base64 of 16 random bytes, unpadded.
+    # It may start with "-", hence "--cluster-id=..." (as "-t ID" argparse takes it for a flag).
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -189,7 +190,7 @@ class LocalKafka:
             self.port = free_port()
         config = self._write_config()
         fmt = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), "--ignore-formatted"),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config), "--ignore-formatted"),
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
