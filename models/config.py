@@ -38,6 +38,7 @@ class ValueConfig(_Config):
     monthly_discount_rate: float = Field(0.01, ge=0, le=1, description="Discount rate per 30 days in CLV.")
     engagement_half_life_days: float = Field(14.0, gt=0, description="Half-life of engagement activity.")
     feedback_half_life_days: float = Field(90.0, gt=0, description="Half-life of the decayed NPS.")
+    complaint_weight: float = Field(3.0, ge=0, description="A complaint costs this many support tickets.")
     dedupe_capacity: int = Field(
         32, ge=1, le=1024, description="Event-id fingerprints remembered per customer (8 bytes each)."
     )

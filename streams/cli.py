@@ -188,6 +188,62 @@ def produce(
     typer.echo(f"sent {sent} events; {skipped} lines skipped (no valid 'type'/'customer_id')")
 
 
+def _parse_as_of(value: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.timestamp()
+
+
+@cli.command()
+def replay(
+    events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Contract JSONL (mixed types, any order)."),
+    as_of: str = typer.Option(..., "--as-of", help="ISO-8601 time (UTC if no offset); later events are not applied."),
+    profiles_out: Path = typer.Option(..., "--profiles-out", help="Write one JSON profile per customer here."),
+    rejects_out: Optional[Path] = typer.Option(None, "--rejects-out", help="Write every invalid line (number, error) here."),
+    show_rejects: int = typer.Option(20, help="Invalid lines printed to the terminal (all are counted)."),
+) -> None:
+    """Replay events offline through the same engine as the worker and write per-customer profiles."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from streams.replay import run_replay
+
+    _setup_logging("warning")
+    settings = Settings()
+    as_of_ts = _parse_as_of(as_of)
+    console = Console(stderr=True)
+    with Progress(TextColumn("replaying"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("replay", total=events.stat().st_size)
+        report = run_replay(events, as_of_ts, settings.engine, profiles_out,
+                            on_bytes=lambda n: progress.advance(task, n))
+    for rej in report.rejected[:show_rejects]:
+        console.print(f"[yellow]line {rej.line}[/]: {rej.error}", markup=True, highlight=False)
+    if report.invalid > show_rejects:
+        console.print(f"... and {report.invalid - show_rejects} more invalid lines"
+                      + (f" (all in {rejects_out})" if rejects_out else " (use --rejects-out to list them all)"))
+    if rejects_out:
+        import orjson
+
+        rejects_out.write_bytes(b"".join(orjson.dumps({"line": r.line, "error": r.error}) + b"\n"
+                                         for r in report.rejected))
+    val = report.valuation or {}
+    console.print(
+        f"{report.lines} events in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s): "
+        f"{report.applied} applied, {report.duplicates} duplicates, {report.after_as_of} after as-of, "
+        f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
+    )
+    console.print(f"BG/NBD (days): {val.get('beta_geo')}; Gamma-Gamma: {val.get('gamma_gamma')}", highlight=False)
+    if report.invalid:
+        raise typer.Exit(1 if report.applied == 0 else 0)
+
+
 @schemas_cli.command("export")
 def schemas_export(
     directory: Optional[Path] = typer.Option(None, help="Target directory (default: schemas/json)."),

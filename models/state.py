@@ -1,0 +1,309 @@
+"""Per-customer value state, updated one event at a time.
+
+The state is what lives in the worker's table, so it is small and it serialises compactly
+(``to_bytes``/``from_bytes``). Updates are
+
+* **idempotent**: an ``event_id`` seen among the customer's last ``dedupe_capacity`` applied
+  events is ignored (8-byte fingerprints, bounded memory). Kafka redelivers recent messages after a
+  crash, which is exactly the window this covers;
+* **order-independent**: every field is a commutative aggregate (integer money in micro-units,
+  sets of purchase days, maxima, time-decayed sums anchored at the latest event time), so the same
+  events in any order give the same value fields. Only the dedupe ring depends on arrival order.
+
+Nothing here depends on "now": recency, T, P(alive) and decays are computed as of a given time by
+:mod:`models.profile`.
+
+>>> from datetime import datetime, timezone
+>>> from models.config import ValueConfig
+>>> from schemas.events import PurchaseEvent
+>>> cfg = ValueConfig()
+>>> s = CustomerState("c1")
+>>> ts = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+>>> e = PurchaseEvent(event_id="e1", customer_id="c1", timestamp=ts, amount=20.0)
+>>> s.apply(e, cfg), s.apply(e, cfg)   # the second time is a duplicate
+(True, False)
+>>> s.purchase_count, s.gross_spend
+(1, 20.0)
+>>> CustomerState.from_bytes(s.to_bytes()) == s
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from models.config import ValueConfig
+from models.decay import DecayedSum
+from schemas.events import (
+    INFLUENCE_ACTIONS,
+    AnyEvent,
+    EngagementEvent,
+    FeedbackEvent,
+    FeedbackKind,
+    PurchaseEvent,
+)
+
+SECONDS_PER_DAY = 86_400
+MICROS = 1_000_000  # money is kept in integer micro-units: sums are exact in any order
+STATE_FORMAT = 1
+
+
+class EngineRejection(ValueError):
+    """A valid event the engine cannot apply (e.g. a currency without a configured rate)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def fingerprint(event_id: str) -> int:
+    """Stable 64-bit fingerprint of an event id (Python's hash() changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def utc_day(epoch_s: float) -> int:
+    """Days since 1970-01-01 of the UTC calendar day containing ``epoch_s``."""
+    return int(epoch_s // SECONDS_PER_DAY)
+
+
+def to_micros(amount: float) -> int:
+    return round(amount * MICROS)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    customer_id: str
+    # purchases (refunds are purchases with a negative amount, kept apart)
+    purchase_count: int = 0
+    gross_micros: int = 0
+    refund_count: int = 0
+    refund_micros: int = 0  # positive
+    first_purchase_ts: float | None = None
+    last_purchase_ts: float | None = None
+    purchase_days: list[int] = field(default_factory=list)  # sorted distinct UTC days
+    first_day_micros: int = 0  # spend on the first purchase day (not a repeat day)
+    # engagement
+    engagement_count: int = 0
+    influence_count: int = 0
+    last_engagement_ts: float | None = None
+    actions: dict[str, DecayedSum] = field(default_factory=dict)
+    channels: dict[str, DecayedSum] = field(default_factory=dict)
+    # feedback
+    nps_latest: int | None = None
+    nps_latest_ts: float | None = None
+    nps_weighted: DecayedSum = field(default_factory=DecayedSum)  # sum of decayed score weights
+    nps_weights: DecayedSum = field(default_factory=DecayedSum)
+    csat_sum: int = 0
+    csat_count: int = 0
+    review_sum: int = 0
+    review_count: int = 0
+    ticket_count: int = 0
+    complaint_count: int = 0
+    service_load: DecayedSum = field(default_factory=DecayedSum)  # decayed tickets + weighted complaints
+    # bookkeeping
+    last_event_ts: float | None = None
+    applied_events: int = 0
+    change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
+    seen: deque[int] = field(default_factory=deque)  # fingerprints of recently applied event ids
+
+    # ---- updates -------------------------------------------------------------------------------
+
+    def apply(self, event: AnyEvent, config: ValueConfig) -> bool:
+        """Apply one event; False when it is a duplicate (already applied).
+
+        Raises :class:`EngineRejection` for events the engine cannot value.
+        """
+        fp = fingerprint(event.event_id)
+        if fp in self.seen:
+            return False
+        ts = event.timestamp.timestamp()
+        if isinstance(event, PurchaseEvent):
+            self._apply_purchase(event, ts, config)
+        elif isinstance(event, EngagementEvent):
+            self._apply_engagement(event, ts, config)
+        elif isinstance(event, FeedbackEvent):
+            self._apply_feedback(event, ts, config)
+        self.seen.append(fp)
+        if len(self.seen) > config.dedupe_capacity:
+            self.seen.popleft()
+        self.applied_events += 1
+        self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
+        return True
+
+    def _apply_purchase(self, event: PurchaseEvent, ts: float, config: ValueConfig) -> None:
+        micros = to_micros(event.amount * _rate(event.currency, config))
+        if micros < 0:
+            self.refund_count += 1
+            self.refund_micros -= micros
+            return
+        self.purchase_count += 1
+        self.gross_micros += micros
+        self.first_purchase_ts = ts if self.first_purchase_ts is None else min(self.first_purchase_ts, ts)
+        self.last_purchase_ts = ts if self.last_purchase_ts is None else max(self.last_purchase_ts, ts)
+        day = utc_day(ts)
+        days = self.purchase_days
+        if not days or day < days[0]:
+            days.insert(0, day)
+            self.first_day_micros = micros
+        elif day == days[0]:
+            self.first_day_micros += micros
+        else:
+            i = bisect.bisect_left(days, day)
+            if i == len(days) or days[i] != day:
+                days.insert(i, day)
+
+    def _apply_engagement(self, event: EngagementEvent, ts: float, config: ValueConfig) -> None:
+        half_life = config.engagement_half_life_days * SECONDS_PER_DAY
+        self.engagement_count += 1
+        _decayed(self.actions, event.action.value).add(1.0, ts, half_life)
+        if event.channel is not None:
+            _decayed(self.channels, event.channel.value).add(1.0, ts, half_life)
+        if event.action in INFLUENCE_ACTIONS:
+            self.influence_count += 1
+        self.last_engagement_ts = ts if self.last_engagement_ts is None else max(self.last_engagement_ts, ts)
+
+    def _apply_feedback(self, event: FeedbackEvent, ts: float, config: ValueConfig) -> None:
+        half_life = config.feedback_half_life_days * SECONDS_PER_DAY
+        kind, score = event.kind, event.score
+        if kind is FeedbackKind.nps:
+            assert score is not None
+            # Latest by event time; ties broken by score so that arrival order never matters.
+            if self.nps_latest_ts is None or (ts, score) > (self.nps_latest_ts, self.nps_latest or 0):
+                self.nps_latest, self.nps_latest_ts = score, ts
+            self.nps_weighted.add(float(score), ts, half_life)
+            self.nps_weights.add(1.0, ts, half_life)
+        elif kind is FeedbackKind.csat:
+            self.csat_sum += score or 0
+            self.csat_count += 1
+        elif kind is FeedbackKind.review:
+            self.review_sum += score or 0
+            self.review_count += 1
+        elif kind is FeedbackKind.support_ticket:
+            self.ticket_count += 1
+            self.service_load.add(1.0, ts, half_life)
+        elif kind is FeedbackKind.complaint:
+            self.complaint_count += 1
+            self.service_load.add(config.complaint_weight, ts, half_life)
+
+    # ---- derived values that do not depend on "now" ---------------------------------------------
+
+    @property
+    def gross_spend(self) -> float:
+        return self.gross_micros / MICROS
+
+    @property
+    def refund_total(self) -> float:
+        return self.refund_micros / MICROS
+
+    @property
+    def total_spend(self) -> float:
+        """Net spend: purchases minus refunds."""
+        return (self.gross_micros - self.refund_micros) / MICROS
+
+    @property
+    def average_order_value(self) -> float:
+        return self.gross_spend / self.purchase_count if self.purchase_count else 0.0
+
+    @property
+    def frequency(self) -> int:
+        """BTYD frequency: distinct purchase days after the first."""
+        return max(len(self.purchase_days) - 1, 0)
+
+    @property
+    def recency_days(self) -> int:
+        """BTYD recency: days from the first to the last purchase day."""
+        return self.purchase_days[-1] - self.purchase_days[0] if self.purchase_days else 0
+
+    @property
+    def monetary_value(self) -> float:
+        """BTYD monetary value: mean spend per repeat purchase day (0 without repeats)."""
+        f = self.frequency
+        return (self.gross_micros - self.first_day_micros) / MICROS / f if f else 0.0
+
+    def value_fields(self) -> dict[str, Any]:
+        """Everything but arrival-order bookkeeping: equal for the same events in any order."""
+        doc = self._to_doc()
+        for key in ("seen", "change_seq"):
+            doc.pop(key, None)
+        return doc
+
+    # ---- serialisation ---------------------------------------------------------------------------
+
+    def _to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"v": STATE_FORMAT, "id": self.customer_id}
+        for name in _SCALARS:
+            value = getattr(self, name)
+            if value:  # zeros and Nones are the defaults: leave them out
+                doc[name] = value
+        if self.purchase_days:
+            days = self.purchase_days
+            doc["purchase_days"] = [days[0]] + [b - a for a, b in zip(days, days[1:])]  # deltas
+        for name in ("actions", "channels"):
+            if getattr(self, name):
+                doc[name] = {k: [d.value, d.ref] for k, d in getattr(self, name).items()}
+        for name in _DECAYED:
+            d: DecayedSum = getattr(self, name)
+            if d.value or d.ref:
+                doc[name] = [d.value, d.ref]
+        doc["seen"] = base64.b64encode(b"".join(fp.to_bytes(8, "little") for fp in self.seen)).decode()
+        return doc
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self._to_doc())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "CustomerState":
+        doc = orjson.loads(raw)
+        if doc.get("v") != STATE_FORMAT:
+            raise ValueError(f"unknown customer state format {doc.get('v')!r}")
+        state = cls(doc["id"])
+        for name in _SCALARS:
+            if name in doc:
+                setattr(state, name, doc[name])
+        deltas = doc.get("purchase_days", [])
+        days, acc = [], 0
+        for delta in deltas:
+            acc += delta
+            days.append(acc)
+        state.purchase_days = days
+        for name in ("actions", "channels"):
+            setattr(state, name, {k: DecayedSum(v, r) for k, (v, r) in doc.get(name, {}).items()})
+        for name in _DECAYED:
+            if name in doc:
+                setattr(state, name, DecayedSum(*doc[name]))
+        raw_seen = base64.b64decode(doc.get("seen", ""))
+        state.seen = deque(int.from_bytes(raw_seen[i : i + 8], "little") for i in range(0, len(raw_seen), 8))
+        return state
+
+
+_SCALARS = (
+    "purchase_count", "gross_micros", "refund_count", "refund_micros", "first_purchase_ts",
+    "last_purchase_ts", "first_day_micros", "engagement_count", "influence_count",
+    "last_engagement_ts", "nps_latest", "nps_latest_ts", "csat_sum", "csat_count", "review_sum",
+    "review_count", "ticket_count", "complaint_count", "last_event_ts", "applied_events", "change_seq",
+)
+_DECAYED = ("nps_weighted", "nps_weights", "service_load")
+
+
+def _decayed(table: dict[str, DecayedSum], key: str) -> DecayedSum:
+    d = table.get(key)
+    if d is None:
+        d = table[key] = DecayedSum()
+    return d
+
+
+def _rate(currency: str, config: ValueConfig) -> float:
+    if currency == config.base_currency:
+        return 1.0
+    rate = config.currency_rates.get(currency)
+    if rate is None:
+        raise EngineRejection("currency", f"no rate configured from {currency} to {config.base_currency}")
+    return rate

@@ -1,0 +1,207 @@
+"""Customer value state: BTYD statistics, idempotency and order independence (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.config import ValueConfig
+from models.engine import ValueEngine
+from models.profile import build_profile, nps_category
+from models.state import CustomerState, EngineRejection
+from models.valuation import pinned_valuation
+from schemas.events import EngagementEvent, FeedbackEvent, PurchaseEvent
+
+def make(cls, **fields):
+    """Build an event as the worker does: from JSON (strict JSON mode accepts enum strings)."""
+    return cls.model_validate_json(orjson.dumps(fields))
+
+
+EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
+CFG = ValueConfig()
+
+
+def purchase(i: int, minutes: int, amount: float, currency: str = "USD") -> PurchaseEvent:
+    return make(PurchaseEvent, event_id=f"p{i}", customer_id="c", timestamp=EPOCH + timedelta(minutes=minutes),
+                         amount=amount, currency=currency)
+
+
+events_strategy = st.lists(
+    st.one_of(
+        st.builds(lambda m, a: ("purchase", m, a), st.integers(0, 60 * 24 * 400),
+                  st.floats(-50, 500, allow_nan=False).map(lambda x: round(x, 2))),
+        st.builds(lambda m, a: ("engagement", m, a), st.integers(0, 60 * 24 * 400),
+                  st.sampled_from(["page_view", "add_to_cart", "referral", "social_share"])),
+        st.builds(lambda m, k, s: ("feedback", m, (k, s)), st.integers(0, 60 * 24 * 400),
+                  st.sampled_from(["nps", "csat", "support_ticket", "complaint"]), st.integers(1, 5)),
+    ),
+    min_size=1, max_size=40,
+)
+
+
+def to_events(specs: list) -> list:
+    out = []
+    for i, (kind, minutes, payload) in enumerate(specs):
+        ts = EPOCH + timedelta(minutes=minutes)
+        common = {"event_id": f"e{i}", "customer_id": "c", "timestamp": ts}
+        if kind == "purchase":
+            out.append(make(PurchaseEvent, amount=payload, channel="web", **common))
+        elif kind == "engagement":
+            out.append(make(EngagementEvent, action=payload, channel="email", **common))
+        else:
+            k, s = payload
+            out.append(make(FeedbackEvent, kind=k, score=s if k in ("nps", "csat") else None, **common))
+    return out
+
+
+def apply_all(events: list) -> CustomerState:
+    state = CustomerState("c")
+    for e in events:
+        state.apply(e, CFG)
+    return state
+
+
+def assert_same_values(a: CustomerState, b: CustomerState) -> None:
+    va, vb = a.value_fields(), b.value_fields()
+    assert va.keys() == vb.keys()
+    for key in va:
+        if key in ("actions", "channels"):
+            assert va[key].keys() == vb[key].keys()
+            for k in va[key]:
+                assert va[key][k] == pytest.approx(vb[key][k], rel=1e-9)
+        elif isinstance(va[key], list) and va[key] and isinstance(va[key][0], float):
+            assert va[key] == pytest.approx(vb[key], rel=1e-9)  # decayed sums: float rounding only
+        else:
+            assert va[key] == vb[key], key
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_same_events_in_any_order_give_the_same_state(specs: list, rnd: random.Random) -> None:
+    events = to_events(specs)
+    shuffled = events[:]
+    rnd.shuffle(shuffled)
+    assert_same_values(apply_all(events), apply_all(shuffled))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_redelivered_events_never_count_twice(specs: list, rnd: random.Random) -> None:
+    events = to_events(specs)[: CFG.dedupe_capacity]
+    # Redelivery: a suffix of what was applied comes again (what a consumer restart does).
+    cut = rnd.randrange(len(events))
+    redelivered = events + events[cut:]
+    state = CustomerState("c")
+    applied = [state.apply(e, CFG) for e in redelivered]
+    assert applied == [True] * len(events) + [False] * (len(events) - cut)
+    assert_same_values(state, apply_all(events))
+
+
+@settings(max_examples=100, deadline=None)
+@given(events_strategy)
+def test_state_round_trips_through_bytes(specs: list) -> None:
+    state = apply_all(to_events(specs))
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60 * 24 * 300), st.floats(0, 300, allow_nan=False).map(lambda x: round(x, 2))),
+                min_size=1, max_size=30))
+def test_btyd_statistics_follow_the_lifetimes_definitions(purchases: list) -> None:
+    """frequency/recency/monetary as lifetimes.utils.summary_data_from_transaction_data(freq='D')."""
+    state = apply_all([purchase(i, m, a) for i, (m, a) in enumerate(purchases)])
+    per_day: dict[int, float] = {}
+    for minutes, amount in purchases:
+        per_day[minutes // (60 * 24)] = per_day.get(minutes // (60 * 24), 0.0) + amount
+    days = sorted(per_day)
+    assert state.frequency == len(days) - 1
+    assert state.recency_days == days[-1] - days[0]
+    repeat = [per_day[d] for d in days[1:]]
+    assert state.monetary_value == pytest.approx(sum(repeat) / len(repeat) if repeat else 0.0, abs=1e-6)
+    assert state.purchase_count == len(purchases)
+    assert state.gross_spend == pytest.approx(sum(a for _, a in purchases), abs=1e-6)
+
+
+def test_refunds_reduce_net_spend_but_are_not_purchases() -> None:
+    state = apply_all([purchase(1, 0, 100.0), purchase(2, 60 * 24 * 3, 40.0), purchase(3, 60 * 24 * 5, -25.0)])
+    assert (state.purchase_count, state.refund_count) == (2, 1)
+    assert state.total_spend == pytest.approx(115.0) and state.refund_total == pytest.approx(25.0)
+    assert state.frequency == 1 and state.monetary_value == pytest.approx(40.0)
+
+
+def test_unknown_currency_is_rejected_and_a_configured_one_converted() -> None:
+    with pytest.raises(EngineRejection) as info:
+        CustomerState("c").apply(purchase(1, 0, 10.0, currency="EUR"), CFG)
+    assert info.value.field == "currency"
+    state = CustomerState("c")
+    state.apply(purchase(1, 0, 10.0, currency="EUR"), ValueConfig(currency_rates={"EUR": 1.5}))
+    assert state.gross_spend == pytest.approx(15.0)
+
+
+def test_feedback_and_engagement_aggregates() -> None:
+    events = [
+        make(FeedbackEvent, event_id="f1", customer_id="c", timestamp=EPOCH, kind="nps", score=3),
+        make(FeedbackEvent, event_id="f2", customer_id="c", timestamp=EPOCH + timedelta(days=1), kind="nps", score=10),
+        make(FeedbackEvent, event_id="f3", customer_id="c", timestamp=EPOCH, kind="csat", score=4),
+        make(FeedbackEvent, event_id="f4", customer_id="c", timestamp=EPOCH, kind="csat", score=2),
+        make(FeedbackEvent, event_id="f5", customer_id="c", timestamp=EPOCH, kind="complaint"),
+        make(FeedbackEvent, event_id="f6", customer_id="c", timestamp=EPOCH, kind="support_ticket"),
+        make(EngagementEvent, event_id="g1", customer_id="c", timestamp=EPOCH, action="referral", channel="social"),
+    ]
+    state = apply_all(list(reversed(events)))
+    as_of = (EPOCH + timedelta(days=1)).timestamp()
+    profile = build_profile(state, as_of, pinned_valuation(CFG), CFG)
+    assert profile["nps"] == 10 and profile["nps_category"] == "promoter"
+    assert 3 < profile["nps_decayed"] < 10
+    assert profile["csat_avg"] == 3.0
+    assert (profile["support_tickets"], profile["complaints"]) == (1, 1)
+    # a complaint weighs complaint_weight tickets; one day of a 90-day half-life decay
+    assert profile["cost_to_serve"] == pytest.approx((1 + CFG.complaint_weight) * 2 ** (-1 / 90), abs=1e-4)
+    assert profile["influence_count"] == 1
+    assert profile["engagement_by_channel"]["social"] == pytest.approx(2 ** (-1 / 14), rel=1e-4)
+
+
+@pytest.mark.parametrize("score,category", [(0, "detractor"), (6, "detractor"), (7, "passive"),
+                                            (8, "passive"), (9, "promoter"), (10, "promoter"), (None, None)])
+def test_nps_category(score, category) -> None:
+    assert nps_category(score) == category
+
+
+def test_profile_drifts_with_time_without_new_events() -> None:
+    from models.config import BetaGeoPinned
+
+    cfg = ValueConfig(beta_geo=BetaGeoPinned(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426))
+    state = apply_all([purchase(i, 60 * 24 * 7 * i, 20.0) for i in range(5)])
+    valuation = pinned_valuation(cfg)
+    last = state.last_purchase_ts
+    soon = build_profile(state, last + 86400, valuation, cfg)
+    later = build_profile(state, last + 200 * 86400, valuation, cfg)
+    assert later["T"] == soon["T"] + 199
+    assert later["p_alive"] < soon["p_alive"]
+    assert later["expected_purchases"] < soon["expected_purchases"]
+    assert later["days_since_last_purchase"] > soon["days_since_last_purchase"]
+
+
+def test_engine_rejects_events_from_the_future() -> None:
+    engine = ValueEngine(CFG)
+    event = purchase(1, 0, 5.0)
+    with pytest.raises(EngineRejection) as info:
+        engine.apply(engine.new_state("c"), event, now=event.timestamp.timestamp() - 3600)
+    assert info.value.field == "timestamp"
+
+
+def test_serialised_state_is_compact() -> None:
+    rnd = random.Random(3)
+    events = []
+    for i in range(60):
+        m = rnd.randrange(0, 60 * 24 * 365)
+        events.append(purchase(i, m, round(rnd.uniform(5, 200), 2)) if i % 3 == 0 else
+                      make(EngagementEvent, event_id=f"g{i}", customer_id="c", timestamp=EPOCH + timedelta(minutes=m),
+                                      action=rnd.choice(["page_view", "email_open", "add_to_cart"]), channel="web"))
+    size = len(apply_all(events).to_bytes())
+    assert size < 1024, size
