@@ -52,7 +52,7 @@ def build_profile(state: CustomerState, as_of: float, valuation: Valuation, conf
         "T": T,
         "monetary_value": round(m, 6),
         # lifetime value
-        "p_alive": _round(valuation.prob_alive(x, t_x, T)) if bought else None,
+        "p_alive": _round(valuation.prob_alive(x, t_x, T), 6) if bought else None,
         "expected_purchases": _round(valuation.expected_purchases(x, t_x, T)) if bought else None,
         "expected_purchases_horizon_days": valuation.horizon_days,
         "expected_average_spend": _round(valuation.expected_average_spend(x, m), 2) if bought else None,

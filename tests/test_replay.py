@@ -1,0 +1,97 @@
+"""Offline replay through the same engine: CDNOW against the published BTYD results, and bookkeeping."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from models.cdnow import read_transactions
+from models.config import EngineConfig
+from streams.replay import Replay, run_replay
+
+ROOT = Path(__file__).resolve().parent.parent
+CALIBRATION_END = datetime(1997, 9, 30, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture(scope="module")
+def cdnow_replay() -> Replay:
+    replay = Replay(EngineConfig(), as_of=CALIBRATION_END)
+    for number, event in enumerate(read_transactions(), 1):
+        replay.feed(number, orjson.dumps(event))
+    replay.finish()
+    return replay
+
+
+def test_cdnow_per_customer_statistics_match_the_published_summary(cdnow_replay: Replay) -> None:
+    """lifetimes' cdnow_customers_summary.csv (weeks, 2 decimals) from our daily state."""
+    published = {row["ID"]: row for row in csv.DictReader(open(ROOT / "data/cdnow/cdnow_customers_summary.csv"))}
+    profiles = {p["customer_id"]: p for p in cdnow_replay.profiles()}
+    assert len(profiles) == len(published) == 2357
+    for cid, row in published.items():
+        p = profiles[f"cdnow-{int(cid):04d}"]
+        assert p["frequency"] == int(row["frequency"]), cid
+        assert p["recency"] / 7 == pytest.approx(float(row["recency"]), abs=0.006), cid
+        assert p["T"] / 7 == pytest.approx(float(row["T"]), abs=0.006), cid
+
+
+def test_cdnow_fit_recovers_the_published_parameters(cdnow_replay: Replay) -> None:
+    """Fader, Hardie & Lee (2005): r=0.243, alpha=4.414 (weeks), a=0.793, b=2.426;
+    Gamma-Gamma p=6.25, q=3.74, gamma=15.44."""
+    bg = cdnow_replay.engine.valuation.beta_geo
+    gg = cdnow_replay.engine.valuation.gamma_gamma
+    assert (round(bg.r, 2), round(bg.alpha / 7, 2), round(bg.a, 2), round(bg.b, 2)) == (0.24, 4.41, 0.79, 2.43)
+    assert abs(bg.r - 0.243) < 0.001 and abs(bg.alpha / 7 - 4.414) < 0.002
+    assert abs(bg.a - 0.793) < 0.001 and abs(bg.b - 2.426) < 0.002
+    assert (round(gg.p, 2), round(gg.q, 2), round(gg.v, 2)) == (6.25, 3.74, 15.44)
+
+
+def test_cdnow_profiles_carry_lifetime_value(cdnow_replay: Replay) -> None:
+    profiles = list(cdnow_replay.profiles())
+    assert all(0.0 <= p["p_alive"] <= 1.0 for p in profiles)
+    assert sum(p["p_alive"] < 0.5 for p in profiles) > 100  # lapsed repeat buyers exist
+    assert all(p["expected_purchases"] >= 0 and p["clv"] >= 0 for p in profiles)
+    one_timers = [p for p in profiles if p["frequency"] == 0]
+    assert all(p["p_alive"] == 1.0 for p in one_timers)  # BG/NBD: no repeat, no chance to drop out yet
+    assert cdnow_replay.report.after_as_of == 6919 - 4960 and cdnow_replay.report.reconciles()
+
+
+def test_replay_cli_reports_invalid_lines_and_skips_later_events(tmp_path: Path) -> None:
+    lines = [
+        {"type": "purchase", "event_id": "a", "customer_id": "c1", "timestamp": "2026-01-01T00:00:00Z", "amount": 10},
+        "this is not json",
+        {"type": "purchase", "event_id": "b", "customer_id": "c1", "timestamp": "2026-02-01T00:00:00Z", "amount": 20},
+        {"type": "purchase", "event_id": "a", "customer_id": "c1", "timestamp": "2026-01-01T00:00:00Z", "amount": 10},
+        {"type": "purchase", "event_id": "z", "customer_id": "c2", "timestamp": "2026-01-05T00:00:00Z", "amount": "7"},
+        {"type": "feedback", "event_id": "f", "customer_id": "c2", "timestamp": "2026-01-03T00:00:00Z", "kind": "nps", "score": 6},
+        {"type": "purchase", "event_id": "late", "customer_id": "c1", "timestamp": "2026-06-01T00:00:00Z", "amount": 99},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(l.encode() if isinstance(l, str) else orjson.dumps(l) for l in lines) + b"\n")
+    out, rejects = tmp_path / "profiles.jsonl", tmp_path / "rejects.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(events), "--as-of", "2026-03-01T00:00:00+00:00",
+         "--profiles-out", str(out), "--rejects-out", str(rejects)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "line 2" in proc.stderr and "line 5" in proc.stderr and "amount" in proc.stderr
+    assert "3 applied, 1 duplicates, 1 after as-of, 2 invalid" in proc.stderr.replace("\n", " ")
+    assert [orjson.loads(l)["line"] for l in rejects.read_bytes().splitlines()] == [2, 5]
+    profiles = {p["customer_id"]: p for p in map(orjson.loads, out.read_bytes().splitlines())}
+    c1 = profiles["c1"]
+    assert (c1["purchase_count"], c1["total_spend"], c1["frequency"], c1["recency"], c1["T"]) == (2, 30.0, 1, 31, 59)
+    assert c1["last_purchase_at"] == "2026-02-01T00:00:00+00:00" and c1["segment"] is None
+    assert profiles["c2"]["nps"] == 6 and profiles["c2"]["purchase_count"] == 0
+
+
+def test_run_replay_reconciles_every_line(tmp_path: Path) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b'{"type":"purchase"}\n\n{"bad\n')
+    report = run_replay(events, CALIBRATION_END, EngineConfig(), tmp_path / "p.jsonl")
+    assert report.lines == 2 and report.invalid == 2 and report.reconciles()
