@@ -58,7 +58,28 @@ class ValueConfig(_Config):
     gamma_gamma: GammaGammaPinned | None = None
 
 
+class SegmentationConfig(_Config):
+    """Online clustering, segment identity, membership hysteresis and rule segments."""
+
+    algorithm: str = Field("kmeans", pattern="^(kmeans|streamkmeans|dbstream)$",
+                           description="river clusterer: kmeans (default), streamkmeans or dbstream.")
+    n_segments: int = Field(6, ge=2, le=50, description="k of kmeans/streamkmeans.")
+    halflife: float = Field(0.05, gt=0, le=1, description="KMeans step size toward each sample.")
+    dbstream_clustering_threshold: float = Field(1.5, gt=0)
+    dbstream_fading_factor: float = Field(0.01, gt=0)
+    sample_size: int = Field(20_000, ge=100, description="Customers kept in the training sample.")
+    train_every_events: int = Field(20_000, ge=1, description="Train and snapshot after this many events.")
+    train_passes: int = Field(1, ge=1, le=20, description="Passes over the customer sample per training.")
+    min_customers_to_train: int = Field(300, ge=10)
+    margin: float = Field(0.15, ge=0, lt=1, description="Switch when the new segment is this much closer.")
+    dwell_days: float = Field(7.0, ge=0, description="...or when it has been closer for this long.")
+    match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
+    rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
+    seed: int = 42
+
+
 class EngineConfig(_Config):
     """Everything the pure engine needs; one object shared by worker, replay and benchmarks."""
 
     value: ValueConfig = ValueConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()

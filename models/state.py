@@ -108,6 +108,15 @@ class CustomerState:
     ticket_count: int = 0
     complaint_count: int = 0
     service_load: DecayedSum = field(default_factory=DecayedSum)  # decayed tickets + weighted complaints
+    # segment membership (written by models.membership / models.segmentation)
+    cluster: str | None = None
+    cluster_since: float | None = None
+    candidate: str | None = None  # a closer segment, not yet closer by the margin
+    candidate_since: float | None = None
+    previous_cluster: str | None = None
+    switched_at: float | None = None
+    flaps: int = 0
+    rules: list[str] = field(default_factory=list)  # rule segment ids the customer is in
     # bookkeeping
     last_event_ts: float | None = None
     applied_events: int = 0
@@ -231,7 +240,8 @@ class CustomerState:
     def value_fields(self) -> dict[str, Any]:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
-        for key in ("seen", "change_seq"):
+        for key in ("seen", "change_seq", "cluster", "cluster_since", "candidate", "candidate_since",
+                    "previous_cluster", "switched_at", "flaps", "rules"):
             doc.pop(key, None)
         return doc
 
@@ -246,6 +256,8 @@ class CustomerState:
         if self.purchase_days:
             days = self.purchase_days
             doc["purchase_days"] = [days[0]] + [b - a for a, b in zip(days, days[1:])]  # deltas
+        if self.rules:
+            doc["rules"] = self.rules
         for name in ("actions", "channels"):
             if getattr(self, name):
                 doc[name] = {k: [d.value, d.ref] for k, d in getattr(self, name).items()}
@@ -274,6 +286,7 @@ class CustomerState:
             acc += delta
             days.append(acc)
         state.purchase_days = days
+        state.rules = doc.get("rules", [])
         for name in ("actions", "channels"):
             setattr(state, name, {k: DecayedSum(v, r) for k, (v, r) in doc.get(name, {}).items()})
         for name in _DECAYED:
@@ -289,6 +302,7 @@ _SCALARS = (
     "last_purchase_ts", "first_day_micros", "engagement_count", "influence_count",
     "last_engagement_ts", "nps_latest", "nps_latest_ts", "csat_sum", "csat_count", "review_sum",
     "review_count", "ticket_count", "complaint_count", "last_event_ts", "applied_events", "change_seq",
+    "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
 

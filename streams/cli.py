@@ -205,6 +205,8 @@ def replay(
     events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Contract JSONL (mixed types, any order)."),
     as_of: str = typer.Option(..., "--as-of", help="ISO-8601 time (UTC if no offset); later events are not applied."),
     profiles_out: Path = typer.Option(..., "--profiles-out", help="Write one JSON profile per customer here."),
+    changes_out: Optional[Path] = typer.Option(None, "--changes-out", help="Write the segment changes (JSONL) here."),
+    snapshot_out: Optional[Path] = typer.Option(None, "--snapshot-out", help="Write the final model snapshot (JSON) here."),
     rejects_out: Optional[Path] = typer.Option(None, "--rejects-out", help="Write every invalid line (number, error) here."),
     show_rejects: int = typer.Option(20, help="Invalid lines printed to the terminal (all are counted)."),
 ) -> None:
@@ -222,7 +224,8 @@ def replay(
                   console=console, transient=True) as progress:
         task = progress.add_task("replay", total=events.stat().st_size)
         report = run_replay(events, as_of_ts, settings.engine, profiles_out,
-                            on_bytes=lambda n: progress.advance(task, n))
+                            on_bytes=lambda n: progress.advance(task, n), changes_out=changes_out,
+                            snapshot_out=snapshot_out)
     for rej in report.rejected[:show_rejects]:
         console.print(f"[yellow]line {rej.line}[/]: {rej.error}", markup=True, highlight=False)
     if report.invalid > show_rejects:
@@ -240,8 +243,32 @@ def replay(
         f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
     )
     console.print(f"BG/NBD (days): {val.get('beta_geo')}; Gamma-Gamma: {val.get('gamma_gamma')}", highlight=False)
+    console.print(f"{report.changes} segment changes; model version {report.model_version}", highlight=False)
     if report.invalid:
         raise typer.Exit(1 if report.applied == 0 else 0)
+
+
+@cli.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="Write contract JSONL here."),
+    customers: int = typer.Option(10_000, min=1, help="Number of customers."),
+    seed: int = typer.Option(42, help="Random seed: the same seed gives the same events."),
+    activity: float = typer.Option(1.0, min=0.01, help="Scales purchase and engagement rates."),
+    personas_out: Optional[Path] = typer.Option(None, help="Write customer_id -> persona (ground truth) here."),
+) -> None:
+    """Generate a synthetic population with known personas as contract events (sorted by time)."""
+    import orjson
+
+    from models.synthetic import generate_population, iter_jsonl
+
+    started = time.monotonic()
+    pop = generate_population(customers, seed=seed, activity=activity)
+    with out.open("wb") as f:
+        f.writelines(iter_jsonl(pop.events))
+    if personas_out:
+        personas_out.write_bytes(orjson.dumps(pop.personas))
+    typer.echo(f"{len(pop.events)} events for {customers} customers up to {pop.end_iso} -> {out} "
+               f"({time.monotonic() - started:.1f}s)", err=True)
 
 
 @schemas_cli.command("export")

@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 import orjson
 
 from models.config import EngineConfig
-from models.engine import ValueEngine
-from models.profile import build_profile
+from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, fingerprint
+from schemas.segment_change import SegmentChange
 from schemas.events import EventValidationError, parse_event
 
 
@@ -39,6 +39,8 @@ class ReplayReport:
     customers: int = 0
     seconds: float = 0.0
     valuation: dict | None = None
+    changes: int = 0
+    model_version: int | None = None
 
     @property
     def invalid(self) -> int:
@@ -64,13 +66,21 @@ def iter_jsonl(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
 
 
 class Replay:
-    """Holds the engine and the states; ``feed`` lines, then ``profiles``."""
+    """Holds the pipeline and the states; ``feed`` lines, ``finish``, then ``profiles``.
 
-    def __init__(self, config: EngineConfig, as_of: float):
+    Segments are evaluated on an event-time clock (the latest event time seen, at most the as-of
+    time), so a replay of history yields the changes the worker would have emitted.
+    """
+
+    def __init__(self, config: EngineConfig, as_of: float,
+                 on_change: Callable[[SegmentChange], None] | None = None):
         self.config = config
         self.as_of = as_of
-        self.engine = ValueEngine(config.value, auto_refit=False)
+        self.pipeline = Pipeline(config, auto_refit=False)
+        self.engine = self.pipeline.values
         self.states: dict[str, CustomerState] = {}
+        self.clock = float("-inf")
+        self.on_change = on_change
         # A replay sees the whole history, so it can dedupe exactly; the worker dedupes within
         # each customer's recent window (models.state), which covers Kafka redelivery.
         self._seen: set[int] = set()
@@ -94,27 +104,40 @@ class Replay:
         state = self.states.get(event.customer_id)
         if state is None:
             state = self.states[event.customer_id] = self.engine.new_state(event.customer_id)
+        self.clock = max(self.clock, event.timestamp.timestamp())
         try:
-            result = self.engine.apply(state, event, now=self.as_of)
+            outcome = self.pipeline.process(state, event, now=self.as_of, clock=self.clock)
         except EngineRejection as exc:
             report.rejected.append(Rejected(number, str(exc)))
             return
         self._seen.add(fp)
-        if result.applied:
+        if outcome.applied:
             report.applied += 1
             report.by_type[event.type] += 1
+            self._emit(outcome.changes)
         else:
             report.duplicates += 1
 
+    def _emit(self, changes: list[SegmentChange]) -> None:
+        self.report.changes += len(changes)
+        if self.on_change is not None:
+            for change in changes:
+                self.on_change(change)
+
     def finish(self) -> None:
-        """Refit the lifetime-value model on the whole population as of the as-of time."""
-        self.engine.refit(self.as_of)
+        """Refit and retrain as of the as-of time, then re-evaluate every customer at that time
+        (customers who lapsed without new events change segment here, as in the worker's sweep)."""
+        self.pipeline.train(self.as_of)
+        for customer_id in sorted(self.states):
+            self._emit(self.pipeline.evaluate(self.states[customer_id], self.as_of))
         self.report.customers = len(self.states)
         self.report.valuation = self.engine.valuation.to_dict()
+        snap = self.pipeline.snapshot
+        self.report.model_version = snap.version if snap else None
 
     def profiles(self) -> Iterator[dict]:
         for customer_id in sorted(self.states):
-            yield build_profile(self.states[customer_id], self.as_of, self.engine.valuation, self.config.value)
+            yield self.pipeline.profile(self.states[customer_id], self.as_of)
 
 
 def write_jsonl(path: Path, docs: Iterator[dict]) -> int:
@@ -129,13 +152,22 @@ def write_jsonl(path: Path, docs: Iterator[dict]) -> int:
 
 def run_replay(
     events: Path, as_of: float, config: EngineConfig, profiles_out: Path,
-    on_bytes: Callable[[int], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None, changes_out: Path | None = None,
+    snapshot_out: Path | None = None,
 ) -> ReplayReport:
     started = time.perf_counter()
-    replay = Replay(config, as_of)
-    for number, raw in iter_jsonl(events, on_bytes):
-        replay.feed(number, raw)
-    replay.finish()
+    changes_file = changes_out.open("wb") if changes_out else None
+    on_change = (lambda c: changes_file.write(c.model_dump_json().encode() + b"\n")) if changes_file else None
+    try:
+        replay = Replay(config, as_of, on_change=on_change)
+        for number, raw in iter_jsonl(events, on_bytes):
+            replay.feed(number, raw)
+        replay.finish()
+    finally:
+        if changes_file:
+            changes_file.close()
     write_jsonl(profiles_out, replay.profiles())
+    if snapshot_out and replay.pipeline.snapshot:
+        snapshot_out.write_bytes(replay.pipeline.snapshot.to_bytes())
     replay.report.seconds = time.perf_counter() - started
     return replay.report

@@ -1,0 +1,169 @@
+"""Online clustering of customers with river, trained on customers rather than events.
+
+river's clusterers learn from one point at a time and cannot retract a point. A customer's
+feature vector changes with every event, so learning on every event would let a frequent buyer
+drag a centroid around (and river's "time" would run with traffic, not with the clock). Instead:
+
+* :class:`CustomerSample` keeps the *latest* vector of a uniform sample of customers (a bottom-k
+  sample on a hash of the customer id: bounded, deterministic, mergeable across workers);
+* each training round standardises the sample (:class:`Scaler`, exact mean/std over customers)
+  and makes ``passes`` over it in random order, so every sampled customer weighs the same;
+* :class:`OnlineClusterer` wraps the river model (``KMeans`` by default, seeded with k-means++ on
+  the first sample so no centroid starts dead; ``STREAMKMeans`` and ``DBSTREAM`` configurable) and
+  exposes the centroids in standardised space.
+
+>>> import numpy as np
+>>> sample = CustomerSample(capacity=3)
+>>> for i in range(10):
+...     sample.observe(f"c{i}", [float(i), 1.0])
+>>> len(sample), sample.matrix().shape
+(3, (3, 2))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+from river import cluster
+
+from models.config import SegmentationConfig
+
+
+def _hash(customer_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=8).digest(), "little")
+
+
+class CustomerSample:
+    """The latest vector of up to ``capacity`` customers: those with the smallest id hashes."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._vectors: dict[str, list[float]] = {}
+        self._heap: list[tuple[int, str]] = []  # (-hash, id): max-heap of the kept hashes
+        self.customers_offered = 0
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __contains__(self, customer_id: str) -> bool:
+        return customer_id in self._vectors
+
+    def observe(self, customer_id: str, vector: list[float]) -> None:
+        if customer_id in self._vectors:
+            self._vectors[customer_id] = vector
+            return
+        self.customers_offered += 1
+        h = _hash(customer_id)
+        if len(self._vectors) < self.capacity:
+            heapq.heappush(self._heap, (-h, customer_id))
+            self._vectors[customer_id] = vector
+        elif h < -self._heap[0][0]:
+            _, evicted = heapq.heapreplace(self._heap, (-h, customer_id))
+            del self._vectors[evicted]
+            self._vectors[customer_id] = vector
+
+    def forget(self, customer_id: str) -> None:
+        """Erasure: drop the customer (the heap entry is skipped lazily)."""
+        if self._vectors.pop(customer_id, None) is not None:
+            self._heap = [(h, c) for h, c in self._heap if c != customer_id]
+            heapq.heapify(self._heap)
+
+    def ids(self) -> list[str]:
+        return list(self._vectors)
+
+    def matrix(self) -> np.ndarray:
+        return np.array(list(self._vectors.values()), dtype=float)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation fitted on the customer sample (not on events)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, matrix: np.ndarray) -> "Scaler":
+        std = matrix.std(axis=0)
+        return cls(matrix.mean(axis=0), np.where(std > 1e-9, std, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return z * self.std + self.mean
+
+
+def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: spread initial centroids over the data."""
+    centers = [points[rng.integers(len(points))]]
+    d2 = ((points - centers[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = rng.integers(len(points)) if total <= 0 else rng.choice(len(points), p=d2 / total)
+        centers.append(points[idx])
+        d2 = np.minimum(d2, ((points - points[idx]) ** 2).sum(axis=1))
+    return np.array(centers)
+
+
+class OnlineClusterer:
+    """A river clusterer over standardised vectors, with centroids as a numpy array."""
+
+    def __init__(self, config: SegmentationConfig, dim: int):
+        self.config = config
+        self.dim = dim
+        self.rng = np.random.default_rng(config.seed)
+        self.model = self._make_model()
+        self._initialised = False
+
+    def _make_model(self):  # noqa: ANN202 - a river clusterer
+        c = self.config
+        if c.algorithm == "kmeans":
+            return cluster.KMeans(n_clusters=c.n_segments, halflife=c.halflife, sigma=1.0, seed=c.seed)
+        if c.algorithm == "streamkmeans":
+            return cluster.STREAMKMeans(chunk_size=max(200, c.sample_size // 20), n_clusters=c.n_segments,
+                                        halflife=c.halflife, sigma=1.0, seed=c.seed)
+        return cluster.DBSTREAM(clustering_threshold=c.dbstream_clustering_threshold,
+                                fading_factor=c.dbstream_fading_factor, cleanup_interval=2,
+                                intersection_factor=0.3, minimum_weight=1.0)
+
+    def learn(self, points: np.ndarray, passes: int = 1) -> None:
+        """Learn from standardised points (one per customer), in a random order per pass."""
+        if len(points) == 0:
+            return
+        if not self._initialised and isinstance(self.model, cluster.KMeans):
+            seeds = kmeans_plus_plus(points, self.config.n_segments, self.rng)
+            for i, center in enumerate(seeds):
+                self.model.centers[i].clear()
+                self.model.centers[i].update({j: float(v) for j, v in enumerate(center)})
+        self._initialised = True
+        learn = self.model.learn_one
+        for _ in range(passes):
+            for idx in self.rng.permutation(len(points)):
+                learn(dict(enumerate(points[idx].tolist())))
+
+    def rescale(self, old: Scaler, new: Scaler) -> None:
+        """Keep centroids where they are in raw space when the standardisation changes."""
+        if not isinstance(self.model, (cluster.KMeans,)) or not self._initialised:
+            return
+        for center in self.model.centers.values():
+            z = np.array([center.get(j, 0.0) for j in range(self.dim)])
+            moved = new.transform(old.inverse(z))
+            center.update({j: float(v) for j, v in enumerate(moved)})
+
+    def centroids(self) -> np.ndarray:
+        """Centroids (k x dim) in standardised space; empty until trained."""
+        if not self._initialised:
+            return np.empty((0, self.dim))
+        model = self.model
+        if isinstance(model, cluster.DBSTREAM):
+            model.predict_one({j: 0.0 for j in range(self.dim)})  # forces the macro reclustering
+            centers = model.centers
+        elif isinstance(model, cluster.STREAMKMeans):
+            centers = model.centers
+        else:
+            centers = model.centers
+        return np.array([[c.get(j, 0.0) for j in range(self.dim)] for _, c in sorted(centers.items())])

@@ -1,0 +1,71 @@
+"""Cluster membership with hysteresis: customers do not flap between neighbouring segments.
+
+A customer moves to a closer segment only when it is closer by a relative ``margin``
+(``d_new < (1 - margin) * d_current``), or when it has stayed the closest for ``dwell`` seconds
+(event or clock time). A move back to the segment the customer just left, within the dwell window,
+is counted as a **flap** (A -> B -> A).
+
+>>> from models.state import CustomerState
+>>> s = CustomerState("c")
+>>> decide(s, {"c1": 1.0, "c2": 3.0}, now=0.0, margin=0.2, dwell_s=100.0).reason
+'first_assignment'
+>>> decide(s, {"c1": 1.0, "c2": 0.9}, now=10.0, margin=0.2, dwell_s=100.0) is None   # not by the margin
+True
+>>> decide(s, {"c1": 1.0, "c2": 0.9}, now=120.0, margin=0.2, dwell_s=100.0).reason  # ...but for long enough
+'dwell_elapsed'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.state import CustomerState
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMove:
+    previous: str | None
+    new: str
+    reason: str  # first_assignment | better_fit | dwell_elapsed | segment_retired
+    flap: bool
+    previous_distance: float | None
+    new_distance: float
+
+
+def decide(state: CustomerState, distances: dict[str, float], now: float, margin: float,
+           dwell_s: float) -> ClusterMove | None:
+    """Apply the hysteresis rule to ``state`` (mutated on a move) and return the move, if any.
+
+    ``distances`` maps every live segment id to the customer's distance to its centroid.
+    """
+    best = min(distances, key=distances.__getitem__)
+    current = state.cluster
+    if current is None:
+        return _move(state, best, "first_assignment", now, distances, None, dwell_s)
+    if current not in distances:
+        return _move(state, best, "segment_retired", now, distances, None, dwell_s)
+    if best == current:
+        state.candidate = state.candidate_since = None
+        return None
+    d_cur, d_best = distances[current], distances[best]
+    if d_best < (1.0 - margin) * d_cur:
+        return _move(state, best, "better_fit", now, distances, d_cur, dwell_s)
+    if state.candidate != best:
+        state.candidate, state.candidate_since = best, now
+        return None
+    if now - (state.candidate_since or now) >= dwell_s:
+        return _move(state, best, "dwell_elapsed", now, distances, d_cur, dwell_s)
+    return None
+
+
+def _move(state: CustomerState, new: str, reason: str, now: float, distances: dict[str, float],
+          d_prev: float | None, dwell_s: float) -> ClusterMove:
+    flap = (reason in ("better_fit", "dwell_elapsed") and new == state.previous_cluster
+            and state.switched_at is not None and now - state.switched_at <= dwell_s)
+    previous = state.cluster
+    state.previous_cluster, state.cluster = previous, new
+    state.cluster_since = state.switched_at = now
+    state.candidate = state.candidate_since = None
+    if flap:
+        state.flaps += 1
+    return ClusterMove(previous, new, reason, flap, d_prev, distances[new])

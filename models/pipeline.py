@@ -1,0 +1,134 @@
+"""The whole pure engine for one event: value state -> features -> segments -> change records.
+
+``Pipeline`` is what the worker, the replay and the benchmarks drive. It owns no customer states
+(the caller does: a Faust table or a dict) and no I/O.
+
+>>> from datetime import datetime, timezone
+>>> from models.config import EngineConfig
+>>> from schemas.events import PurchaseEvent
+>>> p = Pipeline(EngineConfig())
+>>> state = p.new_state("c1")
+>>> e = PurchaseEvent(event_id="e1", customer_id="c1",
+...                   timestamp=datetime(2026, 1, 5, tzinfo=timezone.utc), amount=10.0)
+>>> out = p.process(state, e, now=e.timestamp.timestamp())
+>>> out.applied, out.changes      # no model trained yet: no segment to enter
+(True, [])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from models.config import EngineConfig
+from models.engine import ValueEngine
+from models.features import feature_vector
+from models.profile import build_profile
+from models.segmentation import ClusterChange, Segmenter
+from models.snapshot import ModelSnapshot
+from models.state import CustomerState, utc_day
+from schemas.events import AnyEvent
+from schemas.segment_change import (
+    Reason,
+    ReasonCode,
+    SegmentChange,
+    SegmentKind,
+    SegmentRef,
+    ValueSummary,
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    applied: bool
+    changes: list[SegmentChange] = field(default_factory=list)
+    snapshot: ModelSnapshot | None = None  # a new model version trained on this event
+
+
+class Pipeline:
+    def __init__(self, config: EngineConfig, auto_train: bool = True, auto_refit: bool = True):
+        self.config = config
+        self.values = ValueEngine(config.value, auto_refit=auto_refit)
+        self.segmenter = Segmenter(config.segmentation)
+        self.auto_train = auto_train
+        self._events_since_train = 0
+
+    def new_state(self, customer_id: str) -> CustomerState:
+        return CustomerState(customer_id)
+
+    @property
+    def snapshot(self) -> ModelSnapshot | None:
+        return self.segmenter.snapshot
+
+    def process(self, state: CustomerState, event: AnyEvent, now: float, clock: float | None = None) -> Outcome:
+        """Apply one event. ``now`` bounds future timestamps; ``clock`` (default ``now``) is the time
+        segments are evaluated at (a replay passes its event-time watermark)."""
+        result = self.values.apply(state, event, now)
+        if not result.applied:
+            return Outcome(applied=False)
+        at = now if clock is None else clock
+        outcome = Outcome(applied=True, changes=self.evaluate(state, at))
+        self._events_since_train += 1
+        if self.auto_train and self._events_since_train >= self.config.segmentation.train_every_events:
+            outcome.snapshot = self.train(at)
+        return outcome
+
+    def evaluate(self, state: CustomerState, now: float) -> list[SegmentChange]:
+        """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls)."""
+        vector = feature_vector(state, now, self.values.valuation, self.config.value)
+        self.segmenter.observe(state.customer_id, vector)
+        change = self.segmenter.assign(state, vector, now)
+        return [self._cluster_record(state, change, now)] if change else []
+
+    def train(self, now: float) -> ModelSnapshot | None:
+        self._events_since_train = 0
+        self.values.refit(now)
+        return self.segmenter.train(now, valuation=self.values.valuation.to_dict())
+
+    def profile(self, state: CustomerState, as_of: float) -> dict:
+        doc = build_profile(state, as_of, self.values.valuation, self.config.value)
+        snap = self.snapshot
+        if state.cluster is not None and snap is not None:
+            doc["segment"] = {"id": state.cluster, "label": snap.label(state.cluster), "model_version": snap.version}
+        doc["rule_segments"] = list(state.rules)
+        return doc
+
+    # ---- change records ------------------------------------------------------------------------
+
+    def value_summary(self, state: CustomerState, now: float) -> ValueSummary:
+        val = self.values.valuation
+        bought = bool(state.purchase_days)
+        x, t_x = state.frequency, state.recency_days
+        T = max(utc_day(now) - state.purchase_days[0], 0) if bought else 0
+        clv = val.clv(x, t_x, T, state.monetary_value) if bought else None
+        p_alive = val.prob_alive(x, t_x, T) if bought else None
+        return ValueSummary(
+            purchase_count=state.purchase_count, total_spend=round(state.total_spend, 2), frequency=x,
+            recency_days=round((now - state.last_purchase_ts) / 86400, 2) if state.last_purchase_ts else None,
+            monetary_value=round(state.monetary_value, 2),
+            p_alive=round(p_alive, 4) if p_alive is not None else None,
+            clv=round(clv, 2) if clv is not None else None, nps=state.nps_latest,
+        )
+
+    def _cluster_record(self, state: CustomerState, change: ClusterChange, now: float) -> SegmentChange:
+        move = change.move
+        state.change_seq += 1
+        details = {
+            "distance_to_new": round(move.new_distance, 4),
+            "distance_to_previous": round(move.previous_distance, 4) if move.previous_distance is not None else None,
+            "distances": change.distances,
+            "drivers": change.drivers,
+            "margin": self.config.segmentation.margin,
+        }
+        if move.flap:
+            details["flap"] = True
+        return SegmentChange(
+            change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+            customer_id=state.customer_id, kind=SegmentKind.cluster,
+            previous_segment=SegmentRef(id=move.previous, label=change.previous_label or move.previous)
+            if move.previous else None,
+            segment=SegmentRef(id=move.new, label=change.label),
+            changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=change.model_version,
+            definition_version=None, reason=Reason(code=ReasonCode(move.reason), details=details),
+            value=self.value_summary(state, now),
+        )

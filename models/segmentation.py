@@ -1,0 +1,195 @@
+"""The segmenter: trains the online model on customers, snapshots it, and assigns with hysteresis.
+
+Training and assignment are separate on purpose. :meth:`Segmenter.train` (one place: the replay,
+or the single trainer of a worker group) learns from the customer sample and publishes a
+versioned :class:`~models.snapshot.ModelSnapshot`. :meth:`Segmenter.assign` only needs a snapshot,
+so every worker that installed the same version assigns the same way, cheaply (numpy, no river).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.clustering import CustomerSample, OnlineClusterer, Scaler
+from models.config import SegmentationConfig
+from models.features import FEATURES
+from models.membership import ClusterMove, decide
+from models.segments import SegmentRegistry, describe
+from models.snapshot import ModelSnapshot
+from models.state import SECONDS_PER_DAY, CustomerState
+
+_VALUE, _SAT = FEATURES.index("value"), FEATURES.index("satisfaction")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterChange:
+    """A cluster move with the why: distances and the features that made the difference."""
+
+    move: ClusterMove
+    model_version: int
+    label: str
+    previous_label: str | None
+    distances: dict[str, float]
+    drivers: list[dict[str, Any]]
+
+
+@dataclass
+class MembershipCounters:
+    """Exact membership flows seen by this engine (sizes, churn in/out, transitions, flaps)."""
+
+    sizes: Counter[str] = field(default_factory=Counter)
+    entered: Counter[str] = field(default_factory=Counter)  # since the last snapshot
+    left: Counter[str] = field(default_factory=Counter)
+    transitions: Counter[tuple[str | None, str]] = field(default_factory=Counter)
+    moves: int = 0
+    flaps: int = 0
+
+    def record(self, move: ClusterMove) -> None:
+        if move.previous is not None:
+            self.sizes[move.previous] -= 1
+            self.left[move.previous] += 1
+        self.sizes[move.new] += 1
+        self.entered[move.new] += 1
+        self.transitions[(move.previous, move.new)] += 1
+        self.moves += 1
+        self.flaps += move.flap
+
+    def remove(self, segment_id: str | None) -> None:
+        if segment_id is not None:
+            self.sizes[segment_id] -= 1
+            self.left[segment_id] += 1
+
+
+class Segmenter:
+    def __init__(self, config: SegmentationConfig):
+        self.config = config
+        self.sample = CustomerSample(config.sample_size)
+        self.clusterer = OnlineClusterer(config, len(FEATURES))
+        self.registry = SegmentRegistry(config.match_threshold)
+        self.scaler: Scaler | None = None
+        self.snapshot: ModelSnapshot | None = None
+        self.counters = MembershipCounters()
+        self.dwell_s = config.dwell_days * SECONDS_PER_DAY
+
+    # ---- training (one trainer) --------------------------------------------------------------
+
+    def observe(self, customer_id: str, vector: list[float]) -> None:
+        """Offer a customer's current vector to the training sample."""
+        self.sample.observe(customer_id, vector)
+
+    def train(self, now: float, valuation: dict | None = None) -> ModelSnapshot | None:
+        """Learn from the customer sample and install a new snapshot (None if too few customers)."""
+        if len(self.sample) < self.config.min_customers_to_train:
+            return None
+        matrix = self.sample.matrix()
+        scaler = Scaler.fit(matrix)
+        if self.scaler is not None:
+            self.clusterer.rescale(self.scaler, scaler)
+        self.scaler = scaler
+        z = scaler.transform(matrix)
+        self.clusterer.learn(z, passes=self.config.train_passes)
+        centroids = self.clusterer.centroids()
+        if len(centroids) == 0:
+            return None
+        version = (self.snapshot.version if self.snapshot else 0) + 1
+        matching = self.registry.update(centroids, version, now)
+        labels, descriptions = [], []
+        for c in centroids:
+            label, desc = describe(c, scaler.inverse(c))
+            labels.append(label)
+            descriptions.append(desc)
+        labels = _unique_labels(labels, matching.ids)
+        snap = ModelSnapshot(
+            version=version, created_at=now, algorithm=self.config.algorithm, features=FEATURES,
+            mean=scaler.mean, std=scaler.std, centroids=centroids, segment_ids=tuple(matching.ids),
+            labels=tuple(labels), descriptions=tuple(descriptions),
+            lifecycle=tuple(e.to_dict() for e in matching.lifecycle), valuation=valuation,
+        )
+        stats = self._segment_stats(snap, matrix, z)
+        snap = ModelSnapshot(**{**snap.__dict__, "stats": stats,
+                                "drift": {"centroid_shift": matching.moved}})
+        self.install(snap)
+        return snap
+
+    def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray) -> dict[str, dict]:
+        """What a marketer needs to judge each segment: substantial, profitable, distinct, stable."""
+        nearest = ((z[:, None, :] - snap.centroids[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        stats: dict[str, dict] = {}
+        k = len(snap.segment_ids)
+        gaps = np.linalg.norm(snap.centroids[:, None, :] - snap.centroids[None, :, :], axis=2)
+        np.fill_diagonal(gaps, np.inf)
+        for i, sid in enumerate(snap.segment_ids):
+            members = matrix[nearest == i]
+            spread = float(np.linalg.norm(z[nearest == i] - snap.centroids[i], axis=1).mean()) if len(members) else 0.0
+            clv = np.expm1(members[:, _VALUE]) if len(members) else np.empty(0)
+            sat = members[:, _SAT] if len(members) else np.empty(0)
+            size = max(self.counters.sizes.get(sid, 0), 0)
+            stats[sid] = {
+                "sample_share": round(len(members) / len(matrix), 4),
+                "size": size,
+                "mean_clv": round(float(clv.mean()), 2) if len(clv) else 0.0,
+                "total_clv_estimate": round(float(clv.mean()) * size, 2) if len(clv) else 0.0,
+                "nps_mix": {
+                    "promoter": round(float((sat >= 9).mean()), 3) if len(sat) else 0.0,
+                    "passive": round(float(((sat >= 7) & (sat < 9)).mean()), 3) if len(sat) else 0.0,
+                    "detractor": round(float((sat < 7).mean()), 3) if len(sat) else 0.0,
+                },
+                "nearest_segment": snap.segment_ids[int(gaps[i].argmin())] if k > 1 else None,
+                "separation": round(float(gaps[i].min()) / max(spread, 1e-9), 3) if k > 1 else None,
+                "entered": self.counters.entered.get(sid, 0),
+                "left": self.counters.left.get(sid, 0),
+            }
+        self.counters.entered.clear()
+        self.counters.left.clear()
+        return stats
+
+    # ---- assignment (every worker) -----------------------------------------------------------
+
+    def install(self, snapshot: ModelSnapshot) -> None:
+        """Use ``snapshot`` for assignment from now on (a worker receiving a broadcast does this)."""
+        if self.snapshot is None or snapshot.version >= self.snapshot.version:
+            self.snapshot = snapshot
+
+    def assign(self, state: CustomerState, vector: list[float], now: float) -> ClusterChange | None:
+        """Update the customer's cluster membership; a change when they moved."""
+        snap = self.snapshot
+        if snap is None:
+            return None
+        d = snap.distances(vector)
+        distances = dict(zip(snap.segment_ids, d.tolist()))
+        previous = state.cluster
+        move = decide(state, distances, now, self.config.margin, self.dwell_s)
+        if move is None:
+            return None
+        self.counters.record(move)
+        return ClusterChange(
+            move=move, model_version=snap.version, label=snap.label(move.new),
+            previous_label=snap.label(previous) if previous else None,
+            distances={k: round(v, 4) for k, v in distances.items()},
+            drivers=self._drivers(snap, vector, previous, move.new),
+        )
+
+    @staticmethod
+    def _drivers(snap: ModelSnapshot, vector: list[float], previous: str | None, new: str,
+                 top: int = 3) -> list[dict[str, Any]]:
+        """Features that pull the customer toward the new segment and away from the old one."""
+        z = snap.standardise(vector)
+        c_new = snap.centroids[snap.index(new)]
+        if previous is None or snap.index(previous) is None:
+            gain = -np.abs(z - c_new)  # closest features = what makes them fit
+        else:
+            c_old = snap.centroids[snap.index(previous)]
+            gain = (z - c_old) ** 2 - (z - c_new) ** 2
+        order = np.argsort(-gain)[:top]
+        return [{"feature": FEATURES[i], "value": round(float(vector[i]), 4), "z": round(float(z[i]), 3),
+                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in order if math.isfinite(gain[i])]
+
+
+def _unique_labels(labels: list[str], ids: list[str]) -> list[str]:
+    seen = Counter(labels)
+    return [f"{lab} ({sid})" if seen[lab] > 1 else lab for lab, sid in zip(labels, ids)]

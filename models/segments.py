@@ -1,0 +1,133 @@
+"""Stable segment identities across model updates, their lifecycle and human-readable labels.
+
+An online model's cluster numbers mean nothing from one update to the next (river's DBSTREAM
+renumbers macro-clusters on every recluster). Each new set of centroids is therefore matched to
+the previous segments by minimum total centroid movement (Hungarian algorithm,
+``scipy.optimize.linear_sum_assignment``): a segment keeps its id while its centroid moves less
+than ``match_threshold`` standard deviations. Unmatched new centroids are **born** with a new id
+(ids are never reused); unmatched old segments are **merged** into the nearest new segment when
+it is within the threshold, else **retired**.
+
+>>> import numpy as np
+>>> reg = SegmentRegistry(match_threshold=1.0)
+>>> first = reg.update(np.array([[0.0, 0.0], [5.0, 5.0]]), version=1, at=0.0)
+>>> [s for s in first.ids], [e.kind for e in first.lifecycle]
+(['c1', 'c2'], ['born', 'born'])
+>>> second = reg.update(np.array([[5.2, 5.0], [0.1, 0.0]]), version=2, at=1.0)
+>>> second.ids   # order of the new centroids differs, identities do not
+['c2', 'c1']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from models.features import DESCRIPTORS, FEATURES, raw_feature_value
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    kind: str  # born | merged | retired
+    segment_id: str
+    version: int
+    at: float
+    into: str | None = None  # for merged
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "segment_id": self.segment_id, "version": self.version, "at": self.at,
+                "into": self.into}
+
+
+@dataclass(frozen=True)
+class Matching:
+    ids: list[str]  # segment id of each new centroid, in the new centroids' order
+    lifecycle: list[LifecycleEvent]
+    moved: dict[str, float]  # centroid movement of each kept id (std units)
+
+
+@dataclass
+class SegmentRegistry:
+    match_threshold: float = 1.5
+    _next: int = 1
+    _centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    born_version: dict[str, int] = field(default_factory=dict)
+    history: list[LifecycleEvent] = field(default_factory=list)
+
+    def _new_id(self) -> str:
+        sid = f"c{self._next}"
+        self._next += 1
+        return sid
+
+    def update(self, centroids: np.ndarray, version: int, at: float) -> Matching:
+        old_ids = list(self._centroids)
+        ids: list[str | None] = [None] * len(centroids)
+        lifecycle: list[LifecycleEvent] = []
+        moved: dict[str, float] = {}
+        if old_ids and len(centroids):
+            old = np.array([self._centroids[i] for i in old_ids])
+            cost = np.linalg.norm(old[:, None, :] - centroids[None, :, :], axis=2)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if cost[r, c] <= self.match_threshold:
+                    ids[c] = old_ids[r]
+                    moved[old_ids[r]] = float(cost[r, c])
+        for c, sid in enumerate(ids):
+            if sid is None:
+                sid = ids[c] = self._new_id()
+                self.born_version[sid] = version
+                lifecycle.append(LifecycleEvent("born", sid, version, at))
+        kept = set(moved)
+        for r, sid in enumerate(old_ids):
+            if sid in kept:
+                continue
+            dist = np.linalg.norm(centroids - self._centroids[sid], axis=1) if len(centroids) else np.array([])
+            if len(dist) and dist.min() <= self.match_threshold:
+                lifecycle.append(LifecycleEvent("merged", sid, version, at, into=ids[int(dist.argmin())]))
+            else:
+                lifecycle.append(LifecycleEvent("retired", sid, version, at))
+        self._centroids = {sid: centroids[c].copy() for c, sid in enumerate(ids)}  # type: ignore[misc]
+        self.history.extend(lifecycle)
+        return Matching(ids=[s for s in ids if s is not None], lifecycle=lifecycle, moved=moved)
+
+
+def describe(z: np.ndarray, raw: np.ndarray, max_terms: int = 4, min_z: float = 0.5) -> tuple[str, str]:
+    """(label, description) of a centroid: its most distinctive features relative to the population.
+
+    ``z`` is the centroid in standard deviations from the population mean, ``raw`` the same point
+    in feature units. Satisfaction uses NPS bands rather than z-scores, since "promoter" means an
+    NPS of 9-10 whatever the population says.
+    """
+    terms: list[tuple[float, str, str]] = []
+    for i, name in enumerate(FEATURES):
+        high, low = DESCRIPTORS[name]
+        if name == "satisfaction":
+            word = high if raw[i] >= 8.5 else low if raw[i] <= 6.5 else None
+            strength = abs(raw[i] - 7.5) / 1.5
+        else:
+            word = high if z[i] >= min_z else low if z[i] <= -min_z else None
+            strength = abs(float(z[i]))
+        if word:
+            terms.append((strength, word, _detail(name, raw[i])))
+    terms.sort(key=lambda t: -t[0])
+    chosen = terms[:max_terms]
+    if not chosen:
+        return "typical", "close to the population average on every feature"
+    return " · ".join(w for _, w, _ in chosen), "; ".join(f"{w} ({d})" for _, w, d in chosen)
+
+
+def _detail(name: str, value: float) -> str:
+    v = raw_feature_value(name, value)
+    return {
+        "value": f"CLV ≈ {v:,.0f}",
+        "frequency": f"{v:.1f} repeat purchase days",
+        "recency": f"last purchase ≈ {v:.0f} days ago",
+        "p_alive": f"P(alive) ≈ {v:.2f}",
+        "order_value": f"average order ≈ {v:,.0f}",
+        "engagement": f"decayed engagement ≈ {v:.1f}",
+        "satisfaction": f"NPS ≈ {v:.1f}",
+        "cost_to_serve": f"service load ≈ {v:.1f}",
+        "tenure": f"first purchase ≈ {v:.0f} days ago",
+    }[name]

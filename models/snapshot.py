@@ -1,0 +1,106 @@
+"""Versioned, compact model snapshots: what every worker assigns customers with.
+
+A snapshot is the standardisation and the centroids (standardised space) with their stable segment
+ids, labels and the marketer-facing statistics at training time. Assigning against a snapshot is a
+small numpy computation, far cheaper than a river ``predict_one``, and every worker holding the
+same version assigns identically.
+
+>>> import numpy as np
+>>> snap = ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=("a", "b"),
+...     mean=np.zeros(2), std=np.ones(2), centroids=np.array([[0.0, 0.0], [4.0, 4.0]]),
+...     segment_ids=("c1", "c2"), labels=("low", "high"), descriptions=("", ""))
+>>> snap.nearest([3.5, 4.0])[0]
+'c2'
+>>> ModelSnapshot.from_bytes(snap.to_bytes()).segment_ids
+('c1', 'c2')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    version: int
+    created_at: float
+    algorithm: str
+    features: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    centroids: np.ndarray  # k x d, standardised
+    segment_ids: tuple[str, ...]
+    labels: tuple[str, ...]
+    descriptions: tuple[str, ...]
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # segment id -> marketer stats
+    lifecycle: tuple[dict, ...] = ()  # lifecycle events of this version
+    valuation: dict | None = None  # the BTYD parameters in force (models.valuation.Valuation.to_dict)
+    drift: dict | None = None  # snapshot-to-snapshot drift figures
+
+    def index(self, segment_id: str) -> int | None:
+        try:
+            return self.segment_ids.index(segment_id)
+        except ValueError:
+            return None
+
+    def label(self, segment_id: str) -> str:
+        i = self.index(segment_id)
+        return self.labels[i] if i is not None else segment_id
+
+    def standardise(self, vector: list[float] | np.ndarray) -> np.ndarray:
+        return (np.asarray(vector, dtype=float) - self.mean) / self.std
+
+    def distances(self, vector: list[float] | np.ndarray) -> np.ndarray:
+        """Euclidean distance of a raw feature vector to every centroid (standardised space)."""
+        z = self.standardise(vector)
+        return np.sqrt(((self.centroids - z) ** 2).sum(axis=1))
+
+    def nearest(self, vector: list[float] | np.ndarray) -> tuple[str, np.ndarray]:
+        d = self.distances(vector)
+        return self.segment_ids[int(d.argmin())], d
+
+    def assign_many(self, matrix: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid for each row of raw feature vectors."""
+        z = (matrix - self.mean) / self.std
+        d = ((z[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
+        return d.argmin(axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": self.version, "created_at": self.created_at,
+            "algorithm": self.algorithm, "features": list(self.features),
+            "mean": self.mean.tolist(), "std": self.std.tolist(), "centroids": self.centroids.tolist(),
+            "segments": [
+                {"id": sid, "label": lab, "description": desc, **({"stats": self.stats[sid]} if sid in self.stats else {})}
+                for sid, lab, desc in zip(self.segment_ids, self.labels, self.descriptions)
+            ],
+            "lifecycle": list(self.lifecycle), "valuation": self.valuation, "drift": self.drift,
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "ModelSnapshot":
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"unknown snapshot format {doc.get('format')!r}")
+        segs = doc["segments"]
+        return cls(
+            version=doc["version"], created_at=doc["created_at"], algorithm=doc["algorithm"],
+            features=tuple(doc["features"]), mean=np.array(doc["mean"]), std=np.array(doc["std"]),
+            centroids=np.array(doc["centroids"]).reshape(len(segs), len(doc["features"])),
+            segment_ids=tuple(s["id"] for s in segs), labels=tuple(s["label"] for s in segs),
+            descriptions=tuple(s["description"] for s in segs),
+            stats={s["id"]: s["stats"] for s in segs if "stats" in s},
+            lifecycle=tuple(doc.get("lifecycle", ())), valuation=doc.get("valuation"), drift=doc.get("drift"),
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "ModelSnapshot":
+        return cls.from_dict(orjson.loads(raw))
