@@ -12,12 +12,11 @@ drag a centroid around (and river's "time" would run with traffic, not with the 
   the first sample so no centroid starts dead; ``STREAMKMeans`` and ``DBSTREAM`` configurable) and
   exposes the centroids in standardised space.
 
->>> import numpy as np
 >>> sample = CustomerSample(capacity=3)
 >>> for i in range(10):
 ...     sample.observe(f"c{i}", [float(i), 1.0])
->>> len(sample), sample.matrix().shape
-(3, (3, 2))
+>>> len(sample), len(sample.values())
+(3, 3)
 """
 
 from __future__ import annotations
@@ -25,23 +24,27 @@ from __future__ import annotations
 import hashlib
 import heapq
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from river import cluster
 
 from models.config import SegmentationConfig
 
+T = TypeVar("T")
+
 
 def _hash(customer_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=8).digest(), "little")
 
 
-class CustomerSample:
-    """The latest vector of up to ``capacity`` customers: those with the smallest id hashes."""
+class CustomerSample(Generic[T]):
+    """The latest item (a feature basis) of up to ``capacity`` customers: those with the smallest
+    id hashes. Every customer has the same chance to be in it, however often they buy."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._vectors: dict[str, list[float]] = {}
+        self._vectors: dict[str, T] = {}
         self._heap: list[tuple[int, str]] = []  # (-hash, id): max-heap of the kept hashes
         self.customers_offered = 0
 
@@ -51,7 +54,7 @@ class CustomerSample:
     def __contains__(self, customer_id: str) -> bool:
         return customer_id in self._vectors
 
-    def observe(self, customer_id: str, vector: list[float]) -> None:
+    def observe(self, customer_id: str, vector: T) -> None:
         if customer_id in self._vectors:
             self._vectors[customer_id] = vector
             return
@@ -74,8 +77,8 @@ class CustomerSample:
     def ids(self) -> list[str]:
         return list(self._vectors)
 
-    def matrix(self) -> np.ndarray:
-        return np.array(list(self._vectors.values()), dtype=float)
+    def values(self) -> list[T]:
+        return list(self._vectors.values())
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,12 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 from models.config import ValueConfig
+from models.decay import decay_factor
 from models.state import SECONDS_PER_DAY, CustomerState, utc_day
 from models.valuation import Valuation
 
@@ -38,6 +42,7 @@ FEATURES: tuple[str, ...] = (
 )
 NEVER_BOUGHT_DAYS = 1000.0
 NEUTRAL_NPS = 7.0
+_NEVER = math.log1p(NEVER_BOUGHT_DAYS)
 
 #: (when high, when low) words for segment descriptions; None = not worth saying.
 DESCRIPTORS: dict[str, tuple[str | None, str | None]] = {
@@ -53,33 +58,143 @@ DESCRIPTORS: dict[str, tuple[str | None, str | None]] = {
 }
 
 
-def feature_vector(state: CustomerState, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
-    """The customer's features as of ``now`` (epoch seconds), in :data:`FEATURES` order."""
+@dataclass(frozen=True, slots=True)
+class FeatureBasis:
+    """The time-free inputs of the features: a customer's features at *any* time derive from it.
+
+    The training sample keeps bases, not vectors, so every sampled customer is valued as of the
+    training time: a customer who went quiet looks lapsed to the trainer too, not as they were at
+    their last event. Compact (a tuple on the wire) so workers can ship it to a trainer.
+    """
+
+    x: int = 0  # BTYD repeat purchase days
+    t_x: int = 0  # BTYD recency (days)
+    first_day: int | None = None  # UTC day of the first purchase; None = never bought
+    last_purchase_ts: float = 0.0
+    monetary: float = 0.0
+    order_value: float = 0.0
+    engagement: float = 0.0  # decayed engagement at engagement_ref
+    engagement_ref: float = 0.0
+    satisfaction: float = NEUTRAL_NPS  # decayed NPS (a ratio of two equally decayed sums: time-free)
+    service_load: float = 0.0  # decayed at service_ref
+    service_ref: float = 0.0
+    purchase_count: int = 0
+    total_spend: float = 0.0
+
+    def to_list(self) -> list:
+        return [getattr(self, f) for f in self.__slots__]
+
+    @classmethod
+    def from_list(cls, values: list) -> "FeatureBasis":
+        return cls(*values)
+
+
+def basis_of(state: CustomerState, config: ValueConfig) -> FeatureBasis:
+    fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
+    eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
+    ref = state.last_event_ts or 0.0
+    engagement = sum(d.value_at(ref, eng_hl) for d in state.actions.values())
+    weights = state.nps_weights.value
+    satisfaction = (state.nps_weighted.value_at(state.nps_weights.ref, fb_hl) / weights
+                    if weights > 1e-9 else NEUTRAL_NPS)
+    return FeatureBasis(
+        x=state.frequency, t_x=state.recency_days,
+        first_day=state.purchase_days[0] if state.purchase_days else None,
+        last_purchase_ts=state.last_purchase_ts or 0.0, monetary=state.monetary_value,
+        order_value=state.average_order_value, engagement=engagement, engagement_ref=ref,
+        satisfaction=satisfaction, service_load=state.service_load.value, service_ref=state.service_load.ref,
+        purchase_count=state.purchase_count, total_spend=state.total_spend,
+    )
+
+
+def vector_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
+    """The features of basis ``b`` as of ``now`` (epoch seconds), in :data:`FEATURES` order."""
     eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
     fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
-    engagement = sum(d.value_at(now, eng_hl) for d in state.actions.values())
-    weights = state.nps_weights.value_at(now, fb_hl)
-    satisfaction = state.nps_weighted.value_at(now, fb_hl) / weights if weights > 1e-9 else NEUTRAL_NPS
-    cost = state.service_load.value_at(now, fb_hl)
-    if not state.purchase_days:
-        return [0.0, 0.0, math.log1p(NEVER_BOUGHT_DAYS), 0.0, 0.0, math.log1p(engagement),
-                satisfaction, math.log1p(cost), 0.0]
-    x, t_x = state.frequency, state.recency_days
-    T = max(utc_day(now) - state.purchase_days[0], 0)
-    clv = valuation.clv(x, t_x, T, state.monetary_value)
-    p_alive = valuation.prob_alive(x, t_x, T)
-    since_last = max(now - (state.last_purchase_ts or now), 0.0) / SECONDS_PER_DAY
+    engagement = b.engagement * decay_factor(now - b.engagement_ref, eng_hl)
+    cost = b.service_load * decay_factor(now - b.service_ref, fb_hl)
+    if b.first_day is None:
+        return [0.0, 0.0, _NEVER, 0.0, 0.0, math.log1p(engagement), b.satisfaction, math.log1p(cost), 0.0]
+    T = max(utc_day(now) - b.first_day, b.t_x)
+    clv = valuation.clv(b.x, b.t_x, T, b.monetary)
+    p_alive = valuation.prob_alive(b.x, b.t_x, T)
     return [
         math.log1p(max(clv, 0.0)) if clv is not None and math.isfinite(clv) else 0.0,
-        math.log1p(x),
-        math.log1p(since_last),
+        math.log1p(b.x),
+        math.log1p(max(now - b.last_purchase_ts, 0.0) / SECONDS_PER_DAY),
         p_alive if p_alive is not None and math.isfinite(p_alive) else 1.0,
-        math.log1p(max(state.average_order_value, 0.0)),
+        math.log1p(max(b.order_value, 0.0)),
         math.log1p(engagement),
-        satisfaction,
+        b.satisfaction,
         math.log1p(cost),
         math.log1p(T),
     ]
+
+
+def matrix_at(bases: list[FeatureBasis], now: float, valuation: Valuation, config: ValueConfig) -> np.ndarray:
+    """Features of many bases as of ``now`` (one row each); vectorised for training rounds."""
+    if not bases:
+        return np.empty((0, len(FEATURES)))
+    cols = np.array([b.to_list() for b in bases], dtype=object)
+    bought = np.array([b.first_day is not None for b in bases])
+    x = cols[:, 0].astype(float)
+    t_x = cols[:, 1].astype(float)
+    first = np.where(bought, np.array([b.first_day or 0 for b in bases], dtype=float), 0.0)
+    last_ts, monetary, aov = (cols[:, i].astype(float) for i in (3, 4, 5))
+    eng, eng_ref, sat, load, load_ref = (cols[:, i].astype(float) for i in (6, 7, 8, 9, 10))
+    eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
+    fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
+    engagement = eng * np.exp2(-np.maximum(now - eng_ref, 0.0) / eng_hl)
+    cost = load * np.exp2(-np.maximum(now - load_ref, 0.0) / fb_hl)
+    T = np.maximum(utc_day(now) - first, t_x)
+    out = np.zeros((len(bases), len(FEATURES)))
+    out[:, 5] = np.log1p(engagement)
+    out[:, 6] = sat
+    out[:, 7] = np.log1p(cost)
+    out[:, 2] = _NEVER
+    if bought.any():
+        xb, txb, Tb = x[bought], t_x[bought], T[bought]
+        clv = valuation.clv_many(xb, txb, Tb, monetary[bought])
+        p_alive = valuation.prob_alive_many(xb, txb, Tb)
+        out[bought, 0] = np.log1p(np.maximum(np.nan_to_num(clv, nan=0.0), 0.0)) if clv is not None else 0.0
+        out[bought, 1] = np.log1p(xb)
+        out[bought, 2] = np.log1p(np.maximum(now - last_ts[bought], 0.0) / SECONDS_PER_DAY)
+        out[bought, 3] = np.nan_to_num(p_alive, nan=1.0) if p_alive is not None else 1.0
+        out[bought, 4] = np.log1p(np.maximum(aov[bought], 0.0))
+        out[bought, 8] = np.log1p(Tb)
+    return out
+
+
+#: Profile fields that a sampled customer's basis can provide (for population percentiles).
+BASIS_PROFILE_FIELDS = ("clv", "p_alive", "frequency", "recency", "T", "monetary_value", "days_since_last_purchase",
+                        "average_order_value", "engagement", "nps_decayed", "cost_to_serve", "purchase_count",
+                        "total_spend")
+
+
+def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str, float | None]]:
+    """Profile fields of sampled customers, from their bases and their feature rows at one time."""
+    out = []
+    for b, row in zip(bases, matrix):
+        bought = b.first_day is not None
+        out.append({
+            "clv": float(np.expm1(row[0])) if bought else None,
+            "p_alive": float(row[3]) if bought else None,
+            "frequency": b.x, "recency": b.t_x if bought else 0,
+            "T": float(np.expm1(row[8])) if bought else None,
+            "monetary_value": b.monetary,
+            "days_since_last_purchase": float(np.expm1(row[2])) if bought else None,
+            "average_order_value": b.order_value,
+            "engagement": float(np.expm1(row[5])),
+            "nps_decayed": b.satisfaction,
+            "cost_to_serve": float(np.expm1(row[7])),
+            "purchase_count": b.purchase_count, "total_spend": b.total_spend,
+        })
+    return out
+
+
+def feature_vector(state: CustomerState, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
+    """The customer's features as of ``now`` (epoch seconds), in :data:`FEATURES` order."""
+    return vector_at(basis_of(state, config), now, valuation, config)
 
 
 def raw_feature_value(name: str, value: float) -> float:

@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
-from models.features import feature_vector
+from models.features import basis_of, vector_at
 from models.profile import build_profile
+from models.rules import RuleChange, RuleSet, diff_memberships
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState, utc_day
@@ -46,10 +47,14 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, config: EngineConfig, auto_train: bool = True, auto_refit: bool = True):
+    def __init__(self, config: EngineConfig, auto_train: bool = True, auto_refit: bool = True,
+                 rules: RuleSet | None = None):
         self.config = config
         self.values = ValueEngine(config.value, auto_refit=auto_refit)
-        self.segmenter = Segmenter(config.segmentation)
+        if rules is None and config.segmentation.rules_file:
+            rules = RuleSet.from_file(config.segmentation.rules_file)
+        self.rules = rules
+        self.segmenter = Segmenter(config.segmentation, rules)
         self.auto_train = auto_train
         self._events_since_train = 0
 
@@ -75,15 +80,44 @@ class Pipeline:
 
     def evaluate(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls)."""
-        vector = feature_vector(state, now, self.values.valuation, self.config.value)
-        self.segmenter.observe(state.customer_id, vector)
+        basis = basis_of(state, self.config.value)
+        self.segmenter.observe(state.customer_id, basis)
+        vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
-        return [self._cluster_record(state, change, now)] if change else []
+        records = [self._cluster_record(state, change, now)] if change else []
+        if self.rules is not None and self.snapshot is not None:
+            records.extend(self._rule_records(state, now))
+        return records
+
+    def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
+        snap = self.snapshot
+        assert snap is not None and self.rules is not None
+        profile = build_profile(state, now, self.values.valuation, self.config.value)
+        evaluation = self.rules.evaluate(profile, snap.rule_thresholds)
+        changes = diff_memberships(frozenset(state.rules), evaluation)
+        if not changes:
+            return []
+        state.rules = sorted(evaluation.memberships)
+        return [self._rule_record(state, change, now, snap.version) for change in changes]
+
+    def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int) -> SegmentChange:
+        state.change_seq += 1
+        ref = SegmentRef(id=change.segment_id, label=change.label)
+        return SegmentChange(
+            change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+            customer_id=state.customer_id, kind=SegmentKind.rule,
+            previous_segment=None if change.entered else ref, segment=ref if change.entered else None,
+            changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=model_version,
+            definition_version=change.definition_version,
+            reason=Reason(code=ReasonCode.rule_entered if change.entered else ReasonCode.rule_left,
+                          details=change.to_details()),
+            value=self.value_summary(state, now),
+        )
 
     def train(self, now: float) -> ModelSnapshot | None:
         self._events_since_train = 0
         self.values.refit(now)
-        return self.segmenter.train(now, valuation=self.values.valuation.to_dict())
+        return self.segmenter.train(now, self.values.valuation, self.config.value)
 
     def profile(self, state: CustomerState, as_of: float) -> dict:
         doc = build_profile(state, as_of, self.values.valuation, self.config.value)
@@ -129,6 +163,6 @@ class Pipeline:
             if move.previous else None,
             segment=SegmentRef(id=move.new, label=change.label),
             changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=change.model_version,
-            definition_version=None, reason=Reason(code=ReasonCode(move.reason), details=details),
+            definition_version=self.rules.version if self.rules else None, reason=Reason(code=ReasonCode(move.reason), details=details),
             value=self.value_summary(state, now),
         )

@@ -9,15 +9,18 @@ so every worker that installed the same version assigns the same way, cheaply (n
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from models.clustering import CustomerSample, OnlineClusterer, Scaler
-from models.config import SegmentationConfig
-from models.features import FEATURES
+from models.config import SegmentationConfig, ValueConfig
+from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
+from models.features import FEATURES, FeatureBasis, matrix_at, profiles_at
+from models.rules import PopulationQuantiles, RuleSet
+from models.valuation import Valuation
 from models.membership import ClusterMove, decide
 from models.segments import SegmentRegistry, describe
 from models.snapshot import ModelSnapshot
@@ -66,8 +69,15 @@ class MembershipCounters:
 
 
 class Segmenter:
-    def __init__(self, config: SegmentationConfig):
+    #: Sampled customers fed to the feature drift detectors per training round.
+    DRIFT_SAMPLE = 2000
+
+    def __init__(self, config: SegmentationConfig, rules: RuleSet | None = None):
         self.config = config
+        self.rules = rules
+        self.drift = DriftMonitor(FEATURES)
+        self.signals: deque[DriftSignal] = deque(maxlen=1000)  # recent detections, newest last
+        self._shuffle = np.random.default_rng(config.seed + 1)
         self.sample = CustomerSample(config.sample_size)
         self.clusterer = OnlineClusterer(config, len(FEATURES))
         self.registry = SegmentRegistry(config.match_threshold)
@@ -78,15 +88,21 @@ class Segmenter:
 
     # ---- training (one trainer) --------------------------------------------------------------
 
-    def observe(self, customer_id: str, vector: list[float]) -> None:
-        """Offer a customer's current vector to the training sample."""
-        self.sample.observe(customer_id, vector)
+    def observe(self, customer_id: str, basis: FeatureBasis) -> None:
+        """Offer a customer's current feature basis to the training sample."""
+        self.sample.observe(customer_id, basis)
 
-    def train(self, now: float, valuation: dict | None = None) -> ModelSnapshot | None:
-        """Learn from the customer sample and install a new snapshot (None if too few customers)."""
+    def train(self, now: float, valuation: Valuation, value_config: ValueConfig) -> ModelSnapshot | None:
+        """Learn from the customer sample, valued as of ``now``, and install a new snapshot
+        (None while there are too few customers)."""
         if len(self.sample) < self.config.min_customers_to_train:
             return None
-        matrix = self.sample.matrix()
+        bases = self.sample.values()
+        matrix = matrix_at(bases, now, valuation, value_config)
+        # Random order: drift detectors and streaming quantiles read order as time.
+        order = self._shuffle.permutation(len(matrix))
+        new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(matrix[i])]
+        thresholds = self._rule_thresholds(bases, matrix, order)
         scaler = Scaler.fit(matrix)
         if self.scaler is not None:
             self.clusterer.rescale(self.scaler, scaler)
@@ -108,13 +124,45 @@ class Segmenter:
             version=version, created_at=now, algorithm=self.config.algorithm, features=FEATURES,
             mean=scaler.mean, std=scaler.std, centroids=centroids, segment_ids=tuple(matching.ids),
             labels=tuple(labels), descriptions=tuple(descriptions),
-            lifecycle=tuple(e.to_dict() for e in matching.lifecycle), valuation=valuation,
+            lifecycle=tuple(e.to_dict() for e in matching.lifecycle), valuation=valuation.to_dict(),
         )
         stats = self._segment_stats(snap, matrix, z)
-        snap = ModelSnapshot(**{**snap.__dict__, "stats": stats,
-                                "drift": {"centroid_shift": matching.moved}})
+        drift = self._snapshot_drift(snap, stats)
+        new_signals.extend(drift.signals)
+        self.signals.extend(new_signals)
+        snap = ModelSnapshot(**{
+            **snap.__dict__, "stats": stats,
+            "drift": {"centroid_shift": {k: round(v, 4) for k, v in drift.centroid_shift.items()},
+                      "max_centroid_shift": _finite_or_none(drift.max_centroid_shift),
+                      "share_tvd": round(drift.share_tvd, 4),
+                      "signals": [{"kind": g.kind, "feature": g.feature, "value": _finite_or_none(g.value),
+                                   "detail": g.detail} for g in new_signals]},
+            "definition_version": self.rules.version if self.rules else None,
+            "rule_thresholds": thresholds,
+        })
         self.install(snap)
+        self.drift.reset_distance()  # a new model: distances start afresh
         return snap
+
+    def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray, order: np.ndarray) -> dict[str, float]:
+        """Population percentiles the rules refer to, from streaming quantiles over the customer sample."""
+        if self.rules is None or not self.rules.percentiles_needed():
+            return {}
+        quantiles = PopulationQuantiles.for_rules(self.rules)
+        profiles = profiles_at(bases, matrix)
+        for i in order:
+            quantiles.learn(profiles[i])
+        return quantiles.thresholds()
+
+    def _snapshot_drift(self, snap: ModelSnapshot, stats: dict[str, dict]) -> SnapshotDrift:
+        prev = self.snapshot
+        new_centroids = dict(zip(snap.segment_ids, snap.centroids))
+        new_shares = {sid: st["sample_share"] for sid, st in stats.items()}
+        if prev is None or not prev.stats:
+            return SnapshotDrift({}, float("nan"), 0.0, tuple(snap.segment_ids), (), ())
+        prev_centroids = dict(zip(prev.segment_ids, prev.centroids))
+        prev_shares = {sid: st.get("sample_share", 0.0) for sid, st in prev.stats.items()}
+        return self.drift.compare_snapshots(prev_centroids, new_centroids, prev_shares, new_shares)
 
     def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray) -> dict[str, dict]:
         """What a marketer needs to judge each segment: substantial, profitable, distinct, stable."""
@@ -163,6 +211,8 @@ class Segmenter:
         d = snap.distances(vector)
         distances = dict(zip(snap.segment_ids, d.tolist()))
         previous = state.cluster
+        if state.cluster in distances:
+            self.signals.extend(self.drift.observe_distance(distances[state.cluster]))
         move = decide(state, distances, now, self.config.margin, self.dwell_s)
         if move is None:
             return None
@@ -188,6 +238,10 @@ class Segmenter:
         order = np.argsort(-gain)[:top]
         return [{"feature": FEATURES[i], "value": round(float(vector[i]), 4), "z": round(float(z[i]), 3),
                  "segment_centroid_z": round(float(c_new[i]), 3)} for i in order if math.isfinite(gain[i])]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return round(float(value), 4) if value is not None and math.isfinite(value) else None
 
 
 def _unique_labels(labels: list[str], ids: list[str]) -> list[str]:

@@ -42,6 +42,8 @@ class ModelSnapshot:
     lifecycle: tuple[dict, ...] = ()  # lifecycle events of this version
     valuation: dict | None = None  # the BTYD parameters in force (models.valuation.Valuation.to_dict)
     drift: dict | None = None  # snapshot-to-snapshot drift figures
+    definition_version: str | None = None  # rule definitions in force
+    rule_thresholds: dict[str, float] = field(default_factory=dict)  # e.g. {"clv:p80": 412.3}
 
     def index(self, segment_id: str) -> int | None:
         try:
@@ -81,6 +83,7 @@ class ModelSnapshot:
                 for sid, lab, desc in zip(self.segment_ids, self.labels, self.descriptions)
             ],
             "lifecycle": list(self.lifecycle), "valuation": self.valuation, "drift": self.drift,
+            "definition_version": self.definition_version, "rule_thresholds": self.rule_thresholds,
         }
 
     def to_bytes(self) -> bytes:
@@ -99,6 +102,7 @@ class ModelSnapshot:
             descriptions=tuple(s["description"] for s in segs),
             stats={s["id"]: s["stats"] for s in segs if "stats" in s},
             lifecycle=tuple(doc.get("lifecycle", ())), valuation=doc.get("valuation"), drift=doc.get("drift"),
+            definition_version=doc.get("definition_version"), rule_thresholds=doc.get("rule_thresholds") or {},
         )
 
     @classmethod

@@ -103,6 +103,15 @@ class Valuation:
         return float(customer_lifetime_value(
             self.beta_geo, self.gamma_gamma, x, t_x, T, m, self.horizon_days, self.monthly_discount_rate))
 
+    def prob_alive_many(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray | None:
+        return None if self.beta_geo is None else np.asarray(prob_alive(self.beta_geo, x, t_x, T), dtype=float)
+
+    def clv_many(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray) -> np.ndarray | None:
+        if self.beta_geo is None or self.gamma_gamma is None:
+            return None
+        return np.asarray(customer_lifetime_value(
+            self.beta_geo, self.gamma_gamma, x, t_x, T, m, self.horizon_days, self.monthly_discount_rate), dtype=float)
+
     def to_dict(self) -> dict:
         return {
             "beta_geo": self.beta_geo.to_dict() if self.beta_geo else None,
