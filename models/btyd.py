@@ -511,8 +511,32 @@ def prob_alive(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
     return _to_float_or_array(result)
 
 
+# ---- evaluation of E[purchases in (0, t] | alive] -----------------------------------------------
+#
+# Both prediction functions reduce to ``G(t) = K * (1 - H(t))``, the expected number of purchases in
+# the next ``t`` days of a customer known to be alive now, with ``K = (a+b+x-1)/(a-1)`` and ``H``
+# the hypergeometric term of _survival_hyp_term. The closed form is fast but fragile: scipy's
+# hyp2f1 returns NaN/inf, or finite values off by up to ~1e-5 relative, once its parameters are
+# large (fits where the Beta drop-out distribution collapses to a point mass run a, b -> 1e5 and
+# beyond); ``1 - H`` cancels for short horizons and for huge |K| (b >> a, or a near 1); and the
+# form is singular at a == 1 and at a + b + x == 1. So the fast result is only used where it is
+# known to be accurate, and G is otherwise summed from a series of positive terms.
+
 # Relative nudge of the third hyp2f1 parameter, see _survival_hyp_term.
 _HYP2F1_C_NUDGE = 1e-11
+# The closed form is accepted only while c = a+b+x-1 <= _FAST_MAX_C (beyond that scipy's hyp2f1
+# drifts by more than 1e-10 relative on a grid of fitted-looking parameters) and while
+# |K * H| <= _FAST_MAX_CANCELLATION * G, i.e. at most 3 of the ~16 digits of H cancel in 1 - H.
+# Within those limits it agreed with the series to < 3e-10 relative on that grid.
+_FAST_MAX_C = 500.0
+_FAST_MAX_CANCELLATION = 1e3
+# The series stops once a rigorous bound on the neglected tail is below this fraction of the sum.
+_SERIES_RTOL = 2.0**-56
+# Hard cap on the number of series terms per value (each costs ~0.15 us), reached only for absurd
+# horizons (about (r+x) * t/(alpha+T) > 2e5 expected purchases); the partial sum is then returned.
+_SERIES_MAX_TERMS = 1 << 18
+# Bound on the (customers x terms) block evaluated at once, to cap memory.
+_SERIES_BLOCK_ELEMENTS = 1 << 18
 
 
 def _hyp2f1(a1: float, a2: float, c: Any, z: Any) -> Any:
@@ -545,6 +569,9 @@ def _survival_hyp_term(params: BetaGeoParams, t: Any, x: Any, T: Any, power: Any
     large (~100 and above) and is ~500x slower everywhere. The function is smooth in ``c``, so
     ``c`` is then moved by a relative 1e-11, which keeps scipy on its generic branch at a cost of
     ~1e-11 relative accuracy (checked against mpmath).
+
+    This is the fast path only: its result can be NaN/inf or inaccurate for large parameters,
+    see :func:`_alive_purchases_fast` for where it is trusted.
     """
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     one_minus_z = (alpha + T) / (alpha + T + t)
@@ -554,6 +581,121 @@ def _survival_hyp_term(params: BetaGeoParams, t: Any, x: Any, T: Any, power: Any
     if abs(r_minus_a - round(r_minus_a)) < 1e-9:
         c = c * (1.0 + _HYP2F1_C_NUDGE)
     return power(one_minus_z, a - 1.0) * _hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+
+
+def _alive_purchases_fast(params: BetaGeoParams, t: Any, x: Any, T: Any) -> tuple[Any, Any, Any, Any]:
+    """Closed-form ``G = K * (1 - H)`` on arrays, with a mask of the entries it can be trusted on.
+
+    Returns ``(K, H, G, ok)`` broadcast together. ``ok`` requires ``0 < c <= _FAST_MAX_C``
+    (``c = a+b+x-1``), a finite ``G`` inside its valid range ``0 <= G <= (r+x) t/(α+T)`` (the
+    expected purchases of a customer who never drops out; so ``H`` lies in [0, 1] for a > 1 and
+    is >= 1 for a < 1, where K < 0), and little cancellation in ``1 - H``. ``t == 0`` gives
+    exactly ``G = 0``, which is always trusted.
+    """
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    with np.errstate(all="ignore"):
+        c = a + b + x - 1.0
+        k_factor = c / (a - 1.0) if a != 1.0 else np.full(np.shape(c), np.nan)
+        hyp = _survival_hyp_term(params, t, x, T)
+        value = k_factor * (1.0 - hyp)
+        ok = (
+            (c > 0.0)
+            & (c <= _FAST_MAX_C)
+            & (value >= 0.0)
+            & (value <= (r + x) * t / (alpha + T))
+            & (np.abs(k_factor * hyp) <= _FAST_MAX_CANCELLATION * value)
+        )
+    zero = np.asarray(t) == 0.0
+    value = np.where(zero, 0.0, value)
+    return k_factor, hyp, value, ok | zero
+
+
+def _alive_purchases_series(params: BetaGeoParams, t: Any, x: Any, T: Any) -> np.ndarray:
+    """``G(t)``, the expected purchases in ``(0, t]`` of a customer alive now, as a positive series.
+
+    Given the history, an alive customer's drop-out probability is ``p ~ Beta(a, b+x)`` and the
+    number of purchase opportunities in the next ``t`` days (purchases of a customer who would
+    never drop out) is ``N ~ NegBin(r+x, z)``, ``z = t/(α+T+t)``. Purchase ``n+1`` happens iff the
+    customer survived the ``n`` previous ones (probability ``S_n = E[(1-p)^n]``) and ``N > n``::
+
+        G = sum_{n>=0} S_n * Q_n,   S_n = prod_{j<n} (b+x+j)/(a+b+x+j),   Q_n = I_z(n+1, r+x)
+
+    (``I_z`` the regularised incomplete beta function, the upper tail of the negative binomial).
+    It equals the hypergeometric closed form (FHL 2005 eq. 10) but every term is positive: there
+    is no ``1 - H`` cancellation, no singularity at ``a = 1`` or ``a + b + x = 1``, and it is
+    monotone in ``t`` term by term. In the ``a, b -> ∞`` limit (``p -> a/(a+b)``) it tends to the
+    homogeneous-drop-out value ``(1 - (1 + p t/(α+T))^-(r+x)) / p``.
+
+    Summation stops once the rest is provably below ``_SERIES_RTOL`` times the sum: for ``n >= N``
+    it is at most ``S_N Q_N * min(A1, A2)`` with ``A1 = (a+b+x-1+N)/(a-1)`` (exact sum of
+    ``S_n/S_N``, a > 1) and ``A2 = 1/(1-q)``, ``q`` a bound on the negative binomial's
+    probability ratio past ``N``. About ``min(40 (a+b)/a, (r+x) t/(α+T) + 10 sd)`` terms are needed.
+    """
+    r, a, b = params.r, params.a, params.b
+    t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, x, T)))
+    shape = t.shape
+    t, x, T = t.ravel(), x.ravel(), T.ravel()
+    with np.errstate(all="ignore"):
+        z_all = t / (params.alpha + T + t)
+    out = np.where(np.isnan(z_all) & ~(t <= 0.0), np.nan, 0.0)
+    rows = np.flatnonzero((t > 0.0) & (z_all >= 0.0) & (z_all <= 1.0))
+    k, beta, z = r + x[rows], b + x[rows], z_all[rows]
+    total = np.zeros(rows.size)
+    survival = np.ones(rows.size)  # S_start
+    start, width = 0, 16
+    while rows.size:
+        n = np.arange(start, start + width, dtype=float)
+        beta_n = beta[:, None] + n
+        steps = np.cumprod(beta_n / (a + beta_n), axis=1)  # S_{n+1} / S_start
+        surv = np.empty_like(steps)
+        surv[:, 0] = survival
+        surv[:, 1:] = survival[:, None] * steps[:, :-1]
+        tail_prob = special.betainc(n + 1.0, k[:, None], z[:, None])  # Q_n
+        total += np.sum(surv * tail_prob, axis=1)
+        start += width
+        survival = survival * steps[:, -1]
+        # Bound the remaining sum from n = start on (see the docstring).
+        q = z * np.maximum(1.0, (k + start + 1.0) / (start + 2.0))
+        with np.errstate(divide="ignore"):
+            bound = np.where(q < 1.0, 1.0 / (1.0 - q), np.inf)
+            if a > 1.0:
+                bound = np.minimum(bound, (a + beta - 1.0 + start) / (a - 1.0))
+        done = (survival * tail_prob[:, -1] * bound <= _SERIES_RTOL * total) | (start >= _SERIES_MAX_TERMS)
+        if done.any():
+            out[rows[done]] = total[done]
+            keep = ~done
+            rows, k, beta, z, total, survival = rows[keep], k[keep], beta[keep], z[keep], total[keep], survival[keep]
+        width = int(min(2 * width, 4096, max(16, _SERIES_BLOCK_ELEMENTS // max(rows.size, 1))))
+    return out.reshape(shape)
+
+
+def _alive_purchases(params: BetaGeoParams, t: Any, x: Any, T: Any) -> Any:
+    """``G(t)`` on scalars (Python floats in, float out) or broadcast arrays."""
+    if _all_scalar(t, x, T):
+        r, alpha, a, b = params.r, params.alpha, params.a, params.b
+        c = a + b + x - 1.0
+        if t > 0.0 and 0.0 < c <= _FAST_MAX_C and a != 1.0:
+            try:
+                hyp = float(_survival_hyp_term(params, t, x, T, power=math.pow))
+            except (OverflowError, ValueError):
+                hyp = math.nan
+            k_factor = c / (a - 1.0)
+            value = k_factor * (1.0 - hyp)
+            # Same acceptance test as _alive_purchases_fast (NaN fails every comparison).
+            if 0.0 <= value <= (r + x) * t / (alpha + T) and abs(k_factor * hyp) <= _FAST_MAX_CANCELLATION * value:
+                return value
+        elif t == 0.0:
+            return 0.0
+        return float(_alive_purchases_series(params, t, x, T))
+
+    _, _, value, ok = _alive_purchases_fast(params, t, x, T)
+    value = np.array(value, dtype=float)
+    if not ok.all():
+        shape = value.shape
+        bad = ~np.broadcast_to(ok, shape)
+        t_bad, x_bad, T_bad = (np.broadcast_to(v, shape)[bad] for v in (t, x, T))
+        value[bad] = _alive_purchases_series(params, t_bad, x_bad, T_bad)
+    return value
 
 
 def expected_purchases(
@@ -567,7 +709,11 @@ def expected_purchases(
         E = (a+b+x-1)/(a-1) * [1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(α+T+t))]
             * P(alive | x, t_x, T)
 
-    Requires ``a != 1`` (the formula is singular there) and ``a + b + x > 1``.
+    The closed form is used where it is accurate; elsewhere (very large ``a``/``b``/``x``, as when
+    a fit collapses the drop-out distribution to a point mass, ``a`` near 1, ``a + b + x <= 1``,
+    horizons much shorter than the customer's age) the equivalent positive series of
+    :func:`_alive_purchases_series` is summed, so the result is finite, ``>= 0`` and
+    non-decreasing in ``t`` for any valid parameters and ``t >= 0``.
 
     Parameters
     ----------
@@ -589,15 +735,12 @@ def expected_purchases(
     >>> round(expected_purchases(params, 273, 2, 213, 272), 3)
     1.226
     """
-    a, b = params.a, params.b
     if _all_scalar(t, x, t_x, T):
-        hyp = float(_survival_hyp_term(params, float(t), float(x), float(T), power=math.pow))
-        return (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyp) * prob_alive(params, x, t_x, T)
+        return _alive_purchases(params, float(t), float(x), float(T)) * prob_alive(params, x, t_x, T)
 
     t, x = np.asarray(t, dtype=float), np.asarray(x, dtype=float)
     t_x, T = np.asarray(t_x, dtype=float), np.asarray(T, dtype=float)
-    hyp = _survival_hyp_term(params, t, x, T)
-    result = (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyp) * prob_alive(params, x, t_x, T)
+    result = _alive_purchases(params, t, x, T) * prob_alive(params, x, t_x, T)
     return _to_float_or_array(np.asarray(result))
 
 
@@ -705,35 +848,44 @@ def customer_lifetime_value(
         raise ValueError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate!r}")
     n_months = math.ceil(horizon_days / DAYS_PER_MONTH)
 
-    # E(t) = K * (1 - H(t)) * P(alive) with K = (a+b+x-1)/(a-1), so the purchases expected in
-    # month i are K * P(alive) * (H(t_{i-1}) - H(t_i)): P(alive), K and the spend are computed
-    # once per customer and only the hypergeometric term is evaluated per month.
-    a, b = bg.a, bg.b
+    # E(t) = G(t) * P(alive) with G(t) = K * (1 - H(t)), K = (a+b+x-1)/(a-1), so the purchases
+    # expected in month i are P(alive) * (G(t_i) - G(t_{i-1})) = P(alive) * K * (H(t_{i-1}) - H(t_i)):
+    # P(alive), K and the spend are computed once per customer and only the hypergeometric term
+    # is evaluated per month. If the closed form is not trusted at any month boundary of a
+    # customer (see _alive_purchases_fast), all of that customer's boundaries are taken from the
+    # series instead, so that the monthly increments stay consistent (and non-negative).
     if _all_scalar(x, t_x, T, m):
         if n_months == 0:
             return 0.0
         fx, fT = float(x), float(T)
-        scale = (
-            (a + b + fx - 1.0) / (a - 1.0)
-            * prob_alive(bg, x, t_x, T)
-            * expected_average_spend(gg, x, m)
-        )
+        scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
         days, discounts = _month_grid(n_months, monthly_discount_rate)
         # One vectorised hyp2f1 call over the month boundaries: ~3x cheaper than a Python loop
         # of scalar calls for a one-year horizon.
-        hyp = _survival_hyp_term(bg, days, fx, fT)
-        return scale * float(np.dot(hyp[:-1] - hyp[1:], discounts))
+        k_factor, hyp, _, ok = _alive_purchases_fast(bg, days, fx, fT)
+        if ok.all():
+            increments = k_factor * (hyp[:-1] - hyp[1:])
+        else:
+            increments = np.diff(_alive_purchases_series(bg, days, fx, fT))
+        return scale * float(np.dot(np.maximum(increments, 0.0), discounts))
 
     x, t_x = np.asarray(x, dtype=float), np.asarray(t_x, dtype=float)
     T, m = np.asarray(T, dtype=float), np.asarray(m, dtype=float)
     shape = np.broadcast_shapes(x.shape, t_x.shape, T.shape, m.shape)
     if n_months == 0:
         return _to_float_or_array(np.zeros(shape))
-    scale = (a + b + x - 1.0) / (a - 1.0) * prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
+    scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
     days, discounts = _month_grid(n_months, monthly_discount_rate)
     # Month boundaries along a new leading axis, broadcast against the customers.
     trailing = (1,) * len(shape)
-    hyp = _survival_hyp_term(bg, days.reshape((-1,) + trailing), x, T)
-    increments = hyp[:-1] - hyp[1:]
+    k_factor, hyp, _, ok = _alive_purchases_fast(bg, days.reshape((-1,) + trailing), x, T)
+    with np.errstate(all="ignore"):
+        increments = np.broadcast_to(k_factor * (hyp[:-1] - hyp[1:]), (n_months,) + shape).copy()
+    bad = ~np.broadcast_to(ok, (n_months + 1,) + shape).all(axis=0).ravel()
+    if bad.any():
+        x_bad, T_bad = (np.broadcast_to(v, shape).ravel()[bad] for v in (x, T))
+        alive = _alive_purchases_series(bg, days[:, None], x_bad, T_bad)
+        increments.reshape(n_months, -1)[:, bad] = np.diff(alive, axis=0)
+    increments = np.maximum(increments, 0.0)
     result = scale * np.sum(increments * discounts.reshape((-1,) + trailing), axis=0)
     return _to_float_or_array(result)

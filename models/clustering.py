@@ -115,6 +115,8 @@ def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np
 class OnlineClusterer:
     """A river clusterer over standardised vectors, with centroids as a numpy array."""
 
+    CHALLENGE_SAMPLE = 5000
+
     def __init__(self, config: SegmentationConfig, dim: int):
         self.config = config
         self.dim = dim
@@ -147,6 +149,66 @@ class OnlineClusterer:
         for _ in range(passes):
             for idx in self.rng.permutation(len(points)):
                 learn(dict(enumerate(points[idx].tolist())))
+
+    def inertia(self, points: np.ndarray) -> float:
+        """Mean squared distance of the points to their nearest centroid."""
+        centres = self.centroids()
+        if len(centres) == 0 or len(points) == 0:
+            return float("inf")
+        return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).mean())
+
+    def challenge(self, points: np.ndarray, candidates: int, min_gain: float, passes: int) -> bool:
+        """Replace the model by a freshly k-means++-seeded one when it fits the sample clearly better.
+
+        Online k-means only ever moves centroids locally, so a bad start (or a population that
+        changed shape) can leave it in a poor local optimum for good; batch k-means guards against
+        that with restarts (scikit-learn's n_init). Challengers are trained on the same customer
+        sample; one replaces the model only if its inertia is lower by ``min_gain`` (relative),
+        so a well-fitting model (stationary traffic) is never disturbed. Identity matching keeps
+        the ids of the centroids that stay where they were.
+        """
+        if not isinstance(self.model, cluster.KMeans) or not self._initialised or len(points) < 2 * self.config.n_segments:
+            return False
+        current = self.inertia(points)
+        best, best_inertia = None, current
+        # Challengers learn from a subsample (bounded cost) and are judged on the whole sample.
+        train_on = points[self.rng.permutation(len(points))[: self.CHALLENGE_SAMPLE]]
+        for i in range(candidates):
+            rival = OnlineClusterer(self.config.model_copy(update={"seed": int(self.rng.integers(1 << 31))}), self.dim)
+            rival.learn(train_on, passes=passes)
+            rival.reseed_empty(train_on)
+            score = rival.inertia(points)
+            if score < best_inertia:
+                best, best_inertia = rival, score
+        if best is not None and best_inertia < (1.0 - min_gain) * current:
+            self.model = best.model
+            return True
+        return False
+
+    def reseed_empty(self, points: np.ndarray, min_share: float = 0.002) -> list[int]:
+        """Move centroids that (almost) no customer is closest to onto the worst-served customers.
+
+        An online k-means centroid stranded where customers used to be never recovers on its own
+        (mini-batch k-means reassigns such centres too). Returns the indices moved: each becomes
+        a new segment identity, recorded as born/retired by the registry.
+        """
+        if not isinstance(self.model, cluster.KMeans) or not self._initialised or len(points) == 0:
+            return []
+        centres = self.centroids()
+        d2 = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+        counts = np.bincount(d2.argmin(axis=1), minlength=len(centres))
+        moved = [int(i) for i in np.flatnonzero(counts < max(1, min_share * len(points)))]
+        if not moved:
+            return []
+        nearest = d2.min(axis=1)
+        for i in moved:
+            idx = int(self.rng.choice(len(points), p=nearest / nearest.sum())) if nearest.sum() > 0 else 0
+            self.model.centers[i].clear()
+            self.model.centers[i].update({j: float(v) for j, v in enumerate(points[idx])})
+            nearest = np.minimum(nearest, ((points - points[idx]) ** 2).sum(axis=1))
+        # One more pass lets the re-seeded centres settle among their new members.
+        self.learn(points, passes=1)
+        return moved
 
     def rescale(self, old: Scaler, new: Scaler) -> None:
         """Keep centroids where they are in raw space when the standardisation changes."""

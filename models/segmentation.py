@@ -85,6 +85,7 @@ class Segmenter:
         self.snapshot: ModelSnapshot | None = None
         self.counters = MembershipCounters()
         self.dwell_s = config.dwell_days * SECONDS_PER_DAY
+        self._trainings = 0
 
     # ---- training (one trainer) --------------------------------------------------------------
 
@@ -109,6 +110,12 @@ class Segmenter:
         self.scaler = scaler
         z = scaler.transform(matrix)
         self.clusterer.learn(z, passes=self.config.train_passes)
+        self.clusterer.reseed_empty(z)
+        self._trainings += 1
+        every = self.config.restart_every
+        if every and self._trainings % every == 1 % every:
+            self.clusterer.challenge(z, self.config.restart_candidates, self.config.restart_min_gain,
+                                     self.config.train_passes)
         centroids = self.clusterer.centroids()
         if len(centroids) == 0:
             return None

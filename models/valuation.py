@@ -15,6 +15,7 @@ so a refit over a million customers costs a few thousand likelihood rows.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -123,6 +124,29 @@ class Valuation:
         }
 
 
+def _predicts_finite(valuation: Valuation, population: BtydPopulation, as_of_day: int) -> bool:
+    """A fit is only used if it values every distinct customer history with finite, valid numbers
+    (P(alive) in [0, 1], CLV and spend non-negative).
+
+    Degenerate maxima (a, b -> infinity when dropout is homogeneous) are legitimate likelihood
+    optima but can push the hypergeometric terms out of floating-point range.
+    """
+    x, t_x, T, _ = population.histogram(as_of_day)
+    if not len(x):
+        return True
+    _, m = population.repeat_spenders()
+    m_mean = float(m.mean()) if len(m) else 0.0
+    with np.errstate(all="ignore"):
+        p_alive = valuation.prob_alive_many(x, t_x, T)
+        clv = valuation.clv_many(x, t_x, T, np.full_like(x, m_mean))
+        spend = valuation.expected_average_spend(1, m_mean)
+    if p_alive is not None and not (np.isfinite(p_alive).all() and (p_alive >= 0).all() and (p_alive <= 1).all()):
+        return False
+    if clv is not None and not (np.isfinite(clv).all() and (clv >= -1e-9).all()):
+        return False
+    return spend is None or (math.isfinite(spend) and spend >= 0)
+
+
 def pinned_valuation(config: ValueConfig) -> Valuation:
     """The valuation before any fit: pinned parameters if configured, else none."""
     bg = BetaGeoParams(**config.beta_geo.model_dump()) if config.beta_geo else None
@@ -152,6 +176,10 @@ def fit_valuation(
                 gg = fit_gamma_gamma(x, m)
             except (ValueError, RuntimeError, FloatingPointError) as exc:
                 log.warning("Gamma-Gamma refit failed, keeping previous parameters: %s", exc)
+    candidate = Valuation(bg, gg, config.horizon_days, config.monthly_discount_rate)
+    if not _predicts_finite(candidate, population, as_of_day):
+        log.warning("BTYD refit gave non-finite predictions (%s); keeping the previous parameters", bg)
+        return base
     log.info("BTYD refit on %d customers in %.2fs: %s %s", len(population),
              time.perf_counter() - started, bg, gg)
     return Valuation(bg, gg, config.horizon_days, config.monthly_discount_rate,

@@ -1,0 +1,145 @@
+"""Online segmentation against ground truth: personas, stability, flapping, drift, explanations."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from models.config import EngineConfig, SegmentationConfig
+from models.features import FEATURES, matrix_at
+from models.synthetic import DAY, PERSONAS, generate_population
+from streams.replay import Replay
+
+STEADY = tuple(p for p in PERSONAS if p.name in ("champion", "loyal", "bargain", "browser", "at_risk"))
+
+
+def replay(events: list[dict], config: EngineConfig, as_of: float, finish: bool = True) -> Replay:
+    r = Replay(config, as_of)
+    for i, e in enumerate(events):
+        r.feed(i, orjson.dumps(e))
+    if finish:
+        r.finish()
+    return r
+
+
+@pytest.fixture(scope="module")
+def personas_run():
+    pop = generate_population(1500, seed=11)
+    return pop, replay(pop.events, EngineConfig(), pop.end)
+
+
+def test_final_segments_recover_the_personas(personas_run) -> None:
+    pop, r = personas_run
+    ids = sorted(r.states)
+    truth = [pop.personas[c] for c in ids]
+    ours = [r.states[c].cluster for c in ids]
+    assert None not in ours
+    # Batch KMeans (scikit-learn, 10 restarts) on exactly the same standardised features.
+    bases = [r.pipeline.segmenter.sample._vectors.get(c) for c in ids]
+    assert None not in bases  # every customer is in the sample at this size
+    x = matrix_at(bases, pop.end, r.engine.valuation, r.config.value)
+    z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1)
+    batch = KMeans(len(STEADY) + 1, n_init=10, random_state=0).fit_predict(z)
+    ari, batch_ari = adjusted_rand_score(truth, ours), adjusted_rand_score(truth, batch)
+    print(f"ARI online={ari:.3f} batch={batch_ari:.3f}")
+    assert ari >= 0.9
+    assert ari >= 0.95 * batch_ari
+
+
+def test_each_segment_has_a_label_description_and_marketer_stats(personas_run) -> None:
+    _, r = personas_run
+    snap = r.pipeline.snapshot
+    assert len(set(snap.labels)) == len(snap.labels)
+    champions = [lab for lab in snap.labels if "promoter" in lab and "frequent" in lab]
+    assert champions, snap.labels
+    sizes = 0
+    for sid in snap.segment_ids:
+        st = snap.stats[sid]
+        assert {"size", "sample_share", "mean_clv", "total_clv_estimate", "nps_mix", "separation",
+                "nearest_segment", "entered", "left"} <= set(st)
+        assert st["separation"] > 1.0  # centroids further apart than the segment's own spread
+        sizes += st["size"]
+    assert sizes == len(r.states)
+
+
+def test_change_records_explain_the_move(personas_run, tmp_path) -> None:
+    pop, _ = personas_run
+    changes: list = []
+    r = Replay(EngineConfig(), pop.end, on_change=changes.append)
+    for i, e in enumerate(pop.events[:150_000]):
+        r.feed(i, orjson.dumps(e))
+    first = [c for c in changes if c.reason.code.value == "first_assignment"]
+    moves = [c for c in changes if c.reason.code.value in ("better_fit", "dwell_elapsed")]
+    assert first and moves
+    move = moves[0]
+    assert move.previous_segment is not None and move.segment is not None
+    assert move.previous_segment.id != move.segment.id
+    d = move.reason.details
+    assert d["distance_to_new"] < d["distance_to_previous"]
+    assert {x["feature"] for x in d["drivers"]} <= set(FEATURES) and d["drivers"]
+    assert move.model_version >= 1 and move.value is not None
+    assert len({c.change_id for c in changes}) == len(changes)
+
+
+def test_stationary_traffic_keeps_ids_and_does_not_flap() -> None:
+    end = 1_767_225_600.0
+    pop = generate_population(1200, seed=5, end=end, personas=STEADY)
+    window_start = end - 60 * DAY
+    warm = [e for e in pop.events if e["timestamp"] < _iso(window_start)]
+    window = [e for e in pop.events if e["timestamp"] >= _iso(window_start)]
+    cfg = EngineConfig(segmentation=SegmentationConfig(train_every_events=max(len(window) // 100, 1)))
+    r = replay(warm, cfg, end, finish=False)
+    r.pipeline.train(window_start)
+    versions_before = r.pipeline.snapshot.version
+    ids_before = set(r.pipeline.snapshot.segment_ids)
+    flaps_before = Counter({c: s.flaps for c, s in r.states.items()})
+    for i, e in enumerate(window):
+        r.feed(i, orjson.dumps(e))
+    snap = r.pipeline.snapshot
+    updates = snap.version - versions_before
+    flapped = sum(1 for c, s in r.states.items() if s.flaps > flaps_before[c])
+    print(f"{updates} model updates, {flapped}/{len(r.states)} customers flapped, ids {sorted(ids_before)} -> {sorted(snap.segment_ids)}")
+    assert updates >= 100
+    assert set(snap.segment_ids) == ids_before
+    assert flapped / len(r.states) < 0.01
+
+
+def test_injected_behaviour_shift_is_detected() -> None:
+    end = 1_767_225_600.0
+    pop = generate_population(1200, seed=9, end=end, personas=STEADY)
+    r = replay(pop.events, EngineConfig(segmentation=SegmentationConfig(train_every_events=5000)), end, finish=False)
+    for _ in range(3):
+        r.pipeline.train(end)
+    quiet = Counter(s.kind + ":" + str(s.feature) for s in r.pipeline.segmenter.signals)
+    before = len(r.pipeline.segmenter.signals)
+    # Shift: a service outage turns every loyal customer into a complaining detractor.
+    shifted = []
+    for cid, persona in pop.personas.items():
+        if persona == "loyal":
+            for k in range(3):
+                ts = _iso(end + (k + 1) * DAY)
+                shifted.append({"type": "feedback", "event_id": f"{cid}-shift-nps{k}", "customer_id": cid,
+                                "timestamp": ts, "kind": "nps", "score": 1})
+                shifted.append({"type": "feedback", "event_id": f"{cid}-shift-c{k}", "customer_id": cid,
+                                "timestamp": ts, "kind": "complaint"})
+    r.as_of = end + 10 * DAY
+    for i, e in enumerate(shifted):
+        r.feed(i, orjson.dumps(e))
+    snap = r.pipeline.train(end + 5 * DAY)
+    new = list(r.pipeline.segmenter.signals)[before:]
+    kinds = Counter(f"{s.kind}:{s.feature}" for s in new)
+    print("quiet:", dict(quiet), "after shift:", dict(kinds))
+    assert any(k in kinds for k in ("feature:satisfaction", "feature:cost_to_serve"))
+    assert snap.drift["signals"], "the snapshot reports the drift"
+    assert snap.drift["share_tvd"] > 0.0
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
