@@ -18,7 +18,10 @@ DAYS; converting from other units is the caller's job. Only ``alpha`` carries a 
 parameters published in weeks convert with ``alpha_days = 7 * alpha_weeks``.
 
 The prediction functions accept Python scalars (fast ``math`` path, for use per event in the
-stream processor) or numpy arrays (broadcast, for batch scoring).
+stream processor) or numpy arrays (broadcast, for batch scoring). They return finite,
+non-negative values for any valid parameters, including the degenerate ones a fit produces when
+its likelihood peaks at a boundary (see :func:`fit_beta_geo`): the hypergeometric closed form is
+used only where it is known to be accurate, and a quadrature / series evaluation elsewhere.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Union
 
 import numpy as np
-from scipy import optimize, special
+from scipy import linalg, optimize, special
 
 __all__ = [
     "BetaGeoParams",
@@ -191,15 +194,23 @@ def _check_frequency(frequency: np.ndarray) -> None:
         raise ValueError("frequency must hold non-negative integers (repeat purchase counts)")
 
 
-def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
-    """Minimise a (value, gradient) objective over unconstrained log-parameters.
+# Box on the log-parameters searched by the fits: every parameter stays in [e^-30, e^30], i.e.
+# about [9.4e-14, 1.07e13] (alpha in the fit's rescaled time unit, see fit_beta_geo).
+_LOG_PARAM_BOX = 30.0
 
-    L-BFGS-B with the analytic gradient does the work. The box (|log θ| <= 30) only keeps a
-    runaway line search away from overflow; it never binds at a sensible optimum. If the line
-    search gives up away from a stationary point, a Nelder-Mead polish (no gradient, so immune
-    to gradient round-off) takes over from where it stopped.
+
+def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
+    """Minimise a (value, gradient) objective over box-constrained log-parameters.
+
+    L-BFGS-B with the analytic gradient does the work. The box (|log θ| <= 30) keeps a runaway
+    line search away from overflow; at an interior optimum it does not bind. When the supremum of
+    the likelihood is only reached in a limit (a parameter pair running off to infinity, see
+    fit_beta_geo), the search follows the likelihood until it no longer improves measurably or
+    until the box stops it, so the returned point is always finite. If the line search gives up
+    away from a stationary point, a Nelder-Mead polish (no gradient, so immune to gradient
+    round-off) takes over from where it stopped, inside the same box.
     """
-    bounds = [(-30.0, 30.0)] * len(x0)
+    bounds = [(-_LOG_PARAM_BOX, _LOG_PARAM_BOX)] * len(x0)
     result = optimize.minimize(
         fun,
         x0,
@@ -216,13 +227,14 @@ def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
             lambda theta: fun(theta, *args)[0],
             best_x if np.isfinite(best_f) else x0,
             method="Nelder-Mead",
-            options={"maxiter": 20_000, "xatol": 1e-10, "fatol": 1e-14},
+            bounds=bounds,
+            options={"maxfev": 20_000, "xatol": 1e-10, "fatol": 1e-14},
         )
         if np.isfinite(polish.fun) and (not np.isfinite(best_f) or polish.fun <= best_f):
             best_x, best_f = polish.x, polish.fun
     if not np.isfinite(best_f):
         raise RuntimeError(f"{what}: the likelihood could not be evaluated at any tried parameters")
-    return best_x
+    return np.clip(best_x, -_LOG_PARAM_BOX, _LOG_PARAM_BOX)
 
 
 def _beta_geo_nll(
@@ -242,36 +254,52 @@ def _beta_geo_nll(
         A2 = lnB(a, b+x) - lnB(a, b)
         A3 = -(r+x) ln(α+T)                                  # still alive at T
         A4 = ln a - ln(b+x-1) - (r+x) ln(α+t_x)  if x > 0    # died right after the last purchase
+
+    evaluated as ``A1 + A3 + A2 + log(1 + exp(A4 - A3))`` with every piece in a form that keeps
+    its relative precision however large the parameters get: the Gamma-function differences as
+    sums over the ``x`` purchases (``lnΓ(r+x) - lnΓ(r) = Σ_{j<x} ln(r+j)`` and so on, ``x`` being
+    an integer) and ``r ln α - r ln(α+T)`` as ``-r log1p(T/α)``. The textbook form loses ~10
+    digits once a, b or r, α run off towards the limits where the Beta or the Gamma mixing
+    distribution degenerates (homogeneous drop-out or purchase rates), and the optimiser then
+    stalls in the noise instead of following the likelihood.
     """
     r, alpha, a, b = np.exp(log_params)
-    rx = r + x
-    log_alpha_T = np.log(alpha + T)
-    log_alpha_tx = np.log(alpha + t_x)
+    counts = x.astype(np.intp)
+    j = np.arange(counts.max(initial=0), dtype=float)
+    cumulative = np.zeros(j.size + 1)
+
+    def sum_below_x(terms: np.ndarray) -> np.ndarray:
+        # Σ_{j < x} terms[j] for every row.
+        np.cumsum(terms, out=cumulative[1:])
+        return cumulative[counts]
+
+    b_j, ab_j = b + j, a + b + j
+    log_rise_r = sum_below_x(np.log(r + j))  # lnΓ(r+x) - lnΓ(r)
+    psi_rise_r = sum_below_x(1.0 / (r + j))  # ψ(r+x) - ψ(r)
+    # lnB(a, b+x) - lnB(a, b) = Σ ln((b+j)/(a+b+j)), each term in its precise form.
+    log_beta_ratio = sum_below_x(np.where(a > b_j, np.log(b_j / ab_j), np.log1p(-a / ab_j)))
+    psi_rise_ab = sum_below_x(1.0 / ab_j)  # ψ(a+b+x) - ψ(a+b)
+    psi_gap_b = sum_below_x(a / (b_j * ab_j))  # ψ(b+x) - ψ(b) - [ψ(a+b+x) - ψ(a+b)]
+
+    log_age = np.log1p(T / alpha)  # ln((α+T)/α)
+    log_gap = np.log1p((T - t_x) / (alpha + t_x))  # ln((α+T)/(α+t_x))
     # max(x, 1) keeps b+x-1 > 0 on the x == 0 rows, where A4 is masked out anyway.
     b_x_1 = b + np.maximum(x, 1.0) - 1.0
-
-    a1 = special.gammaln(rx) - special.gammaln(r) + r * math.log(alpha)
-    a2 = special.betaln(a, b + x) - special.betaln(a, b)
-    a3 = -rx * log_alpha_T
-    a4 = np.where(repeat, math.log(a) - np.log(b_x_1) - rx * log_alpha_tx, -np.inf)
-    mix = np.logaddexp(a3, a4)
-    ll = a1 + a2 + mix
+    log_odds = np.where(repeat, math.log(a) - np.log(b_x_1) + (r + x) * log_gap, -np.inf)  # A4 - A3
+    ll = log_rise_r - r * log_age - x * np.log(alpha + T) + log_beta_ratio + np.logaddexp(0.0, log_odds)
 
     # Posterior weight of the "dropped out after the last purchase" branch (0 when x == 0).
-    s = np.exp(a4 - mix)
-    digamma = special.digamma
-    d_r = digamma(rx) - digamma(r) + math.log(alpha) - (1.0 - s) * log_alpha_T - s * log_alpha_tx
-    d_alpha = r / alpha - rx * ((1.0 - s) / (alpha + T) + s / (alpha + t_x))
-    psi_ab_x = digamma(a + b + x)
-    d_a = digamma(a + b) - psi_ab_x + s / a
-    d_b = digamma(b + x) - digamma(b) + digamma(a + b) - psi_ab_x - s / b_x_1
+    s = special.expit(log_odds)
+    # Gradient w.r.t. log θ (chain rule for θ = exp(log θ) included), in cancellation-free forms.
+    g_r = r * (psi_rise_r - log_age + s * log_gap)
+    g_alpha = (r * T - x * alpha) / (alpha + T) - s * (r + x) * alpha * (T - t_x) / ((alpha + t_x) * (alpha + T))
+    g_a = s - a * psi_rise_ab
+    g_b = b * psi_gap_b - s * b / b_x_1
 
     total = w.sum()
     value = -np.dot(w, ll) / total
-    grad = -np.array([np.dot(w, d) for d in (d_r, d_alpha, d_a, d_b)]) / total
-    # Chain rule for θ = exp(log θ).
-    grad *= np.array([r, alpha, a, b])
-    if not np.isfinite(value):
+    grad = -np.array([np.dot(w, g) for g in (g_r, g_alpha, g_a, g_b)]) / total
+    if not (np.isfinite(value) and np.all(np.isfinite(grad))):
         return np.inf, np.zeros(4)
     return float(value), grad
 
@@ -303,12 +331,36 @@ def fit_beta_geo(
     Returns
     -------
     BetaGeoParams
-        The maximum-likelihood parameters, ``alpha`` in days.
+        The maximum-likelihood parameters, ``alpha`` in days. Always finite and positive.
 
     Raises
     ------
     ValueError
         On empty, mismatched, non-finite or inconsistent inputs.
+
+    Notes
+    -----
+    The BG/NBD likelihood can keep increasing towards a boundary of the parameter space, and
+    then has no finite maximiser. Typical cases:
+
+    * ``a, b -> ∞`` with ``a / (a + b)`` fixed: the Beta drop-out distribution collapses to a
+      point mass, i.e. every customer drops out after a purchase with the same probability
+      ``p = a / (a + b)`` (data with homogeneous churn, or too few repeat purchases to see its
+      heterogeneity; common for data simulated with a fixed ``p``).
+    * ``r, alpha -> ∞`` with ``r / alpha`` fixed: the Gamma distribution of purchase rates
+      collapses to the single rate ``r / alpha`` (homogeneous Poisson buyers).
+    * ``a -> 0`` or ``b -> 0``: (almost) nobody, or (almost) everybody, drops out.
+
+    The fit is searched over the box ``|ln θ| <= 30`` (``θ`` in [9.4e-14, 1.07e13]; for
+    ``alpha`` in a time unit where the largest ``T`` is 10, so the box on ``alpha`` in days
+    scales with the data). Along such a ridge it stops where the likelihood no longer improves
+    in double precision, typically at ``a, b ~ 1e7 .. 1e13``, or at the box edge. The result is
+    then a finite member of the family that is numerically equivalent to the limiting model:
+    only the identified combinations (``a / (a + b)``, ``r / alpha``) are meaningful, the
+    individual values are not, and they are not reproducible between runs or data sets. No
+    warning is raised; check e.g. ``params.a + params.b > 1e6`` to detect the case. The
+    prediction functions handle such parameters (see :func:`expected_purchases`); their results
+    differ from those of the limiting homogeneous model by ``O((x + 1) / (a + b))`` relative.
 
     Examples
     --------
@@ -511,31 +563,49 @@ def prob_alive(params: BetaGeoParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
     return _to_float_or_array(result)
 
 
-# ---- evaluation of E[purchases in (0, t] | alive] -----------------------------------------------
+# ---- evaluation of G(t) = E[purchases in (0, t] | alive] ------------------------------------------
 #
-# Both prediction functions reduce to ``G(t) = K * (1 - H(t))``, the expected number of purchases in
-# the next ``t`` days of a customer known to be alive now, with ``K = (a+b+x-1)/(a-1)`` and ``H``
-# the hypergeometric term of _survival_hyp_term. The closed form is fast but fragile: scipy's
-# hyp2f1 returns NaN/inf, or finite values off by up to ~1e-5 relative, once its parameters are
-# large (fits where the Beta drop-out distribution collapses to a point mass run a, b -> 1e5 and
-# beyond); ``1 - H`` cancels for short horizons and for huge |K| (b >> a, or a near 1); and the
-# form is singular at a == 1 and at a + b + x == 1. So the fast result is only used where it is
-# known to be accurate, and G is otherwise summed from a series of positive terms.
+# Both prediction functions reduce to ``G(t) = K * (1 - H(t))``, the expected number of purchases
+# in the next ``t`` days of a customer known to be alive now, with ``K = (a+b+x-1)/(a-1)`` and
+# ``H`` the hypergeometric term of _survival_hyp_term. The closed form is fast but fragile:
+# scipy's hyp2f1 returns NaN/inf, or finite values off by up to ~1e-5 relative, once its
+# parameters are large (fits where the Beta drop-out distribution collapses to a point mass run
+# a, b -> 1e5 and beyond); ``1 - H`` cancels for short horizons and for huge |K| (b >> a, or a
+# near 1); and the form is singular at a == 1 and at a + b + x == 1. So it is used only where it
+# is known to be accurate (_alive_purchases_fast). Elsewhere G is computed as what it is, an
+# expectation over the customer's drop-out probability p ~ Beta(a, b+x) (given the history and
+# being alive) of a bounded smooth function of p:
+#
+#     G(t) = E_p[g(p)],  g(p) = (1 - (1 + p s)^-(r+x)) / p,  s = t / (α+T),     (g(0) = (r+x) s)
+#
+# (for a fixed p, purchases come at Gamma(r+x, α+T)-distributed rate λ and the customer survives
+# each with probability 1-p, so E[purchases | λ, p] = (1 - exp(-λ p t)) / p). That expectation
+# is taken by Gauss quadrature for the Beta distribution (_alive_purchases_gauss), which is
+# exact to rounding within 16-256 nodes unless the Beta is diffuse *and* the horizon is very long,
+# and failing that by an exact series of positive terms (_alive_purchases_series).
 
 # Relative nudge of the third hyp2f1 parameter, see _survival_hyp_term.
 _HYP2F1_C_NUDGE = 1e-11
-# The closed form is accepted only while c = a+b+x-1 <= _FAST_MAX_C (beyond that scipy's hyp2f1
-# drifts by more than 1e-10 relative on a grid of fitted-looking parameters) and while
-# |K * H| <= _FAST_MAX_CANCELLATION * G, i.e. at most 3 of the ~16 digits of H cancel in 1 - H.
-# Within those limits it agreed with the series to < 3e-10 relative on that grid.
+# The closed form is accepted only where scipy's hyp2f1(a+b-1-r, a-1; c; z), c = a+b+x-1, was
+# found accurate: 0 < c <= _FAST_MAX_C and a+b-1-r >= -_FAST_MAX_R_EXCESS (for larger c or
+# r >> a+b it drifts by up to 1e-9 .. 1e-5 and, for r >> a+b, by up to 20% while looking
+# plausible), and only while |K * H| <= _FAST_MAX_CANCELLATION * G, i.e. at most 3 of the ~16
+# digits of H cancel in 1 - H. Within those limits it agreed with the exact series to < 1e-10
+# relative over ~100k random and grid points spanning a, b in [1e-3, 3e3], r in [1e-3, 1e3],
+# alpha in [1e-2, 1e5], x <= 630, t in [0.01, 3650] days.
 _FAST_MAX_C = 500.0
+_FAST_MAX_R_EXCESS = 30.0
 _FAST_MAX_CANCELLATION = 1e3
+# Gauss rules tried in turn; a value is accepted once two consecutive rules agree to
+# _GAUSS_RTOL relative (the larger rule is then typically exact to rounding).
+_GAUSS_NODES = (16, 32, 64, 128, 256)
+_GAUSS_RTOL = 1e-12
 # The series stops once a rigorous bound on the neglected tail is below this fraction of the sum.
 _SERIES_RTOL = 2.0**-56
-# Hard cap on the number of series terms per value (each costs ~0.15 us), reached only for absurd
-# horizons (about (r+x) * t/(alpha+T) > 2e5 expected purchases); the partial sum is then returned.
+# Hard cap on the number of series terms per value (each costs ~0.2-0.5 us), reached only for
+# absurd horizons (about (r+x) * t/(α+T) > 2e5 expected purchases); the partial sum is returned.
 _SERIES_MAX_TERMS = 1 << 18
-# Bound on the (customers x terms) block evaluated at once, to cap memory.
+# Bound on the (values x terms) block evaluated at once, to cap memory.
 _SERIES_BLOCK_ELEMENTS = 1 << 18
 
 
@@ -601,6 +671,7 @@ def _alive_purchases_fast(params: BetaGeoParams, t: Any, x: Any, T: Any) -> tupl
         ok = (
             (c > 0.0)
             & (c <= _FAST_MAX_C)
+            & (r - (a + b - 1.0) <= _FAST_MAX_R_EXCESS)
             & (value >= 0.0)
             & (value <= (r + x) * t / (alpha + T))
             & (np.abs(k_factor * hyp) <= _FAST_MAX_CANCELLATION * value)
@@ -608,6 +679,99 @@ def _alive_purchases_fast(params: BetaGeoParams, t: Any, x: Any, T: Any) -> tupl
     zero = np.asarray(t) == 0.0
     value = np.where(zero, 0.0, value)
     return k_factor, hyp, value, ok | zero
+
+
+@functools.lru_cache(maxsize=4096)
+def _beta_gauss_rule(a: float, beta: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes in [0, 1] and weights (summing to 1) of the ``n``-point Gauss rule for Beta(a, beta).
+
+    Golub-Welsch: the nodes are the eigenvalues of the Jacobi matrix of the orthogonal
+    polynomials of the Beta distribution (shifted Jacobi polynomials), written here in a form
+    that stays finite and accurate for any a, beta > 0, including ~1e13. Cached: a stream
+    processor asks for the same few (a, b + x) pairs over and over.
+    """
+    m = a + beta
+    i = np.arange(1, n, dtype=float)
+    diag = np.empty(n)
+    diag[0] = a / m  # the mean
+    diag[1:] = (2.0 * i * i + 2.0 * i * (m - 1.0) + a * (m - 2.0)) / ((2.0 * i + m - 2.0) * (2.0 * i + m))
+    off_sq = np.empty(n - 1)
+    off_sq[0] = a * beta / (m * m * (m + 1.0))  # the variance
+    j = i[1:]
+    off_sq[1:] = (
+        j * (j + beta - 1.0) * (j + a - 1.0) * (j + m - 2.0)
+        / ((2.0 * j + m - 2.0) ** 2 * (2.0 * j + m - 1.0) * (2.0 * j + m - 3.0))
+    )
+    nodes, vectors = linalg.eigh_tridiagonal(diag, np.sqrt(off_sq))
+    weights = vectors[0] ** 2
+    weights /= weights.sum()
+    nodes = np.clip(nodes, 0.0, 1.0)
+    nodes.flags.writeable = False
+    weights.flags.writeable = False
+    return nodes, weights
+
+
+def _alive_purchases_gauss(params: BetaGeoParams, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``G = E_p[g(p)]`` (see the comment above _HYP2F1_C_NUDGE) by Gauss quadrature.
+
+    Takes 1-d arrays of equal length; returns the values and a mask of those that converged
+    (two consecutive rules of _GAUSS_NODES agree to _GAUSS_RTOL). ``g(p, s)`` is increasing in
+    ``s`` for every ``p``, so with one rule the values are exactly monotone in ``t``.
+    """
+    r, a, b = params.r, params.a, params.b
+    value = np.full(t.size, np.nan)
+    converged = np.zeros(t.size, dtype=bool)
+    rows = np.flatnonzero(np.isfinite(t) & np.isfinite(x) & np.isfinite(T) & (t >= 0.0))
+    k = r + x[rows][:, None]
+    with np.errstate(all="ignore"):
+        s = (t[rows] / (params.alpha + T[rows]))[:, None]
+        previous = None
+        for n in _GAUSS_NODES:
+            # One rule per distinct b + x; each value is paired with the nodes of its own rule.
+            x_values, which = np.unique(x[rows], return_inverse=True)
+            try:
+                rules = [_beta_gauss_rule(a, b + x_value, n) for x_value in x_values.tolist()]
+            except (ValueError, np.linalg.LinAlgError):
+                break
+            nodes = np.stack([rule[0] for rule in rules])[which]
+            weights = np.stack([rule[1] for rule in rules])[which]
+            u = s * nodes
+            g = np.where(u > 0.0, -np.expm1(-k * np.log1p(u)) / np.where(u > 0.0, u, 1.0), k) * s
+            current = np.einsum("ij,ij->i", g, weights)
+            if previous is not None:
+                done = np.abs(current - previous) <= _GAUSS_RTOL * current
+                value[rows[done]] = current[done]
+                converged[rows[done]] = True
+                keep = ~done
+                rows, k, s, current = rows[keep], k[keep], s[keep], current[keep]
+                if not rows.size:
+                    break
+            previous = current
+    return value, converged
+
+
+def _alive_purchases_gauss_one(params: BetaGeoParams, t: np.ndarray, x: float, T: float) -> np.ndarray | None:
+    """:func:`_alive_purchases_gauss` for one customer (finite ``x``, ``T``) and 1-d horizons ``t >= 0``.
+
+    The scalar paths' version: one rule serves all horizons, so there is no grouping to do.
+    Returns None unless every value converged.
+    """
+    k = params.r + x
+    s = t / (params.alpha + T)
+    previous = None
+    for n in _GAUSS_NODES:
+        try:
+            nodes, weights = _beta_gauss_rule(params.a, params.b + x, n)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        if nodes[0] <= 0.0:  # only for absurdly concentrated rules; g(0) needs the limit
+            return None
+        u = np.multiply.outer(s, nodes)
+        current = (-np.expm1(-k * np.log1p(u)) / nodes) @ weights
+        if previous is not None and np.all(np.abs(current - previous) <= _GAUSS_RTOL * current):
+            return current
+        previous = current
+    return None
 
 
 def _alive_purchases_series(params: BetaGeoParams, t: Any, x: Any, T: Any) -> np.ndarray:
@@ -635,66 +799,100 @@ def _alive_purchases_series(params: BetaGeoParams, t: Any, x: Any, T: Any) -> np
     t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, x, T)))
     shape = t.shape
     t, x, T = t.ravel(), x.ravel(), T.ravel()
+    valid = np.isfinite(t) & np.isfinite(x) & np.isfinite(T)
     with np.errstate(all="ignore"):
         z_all = t / (params.alpha + T + t)
-    out = np.where(np.isnan(z_all) & ~(t <= 0.0), np.nan, 0.0)
-    rows = np.flatnonzero((t > 0.0) & (z_all >= 0.0) & (z_all <= 1.0))
+    out = np.where(valid, 0.0, np.nan)  # G = 0 for t <= 0
+    rows = np.flatnonzero(valid & (t > 0.0) & (z_all > 0.0) & (z_all < 1.0))
     k, beta, z = r + x[rows], b + x[rows], z_all[rows]
+    log_z, log_1mz = np.log(z), np.log1p(-z)
     total = np.zeros(rows.size)
     survival = np.ones(rows.size)  # S_start
     start, width = 0, 16
-    while rows.size:
-        n = np.arange(start, start + width, dtype=float)
-        beta_n = beta[:, None] + n
-        steps = np.cumprod(beta_n / (a + beta_n), axis=1)  # S_{n+1} / S_start
-        surv = np.empty_like(steps)
-        surv[:, 0] = survival
-        surv[:, 1:] = survival[:, None] * steps[:, :-1]
-        tail_prob = special.betainc(n + 1.0, k[:, None], z[:, None])  # Q_n
-        total += np.sum(surv * tail_prob, axis=1)
-        start += width
-        survival = survival * steps[:, -1]
-        # Bound the remaining sum from n = start on (see the docstring).
-        q = z * np.maximum(1.0, (k + start + 1.0) / (start + 2.0))
-        with np.errstate(divide="ignore"):
+    with np.errstate(all="ignore"):
+        while rows.size:
+            n = np.arange(start, start + width, dtype=float)
+            beta_n = beta[:, None] + n
+            steps = np.cumprod(beta_n / (a + beta_n), axis=1)  # S_{n+1} / S_start
+            surv = np.empty_like(steps)
+            surv[:, 0] = survival
+            surv[:, 1:] = survival[:, None] * steps[:, :-1]
+            # Q_n for the block: Q_end = P(N > end) from the incomplete beta function, plus the
+            # negative binomial probabilities P(N = m), start < m <= end, summed from the end.
+            # Those come from an exact log-pmf at the block start and the ratios
+            # P(N = m+1) / P(N = m) = (k+m) z / (m+1) within the block.
+            end = start + width - 1
+            tail_end = special.betainc(end + 1.0, k, z)
+            log_pmf_start = -special.betaln(k, start + 1.0) - np.log(k + start) + start * log_z + k * log_1mz
+            log_ratio = np.log((k[:, None] + n[:-1]) / (n[:-1] + 1.0)) + log_z[:, None]
+            pmf = np.exp(log_pmf_start[:, None] + np.cumsum(log_ratio, axis=1))  # m = start+1 .. end
+            tail_prob = np.empty_like(steps)
+            tail_prob[:, -1] = tail_end
+            tail_prob[:, :-1] = tail_end[:, None] + np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]
+            total += np.sum(surv * tail_prob, axis=1)
+            start += width
+            survival = survival * steps[:, -1]
+            # Bound the remaining sum from n = start on (see the docstring).
+            q = z * np.maximum(1.0, (k + start + 1.0) / (start + 2.0))
             bound = np.where(q < 1.0, 1.0 / (1.0 - q), np.inf)
             if a > 1.0:
                 bound = np.minimum(bound, (a + beta - 1.0 + start) / (a - 1.0))
-        done = (survival * tail_prob[:, -1] * bound <= _SERIES_RTOL * total) | (start >= _SERIES_MAX_TERMS)
-        if done.any():
-            out[rows[done]] = total[done]
-            keep = ~done
-            rows, k, beta, z, total, survival = rows[keep], k[keep], beta[keep], z[keep], total[keep], survival[keep]
-        width = int(min(2 * width, 4096, max(16, _SERIES_BLOCK_ELEMENTS // max(rows.size, 1))))
+            done = (survival * tail_end * bound <= _SERIES_RTOL * total) | (start >= _SERIES_MAX_TERMS)
+            if done.any():
+                out[rows[done]] = total[done]
+                keep = ~done
+                rows, k, beta, z, log_z, log_1mz, total, survival = (
+                    v[keep] for v in (rows, k, beta, z, log_z, log_1mz, total, survival)
+                )
+            width = int(min(2 * width, 256, max(16, _SERIES_BLOCK_ELEMENTS // max(rows.size, 1))))
     return out.reshape(shape)
 
 
-def _alive_purchases(params: BetaGeoParams, t: Any, x: Any, T: Any) -> Any:
-    """``G(t)`` on scalars (Python floats in, float out) or broadcast arrays."""
-    if _all_scalar(t, x, T):
-        r, alpha, a, b = params.r, params.alpha, params.a, params.b
-        c = a + b + x - 1.0
-        if t > 0.0 and 0.0 < c <= _FAST_MAX_C and a != 1.0:
-            try:
-                hyp = float(_survival_hyp_term(params, t, x, T, power=math.pow))
-            except (OverflowError, ValueError):
-                hyp = math.nan
-            k_factor = c / (a - 1.0)
-            value = k_factor * (1.0 - hyp)
-            # Same acceptance test as _alive_purchases_fast (NaN fails every comparison).
-            if 0.0 <= value <= (r + x) * t / (alpha + T) and abs(k_factor * hyp) <= _FAST_MAX_CANCELLATION * value:
-                return value
-        elif t == 0.0:
-            return 0.0
-        return float(_alive_purchases_series(params, t, x, T))
+def _alive_purchases_robust(params: BetaGeoParams, t: Any, x: Any, T: Any) -> np.ndarray:
+    """``G(t)`` on broadcast arrays without the closed form: Gauss quadrature, else the series."""
+    t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, x, T)))
+    shape = t.shape
+    t, x, T = t.ravel(), x.ravel(), T.ravel()
+    value, converged = _alive_purchases_gauss(params, t, x, T)
+    rest = ~converged
+    if rest.any():
+        value[rest] = _alive_purchases_series(params, t[rest], x[rest], T[rest])
+    return value.reshape(shape)
 
+
+def _alive_purchases_scalar(params: BetaGeoParams, t: float, x: float, T: float) -> float:
+    """``G(t)`` for Python floats: the closed form if trusted, else the robust evaluation."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    c = a + b + x - 1.0
+    if t > 0.0 and 0.0 < c <= _FAST_MAX_C and r - (a + b - 1.0) <= _FAST_MAX_R_EXCESS and a != 1.0:
+        try:
+            hyp = float(_survival_hyp_term(params, t, x, T, power=math.pow))
+        except (OverflowError, ValueError):
+            hyp = math.nan
+        k_factor = c / (a - 1.0)
+        value = k_factor * (1.0 - hyp)
+        # The acceptance test of _alive_purchases_fast (NaN fails every comparison).
+        if 0.0 <= value <= (r + x) * t / (alpha + T) and abs(k_factor * hyp) <= _FAST_MAX_CANCELLATION * value:
+            return value
+    elif t == 0.0:
+        return 0.0
+    if t > 0.0 and math.isfinite(t + x + T):
+        with np.errstate(all="ignore"):
+            value = _alive_purchases_gauss_one(params, np.array([t]), x, T)
+        if value is not None:
+            return float(value[0])
+    return float(_alive_purchases_robust(params, t, x, T))
+
+
+def _alive_purchases_array(params: BetaGeoParams, t: Any, x: Any, T: Any) -> np.ndarray:
+    """``G(t)`` on broadcast arrays: the closed form where trusted, the robust evaluation elsewhere."""
     _, _, value, ok = _alive_purchases_fast(params, t, x, T)
     value = np.array(value, dtype=float)
     if not ok.all():
         shape = value.shape
         bad = ~np.broadcast_to(ok, shape)
         t_bad, x_bad, T_bad = (np.broadcast_to(v, shape)[bad] for v in (t, x, T))
-        value[bad] = _alive_purchases_series(params, t_bad, x_bad, T_bad)
+        value[bad] = _alive_purchases_robust(params, t_bad, x_bad, T_bad)
     return value
 
 
@@ -709,11 +907,13 @@ def expected_purchases(
         E = (a+b+x-1)/(a-1) * [1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(α+T+t))]
             * P(alive | x, t_x, T)
 
-    The closed form is used where it is accurate; elsewhere (very large ``a``/``b``/``x``, as when
-    a fit collapses the drop-out distribution to a point mass, ``a`` near 1, ``a + b + x <= 1``,
-    horizons much shorter than the customer's age) the equivalent positive series of
-    :func:`_alive_purchases_series` is summed, so the result is finite, ``>= 0`` and
-    non-decreasing in ``t`` for any valid parameters and ``t >= 0``.
+    The closed form is used only where it is accurate (to ~1e-10 relative). Elsewhere (large
+    ``a``/``b``, as when a fit collapses the drop-out distribution to a point mass, ``r`` much
+    larger than ``a + b``, heavy buyers, ``a`` near 1, ``a + b + x <= 1``, horizons much shorter
+    than the customer's age) the same quantity is computed as an expectation over the Beta
+    drop-out distribution, by Gauss quadrature or, failing that, an exact series of positive
+    terms. The result is finite, ``>= 0`` and non-decreasing in ``t`` for any valid parameters
+    and finite ``t >= 0``; ``t < 0`` gives 0.
 
     Parameters
     ----------
@@ -736,11 +936,11 @@ def expected_purchases(
     1.226
     """
     if _all_scalar(t, x, t_x, T):
-        return _alive_purchases(params, float(t), float(x), float(T)) * prob_alive(params, x, t_x, T)
+        return _alive_purchases_scalar(params, float(t), float(x), float(T)) * prob_alive(params, x, t_x, T)
 
     t, x = np.asarray(t, dtype=float), np.asarray(x, dtype=float)
     t_x, T = np.asarray(t_x, dtype=float), np.asarray(T, dtype=float)
-    result = _alive_purchases(params, t, x, T) * prob_alive(params, x, t_x, T)
+    result = _alive_purchases_array(params, t, x, T) * prob_alive(params, x, t_x, T)
     return _to_float_or_array(np.asarray(result))
 
 
@@ -849,25 +1049,43 @@ def customer_lifetime_value(
     n_months = math.ceil(horizon_days / DAYS_PER_MONTH)
 
     # E(t) = G(t) * P(alive) with G(t) = K * (1 - H(t)), K = (a+b+x-1)/(a-1), so the purchases
-    # expected in month i are P(alive) * (G(t_i) - G(t_{i-1})) = P(alive) * K * (H(t_{i-1}) - H(t_i)):
-    # P(alive), K and the spend are computed once per customer and only the hypergeometric term
-    # is evaluated per month. If the closed form is not trusted at any month boundary of a
-    # customer (see _alive_purchases_fast), all of that customer's boundaries are taken from the
-    # series instead, so that the monthly increments stay consistent (and non-negative).
+    # expected in month i are P(alive) * K * (H(t_{i-1}) - H(t_i)): P(alive), K and the spend are
+    # computed once per customer and only the hypergeometric term is evaluated per month. Where
+    # the closed form is not trusted (see _alive_purchases_fast) for a customer, all of that
+    # customer's month boundaries come from the series instead, so the monthly increments stay
+    # consistent with each other.
+    r, alpha, a, b = bg.r, bg.alpha, bg.a, bg.b
     if _all_scalar(x, t_x, T, m):
         if n_months == 0:
             return 0.0
         fx, fT = float(x), float(T)
         scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
         days, discounts = _month_grid(n_months, monthly_discount_rate)
-        # One vectorised hyp2f1 call over the month boundaries: ~3x cheaper than a Python loop
-        # of scalar calls for a one-year horizon.
-        k_factor, hyp, _, ok = _alive_purchases_fast(bg, days, fx, fT)
-        if ok.all():
+        c = a + b + fx - 1.0
+        if 0.0 < c <= _FAST_MAX_C and r - (a + b - 1.0) <= _FAST_MAX_R_EXCESS and a != 1.0:
+            k_factor = c / (a - 1.0)
+            # One vectorised hyp2f1 call over the month boundaries: ~3x cheaper than a Python
+            # loop of scalar calls for a one-year horizon.
+            hyp = _survival_hyp_term(bg, days, fx, fT)
             increments = k_factor * (hyp[:-1] - hyp[1:])
-        else:
-            increments = np.diff(_alive_purchases_series(bg, days, fx, fT))
-        return scale * float(np.dot(np.maximum(increments, 0.0), discounts))
+            total = float(np.dot(increments, discounts))
+            # The acceptance test of _alive_purchases_fast, reduced to the month boundaries where
+            # it binds: G(t) is increasing and |K H(t)| / G(t) decreasing in t.
+            first, last = float(increments[0]), k_factor * (1.0 - float(hyp[-1]))
+            if (
+                math.isfinite(total)
+                and 0.0 <= first
+                and last <= (r + fx) * days[-1] / (alpha + fT)
+                and abs(k_factor * float(hyp[1])) <= _FAST_MAX_CANCELLATION * first
+            ):
+                return scale * max(total, 0.0)
+        alive = None
+        if math.isfinite(fx + fT):
+            with np.errstate(all="ignore"):
+                alive = _alive_purchases_gauss_one(bg, days, fx, fT)
+        if alive is None:
+            alive = _alive_purchases_robust(bg, days, fx, fT)
+        return scale * max(float(np.dot(np.diff(alive), discounts)), 0.0)
 
     x, t_x = np.asarray(x, dtype=float), np.asarray(t_x, dtype=float)
     T, m = np.asarray(T, dtype=float), np.asarray(m, dtype=float)
@@ -877,15 +1095,26 @@ def customer_lifetime_value(
     scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
     days, discounts = _month_grid(n_months, monthly_discount_rate)
     # Month boundaries along a new leading axis, broadcast against the customers.
-    trailing = (1,) * len(shape)
-    k_factor, hyp, _, ok = _alive_purchases_fast(bg, days.reshape((-1,) + trailing), x, T)
+    xt_shape = np.broadcast_shapes(x.shape, T.shape)
+    trailing = (1,) * len(xt_shape)
     with np.errstate(all="ignore"):
-        increments = np.broadcast_to(k_factor * (hyp[:-1] - hyp[1:]), (n_months,) + shape).copy()
-    bad = ~np.broadcast_to(ok, (n_months + 1,) + shape).all(axis=0).ravel()
-    if bad.any():
-        x_bad, T_bad = (np.broadcast_to(v, shape).ravel()[bad] for v in (x, T))
-        alive = _alive_purchases_series(bg, days[:, None], x_bad, T_bad)
-        increments.reshape(n_months, -1)[:, bad] = np.diff(alive, axis=0)
-    increments = np.maximum(increments, 0.0)
-    result = scale * np.sum(increments * discounts.reshape((-1,) + trailing), axis=0)
-    return _to_float_or_array(result)
+        c = a + b + x - 1.0
+        k_factor = c / (a - 1.0) if a != 1.0 else np.full(c.shape, np.nan)
+        hyp = _survival_hyp_term(bg, days.reshape((-1,) + trailing), x, T)
+        increments = k_factor * (hyp[:-1] - hyp[1:])
+        total = np.array(np.sum(increments * discounts.reshape((-1,) + trailing), axis=0), dtype=float)
+        ok = (
+            np.isfinite(total)
+            & (c > 0.0)
+            & (c <= _FAST_MAX_C)
+            & (r - (a + b - 1.0) <= _FAST_MAX_R_EXCESS)
+            & (increments[0] >= 0.0)
+            & (k_factor * (1.0 - hyp[-1]) <= (r + x) * days[-1] / (alpha + T))
+            & (np.abs(k_factor * hyp[1]) <= _FAST_MAX_CANCELLATION * increments[0])
+        )
+    if not ok.all():
+        bad = ~np.broadcast_to(ok, xt_shape)
+        x_bad, T_bad = (np.broadcast_to(v, xt_shape)[bad] for v in (x, T))
+        alive = _alive_purchases_robust(bg, days[:, None], x_bad, T_bad)
+        total[bad] = discounts @ np.diff(alive, axis=0)
+    return _to_float_or_array(scale * np.maximum(total, 0.0))

@@ -101,14 +101,21 @@ class Scaler:
 
 
 def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: spread initial centroids over the data."""
+    """Greedy k-means++ seeding (as scikit-learn does): each new centre is the best of
+    ``2 + log k`` candidates drawn proportionally to the squared distance to the chosen ones."""
+    trials = 2 + int(np.log(k))
     centers = [points[rng.integers(len(points))]]
     d2 = ((points - centers[0]) ** 2).sum(axis=1)
     for _ in range(1, k):
         total = d2.sum()
-        idx = rng.integers(len(points)) if total <= 0 else rng.choice(len(points), p=d2 / total)
-        centers.append(points[idx])
-        d2 = np.minimum(d2, ((points - points[idx]) ** 2).sum(axis=1))
+        if total <= 0:
+            centers.append(points[rng.integers(len(points))])
+            continue
+        candidates = rng.choice(len(points), size=trials, p=d2 / total)
+        options = [np.minimum(d2, ((points - points[c]) ** 2).sum(axis=1)) for c in candidates]
+        best = int(np.argmin([o.sum() for o in options]))
+        centers.append(points[candidates[best]])
+        d2 = options[best]
     return np.array(centers)
 
 

@@ -74,7 +74,7 @@ class SegmentationConfig(_Config):
     restart_every: int = Field(1, ge=0, description="Every this many trainings, challenge the model with "
                                "fresh k-means++ restarts (0 = never).")
     restart_candidates: int = Field(3, ge=1, le=20)
-    restart_min_gain: float = Field(0.05, ge=0, lt=1, description="A challenger must lower inertia this much.")
+    restart_min_gain: float = Field(0.01, ge=0, lt=1, description="A challenger must lower inertia this much.")
     margin: float = Field(0.15, ge=0, lt=1, description="Switch when the new segment is this much closer.")
     dwell_days: float = Field(7.0, ge=0, description="...or when it has been closer for this long.")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")

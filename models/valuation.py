@@ -36,6 +36,10 @@ from models.config import ValueConfig
 log = logging.getLogger(__name__)
 
 
+#: Repeat buyers used by a Gamma-Gamma refit at most (a uniform, seeded subsample beyond).
+GG_FIT_SAMPLE = 5000
+
+
 class BtydPopulation:
     """Per-customer BTYD sufficient statistics for refits (first day, last day, x, m)."""
 
@@ -171,6 +175,10 @@ def fit_valuation(
             log.warning("BG/NBD refit failed, keeping previous parameters: %s", exc)
     if config.gamma_gamma is None:
         x, m = population.repeat_spenders()
+        if len(x) > GG_FIT_SAMPLE:
+            # Spend is continuous (no histogram to compress): a seeded subsample bounds the cost.
+            keep = np.random.default_rng(0).choice(len(x), GG_FIT_SAMPLE, replace=False)
+            x, m = x[keep], m[keep]
         if len(x) >= 10:
             try:
                 gg = fit_gamma_gamma(x, m)

@@ -88,7 +88,7 @@ def test_change_records_explain_the_move(personas_run, tmp_path) -> None:
 
 def test_stationary_traffic_keeps_ids_and_does_not_flap() -> None:
     end = 1_767_225_600.0
-    pop = generate_population(1200, seed=5, end=end, personas=STEADY)
+    pop = generate_population(600, seed=5, end=end, personas=STEADY)
     window_start = end - 60 * DAY
     warm = [e for e in pop.events if e["timestamp"] < _iso(window_start)]
     window = [e for e in pop.events if e["timestamp"] >= _iso(window_start)]
@@ -111,7 +111,7 @@ def test_stationary_traffic_keeps_ids_and_does_not_flap() -> None:
 
 def test_injected_behaviour_shift_is_detected() -> None:
     end = 1_767_225_600.0
-    pop = generate_population(1200, seed=9, end=end, personas=STEADY)
+    pop = generate_population(800, seed=9, end=end, personas=STEADY)
     r = replay(pop.events, EngineConfig(segmentation=SegmentationConfig(train_every_events=5000)), end, finish=False)
     for _ in range(3):
         r.pipeline.train(end)
