@@ -95,3 +95,27 @@ def test_run_replay_reconciles_every_line(tmp_path: Path) -> None:
     events.write_bytes(b'{"type":"purchase"}\n\n{"bad\n')
     report = run_replay(events, CALIBRATION_END, EngineConfig(), tmp_path / "p.jsonl")
     assert report.lines == 2 and report.invalid == 2 and report.reconciles()
+
+
+def test_replay_takes_the_clustering_configuration_from_the_environment(tmp_path: Path) -> None:
+    from models.synthetic import generate_population, iter_jsonl
+
+    pop = generate_population(250, seed=3, activity=0.3)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(iter_jsonl(pop.events)))
+    out, changes, snap = tmp_path / "p.jsonl", tmp_path / "c.jsonl", tmp_path / "s.json"
+    env = {**__import__("os").environ, "SEGSTREAM_ENGINE__SEGMENTATION__N_SEGMENTS": "3",
+           "SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN": "50",
+           "SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE": str(ROOT / "examples/segments.toml")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(events), "--as-of", pop.end_iso,
+         "--profiles-out", str(out), "--changes-out", str(changes), "--snapshot-out", str(snap)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    model = orjson.loads(snap.read_bytes())
+    assert len(model["segments"]) == 3 and model["definition_version"]
+    profiles = [orjson.loads(l) for l in out.read_bytes().splitlines()]
+    assert all(p["segment"]["id"] in {s["id"] for s in model["segments"]} for p in profiles)
+    kinds = {orjson.loads(l)["kind"] for l in changes.read_bytes().splitlines()}
+    assert kinds == {"cluster", "rule"}
