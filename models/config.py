@@ -68,13 +68,15 @@ class SegmentationConfig(_Config):
     dbstream_clustering_threshold: float = Field(1.5, gt=0)
     dbstream_fading_factor: float = Field(0.01, gt=0)
     sample_size: int = Field(20_000, ge=100, description="Customers kept in the training sample.")
-    train_every_events: int = Field(20_000, ge=1, description="Train and snapshot after this many events.")
+    train_every_events: int = Field(100_000, ge=1, description="Train and snapshot after this many events.")
     train_passes: int = Field(3, ge=1, le=20, description="Passes over the customer sample per training.")
     min_customers_to_train: int = Field(300, ge=10)
-    restart_every: int = Field(1, ge=0, description="Every this many trainings, challenge the model with "
-                               "fresh k-means++ restarts (0 = never).")
+    restart_warmup: int = Field(20, ge=0, description="Challenge the model with fresh k-means++ restarts "
+                                "at each of the first this many trainings...")
+    restart_every: int = Field(10, ge=0, description="...then every this many trainings (0 = never).")
     restart_candidates: int = Field(3, ge=1, le=20)
-    restart_min_gain: float = Field(0.01, ge=0, lt=1, description="A challenger must lower inertia this much.")
+    restart_min_gain: float = Field(0.01, ge=0, lt=1, description="A challenger must lower inertia this much "
+                                    "(three times as much after the warm-up).")
     margin: float = Field(0.15, ge=0, lt=1, description="Switch when the new segment is this much closer.")
     dwell_days: float = Field(7.0, ge=0, description="...or when it has been closer for this long.")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")

@@ -30,7 +30,8 @@ def replay(events: list[dict], config: EngineConfig, as_of: float, finish: bool 
 @pytest.fixture(scope="module")
 def personas_run():
     pop = generate_population(1500, seed=11)
-    return pop, replay(pop.events, EngineConfig(), pop.end)
+    config = EngineConfig(segmentation=SegmentationConfig(train_every_events=20_000))
+    return pop, replay(pop.events, config, pop.end)
 
 
 def test_final_segments_recover_the_personas(personas_run) -> None:
@@ -57,20 +58,22 @@ def test_each_segment_has_a_label_description_and_marketer_stats(personas_run) -
     assert len(set(snap.labels)) == len(snap.labels)
     champions = [lab for lab in snap.labels if "promoter" in lab and "frequent" in lab]
     assert champions, snap.labels
-    sizes = 0
     for sid in snap.segment_ids:
         st = snap.stats[sid]
         assert {"size", "sample_share", "mean_clv", "total_clv_estimate", "nps_mix", "separation",
                 "nearest_segment", "entered", "left"} <= set(st)
         assert st["separation"] > 1.0  # centroids further apart than the segment's own spread
-        sizes += st["size"]
-    assert sizes == len(r.states)
+    # Exact membership counts: every customer is in exactly one cluster segment.
+    sizes = r.pipeline.segmenter.counters.sizes
+    assert sum(sizes.values()) == len(r.states)
+    assert Counter(s.cluster for s in r.states.values()) == +sizes
 
 
 def test_change_records_explain_the_move(personas_run, tmp_path) -> None:
     pop, _ = personas_run
     changes: list = []
-    r = Replay(EngineConfig(), pop.end, on_change=changes.append)
+    r = Replay(EngineConfig(segmentation=SegmentationConfig(train_every_events=20_000)), pop.end,
+               on_change=changes.append)
     for i, e in enumerate(pop.events[:150_000]):
         r.feed(i, orjson.dumps(e))
     first = [c for c in changes if c.reason.code.value == "first_assignment"]
@@ -92,9 +95,12 @@ def test_stationary_traffic_keeps_ids_and_does_not_flap() -> None:
     window_start = end - 60 * DAY
     warm = [e for e in pop.events if e["timestamp"] < _iso(window_start)]
     window = [e for e in pop.events if e["timestamp"] >= _iso(window_start)]
-    cfg = EngineConfig(segmentation=SegmentationConfig(train_every_events=max(len(window) // 100, 1)))
-    r = replay(warm, cfg, end, finish=False)
-    r.pipeline.train(window_start)
+    r = replay(warm, EngineConfig(), end, finish=False)
+    for _ in range(r.config.segmentation.restart_warmup):  # a settled model, past its warm-up restarts
+        r.pipeline.train(window_start)
+    # From now on: a model update every 1 % of the window's events.
+    seg = r.config.segmentation.model_copy(update={"train_every_events": max(len(window) // 100, 1)})
+    r.pipeline.config = r.config.model_copy(update={"segmentation": seg})
     versions_before = r.pipeline.snapshot.version
     ids_before = set(r.pipeline.snapshot.segment_ids)
     flaps_before = Counter({c: s.flaps for c, s in r.states.items()})
