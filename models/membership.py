@@ -3,7 +3,7 @@
 A customer moves to a closer segment only when it is closer by a relative ``margin``
 (``d_new < (1 - margin) * d_current``), or when it has stayed the closest for ``dwell`` seconds
 (event or clock time). A move back to the segment the customer just left, within the dwell window,
-is counted as a **flap** (A -> B -> A).
+needs twice the margin and is counted as a **flap** (A -> B -> A).
 
 >>> from models.state import CustomerState
 >>> s = CustomerState("c")
@@ -48,6 +48,8 @@ def decide(state: CustomerState, distances: dict[str, float], now: float, margin
         state.candidate = state.candidate_since = None
         return None
     d_cur, d_best = distances[current], distances[best]
+    if best == state.previous_cluster and state.switched_at is not None and now - state.switched_at < dwell_s:
+        margin = min(2.0 * margin, 0.9)  # going straight back is a flap: ask for twice the evidence
     if d_best < (1.0 - margin) * d_cur:
         return _move(state, best, "better_fit", now, distances, d_cur, dwell_s)
     if state.candidate != best:

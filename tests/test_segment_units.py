@@ -1,0 +1,87 @@
+"""Unit tests: hysteresis, identity matching and lifecycle, snapshots, the customer sample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.clustering import CustomerSample
+from models.membership import decide
+from models.segments import SegmentRegistry, describe
+from models.snapshot import ModelSnapshot
+from models.state import CustomerState
+
+DAY = 86400.0
+
+
+def test_hysteresis_needs_the_margin_or_the_dwell_time() -> None:
+    s = CustomerState("c")
+    assert decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY).reason == "first_assignment"
+    assert decide(s, {"a": 1.0, "b": 0.9}, DAY, 0.2, 7 * DAY) is None          # closer, not by 20 %
+    assert s.candidate == "b"
+    assert decide(s, {"a": 1.0, "b": 1.1}, 2 * DAY, 0.2, 7 * DAY) is None      # back to a: candidate dropped
+    assert s.candidate is None
+    move = decide(s, {"a": 1.0, "b": 0.7}, 3 * DAY, 0.2, 7 * DAY)              # 30 % closer
+    assert (move.previous, move.new, move.reason, move.flap) == ("a", "b", "better_fit", False)
+
+
+def test_going_straight_back_is_a_flap_and_needs_twice_the_margin() -> None:
+    s = CustomerState("c")
+    decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY)
+    decide(s, {"a": 1.0, "b": 0.7}, DAY, 0.2, 7 * DAY)
+    assert s.cluster == "b"
+    assert decide(s, {"a": 0.7, "b": 1.0}, 2 * DAY, 0.2, 7 * DAY) is None      # 30 % < 2 x 20 %
+    move = decide(s, {"a": 0.5, "b": 1.0}, 2 * DAY, 0.2, 7 * DAY)
+    assert move.new == "a" and move.flap and s.flaps == 1
+
+
+def test_retired_segment_moves_the_customer() -> None:
+    s = CustomerState("c")
+    decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY)
+    assert decide(s, {"b": 2.0, "c": 3.0}, DAY, 0.2, 7 * DAY).reason == "segment_retired"
+
+
+def test_registry_keeps_ids_records_birth_merge_and_retirement() -> None:
+    reg = SegmentRegistry(match_threshold=1.0)
+    first = reg.update(np.array([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]]), 1, 0.0)
+    assert first.ids == ["c1", "c2", "c3"]
+    # c3 jumps far away (retired, c4 born); order shuffled for the others.
+    second = reg.update(np.array([[5.1, 5.0], [0.0, 0.2], [-9.0, -9.0]]), 2, 1.0)
+    assert second.ids == ["c2", "c1", "c4"]
+    assert {(e.kind, e.segment_id) for e in second.lifecycle} == {("born", "c4"), ("retired", "c3")}
+    # two segments collapse into one: one keeps its id, the other is merged into it
+    third = reg.update(np.array([[2.6, 2.6], [-9.0, -9.0]]), 3, 2.0)
+    kinds = {e.kind for e in third.lifecycle}
+    assert "merged" in kinds or "retired" in kinds
+    assert len(set(third.ids)) == 2
+
+
+def test_describe_names_the_distinctive_features() -> None:
+    z = np.array([2.0, 1.5, -1.2, 0.0, 0.1, 1.0, 0.0, 0.0, 0.3])
+    raw = np.array([7.0, 2.0, 1.0, 0.9, 4.0, 2.0, 9.5, 0.0, 5.0])
+    label, description = describe(z, raw)
+    assert label.split(" · ")[:2] == ["high value", "promoter"] or "high value" in label
+    assert "promoter" in label and "recent" in label
+    assert "CLV ≈" in description
+
+
+def test_snapshot_round_trip_and_assignment_agree() -> None:
+    rng = np.random.default_rng(0)
+    snap = ModelSnapshot(version=3, created_at=1.0, algorithm="kmeans", features=("a", "b", "c"),
+                         mean=rng.normal(size=3), std=rng.uniform(0.5, 2, 3), centroids=rng.normal(size=(4, 3)),
+                         segment_ids=("c1", "c2", "c5", "c9"), labels=("w", "x", "y", "z"), descriptions=("",) * 4,
+                         stats={"c1": {"size": 3}}, rule_thresholds={"clv:p80": 12.5}, definition_version="abc")
+    back = ModelSnapshot.from_bytes(snap.to_bytes())
+    points = rng.normal(size=(50, 3))
+    assert [back.nearest(p)[0] for p in points] == [snap.segment_ids[i] for i in snap.assign_many(points)]
+    assert back.rule_thresholds == {"clv:p80": 12.5} and back.stats["c1"]["size"] == 3
+    assert len(snap.to_bytes()) < 2000
+
+
+def test_customer_sample_is_bounded_and_weighs_customers_not_events() -> None:
+    sample: CustomerSample[int] = CustomerSample(capacity=100)
+    for event in range(20_000):
+        customer = f"busy-{event % 5}" if event % 2 else f"c{event}"  # 5 customers send half the events
+        sample.observe(customer, event)
+    assert len(sample) == 100
+    busy = sum(1 for c in sample.ids() if c.startswith("busy"))
+    assert busy <= 2  # 5 of ~10,000 customers: they get no more room than anyone else
