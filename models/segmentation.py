@@ -112,10 +112,7 @@ class Segmenter:
         self.clusterer.learn(z, passes=self.config.train_passes)
         self.clusterer.reseed_empty(z)
         self._trainings += 1
-        every = self.config.restart_every
-        if every and self._trainings % every == 1 % every:
-            self.clusterer.challenge(z, self.config.restart_candidates, self.config.restart_min_gain,
-                                     self.config.train_passes)
+        self._maybe_challenge(z)
         centroids = self.clusterer.centroids()
         if len(centroids) == 0:
             return None
@@ -150,6 +147,18 @@ class Segmenter:
         self.install(snap)
         self.drift.reset_distance()  # a new model: distances start afresh
         return snap
+
+    def _maybe_challenge(self, z: np.ndarray) -> None:
+        """Restarts while the model is young; rarer and with a higher bar once it has settled, so
+        stationary traffic keeps its segments (a new optimum must be clearly better to win)."""
+        c = self.config
+        if self._trainings <= c.restart_warmup:
+            gain = c.restart_min_gain
+        elif c.restart_every and self._trainings % c.restart_every == 0:
+            gain = 3 * c.restart_min_gain
+        else:
+            return
+        self.clusterer.challenge(z, c.restart_candidates, gain, c.train_passes)
 
     def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray, order: np.ndarray) -> dict[str, float]:
         """Population percentiles the rules refer to, from streaming quantiles over the customer sample."""
