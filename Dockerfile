@@ -1,0 +1,16 @@
+# segstream worker image (used by docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY models models
+COPY streams streams
+COPY monitoring monitoring
+COPY kafka kafka
+COPY examples examples
+COPY data data
+RUN pip install --no-cache-dir .
+ENV SEGSTREAM_WORKER__WEB_HOST=0.0.0.0
+EXPOSE 6066
+ENTRYPOINT ["segstream"]
+CMD ["worker"]
