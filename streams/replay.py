@@ -109,6 +109,8 @@ class Replay:
             outcome = self.pipeline.process(state, event, now=self.as_of, clock=self.clock)
         except EngineRejection as exc:
             report.rejected.append(Rejected(number, str(exc)))
+            if state.applied_events == 0:
+                del self.states[event.customer_id]  # a customer known only from a rejected event
             return
         self._seen.add(fp)
         if outcome.applied:

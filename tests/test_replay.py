@@ -119,3 +119,11 @@ def test_replay_takes_the_clustering_configuration_from_the_environment(tmp_path
     assert all(p["segment"]["id"] in {s["id"] for s in model["segments"]} for p in profiles)
     kinds = {orjson.loads(l)["kind"] for l in changes.read_bytes().splitlines()}
     assert kinds == {"cluster", "rule"}
+
+
+def test_a_customer_known_only_from_rejected_events_gets_no_profile(tmp_path: Path) -> None:
+    replay = Replay(EngineConfig(), as_of=CALIBRATION_END)
+    replay.feed(1, orjson.dumps({"type": "purchase", "event_id": "x", "customer_id": "eur-only",
+                                 "timestamp": "1997-01-01T00:00:00Z", "amount": 5, "currency": "EUR"}))
+    assert replay.report.invalid == 1 and "currency" in replay.report.rejected[0].error
+    assert "eur-only" not in replay.states and replay.report.reconciles()
