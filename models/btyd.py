@@ -276,8 +276,9 @@ def _beta_geo_nll(
     b_j, ab_j = b + j, a + b + j
     log_rise_r = sum_below_x(np.log(r + j))  # lnΓ(r+x) - lnΓ(r)
     psi_rise_r = sum_below_x(1.0 / (r + j))  # ψ(r+x) - ψ(r)
-    # lnB(a, b+x) - lnB(a, b) = Σ ln((b+j)/(a+b+j)), each term in its precise form.
-    log_beta_ratio = sum_below_x(np.where(a > b_j, np.log(b_j / ab_j), np.log1p(-a / ab_j)))
+    # lnB(a, b+x) - lnB(a, b) = Σ ln((b+j)/(a+b+j)), each term in its precise form (the clamp
+    # only keeps the branch np.where discards finite).
+    log_beta_ratio = sum_below_x(np.where(a > b_j, np.log(b_j / ab_j), np.log1p(-np.minimum(a / ab_j, 0.5))))
     psi_rise_ab = sum_below_x(1.0 / ab_j)  # ψ(a+b+x) - ψ(a+b)
     psi_gap_b = sum_below_x(a / (b_j * ab_j))  # ψ(b+x) - ψ(b) - [ψ(a+b+x) - ψ(a+b)]
 
