@@ -233,9 +233,5 @@ class OnlineClusterer:
         model = self.model
         if isinstance(model, cluster.DBSTREAM):
             model.predict_one({j: 0.0 for j in range(self.dim)})  # forces the macro reclustering
-            centers = model.centers
-        elif isinstance(model, cluster.STREAMKMeans):
-            centers = model.centers
-        else:
-            centers = model.centers
+        centers = model.centers
         return np.array([[c.get(j, 0.0) for j in range(self.dim)] for _, c in sorted(centers.items())])

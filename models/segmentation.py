@@ -182,7 +182,7 @@ class Segmenter:
 
     def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray) -> dict[str, dict]:
         """What a marketer needs to judge each segment: substantial, profitable, distinct, stable."""
-        nearest = ((z[:, None, :] - snap.centroids[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        nearest = snap.assign_many(matrix)
         stats: dict[str, dict] = {}
         k = len(snap.segment_ids)
         gaps = np.linalg.norm(snap.centroids[:, None, :] - snap.centroids[None, :, :], axis=2)

@@ -156,11 +156,11 @@ class FeedbackEvent(_Event):
         bounds = SCORE_RANGES.get(self.kind)
         if bounds is None:
             if self.score is not None:
-                raise _field_error("score", f"must be absent for kind '{self.kind.value}'")
+                raise _FieldError("score", f"must be absent for kind '{self.kind.value}'")
         elif self.score is None:
-            raise _field_error("score", f"is required for kind '{self.kind.value}'")
+            raise _FieldError("score", f"is required for kind '{self.kind.value}'")
         elif not bounds[0] <= self.score <= bounds[1]:
-            raise _field_error("score", f"must be {bounds[0]}-{bounds[1]} for kind '{self.kind.value}'")
+            raise _FieldError("score", f"must be {bounds[0]}-{bounds[1]} for kind '{self.kind.value}'")
         return self
 
 
@@ -170,10 +170,6 @@ class _FieldError(ValueError):
     def __init__(self, field: str, message: str):
         super().__init__(f"{field} {message}")
         self.field = field
-
-
-def _field_error(field: str, message: str) -> _FieldError:
-    return _FieldError(field, message)
 
 
 Event = Annotated[Union[PurchaseEvent, EngagementEvent, FeedbackEvent], Field(discriminator="type")]

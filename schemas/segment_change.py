@@ -8,7 +8,6 @@ after a worker restart carries the same id and consumers can drop it by ``change
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -80,6 +79,3 @@ class SegmentChange(_Output):
         """Same customer and per-customer sequence number -> same id, across restarts."""
         return str(uuid.uuid5(_CHANGE_NS, f"{customer_id}\x1f{sequence}"))
 
-
-def utc_iso(ts: datetime) -> str:
-    return ts.isoformat()
