@@ -34,8 +34,15 @@ from models.config import SegmentationConfig
 T = TypeVar("T")
 
 
-def _hash(customer_id: str) -> int:
+def customer_hash(customer_id: str) -> int:
+    """Stable 64-bit hash deciding sample membership (the same on every worker and the trainer)."""
     return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=8).digest(), "little")
+
+
+def in_sample(customer_id: str, threshold: int | None) -> bool:
+    """Whether a customer can be in a bottom-k sample whose largest kept hash is ``threshold``
+    (None: the sample is not full, everyone can)."""
+    return threshold is None or customer_hash(customer_id) <= threshold
 
 
 class CustomerSample(Generic[T]):
@@ -59,7 +66,7 @@ class CustomerSample(Generic[T]):
             self._vectors[customer_id] = vector
             return
         self.customers_offered += 1
-        h = _hash(customer_id)
+        h = customer_hash(customer_id)
         if len(self._vectors) < self.capacity:
             heapq.heappush(self._heap, (-h, customer_id))
             self._vectors[customer_id] = vector
@@ -73,6 +80,22 @@ class CustomerSample(Generic[T]):
         if self._vectors.pop(customer_id, None) is not None:
             self._heap = [(h, c) for h, c in self._heap if c != customer_id]
             heapq.heapify(self._heap)
+
+    def get(self, customer_id: str) -> T | None:
+        return self._vectors.get(customer_id)
+
+    def population_estimate(self) -> int:
+        """Distinct customers offered so far, estimated from the k smallest hashes (KMV:
+        (k-1) * 2^64 / k-th smallest); exact while the sample is not full."""
+        threshold = self.threshold()
+        if threshold is None:
+            return len(self._vectors)
+        return round((self.capacity - 1) * 2.0**64 / max(threshold, 1))
+
+    def threshold(self) -> int | None:
+        """The largest kept hash once the sample is full (None before): customers above it are
+        never kept, so workers need not send them."""
+        return -self._heap[0][0] if len(self._vectors) >= self.capacity and self._heap else None
 
     def ids(self) -> list[str]:
         return list(self._vectors)
@@ -156,6 +179,15 @@ class OnlineClusterer:
         for _ in range(passes):
             for idx in self.rng.permutation(len(points)):
                 learn(dict(enumerate(points[idx].tolist())))
+
+    def warm_start(self, centroids: np.ndarray) -> None:
+        """Start from known centroids (standardised) instead of a k-means++ seeding."""
+        if not isinstance(self.model, cluster.KMeans) or len(centroids) != self.config.n_segments:
+            return  # other algorithms (or another k) re-learn from the sample
+        for i, center in enumerate(centroids):
+            self.model.centers[i].clear()
+            self.model.centers[i].update({j: float(v) for j, v in enumerate(center)})
+        self._initialised = True
 
     def inertia(self, points: np.ndarray) -> float:
         """Mean squared distance of the points to their nearest centroid."""

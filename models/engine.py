@@ -32,10 +32,13 @@ class ApplyResult:
 
 
 class ValueEngine:
-    def __init__(self, config: ValueConfig, auto_refit: bool = True):
-        """``auto_refit=False`` leaves refits to the caller (a replay fits once, at the end)."""
+    def __init__(self, config: ValueConfig, auto_refit: bool = True, keep_population: bool = True):
+        """``auto_refit=False`` leaves refits to the caller (a replay fits once, at the end).
+        ``keep_population=False``: no refits here at all (a worker gets its valuation from the
+        trainer), so no per-customer BTYD rows are kept either."""
         self.config = config
-        self.auto_refit = auto_refit
+        self.auto_refit = auto_refit and keep_population
+        self.keep_population = keep_population
         self.population = BtydPopulation()
         self.valuation: Valuation = pinned_valuation(config)
         self._purchases_since_fit = 0
@@ -55,7 +58,7 @@ class ValueEngine:
         if not state.apply(event, self.config):
             return ApplyResult(applied=False)
         refitted = False
-        if isinstance(event, PurchaseEvent) and state.purchase_days:
+        if self.keep_population and isinstance(event, PurchaseEvent) and state.purchase_days:
             self.track(state)
             self._purchases_since_fit += 1
             if self.auto_refit and self._purchases_since_fit >= self.config.refit_every_events:

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
-from models.features import basis_of, vector_at
+from models.features import FeatureBasis, basis_of, vector_at
 from models.profile import build_profile
 from models.rules import RuleChange, RuleSet, diff_memberships
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState, utc_day
+from models.valuation import Valuation
 from schemas.events import AnyEvent
 from schemas.segment_change import (
     Reason,
@@ -46,17 +48,38 @@ class Outcome:
     snapshot: ModelSnapshot | None = None  # a new model version trained on this event
 
 
+BasisSink = Callable[[str, FeatureBasis], None]
+
+
 class Pipeline:
+    """``train_locally=False`` makes an assign-only pipeline, as in a worker: no BTYD rows, no
+    training sample; the model comes from :meth:`install` and every evaluated customer's feature
+    basis goes to ``on_basis`` (the worker forwards the sampled ones to the group's trainer)."""
+
     def __init__(self, config: EngineConfig, auto_train: bool = True, auto_refit: bool = True,
-                 rules: RuleSet | None = None):
+                 rules: RuleSet | None = None, train_locally: bool = True,
+                 on_basis: BasisSink | None = None):
         self.config = config
-        self.values = ValueEngine(config.value, auto_refit=auto_refit)
+        self.values = ValueEngine(config.value, auto_refit=auto_refit and train_locally,
+                                  keep_population=train_locally)
         if rules is None and config.segmentation.rules_file:
             rules = RuleSet.from_file(config.segmentation.rules_file)
         self.rules = rules
         self.segmenter = Segmenter(config.segmentation, rules)
-        self.auto_train = auto_train
+        self.auto_train = auto_train and train_locally
+        self._on_basis: BasisSink | None = self.segmenter.observe if train_locally else on_basis
         self._events_since_train = 0
+
+    def install(self, snapshot: ModelSnapshot) -> bool:
+        """Assign with ``snapshot`` (and value with its BTYD parameters) from now on, unless a newer
+        version is installed already. True if it was installed."""
+        current = self.snapshot
+        if current is not None and snapshot.version < current.version:
+            return False
+        self.segmenter.install(snapshot)
+        if snapshot.valuation:
+            self.values.valuation = Valuation.from_dict(snapshot.valuation)
+        return True
 
     def new_state(self, customer_id: str) -> CustomerState:
         return CustomerState(customer_id)
@@ -81,7 +104,8 @@ class Pipeline:
     def evaluate(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls)."""
         basis = basis_of(state, self.config.value)
-        self.segmenter.observe(state.customer_id, basis)
+        if self._on_basis is not None:
+            self._on_basis(state.customer_id, basis)
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
         records = [self._cluster_record(state, change, now)] if change else []
@@ -113,6 +137,32 @@ class Pipeline:
                           details=change.to_details()),
             value=self.value_summary(state, now),
         )
+
+    def erase(self, state: CustomerState, now: float) -> list[SegmentChange]:
+        """The exits of an erased customer (reason ``erased``), one per segment they are in. The
+        caller deletes the state; the records carry no value summary (the data is gone)."""
+        snap = self.snapshot
+        version = snap.version if snap else 0
+        exits = []
+        if state.cluster is not None:
+            exits.append((SegmentKind.cluster, SegmentRef(id=state.cluster, label=snap.label(state.cluster) if snap else state.cluster)))
+        labels = {d.id: d.label for d in self.rules.definitions.segment} if self.rules else {}
+        exits.extend((SegmentKind.rule, SegmentRef(id=rid, label=labels.get(rid, rid))) for rid in state.rules)
+        records = []
+        for kind, ref in exits:
+            state.change_seq += 1
+            records.append(SegmentChange(
+                change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+                customer_id=state.customer_id, kind=kind, previous_segment=ref, segment=None,
+                changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=version,
+                definition_version=self.rules.version if self.rules and kind is SegmentKind.rule else None,
+                reason=Reason(code=ReasonCode.erased, details={}), value=None,
+            ))
+        if state.cluster is not None:
+            self.segmenter.counters.remove(state.cluster)
+        self.values.forget(state.customer_id)
+        self.segmenter.sample.forget(state.customer_id)
+        return records
 
     def train(self, now: float) -> ModelSnapshot | None:
         self._events_since_train = 0

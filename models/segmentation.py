@@ -93,12 +93,18 @@ class Segmenter:
         """Offer a customer's current feature basis to the training sample."""
         self.sample.observe(customer_id, basis)
 
-    def train(self, now: float, valuation: Valuation, value_config: ValueConfig) -> ModelSnapshot | None:
+    def train(self, now: float, valuation: Valuation, value_config: ValueConfig,
+              bases: list[FeatureBasis] | None = None) -> ModelSnapshot | None:
         """Learn from the customer sample, valued as of ``now``, and install a new snapshot
-        (None while there are too few customers)."""
-        if len(self.sample) < self.config.min_customers_to_train:
+        (None while there are too few customers).
+
+        ``bases`` is a copy of the sample taken by the caller: a trainer that trains in a thread
+        copies it first, so the sample can keep changing while the training runs.
+        """
+        if bases is None:
+            bases = self.sample.values()
+        if len(bases) < self.config.min_customers_to_train:
             return None
-        bases = self.sample.values()
         matrix = matrix_at(bases, now, valuation, value_config)
         # Random order: drift detectors and streaming quantiles read order as time.
         order = self._shuffle.permutation(len(matrix))
@@ -143,10 +149,24 @@ class Segmenter:
                                    "detail": g.detail} for g in new_signals]},
             "definition_version": self.rules.version if self.rules else None,
             "rule_thresholds": thresholds,
+            "sample_size": len(bases), "sample_threshold": self.sample.threshold(),
+            "next_segment_number": self.registry.next_number,
         })
         self.install(snap)
         self.drift.reset_distance()  # a new model: distances start afresh
         return snap
+
+    def resume(self, snapshot: ModelSnapshot) -> None:
+        """Continue training from a published snapshot (a new trainer after a restart or a
+        rebalance): same centroids, scaler and segment ids, so customers keep their segments."""
+        self.install(snapshot)
+        if len(snapshot.centroids) == 0:
+            return
+        self.scaler = Scaler(snapshot.mean, snapshot.std)
+        self.clusterer.warm_start(snapshot.centroids)
+        self.registry.resume(snapshot.segment_ids, snapshot.centroids, snapshot.next_segment_number)
+        # A resumed model has settled: challengers only at the post-warm-up cadence.
+        self._trainings = max(self._trainings, self.config.restart_warmup + 1)
 
     def _maybe_challenge(self, z: np.ndarray) -> None:
         """Restarts while the model is young; rarer and with a higher bar once it has settled, so
@@ -192,7 +212,10 @@ class Segmenter:
             spread = float(np.linalg.norm(z[nearest == i] - snap.centroids[i], axis=1).mean()) if len(members) else 0.0
             clv = np.expm1(members[:, _VALUE]) if len(members) else np.empty(0)
             sat = members[:, _SAT] if len(members) else np.empty(0)
-            size = max(self.counters.sizes.get(sid, 0), 0)
+            # Exact sizes where this engine assigns (a replay); a trainer that only sees a sample
+            # estimates them from the sample share and the sample's population estimate.
+            size = (max(self.counters.sizes.get(sid, 0), 0) if self.counters.moves
+                    else round(len(members) / len(matrix) * self.sample.population_estimate()))
             stats[sid] = {
                 "sample_share": round(len(members) / len(matrix), 4),
                 "size": size,

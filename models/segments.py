@@ -61,6 +61,16 @@ class SegmentRegistry:
         self._next += 1
         return sid
 
+    @property
+    def next_number(self) -> int:
+        return self._next
+
+    def resume(self, ids: tuple[str, ...], centroids: np.ndarray, next_number: int) -> None:
+        """Continue from a published model: its ids keep their centroids, and new ids never reuse
+        one handed out before (retired ones included)."""
+        self._centroids = {sid: c.copy() for sid, c in zip(ids, centroids)}
+        self._next = max(self._next, next_number)
+
     def update(self, centroids: np.ndarray, version: int, at: float) -> Matching:
         old_ids = list(self._centroids)
         ids: list[str | None] = [None] * len(centroids)

@@ -44,6 +44,19 @@ class ModelSnapshot:
     drift: dict | None = None  # snapshot-to-snapshot drift figures
     definition_version: str | None = None  # rule definitions in force
     rule_thresholds: dict[str, float] = field(default_factory=dict)  # e.g. {"clv:p80": 412.3}
+    # The trainer's customer sample: its size and the largest kept id hash (bottom-k). Workers only
+    # forward customers hashing at or below it; (k-1)/threshold also estimates the population.
+    sample_size: int = 0
+    sample_threshold: int | None = None
+    next_segment_number: int = 1  # ids are never reused, also by a trainer resuming from here
+
+    @property
+    def population_estimate(self) -> int | None:
+        """Distinct customers, estimated from the trainer's bottom-k sample (see
+        :meth:`models.clustering.CustomerSample.population_estimate`)."""
+        if self.sample_threshold is None:
+            return self.sample_size or None
+        return round((self.sample_size - 1) * 2.0**64 / max(self.sample_threshold, 1))
 
     def index(self, segment_id: str) -> int | None:
         try:
@@ -84,6 +97,8 @@ class ModelSnapshot:
             ],
             "lifecycle": list(self.lifecycle), "valuation": self.valuation, "drift": self.drift,
             "definition_version": self.definition_version, "rule_thresholds": self.rule_thresholds,
+            "sample_size": self.sample_size, "sample_threshold": self.sample_threshold,
+            "next_segment_number": self.next_segment_number,
         }
 
     def to_bytes(self) -> bytes:
@@ -103,6 +118,8 @@ class ModelSnapshot:
             stats={s["id"]: s["stats"] for s in segs if "stats" in s},
             lifecycle=tuple(doc.get("lifecycle", ())), valuation=doc.get("valuation"), drift=doc.get("drift"),
             definition_version=doc.get("definition_version"), rule_thresholds=doc.get("rule_thresholds") or {},
+            sample_size=int(doc.get("sample_size", 0)), sample_threshold=doc.get("sample_threshold"),
+            next_segment_number=int(doc.get("next_segment_number", 1)),
         )
 
     @classmethod

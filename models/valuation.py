@@ -127,6 +127,16 @@ class Valuation:
             "version": self.version,
         }
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Valuation":
+        """Inverse of :meth:`to_dict` (workers install the trainer's valuation from a snapshot)."""
+        return cls(
+            BetaGeoParams.from_dict(doc["beta_geo"]) if doc.get("beta_geo") else None,
+            GammaGammaParams.from_dict(doc["gamma_gamma"]) if doc.get("gamma_gamma") else None,
+            int(doc["horizon_days"]), float(doc["monthly_discount_rate"]),
+            customers=int(doc.get("customers", 0)), version=int(doc.get("version", 0)),
+        )
+
 
 def _predicts_finite(valuation: Valuation, population: BtydPopulation, as_of_day: int) -> bool:
     """A fit is only used if it values every distinct customer history with finite, valid numbers

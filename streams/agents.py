@@ -1,82 +1,112 @@
-"""Agents: the thin adapter between Kafka messages and the pure engine.
+"""Agents, timers and tasks of the worker: each one a few lines that hand over to the logic in
+:mod:`streams.processor`, :mod:`streams.sweep`, :mod:`streams.training` and :mod:`streams.snapshots`.
 
-Each input topic has one agent (concurrency 1: faust-streaming #606 loses messages otherwise).
-A message that breaks the contract goes to the dead-letter topic with the reason; the agent
-never raises on input, so one bad message cannot stop a partition.
+Every agent runs with concurrency 1 (faust-streaming #606 loses messages on commit otherwise) and
+never lets an exception escape: a crashed faust agent stops consuming while the worker looks alive.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import faust
+import orjson
 
+from models.snapshot import ModelSnapshot
 from schemas.dead_letter import Source, dead_letter_for
-from schemas.events import AnyEvent, EventValidationError, FieldProblem, parse_event
-from streams.settings import Settings
+from schemas.events import FieldProblem
+from schemas.segment_change import SegmentChange
+from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
+from streams.snapshots import SNAPSHOT_KEY
 from streams.topics import Topics
+
+if TYPE_CHECKING:
+    from streams.app import Runtime
 
 log = logging.getLogger("segstream.worker")
 
 
-def check_key(key: bytes | None, event: AnyEvent) -> None:
-    """The message key must be the customer id, or tables and topics stop being co-partitioned."""
-    if key is None or key != event.customer_id.encode():
-        raise EventValidationError(
-            [FieldProblem(field="key", error="key_mismatch",
-                          message="message key must equal customer_id")]
-        )
+class KafkaOutputs:
+    """Segment changes and dead letters, sent through the app's producer."""
 
-
-class InputValidator:
-    """Validates raw messages of one event type and dead-letters the rejects."""
-
-    def __init__(self, event_type: str, topics: Topics):
-        self.event_type = event_type
+    def __init__(self, topics: Topics):
         self.topics = topics
-        self.counts: Counter[str] = Counter()
 
-    async def validate(self, event: faust.EventT) -> AnyEvent | None:
-        raw: bytes = event.value
-        msg = event.message
-        self.counts["consumed"] += 1
+    async def changes(self, changes: list[SegmentChange]) -> None:
+        acks = [await self.topics.segment_changes.send(key=c.customer_id.encode(), value=c.model_dump_json().encode())
+                for c in changes]
+        for ack in acks:  # the caller saves the state only once every change is durable
+            await ack
+
+    async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        source = Source(topic=message.topic, partition=message.partition, offset=message.offset, key=key)
+        letter = dead_letter_for(message.value, source, problems, datetime.now(timezone.utc))
+        await self.topics.dead_letter.send(key=message.key, value=letter.model_dump_json().encode())
+
+
+async def publish_snapshot(rt: "Runtime", snapshot: ModelSnapshot) -> None:
+    ack = await rt.app.topic(rt.topics.model_snapshots, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw").send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
+    await ack
+    rt.metrics.trainings.inc()
+    rt.install(snapshot)  # no need to wait for our own listener
+
+
+def register_agents(app: faust.App, rt: "Runtime") -> None:
+    topics = rt.topics
+    routes = {name: etype for etype, name in topics.inputs.items()}
+    routes[topics.erasures.get_topic_name()] = ERASURE
+    routes[topics.reevaluate.get_topic_name()] = REEVALUATE
+    processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics), rt.clock, rt.forwarder,
+                                  rt.metrics, routes)
+    w = rt.settings.worker
+
+    @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
+    async def process_customers(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            msg = InMessage(m.topic, m.partition, m.offset, event.key, event.value)
+            try:
+                await processor.handle(msg)
+            except Exception as exc:  # a bug, not bad input: keep the partition moving, keep the message
+                log.exception("internal error on %s[%d]@%d; dead-lettered", m.topic, m.partition, m.offset)
+                problem = FieldProblem(field="", error="internal_error", message=f"{type(exc).__name__}: {exc}"[:500])
+                await processor.outputs.dead_letter(msg, routes.get(m.topic, "unknown"), [problem])
+
+    @app.agent(topics.trainer_samples, name="segstream.trainer", concurrency=1)
+    async def collect_samples(stream: faust.StreamT) -> None:
+        async for raw in stream:
+            try:
+                rt.trainer.on_samples(raw)
+            except Exception:  # a malformed sample message must not stop the trainer
+                log.exception("unreadable trainer-samples message ignored")
+
+    @app.timer(w.sweep_interval_s)
+    async def sweep() -> None:
+        batches = rt.sweeper.tick(rt.table.keys(), rt.active_partitions())
+        for partition, customer_ids in batches.items():
+            await topics.reevaluate.send(value=orjson.dumps({"customers": customer_ids}), partition=partition)
+
+    @app.timer(w.sample_flush_interval_s)
+    async def flush_samples() -> None:
+        sent_before = rt.forwarder.sent
+        for value in rt.forwarder.drain(rt.clock.now()):
+            await topics.trainer_samples.send(value=value, partition=0)
+        rt.metrics.samples_sent.inc(rt.forwarder.sent - sent_before)
+
+    @app.timer(min(1.0, w.train_interval_s))
+    async def train() -> None:
+        if not rt.is_trainer():
+            rt.trainer.release()
+            return
         try:
-            parsed = parse_event(raw, expected_type=self.event_type)
-            check_key(event.key, parsed)
-        except EventValidationError as exc:
-            await self._dead_letter(event, exc.problems)
-            return None
-        self.counts["valid"] += 1
-        return parsed
+            await rt.trainer.maybe_train()
+        except Exception:
+            log.exception("training failed; the current model stays in force")
 
-    async def _dead_letter(self, event: faust.EventT, problems: list[FieldProblem]) -> None:
-        msg = event.message
-        key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else None
-        source = Source(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key)
-        letter = dead_letter_for(event.value if isinstance(event.value, bytes) else None, source,
-                                 problems, datetime.now(timezone.utc))
-        await self.topics.dead_letter.send(key=event.key, value=letter.model_dump_json().encode())
-        self.counts["invalid"] += 1
-        # No payload or customer id in the log: the dead-letter topic has them, logs are for ops.
-        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, letter.error[:300])
-
-
-def register_agents(app: faust.App, settings: Settings, topics: Topics) -> dict[str, InputValidator]:
-    validators = {}
-    for event_type, topic in topics.inputs.items():
-        validator = InputValidator(event_type, topics)
-        validators[event_type] = validator
-
-        async def consume(stream: faust.StreamT, validator: InputValidator = validator) -> None:
-            async for event in stream.events():
-                parsed = await validator.validate(event)
-                if parsed is not None:
-                    log.info("valid %s event %s at %s", parsed.type, parsed.event_id,
-                             parsed.timestamp.isoformat())
-
-        # faust names agents after the function: give each its own name or they collide.
-        consume.__name__ = consume.__qualname__ = f"validate_{event_type}"
-        app.agent(topic, name=f"segstream.{event_type}", concurrency=1)(consume)
-    return validators
+    @app.task
+    async def follow_models() -> None:
+        await rt.listener.run()

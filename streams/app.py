@@ -1,24 +1,129 @@
-"""The Faust application: built from one Settings object, so tests can run several apps side by side."""
+"""The Faust application: built from one Settings object, so tests can run several apps side by side.
+
+:class:`Runtime` holds what the agents, timers and web views share: the customer table, the
+assign-only engine, the clock, the model listener and the trainer host.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 
+from models.pipeline import Pipeline
+from models.snapshot import ModelSnapshot
+from models.state import CustomerState
+from monitoring.metrics import WorkerMetrics
+from streams.clock import WorkerClock
+from streams.sampling import SampleForwarder
 from streams.settings import Settings
+from streams.snapshots import SnapshotListener
+from streams.sweep import Sweeper
 from streams.topics import Topics, declare_topics
+from streams.training import TrainerHost
+from streams.web import iso, register_web
+from streams.agents import publish_snapshot, register_agents
+
+
+def broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
+
+
+@dataclass
+class Runtime:
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    table: Any  # faust Table: customer id bytes -> CustomerState bytes
+    pipeline: Pipeline
+    clock: WorkerClock
+    forwarder: SampleForwarder
+    listener: SnapshotListener
+    trainer: TrainerHost
+    sweeper: Sweeper
+    metrics: WorkerMetrics
+    installed: list[int] = field(default_factory=list)  # model versions installed, in order
+
+    # ---- model -----------------------------------------------------------------------------
+
+    def install(self, snapshot: ModelSnapshot) -> None:
+        if not self.pipeline.install(snapshot):
+            return
+        self.forwarder.threshold = snapshot.sample_threshold
+        if self.clock.mode == "event":
+            self.clock.observe(snapshot.created_at)  # the group's event time, not only ours
+        self.installed.append(snapshot.version)
+        self.metrics.model_version.set(snapshot.version)
+        self.metrics.model_created.set(snapshot.created_at)
+
+    # ---- assignment --------------------------------------------------------------------------
+
+    def active_partitions(self) -> set[int]:
+        """Customer partitions this worker owns now (inputs, erasures, table: co-partitioned)."""
+        topic = self.topics.inputs["purchase"]
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    def is_trainer(self) -> bool:
+        topic = self.topics.trainer_samples.get_topic_name()
+        return any(tp.topic == topic for tp in self.app.assignor.assigned_actives())
+
+    # ---- views ---------------------------------------------------------------------------------
+
+    def profile(self, state: CustomerState) -> dict:
+        at = self.clock.now() or state.last_event_ts or 0.0
+        doc = self.pipeline.profile(state, at)
+        doc["as_of"] = iso(at)
+        return doc
+
+    def segments(self) -> dict:
+        snap = self.pipeline.snapshot
+        rules = self.pipeline.rules
+        rule_segments = [{"id": d.id, "label": d.label, "description": d.description}
+                         for d in rules.definitions.segment] if rules else []
+        if snap is None:
+            return {"model_version": None, "segments": [], "rule_segments": rule_segments}
+        population = snap.population_estimate
+        segments = []
+        for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
+            stats = snap.stats.get(sid, {})
+            share = stats.get("sample_share")
+            segments.append({
+                "id": sid, "label": label, "description": desc,
+                "size_estimate": round(share * population) if share is not None and population else None,
+                "stats": stats,
+            })
+        return {
+            "model_version": snap.version, "trained_at": iso(snap.created_at), "algorithm": snap.algorithm,
+            "features": list(snap.features), "population_estimate": population,
+            "segments": segments, "rule_segments": rule_segments,
+            "definition_version": snap.definition_version, "valuation": snap.valuation,
+        }
+
+    def readiness(self) -> dict:
+        recovered = self.app.tables.recovery.completed.is_set()
+        model_feed = self.listener.started.is_set()
+        partitions = sorted(self.active_partitions())
+        snap = self.pipeline.snapshot
+        return {
+            "ready": recovered and model_feed and self.app.consumer is not None,
+            "tables_recovered": recovered, "model_feed": model_feed,
+            "partitions": partitions, "trainer": self.is_trainer(),
+            "trainer_sample_size": self.trainer.trainer.sample_size if self.trainer.trainer else None,
+            "model_version": snap.version if snap else None, "clock": iso(self.clock.now()),
+        }
 
 
 @dataclass
 class SegstreamApp:
     app: faust.App
     settings: Settings
-    topics: Topics
+    runtime: Runtime
 
-
-def broker_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
+    @property
+    def topics(self) -> Topics:
+        return self.runtime.topics
 
 
 def create_app(settings: Settings) -> SegstreamApp:
@@ -28,7 +133,6 @@ def create_app(settings: Settings) -> SegstreamApp:
     app = faust.App(
         w.app_id,
         broker=broker_url(settings.bootstrap_servers),
-        broker_credentials=None,
         store=w.store,
         datadir=str(w.data_dir),
         web_host=w.web_host,
@@ -36,6 +140,7 @@ def create_app(settings: Settings) -> SegstreamApp:
         web_bind=w.web_host,
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication_factor,
+        table_standby_replicas=w.standby_replicas,
         processing_guarantee=w.processing_guarantee,
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
@@ -44,7 +149,20 @@ def create_app(settings: Settings) -> SegstreamApp:
         loghandlers=[],
     )
     topics = declare_topics(app, settings)
-    from streams.agents import register_agents  # agents need the app and topics
-
-    register_agents(app, settings, topics)
-    return SegstreamApp(app=app, settings=settings, topics=topics)
+    # bytes key and value types make faust use the 'raw' codec: keys are the same bytes as the
+    # input topics' message keys, so table_route sends lookups to the right worker.
+    table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.topics.partitions)
+    forwarder = SampleForwarder()
+    pipeline = Pipeline(settings.engine, train_locally=False, on_basis=forwarder.offer)
+    metrics = WorkerMetrics()
+    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots)
+    trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
+    runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
+                      clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,
+                      sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s),
+                      metrics=metrics)
+    listener.on_snapshot = runtime.install
+    trainer.publish = functools.partial(publish_snapshot, runtime)
+    register_agents(app, runtime)
+    register_web(app, runtime)
+    return SegstreamApp(app=app, settings=settings, runtime=runtime)

@@ -136,6 +136,9 @@ def _run_worker(settings: Settings) -> None:
     sapp = create_app(settings)
     worker = Worker(sapp.app, loglevel=settings.worker.log_level, quiet=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # faust warns "producer buffer full" whenever table writes outpace the changelog producer by
+    # 100 messages: that is its normal backpressure under load, not a fault.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -174,18 +177,78 @@ def run() -> None:
 
 @cli.command()
 def produce(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Contract JSONL: one event per line."),
-    rate: float = typer.Option(0.0, help="Events per second (0 = as fast as possible)."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help="Contract JSONL (one event per line) or a CDNOW transaction file."),
+    file_format: str = typer.Option("auto", "--format", help="auto | jsonl | cdnow (auto: detect CDNOW "
+                                    "from the first line, else JSONL)."),
+    rate: float = typer.Option(0.0, min=0.0, help="Events per second (0 = as fast as possible)."),
+    limit: int = typer.Option(0, min=0, help="Send at most this many events (0 = all)."),
 ) -> None:
-    """Send events from a JSONL file to their topics (by 'type'), keyed by customer_id."""
+    """Send events to their topics, keyed by customer_id: JSONL by 'type', CDNOW lines as purchases."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from streams.producer import FORMATS, Skipped, produce_file
+
     _setup_logging("warning")
     settings = Settings()
     if not settings.bootstrap_servers:
         raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
-    from streams.producer import produce_jsonl
+    if file_format not in FORMATS:
+        raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
+    console = Console(stderr=True, highlight=False)
+    show_skipped = 20  # a wrong file has a skip per line: print the first ones, count them all
+    skipped_seen = 0
 
-    sent, skipped = asyncio.run(produce_jsonl(settings, file, rate=rate))
-    typer.echo(f"sent {sent} events; {skipped} lines skipped (no valid 'type'/'customer_id')")
+    def report_skip(skip: Skipped) -> None:
+        # Printed as they happen, above the progress bar.
+        nonlocal skipped_seen
+        skipped_seen += 1
+        if skipped_seen <= show_skipped:
+            console.print(f"[yellow]line {skip.line}[/]: {skip.reason}; skipped", markup=True)
+
+    # Off when stderr is not a terminal: a transient bar would leave an empty line in a log file.
+    with Progress(TextColumn("producing"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("produce", total=file.stat().st_size)
+        report = asyncio.run(produce_file(
+            settings, file, file_format, rate=rate, limit=limit,  # type: ignore[arg-type]
+            on_progress=lambda done: progress.update(task, completed=done), on_skip=report_skip,
+        ))
+    if skipped_seen > show_skipped:
+        console.print(f"... and {skipped_seen - show_skipped} more skipped lines")
+    typer.echo(f"sent {report.sent} events ({report.file_format}); {len(report.skipped)} lines skipped; "
+               f"{report.seconds:.1f}s, {report.events_per_s:,.0f} events/s")
+    if report.sent == 0 and report.skipped:
+        raise typer.Exit(1)  # nothing usable: most likely the wrong file or --format
+
+
+@cli.command()
+def tail(
+    from_beginning: bool = typer.Option(False, "--from-beginning",
+                                        help="Start at the oldest retained change (default: only new ones)."),
+    max_changes: int = typer.Option(0, "--max", min=0, help="Stop after this many changes (0 = until Ctrl-C)."),
+    customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer's changes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON of each change, one per line."),
+) -> None:
+    """Show segment changes as they are published (no consumer group: nothing is committed)."""
+    from streams.tail import printers, run_tail
+
+    _setup_logging("warning")
+    settings = Settings()
+    if not settings.bootstrap_servers:
+        typer.secho("KAFKA_BOOTSTRAP_SERVERS is not set: tail needs the broker the worker publishes to.",
+                    err=True, fg="red")
+        raise typer.Exit(2)
+    topic = settings.topics.name("segment_changes")
+    on_change, on_invalid = printers(as_json)
+    typer.secho(f"tailing {topic} on {settings.bootstrap_servers}"
+                f"{' from the beginning' if from_beginning else ''} (Ctrl-C stops)", err=True, fg="cyan")
+    stats = asyncio.run(run_tail(
+        settings.bootstrap_servers, topic, on_change, on_invalid, from_beginning=from_beginning,
+        max_changes=max_changes, customer=customer, security_protocol=settings.security_protocol,
+    ))
+    typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
 
 
 def _parse_as_of(value: str) -> float:

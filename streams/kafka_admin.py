@@ -53,12 +53,18 @@ class TopicSpec:
     config: tuple[tuple[str, str], ...] = ()
 
 
+class TopicMismatch(RuntimeError):
+    """An existing topic has another partition count than configured: co-partitioning is broken."""
+
+
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], **client_kwargs: object) -> None:
-    """Create the topics that do not exist yet; existing ones are left untouched."""
+    """Create the topics that do not exist yet; existing ones are left untouched, but must have the
+    configured partition count (raises :class:`TopicMismatch` otherwise)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        await _check_partitions(admin, [s for s in specs if s.name in existing])
         new = [
             NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config))
             for s in specs
@@ -70,3 +76,15 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], **client_kwargs:
             log.info("created topics: %s", ", ".join(t.name for t in new))
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    described = await admin.describe_topics([s.name for s in specs])
+    actual = {d["topic"]: len(d["partitions"]) for d in described}
+    wrong = [f"{s.name} has {actual[s.name]} partitions, configured {s.partitions}"
+             for s in specs if s.name in actual and actual[s.name] != s.partitions]
+    if wrong:
+        raise TopicMismatch("existing topics do not match the configuration (the customer topics and "
+                            "the table must be co-partitioned): " + "; ".join(wrong))

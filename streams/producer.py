@@ -1,19 +1,72 @@
-"""Send contract JSONL files to the input topics (``segstream produce``)."""
+"""Send event files to the input topics (``segstream produce``).
+
+Two input formats:
+
+- ``jsonl``: contract events, one JSON object per line, routed by ``type`` and sent as-is (the
+  worker validates them and dead-letters the invalid ones);
+- ``cdnow``: CDNOW-style transaction lines (``models.cdnow``), each converted to a purchase event.
+
+Every message is keyed by its ``customer_id``: the worker's tables are co-partitioned on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from models.cdnow import is_cdnow_file, transaction_to_event
+from schemas.events import EventValidationError, parse_event
 from streams.settings import Settings
 
-log = logging.getLogger(__name__)
+FileFormat = Literal["auto", "jsonl", "cdnow"]
+FORMATS: tuple[str, ...] = ("auto", "jsonl", "cdnow")
+
+# Progress callbacks are batched: a callback per line would cost more than sending the line.
+_PROGRESS_EVERY = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message ready to send."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A line that was not sent, and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass
+class ProduceReport:
+    sent: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    file_format: str = "jsonl"
+
+    @property
+    def events_per_s(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_format(path: Path, file_format: FileFormat) -> Literal["jsonl", "cdnow"]:
+    """The concrete format of ``path``: as given, or detected from its first non-empty line."""
+    if file_format == "auto":
+        return "cdnow" if is_cdnow_file(path) else "jsonl"
+    if file_format not in ("jsonl", "cdnow"):
+        raise ValueError(f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}")
+    return file_format
 
 
 def route_line(line: bytes, topics: dict[str, str]) -> tuple[str, bytes] | None:
@@ -34,36 +87,107 @@ def route_line(line: bytes, topics: dict[str, str]) -> tuple[str, bytes] | None:
     return topic, customer.encode()
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                yield number, line
+def jsonl_record(line: bytes, number: int, topics: dict[str, str]) -> Outgoing | Skipped:
+    routed = route_line(line, topics)
+    if routed is None:
+        return Skipped(number, "no known 'type' or no 'customer_id'")
+    topic, key = routed
+    return Outgoing(topic, key, line)
 
 
-async def produce_jsonl(settings: Settings, path: Path, rate: float = 0.0) -> tuple[int, int]:
-    topics = settings.topics.input_topics
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                                enable_idempotence=True)
-    await producer.start()
-    sent = skipped = 0
-    started = time.monotonic()
+def cdnow_record(line: bytes, number: int, topic: str) -> Outgoing | Skipped:
+    """A CDNOW transaction as a purchase event, or why it cannot be one.
+
+    The converted event is validated here, not only by the worker: a bad CDNOW line is the file's
+    fault, and its line number is only known here (the worker would dead-letter a puzzle).
+    """
     try:
-        for number, line in iter_lines(path):
-            routed = route_line(line, topics)
-            if routed is None:
-                skipped += 1
-                log.warning("line %d: no known 'type' or no 'customer_id'; not sent", number)
+        event = transaction_to_event(line, line_number=number)
+        value = orjson.dumps(event)  # NaN/inf become null here, which the contract rejects
+        parse_event(value, expected_type="purchase")
+    except EventValidationError as exc:
+        return Skipped(number, str(exc))
+    except ValueError as exc:  # wrong column count, bad date or number, not UTF-8
+        return Skipped(number, str(exc).removeprefix(f"line {number}: "))
+    return Outgoing(topic, event["customer_id"].encode(), value)
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, raw byte length, stripped line) for each non-empty line."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.strip()
+            if line:
+                yield number, len(raw), line
+
+
+def iter_records(path: Path, file_format: Literal["jsonl", "cdnow"],
+                 settings: Settings) -> Iterator[tuple[int, Outgoing | Skipped]]:
+    """(bytes read so far, record) for every non-empty line of ``path``."""
+    topics = settings.topics.input_topics
+    done = 0
+    for number, size, line in iter_lines(path):
+        done += size
+        if file_format == "cdnow":
+            yield done, cdnow_record(line, number, topics["purchase"])
+        else:
+            yield done, jsonl_record(line, number, topics)
+
+
+class _Pacer:
+    """Sleeps just enough to keep the average send rate at ``rate`` events per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+
+    async def wait(self, sent: int) -> None:
+        if self.rate <= 0:
+            return
+        ahead = sent / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+async def produce_file(
+    settings: Settings,
+    path: Path,
+    file_format: FileFormat = "auto",
+    rate: float = 0.0,
+    limit: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+    on_skip: Callable[[Skipped], None] | None = None,
+) -> ProduceReport:
+    """Send the events of ``path``; ``limit`` > 0 stops after that many sent events.
+
+    ``on_progress`` receives the number of bytes read so far; ``on_skip`` each skipped line.
+    """
+    report = ProduceReport(file_format=resolve_format(path, file_format))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
+                                enable_idempotence=True, security_protocol=settings.security_protocol)
+    await producer.start()
+    started = time.monotonic()
+    pacer = _Pacer(rate)
+    done = 0
+    try:
+        for done, record in iter_records(path, report.file_format, settings):
+            if isinstance(record, Skipped):
+                report.skipped.append(record)
+                if on_skip:
+                    on_skip(record)
                 continue
-            topic, key = routed
-            await producer.send(topic, line, key=key)
-            sent += 1
-            if rate > 0:
-                ahead = sent / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            # send() only enqueues into a batch; flush() below waits for the acknowledgements.
+            await producer.send(record.topic, record.value, key=record.key)
+            report.sent += 1
+            await pacer.wait(report.sent)
+            if on_progress and report.sent % _PROGRESS_EVERY == 0:
+                on_progress(done)
+            if limit and report.sent >= limit:
+                break
         await producer.flush()
     finally:
         await producer.stop()
-    return sent, skipped
+    if on_progress:
+        on_progress(done)
+    report.seconds = time.monotonic() - started
+    return report

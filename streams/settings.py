@@ -38,6 +38,10 @@ class TopicSettings(_Section):
     feedback: str = "feedback"
     segment_changes: str = "segment-changes"
     dead_letter: str = "dead-letter"
+    erasures: str = Field("erasures", description="Erase requests (key = customer_id).")
+    reevaluate: str = Field("reevaluate", description="Internal: clock-driven re-evaluation batches.")
+    trainer_samples: str = Field("trainer-samples", description="Internal: sampled customers to the trainer.")
+    model_snapshots: str = Field("model-snapshots", description="Compacted: the latest model for every worker.")
 
     def name(self, topic: str) -> str:
         return f"{self.prefix}{getattr(self, topic)}"
@@ -70,6 +74,15 @@ class WorkerSettings(_Section):
     store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
     processing_guarantee: str = Field("at_least_once", pattern="^(at_least_once|exactly_once)$")
     log_level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$")
+    standby_replicas: int = Field(1, ge=0, le=3, description="Standby copies of each table partition "
+                                  "on other workers (faster failover, more memory).")
+    clock: str = Field("wall", pattern="^(wall|event)$", description="Time segments are evaluated at: "
+                       "'wall' (now) or 'event' (latest event time seen: for replaying history).")
+    sweep_interval_s: float = Field(1.0, gt=0, description="Tick of the clock-driven re-evaluation.")
+    sweep_batch: int = Field(2000, ge=1, description="Customers re-evaluated per tick at most.")
+    sweep_period_s: float = Field(600.0, ge=0, description="A full pass over the table starts at most this often.")
+    train_interval_s: float = Field(60.0, gt=0, description="The trainer publishes a new model at most this often.")
+    sample_flush_interval_s: float = Field(1.0, gt=0, description="Sampled customers are sent to the trainer this often.")
 
 
 class Settings(BaseSettings):

@@ -74,3 +74,89 @@ def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> int:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+class WorkerProcess:
+    """A `segstream worker` subprocess with its web API, for end-to-end tests."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        from streams.local_kafka import free_port
+
+        self.port = int(env.get("SEGSTREAM_WORKER__WEB_PORT") or free_port())
+        self.env = {**env, "SEGSTREAM_WORKER__WEB_PORT": str(self.port)}
+        self.log_path = log_path
+        self.proc = start_worker(self.env, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, path: str, method: str = "GET") -> tuple[int, object]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.url + path, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            body, status = exc.read(), exc.code
+        if path == "/metrics":
+            return status, body.decode()
+        return status, json.loads(body) if body else None
+
+    def get(self, path: str) -> object:
+        status, doc = self.request(path)
+        assert status == 200, (path, status, doc)
+        return doc
+
+    def wait_ready(self, timeout_s: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                status, doc = self.request("/ready")
+                if status == 200:
+                    return doc  # type: ignore[return-value]
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log_tail()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        _, text = self.request("/metrics")
+        total = 0.0
+        for line in str(text).splitlines():
+            if not line.startswith(name):
+                continue
+            series, _, value = line.rpartition(" ")
+            head, _, rest = series.partition("{")
+            if head != name:
+                continue
+            if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> int:
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        return stop_worker(self.proc, timeout_s=60)
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):  # noqa: ANN001, ANN201
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,43 @@
+"""Erase request: delete everything segstream keeps about one customer (right to erasure).
+
+Sent to the ``erasures`` topic keyed by ``customer_id`` (or made with ``DELETE /customers/{id}``
+on any worker). The worker owning the customer deletes its state, drops it from the model's
+training sample and emits one segment exit with reason ``erased`` per segment it was in.
+
+>>> req = parse_erasure(b'{"customer_id": "c1", "request_id": "r1", "requested_at": "2026-01-01T00:00:00Z"}')
+>>> req.customer_id, req.requested_at.year
+('c1', 2026)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.events import EventValidationError, Identifier
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    customer_id: Identifier = Field(description="Also the Kafka message key.")
+    request_id: Identifier = Field(description="The requester's reference, echoed in logs and details.")
+    requested_at: AwareDatetime
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def parse_erasure(raw: bytes | str) -> ErasureRequest:
+    try:
+        return ErasureRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
+
+
+def erasure_now(customer_id: str, request_id: str) -> ErasureRequest:
+    from datetime import timezone
+
+    return ErasureRequest(customer_id=customer_id, request_id=request_id,
+                          requested_at=datetime.now(timezone.utc))

@@ -1,0 +1,116 @@
+"""The group's one trainer, hosted by whichever worker holds the trainer-samples partition.
+
+Kafka's group protocol is the leader election: the trainer-samples topic has one partition, so
+exactly one worker consumes it. That worker feeds the samples to a :class:`ModelTrainer`, trains
+in a thread (the event loop keeps processing events and heartbeats), and publishes the snapshot to
+the compacted model-snapshots topic, from which every worker, itself included, installs it.
+
+A worker that becomes the trainer (start, restart, rebalance) resumes from the latest published
+snapshot, so segment ids and centroids carry on; its sample refills within one sweep period,
+because the sweeps re-offer every sampled customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Awaitable, Callable
+
+from models.config import EngineConfig
+from models.snapshot import ModelSnapshot
+from models.trainer import ModelTrainer
+from streams.clock import WorkerClock
+from streams.sampling import decode_samples
+from streams.snapshots import SnapshotListener
+
+log = logging.getLogger("segstream.trainer")
+
+#: A resumed trainer waits for this share of the previous sample before training again.
+REFILL_SHARE = 0.9
+
+
+class TrainerHost:
+    def __init__(self, config: EngineConfig, clock_mode: str, train_interval_s: float, refill_wait_s: float,
+                 listener: SnapshotListener,
+                 publish: Callable[[ModelSnapshot], Awaitable[None]] | None = None):
+        self.config = config
+        self.clock_mode = clock_mode
+        self.train_interval_s = train_interval_s
+        self.refill_wait_s = refill_wait_s
+        self.listener = listener
+        self.publish = publish
+        self.trainer: ModelTrainer | None = None
+        self.clock = WorkerClock(clock_mode)
+        self._since = 0.0  # monotonic time this worker became the trainer
+        self._resumed_from: ModelSnapshot | None = None
+        self._last_train = -math.inf
+        self._training = False
+
+    def on_samples(self, raw: bytes) -> None:
+        """One trainer-samples message (from any worker)."""
+        trainer = self._ensure()
+        samples, forget, clock = decode_samples(raw)
+        if clock is not None:
+            self.clock.observe(clock)
+        for customer_id, basis in samples:
+            trainer.observe(customer_id, basis)
+        for customer_id in forget:
+            trainer.forget(customer_id)
+
+    def release(self) -> None:
+        """This worker no longer holds the trainer partition: another one trains now."""
+        if self.trainer is not None:
+            log.info("trainer role moved to another worker")
+        self.trainer = None
+
+    async def maybe_train(self) -> ModelSnapshot | None:
+        """Train and publish when due. Called periodically on the trainer's worker."""
+        trainer = self._ensure()
+        now = self.clock.now()
+        if self._training or now is None or not self._due(trainer):
+            return None
+        bases = trainer.copy_sample()
+        self._training = True
+        started = time.perf_counter()
+        try:
+            snapshot = await asyncio.get_running_loop().run_in_executor(None, trainer.train, now, bases)
+        finally:
+            self._training = False
+            self._last_train = time.monotonic()
+        if snapshot is None:
+            return None
+        log.info("trained model v%d on %d sampled customers in %.2fs", snapshot.version, len(bases),
+                 time.perf_counter() - started)
+        if self.publish is not None:
+            await self.publish(snapshot)
+        return snapshot
+
+    def _ensure(self) -> ModelTrainer:
+        if self.trainer is None:
+            self.trainer = ModelTrainer(self.config)
+            self.clock = WorkerClock(self.clock_mode)
+            self._since = time.monotonic()
+            self._resumed_from = self.listener.latest
+            if self._resumed_from is not None:
+                self.trainer.resume(self._resumed_from)
+                self.clock.observe(self._resumed_from.created_at)
+                log.info("this worker is the trainer now; resuming from model v%d", self._resumed_from.version)
+            else:
+                log.info("this worker is the trainer now; no model published yet")
+        return self.trainer
+
+    def _due(self, trainer: ModelTrainer) -> bool:
+        min_customers = self.config.segmentation.min_customers_to_train
+        if trainer.snapshot is None:
+            return trainer.sample_size >= min_customers
+        if trainer.updates == 0 or time.monotonic() - self._last_train < self.train_interval_s:
+            return False
+        resumed = self._resumed_from
+        if resumed is not None and trainer.snapshot is resumed:
+            # Right after a resume the sample is still refilling: training on a fraction of it
+            # would move the centroids toward whichever customers happened to be active.
+            refilled = trainer.sample_size >= REFILL_SHARE * resumed.sample_size
+            return refilled or time.monotonic() - self._since >= self.refill_wait_s
+        return True

@@ -1,0 +1,84 @@
+"""The worker's HTTP API, on the Faust web server (one port per worker, localhost by default).
+
+``GET /customers/{id}`` is answered by the worker that owns the customer: any other worker
+forwards the request there (``table_route``). Routing hashes the table's serialised key, and the
+table's keys are the raw customer-id bytes, exactly the input topics' message keys, so the route
+and the data agree (with faust's default JSON keys most lookups would go to the wrong worker).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from models.state import CustomerState
+from monitoring.metrics import CONTENT_TYPE_LATEST
+from schemas.erasure import erasure_now
+
+if TYPE_CHECKING:
+    from streams.app import Runtime
+
+# Same as the contracts' Identifier: printable ASCII without spaces, 1-128 characters.
+_CUSTOMER_ID = re.compile(r"^[\x21-\x7E]{1,128}$")
+
+
+def _json(view: View, doc: Any, status: int = 200) -> Response:
+    return view.bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json",
+                      status=status)
+
+
+def register_web(app: faust.App, rt: "Runtime") -> None:
+    table = rt.table
+
+    @app.page("/customers/{customer_id}")
+    class CustomerView(View):
+        @app.table_route(table=table, match_info="customer_id")
+        async def get(self, request: Request, customer_id: str) -> Response:
+            if not _CUSTOMER_ID.match(customer_id):
+                return _json(self, {"error": "invalid customer id"}, 400)
+            raw = table.get(customer_id.encode())
+            if raw is None:
+                return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
+            return _json(self, rt.profile(CustomerState.from_bytes(raw)))
+
+        async def delete(self, request: Request, customer_id: str) -> Response:
+            """Erasure: the request goes to the erasures topic, whose owner deletes the state."""
+            if not _CUSTOMER_ID.match(customer_id):
+                return _json(self, {"error": "invalid customer id"}, 400)
+            req = erasure_now(customer_id, request_id=f"api-{uuid.uuid4()}")
+            ack = await rt.topics.erasures.send(key=customer_id.encode(), value=req.to_json())
+            await ack
+            return _json(self, {"status": "accepted", "request_id": req.request_id,
+                                "detail": "the state is deleted and a segment exit with reason "
+                                          "'erased' is emitted shortly"}, 202)
+
+    @app.page("/segments")
+    class SegmentsView(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, rt.segments())
+
+    @app.page("/health")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, {"status": "ok"})
+
+    @app.page("/ready")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            status = rt.readiness()
+            return _json(self, status, 200 if status["ready"] else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(rt.metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None
