@@ -40,7 +40,8 @@ class ValueConfig(_Config):
     feedback_half_life_days: float = Field(90.0, gt=0, description="Half-life of the decayed NPS.")
     complaint_weight: float = Field(3.0, ge=0, description="A complaint costs this many support tickets.")
     dedupe_capacity: int = Field(
-        32, ge=1, le=1024, description="Event-id fingerprints remembered per customer (8 bytes each)."
+        16, ge=1, le=1024, description="Event-id fingerprints remembered per customer and event type "
+        "(8 bytes each): a redelivered event is recognised if the customer had fewer events of its type since."
     )
     base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     currency_rates: dict[str, float] = Field(

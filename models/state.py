@@ -4,8 +4,11 @@ The state is what lives in the worker's table, so it is small and it serialises 
 (``to_bytes``/``from_bytes``). Updates are
 
 * **idempotent**: an ``event_id`` seen among the customer's last ``dedupe_capacity`` applied
-  events is ignored (8-byte fingerprints, bounded memory). Kafka redelivers recent messages after a
-  crash, which is exactly the window this covers;
+  events *of the same type* is ignored (8-byte fingerprints, bounded memory). After a crash Kafka
+  redelivers each topic-partition from its last committed offset, and each event type is its own
+  topic, so the window is kept per type: events of other types, consumed at their own pace, never
+  push a redelivered event out of it. A single window mixing the types did (a customer's purchases
+  consumed hundreds of messages ahead of their engagements);
 * **order-independent**: every field is a commutative aggregate (integer money in micro-units,
   sets of purchase days, maxima, time-decayed sums anchored at the latest event time), so the same
   events in any order give the same value fields. Only the dedupe ring depends on arrival order.
@@ -121,7 +124,8 @@ class CustomerState:
     last_event_ts: float | None = None
     applied_events: int = 0
     change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
-    seen: deque[int] = field(default_factory=deque)  # fingerprints of recently applied event ids
+    # fingerprints of recently applied event ids, per event type (= per input topic-partition)
+    seen: dict[str, deque[int]] = field(default_factory=dict)
 
     # ---- updates -------------------------------------------------------------------------------
 
@@ -131,7 +135,10 @@ class CustomerState:
         Raises :class:`EngineRejection` for events the engine cannot value.
         """
         fp = fingerprint(event.event_id)
-        if fp in self.seen:
+        ring = self.seen.get(event.type)
+        if ring is None:
+            ring = self.seen[event.type] = deque()
+        elif fp in ring:
             return False
         ts = event.timestamp.timestamp()
         if isinstance(event, PurchaseEvent):
@@ -140,9 +147,9 @@ class CustomerState:
             self._apply_engagement(event, ts, config)
         elif isinstance(event, FeedbackEvent):
             self._apply_feedback(event, ts, config)
-        self.seen.append(fp)
-        if len(self.seen) > config.dedupe_capacity:
-            self.seen.popleft()
+        ring.append(fp)
+        if len(ring) > config.dedupe_capacity:
+            ring.popleft()
         self.applied_events += 1
         self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
         return True
@@ -265,7 +272,8 @@ class CustomerState:
             d: DecayedSum = getattr(self, name)
             if d.value or d.ref:
                 doc[name] = [d.value, d.ref]
-        doc["seen"] = base64.b64encode(b"".join(fp.to_bytes(8, "little") for fp in self.seen)).decode()
+        doc["seen"] = {etype: base64.b64encode(b"".join(fp.to_bytes(8, "little") for fp in ring)).decode()
+                       for etype, ring in self.seen.items()}
         return doc
 
     def to_bytes(self) -> bytes:
@@ -292,8 +300,7 @@ class CustomerState:
         for name in _DECAYED:
             if name in doc:
                 setattr(state, name, DecayedSum(*doc[name]))
-        raw_seen = base64.b64decode(doc.get("seen", ""))
-        state.seen = deque(int.from_bytes(raw_seen[i : i + 8], "little") for i in range(0, len(raw_seen), 8))
+        state.seen = {etype: _fingerprints(b64) for etype, b64 in doc.get("seen", {}).items()}
         return state
 
 
@@ -305,6 +312,11 @@ _SCALARS = (
     "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
+
+
+def _fingerprints(b64: str) -> deque[int]:
+    raw = base64.b64decode(b64)
+    return deque(int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8))
 
 
 def _decayed(table: dict[str, DecayedSum], key: str) -> DecayedSum:
