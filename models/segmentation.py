@@ -270,13 +270,17 @@ class Segmenter:
         z = snap.standardise(vector)
         c_new = snap.centroids[snap.index(new)]
         if previous is None or snap.index(previous) is None:
-            gain = -np.abs(z - c_new)  # closest features = what makes them fit
+            # What sets the segment apart (centroid far from average) that the customer shares;
+            # a feature on which everyone is alike explains nothing.
+            gain = np.abs(c_new) - np.abs(z - c_new)
         else:
             c_old = snap.centroids[snap.index(previous)]
             gain = (z - c_old) ** 2 - (z - c_new) ** 2
-        order = np.argsort(-gain)[:top]
+        order = [i for i in np.argsort(-gain)[:top] if math.isfinite(gain[i])]
+        # Only features that speak for the new segment (the best one even if none does).
+        order = [i for n, i in enumerate(order) if n == 0 or gain[i] > 0]
         return [{"feature": FEATURES[i], "value": round(float(vector[i]), 4), "z": round(float(z[i]), 3),
-                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in order if math.isfinite(gain[i])]
+                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in order]
 
 
 def _finite_or_none(value: float) -> float | None:

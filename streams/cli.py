@@ -162,17 +162,44 @@ def worker(
 
 
 @cli.command()
-def run() -> None:
-    """The main job: a local broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker.
+def run(
+    events: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                          help="History to replay through Kafka (default: the CDNOW sample)."),
+    rate: float = typer.Option(300.0, min=0.0, help="Replay rate in events per second (0 = as fast as possible)."),
+    replay: bool = typer.Option(True, help="--no-replay: only the broker and a worker; produce from elsewhere."),
+    run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs (default: a new temp dir)."),
+) -> None:
+    """The whole pipeline: a local Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), a worker, a history
+    replayed through Kafka and the segment changes printed live. Ctrl-C stops everything."""
+    import tempfile
 
-    Produce events to it from another terminal with 'segstream produce FILE'.
-    """
+    from streams import demo
+
     _setup_logging()
     settings = Settings()
-    with _broker(settings) as bootstrap:
-        typer.secho(f"In another terminal:\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
-                    "  segstream produce examples/events.jsonl", err=True, fg="yellow")
-        _run_worker(_with_bootstrap(settings, bootstrap))
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-run-"))
+    with _broker(settings, run_dir / "kafka") as bootstrap:
+        settings = _with_bootstrap(settings, bootstrap)
+        _create_topics(settings)
+        log_file = run_dir / "worker.log"
+        worker_proc = demo.start_worker(demo.worker_env(bootstrap, replaying=replay), log_file)
+        url = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+        try:
+            typer.secho(f"Worker starting (log: {log_file})...", err=True, fg="cyan")
+            demo.wait_ready(url, worker_proc)
+            typer.secho(f"Worker ready: {url}/segments, {url}/customers/<id>, {url}/metrics", err=True, fg="green")
+            if not replay:
+                typer.secho(f"Produce from another terminal:\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+                            "  segstream produce examples/events.jsonl\nCtrl-C stops.", err=True, fg="yellow")
+                _wait_for_signal_setup()()
+                return
+            history = demo.history_in_time_order(events or demo.CDNOW_SAMPLE, run_dir)
+            typer.secho(f"Replaying {history} at {rate:g} events/s; segment changes follow.", err=True, fg="cyan")
+            asyncio.run(demo.replay_and_tail(settings, history, rate,
+                                             lambda msg: typer.secho(msg, err=True, fg="green")))
+        finally:
+            typer.secho("Stopping the worker...", err=True, fg="cyan")
+            demo.stop_worker(worker_proc)
 
 
 @cli.command()
@@ -196,6 +223,9 @@ def produce(
         raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
     if file_format not in FORMATS:
         raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
+    # Created here if missing: a broker that auto-creates topics would give them one partition,
+    # which the worker then refuses (the customer topics must be co-partitioned).
+    _create_topics(settings)
     console = Console(stderr=True, highlight=False)
     show_skipped = 20  # a wrong file has a skip per line: print the first ones, count them all
     skipped_seen = 0
