@@ -125,10 +125,9 @@ class Pipeline:
         return [self._rule_record(state, change, now, snap.version) for change in changes]
 
     def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int) -> SegmentChange:
-        state.change_seq += 1
         ref = SegmentRef(id=change.segment_id, label=change.label)
         return SegmentChange(
-            change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+            change_id=next_change_id(state),
             customer_id=state.customer_id, kind=SegmentKind.rule,
             previous_segment=None if change.entered else ref, segment=ref if change.entered else None,
             changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=model_version,
@@ -150,9 +149,8 @@ class Pipeline:
         exits.extend((SegmentKind.rule, SegmentRef(id=rid, label=labels.get(rid, rid))) for rid in state.rules)
         records = []
         for kind, ref in exits:
-            state.change_seq += 1
             records.append(SegmentChange(
-                change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+                change_id=next_change_id(state),
                 customer_id=state.customer_id, kind=kind, previous_segment=ref, segment=None,
                 changed_at=datetime.fromtimestamp(now, timezone.utc), model_version=version,
                 definition_version=self.rules.version if self.rules and kind is SegmentKind.rule else None,
@@ -196,7 +194,6 @@ class Pipeline:
 
     def _cluster_record(self, state: CustomerState, change: ClusterChange, now: float) -> SegmentChange:
         move = change.move
-        state.change_seq += 1
         details = {
             "distance_to_new": round(move.new_distance, 4),
             "distance_to_previous": round(move.previous_distance, 4) if move.previous_distance is not None else None,
@@ -207,7 +204,7 @@ class Pipeline:
         if move.flap:
             details["flap"] = True
         return SegmentChange(
-            change_id=SegmentChange.make_id(state.customer_id, state.change_seq),
+            change_id=next_change_id(state),
             customer_id=state.customer_id, kind=SegmentKind.cluster,
             previous_segment=SegmentRef(id=move.previous, label=change.previous_label or move.previous)
             if move.previous else None,
@@ -216,3 +213,9 @@ class Pipeline:
             definition_version=self.rules.version if self.rules else None, reason=Reason(code=ReasonCode(move.reason), details=details),
             value=self.value_summary(state, now),
         )
+
+
+def next_change_id(state: CustomerState) -> str:
+    """The id of the customer's next change (deterministic: a replayed event re-emits the same id)."""
+    state.change_seq += 1
+    return SegmentChange.make_id(state.customer_id, state.change_seq, state.incarnation)

@@ -124,6 +124,7 @@ class CustomerState:
     last_event_ts: float | None = None
     applied_events: int = 0
     change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
+    incarnation: int = 0  # from the first applied event's id: a new life after an erasure (-> change_id)
     # fingerprints of recently applied event ids, per event type (= per input topic-partition)
     seen: dict[str, deque[int]] = field(default_factory=dict)
 
@@ -147,6 +148,8 @@ class CustomerState:
             self._apply_engagement(event, ts, config)
         elif isinstance(event, FeedbackEvent):
             self._apply_feedback(event, ts, config)
+        if self.applied_events == 0:
+            self.incarnation = fp >> 32
         ring.append(fp)
         if len(ring) > config.dedupe_capacity:
             ring.popleft()
@@ -247,7 +250,7 @@ class CustomerState:
     def value_fields(self) -> dict[str, Any]:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
-        for key in ("seen", "change_seq", "cluster", "cluster_since", "candidate", "candidate_since",
+        for key in ("seen", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
                     "previous_cluster", "switched_at", "flaps", "rules"):
             doc.pop(key, None)
         return doc
@@ -308,7 +311,7 @@ _SCALARS = (
     "purchase_count", "gross_micros", "refund_count", "refund_micros", "first_purchase_ts",
     "last_purchase_ts", "first_day_micros", "engagement_count", "influence_count",
     "last_engagement_ts", "nps_latest", "nps_latest_ts", "csat_sum", "csat_count", "review_sum",
-    "review_count", "ticket_count", "complaint_count", "last_event_ts", "applied_events", "change_seq",
+    "review_count", "ticket_count", "complaint_count", "last_event_ts", "applied_events", "change_seq", "incarnation",
     "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from schemas.dead_letter import DeadLetter
+from schemas.erasure import ErasureRequest
 from schemas.events import EngagementEvent, FeedbackEvent, PurchaseEvent, event_json_schema
 from schemas.segment_change import SegmentChange
 
@@ -30,6 +31,7 @@ def all_schemas() -> dict[str, dict]:
         "event": event_json_schema(),
         "segment_change": SegmentChange.model_json_schema(),
         "dead_letter": DeadLetter.model_json_schema(),
+        "erasure": ErasureRequest.model_json_schema(),
     }
     return {name: _with_id(name, doc) for name, doc in docs.items()}
 

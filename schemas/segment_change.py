@@ -75,7 +75,12 @@ class SegmentChange(_Output):
     value: ValueSummary | None = Field(description="Absent only for erasures.")
 
     @staticmethod
-    def make_id(customer_id: str, sequence: int) -> str:
-        """Same customer and per-customer sequence number -> same id, across restarts."""
-        return str(uuid.uuid5(_CHANGE_NS, f"{customer_id}\x1f{sequence}"))
+    def make_id(customer_id: str, sequence: int, incarnation: int = 0) -> str:
+        """Same customer, incarnation and per-customer sequence number -> same id, across restarts.
+
+        The incarnation tells apart the lives of a customer id: after an erasure the sequence
+        starts again, and without it a returning customer's changes would reuse old ids (and be
+        dropped by consumers that deduplicate).
+        """
+        return str(uuid.uuid5(_CHANGE_NS, f"{customer_id}\x1f{incarnation:x}\x1f{sequence}"))
 

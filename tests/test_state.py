@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from models.config import ValueConfig
 from models.engine import ValueEngine
 from models.profile import build_profile, nps_category
+from schemas.segment_change import SegmentChange
 from models.state import CustomerState, EngineRejection
 from models.valuation import pinned_valuation
 from schemas.events import EngagementEvent, FeedbackEvent, PurchaseEvent
@@ -205,3 +206,19 @@ def test_serialised_state_is_compact() -> None:
                                       action=rnd.choice(["page_view", "email_open", "add_to_cart"]), channel="web"))
     size = len(apply_all(events).to_bytes())
     assert size < 1024, size
+
+
+def test_change_ids_are_deterministic_per_life_and_differ_after_an_erasure() -> None:
+    from models.pipeline import next_change_id
+
+    first_life, replayed = CustomerState("c"), CustomerState("c")
+    for state in (first_life, replayed):
+        state.apply(purchase(1, 0, 5.0), CFG)
+    # A replay after a crash re-emits the same ids: consumers deduplicate them.
+    assert next_change_id(first_life) == next_change_id(replayed)
+    # Erased, then back with new events: the sequence restarts, the ids must not repeat.
+    second_life = CustomerState("c")
+    second_life.apply(purchase(7, 50, 9.0), CFG)
+    assert second_life.incarnation != first_life.incarnation
+    assert next_change_id(second_life) != SegmentChange.make_id("c", 1, first_life.incarnation)
+    assert CustomerState.from_bytes(second_life.to_bytes()).incarnation == second_life.incarnation
