@@ -42,6 +42,9 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
         async def get(self, request: Request, customer_id: str) -> Response:
             if not _CUSTOMER_ID.match(customer_id):
                 return _json(self, {"error": "invalid customer id"}, 400)
+            if not rt.app.tables.recovery.completed.is_set():
+                # Not "unknown customer": the table is still being restored from its changelog.
+                return _json(self, {"error": "recovering: try again shortly"}, 503)
             raw = table.get(customer_id.encode())
             if raw is None:
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
