@@ -9,8 +9,10 @@ COPY monitoring monitoring
 COPY kafka kafka
 COPY examples examples
 COPY data data
-RUN pip install --no-cache-dir .
-ENV SEGSTREAM_WORKER__WEB_HOST=0.0.0.0
+# The rocksdb extra: docker-compose.yml runs the workers with SEGSTREAM_WORKER__STORE=rocksdb://.
+RUN pip install --no-cache-dir ".[rocksdb]"
+ENV SEGSTREAM_WORKER__WEB_HOST=0.0.0.0 \
+    SEGSTREAM_WORKER__DATA_DIR=/var/lib/segstream
 EXPOSE 6066
 ENTRYPOINT ["segstream"]
 CMD ["worker"]

@@ -1,11 +1,14 @@
 """The worker's Prometheus metrics (prometheus-client), on its own registry.
 
 Labels only ever take values from small fixed sets (event types, outcomes, change kinds, reason
-codes, segment ids of the current model): never a customer id or anything else unbounded.
-Children are bound once and kept, because a ``labels(...)`` lookup costs more than the increment.
+codes, segment ids of the model, topic partitions): never a customer id or anything else
+unbounded (``tests/test_monitoring_live.py`` checks the exposition). Children are bound once and
+kept, because a ``labels(...)`` lookup costs more than the increment.
 """
 
 from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the web view
@@ -15,6 +18,10 @@ from schemas.segment_change import ReasonCode, SegmentKind
 # ``*_created`` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
 
+EVENT_TYPES = ("purchase", "engagement", "feedback")
+OUTCOMES = ("applied", "duplicate", "invalid", "rejected")
+NONE = "none"  # the "from" of an entry and the "to" of an exit
+
 #: The reasons each kind of change can have (the children bound up front).
 CHANGE_REASONS = {
     SegmentKind.cluster: (ReasonCode.first_assignment, ReasonCode.better_fit, ReasonCode.dwell_elapsed,
@@ -22,54 +29,125 @@ CHANGE_REASONS = {
     SegmentKind.rule: (ReasonCode.rule_entered, ReasonCode.rule_left, ReasonCode.erased),
 }
 
-EVENT_TYPES = ("purchase", "engagement", "feedback")
-OUTCOMES = ("applied", "duplicate", "invalid", "rejected")
-
 # Event -> state saved; most events take well under a millisecond, a few wait on a change's ack.
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Event time -> change emitted: includes producer, broker and consumer delays.
+END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # ---- input ----
         self._events = Counter("segstream_events_total", "Input events consumed, by type and outcome "
                                "(applied, duplicate = event_id seen before, invalid = broke the contract, "
                                "rejected = valid but not applicable).", ["event_type", "outcome"], registry=r)
         self.events = {(t, o): self._events.labels(t, o) for t in EVENT_TYPES for o in OUTCOMES}
-        self.events_unknown_topic = self._events.labels("unknown", "invalid")
         self._dead = Counter("segstream_dead_letters_total", "Messages sent to the dead-letter topic.",
                              ["source"], registry=r)
         self.dead_letters = {s: self._dead.labels(s) for s in (*EVENT_TYPES, "erasure", "reevaluate")}
+        self.processing = Histogram("segstream_processing_seconds", "Time to process one input event "
+                                    "(validate, update state, assign, changes acknowledged, table written).",
+                                    buckets=PROCESSING_BUCKETS, registry=r)
+        self.event_to_change = Histogram("segstream_event_to_change_seconds", "From an event's timestamp to "
+                                         "the segment change it caused being acknowledged (wall clock only).",
+                                         buckets=END_TO_END_BUCKETS, registry=r)
+        self.consumer_lag = Gauge("segstream_consumer_lag", "Messages not yet committed by the group on this "
+                                  "worker's input partitions (end offset - committed offset).",
+                                  ["topic", "partition"], registry=r)
+        # ---- output ----
         self._changes = Counter("segstream_segment_changes_total", "Segment-change events emitted.",
                                 ["kind", "reason"], registry=r)
         self.changes = {(k.value, c.value): self._changes.labels(k.value, c.value)
                         for k, reasons in CHANGE_REASONS.items() for c in reasons}
-        self.processing = Histogram("segstream_processing_seconds", "Time to process one input event "
-                                    "(validate, update state, assign, emit changes).",
-                                    buckets=PROCESSING_BUCKETS, registry=r)
+        self._transitions = Counter("segstream_segment_transitions_total", "Cluster segment moves by origin and "
+                                    "destination ('none': entry or exit).", ["from_segment", "to_segment"], registry=r)
+        self.transitions: dict[tuple[str, str], Any] = {}
+        self.flaps = Counter("segstream_segment_flaps_total", "Cluster moves back to a segment the customer left "
+                             "within the dwell period.", registry=r)
+        # ---- populations ----
+        self.segment_customers = Gauge("segstream_segment_customers", "Customers this worker owns in each "
+                                       "segment at its last full sweep (sum over workers: the population).",
+                                       ["kind", "segment"], registry=r)
+        self.customers = Gauge("segstream_customers", "Customers in this worker's table partitions at its "
+                               "last full sweep.", registry=r)
+        self.segment_size_estimate = Gauge("segstream_segment_size_estimate", "The model's size estimate of each "
+                                           "cluster segment (the same on every worker).", ["segment"], registry=r)
+        # ---- model ----
+        self.model_version = Gauge("segstream_model_version", "Version of the model this worker assigns with "
+                                   "(0 = none yet).", registry=r)
+        self.model_installed = Gauge("segstream_model_installed_timestamp_seconds",
+                                     "Wall time this worker installed its current model.", registry=r)
+        self.max_centroid_shift = Gauge("segstream_model_max_centroid_shift", "Largest centroid move of the last "
+                                        "training (standard deviations).", registry=r)
+        self.centroid_shift = Gauge("segstream_model_centroid_shift", "Centroid move of each segment in the last "
+                                    "training (standard deviations).", ["segment"], registry=r)
+        self.share_tvd = Gauge("segstream_model_share_tvd", "Total variation distance between the segment shares "
+                               "of the last two trainings.", registry=r)
+        self.drift_detections = Counter("segstream_drift_detections_total", "Drift detected by the trainer "
+                                        "(counted on every worker that installs the model carrying it).",
+                                        ["kind", "feature"], registry=r)
+        # ---- housekeeping ----
         self.erasures = Counter("segstream_erasures_total", "Erase requests processed.", ["found"], registry=r)
         self.erasures_found = {True: self.erasures.labels("true"), False: self.erasures.labels("false")}
         self.reevaluated = Counter("segstream_reevaluated_customers_total",
                                    "Customers re-evaluated by the clock-driven sweep.", registry=r)
-        self.model_version = Gauge("segstream_model_version", "Version of the model this worker assigns with "
-                                   "(0 = none yet).", registry=r)
-        self.model_created = Gauge("segstream_model_created_timestamp_seconds",
-                                   "Training time of the installed model (the clock it was trained at).", registry=r)
         self.samples_sent = Counter("segstream_trainer_samples_sent_total",
                                     "Customer feature bases forwarded to the trainer.", registry=r)
         self.trainings = Counter("segstream_trainings_total", "Models trained and published by this worker "
                                  "(only the worker holding the trainer partition trains).", registry=r)
 
-    def event(self, event_type: str, outcome: str) -> None:
-        child = self.events.get((event_type, outcome))
-        (child or self.events_unknown_topic).inc()
+    # ---- recording ---------------------------------------------------------------------------
 
-    def change(self, kind: str, reason: str) -> None:
+    def event(self, event_type: str, outcome: str) -> None:
+        self.events[(event_type, outcome)].inc()
+
+    def change(self, kind: str, reason: str, previous: str | None, new: str | None, flap: bool) -> None:
         child = self.changes.get((kind, reason))
         if child is None:  # a reason added to the contract later: still counted
             child = self.changes[(kind, reason)] = self._changes.labels(kind, reason)
         child.inc()
+        if kind == SegmentKind.cluster.value:
+            key = (previous or NONE, new or NONE)
+            transition = self.transitions.get(key)
+            if transition is None:
+                transition = self.transitions[key] = self._transitions.labels(*key)
+            transition.inc()
+            if flap:
+                self.flaps.inc()
+
+    def populations(self, counts: Mapping[tuple[str, str], int], customers: int) -> None:
+        """Replace the per-segment populations (a finished sweep pass over this worker's partitions)."""
+        self.segment_customers.clear()
+        for (kind, segment), n in counts.items():
+            self.segment_customers.labels(kind, segment).set(n)
+        self.customers.set(customers)
+
+    def lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self.consumer_lag.clear()
+        for (topic, partition), value in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(value)
+
+    def model(self, version: int, installed_at: float, sizes: Mapping[str, int], drift: Mapping[str, Any] | None) -> None:
+        self.model_version.set(version)
+        self.model_installed.set(installed_at)
+        self.segment_size_estimate.clear()
+        for segment, size in sizes.items():
+            self.segment_size_estimate.labels(segment).set(size)
+        drift = drift or {}
+        self.centroid_shift.clear()
+        for segment, shift in (drift.get("centroid_shift") or {}).items():
+            self.centroid_shift.labels(segment).set(shift)
+        self.max_centroid_shift.set(drift.get("max_centroid_shift") or 0.0)
+        self.share_tvd.set(drift.get("share_tvd") or 0.0)
+        for signal in drift_signals(drift.get("signals") or ()):
+            self.drift_detections.labels(*signal).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def drift_signals(signals: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, feature) of each drift signal; the feature set is fixed (models.features.FEATURES)."""
+    return [(str(s.get("kind") or "unknown"), str(s.get("feature") or NONE)) for s in signals]

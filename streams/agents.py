@@ -7,17 +7,18 @@ never lets an exception escape: a crashed faust agent stops consuming while the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import faust
-import orjson
 
 from models.snapshot import ModelSnapshot
 from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
+from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
 from streams.snapshots import SNAPSHOT_KEY
 from streams.topics import Topics
@@ -48,8 +49,7 @@ class KafkaOutputs:
 
 
 async def publish_snapshot(rt: "Runtime", snapshot: ModelSnapshot) -> None:
-    ack = await rt.app.topic(rt.topics.model_snapshots, key_type=bytes, value_type=bytes, key_serializer="raw",
-                             value_serializer="raw").send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
+    ack = await rt.topics.model_snapshots.send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
     await ack
     rt.metrics.trainings.inc()
     rt.install(snapshot)  # no need to wait for our own listener
@@ -61,7 +61,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes[topics.erasures.get_topic_name()] = ERASURE
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
     processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics), rt.clock, rt.forwarder,
-                                  rt.metrics, routes)
+                                  rt.metrics, routes, active_partitions=rt.active_partitions)
     w = rt.settings.worker
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
@@ -87,8 +87,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     @app.timer(w.sweep_interval_s)
     async def sweep() -> None:
         batches = rt.sweeper.tick(rt.table.keys(), rt.active_partitions())
-        for partition, customer_ids in batches.items():
-            await topics.reevaluate.send(value=orjson.dumps({"customers": customer_ids}), partition=partition)
+        for partition, batch in batches.items():
+            await topics.reevaluate.send(value=batch.to_json(), partition=partition)
 
     @app.timer(w.sample_flush_interval_s)
     async def flush_samples() -> None:
@@ -107,6 +107,24 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
         except Exception:
             log.exception("training failed; the current model stays in force")
 
+    lag_monitor = LagMonitor(rt.settings.bootstrap_servers, w.app_id)
+    input_topics = list(topics.inputs.values())
+
+    @app.timer(w.lag_interval_s)
+    async def measure_lag() -> None:
+        try:
+            rt.metrics.lag(await lag_monitor.measure(input_topics, rt.active_partitions()))
+        except Exception as exc:  # lag is for dashboards: never let it disturb processing
+            log.warning("consumer lag not measured: %s", exc)
+            await lag_monitor.close()
+
     @app.task
     async def follow_models() -> None:
-        await rt.listener.run()
+        while True:  # a broker outage must not end the model feed for good
+            try:
+                await rt.listener.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("model-snapshots consumer failed; reconnecting in 2s")
+                await asyncio.sleep(2)

@@ -7,6 +7,7 @@ assign-only engine, the clock, the model listener and the trainer host.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +56,8 @@ class Runtime:
         if self.clock.mode == "event":
             self.clock.observe(snapshot.created_at)  # the group's event time, not only ours
         self.installed.append(snapshot.version)
-        self.metrics.model_version.set(snapshot.version)
-        self.metrics.model_created.set(snapshot.created_at)
+        sizes = {sid: st["size"] for sid, st in snapshot.stats.items() if "size" in st}
+        self.metrics.model(snapshot.version, time.time(), sizes, snapshot.drift)
 
     # ---- assignment --------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ def create_app(settings: Settings) -> SegstreamApp:
         datadir=str(w.data_dir),
         web_host=w.web_host,
         web_port=w.web_port,
-        web_bind=w.web_host,
+        web_bind=w.web_bind or w.web_host,
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication_factor,
         table_standby_replicas=w.standby_replicas,
@@ -155,7 +156,7 @@ def create_app(settings: Settings) -> SegstreamApp:
     forwarder = SampleForwarder()
     pipeline = Pipeline(settings.engine, train_locally=False, on_basis=forwarder.offer)
     metrics = WorkerMetrics()
-    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots)
+    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots.get_topic_name())
     trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
                       clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import MutableMapping, Protocol
+from typing import Callable, MutableMapping, Protocol
 
 import orjson
 
@@ -48,7 +48,6 @@ class InMessage:
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int | None = None
 
 
 class Outputs(Protocol):
@@ -68,7 +67,7 @@ def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
 class CustomerProcessor:
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
-                 routes: dict[str, str]):
+                 routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None):
         """``routes``: topic name -> event type, ``"erasure"`` or ``"reevaluate"``."""
         self.pipeline = pipeline
         self.table = table
@@ -77,6 +76,7 @@ class CustomerProcessor:
         self.forwarder = forwarder
         self.metrics = metrics
         self.routes = routes
+        self.populations = PopulationTally(active_partitions)
 
     async def handle(self, msg: InMessage) -> None:
         route = self.routes.get(msg.topic)
@@ -112,6 +112,8 @@ class CustomerProcessor:
         self.table[msg.key] = state.to_bytes()  # type: ignore[index]
         self.metrics.event(event_type, "applied")
         self.metrics.processing.observe(time.perf_counter() - started)
+        if outcome.changes and self.clock.mode == "wall":  # on an event clock the gap is replay time
+            self.metrics.event_to_change.observe(max(time.time() - event.timestamp.timestamp(), 0.0))
 
     async def _validated(self, msg: InMessage, event_type: str) -> AnyEvent | None:
         try:
@@ -133,7 +135,8 @@ class CustomerProcessor:
         """Re-evaluate a batch of customers (all of this message's partition) as of the clock."""
         at = self.clock.now()
         try:
-            customer_ids = orjson.loads(msg.value or b"")["customers"]
+            batch = orjson.loads(msg.value or b"")
+            customer_ids = batch["customers"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             await self._dead(msg, REEVALUATE, [FieldProblem(field="customers", error="invalid",
                                                             message="not a re-evaluation batch")])
@@ -142,6 +145,7 @@ class CustomerProcessor:
             return
         changes: list[SegmentChange] = []
         updates: dict[bytes, bytes] = {}
+        tally = self.populations.batch(msg.partition, batch.get("pass", 0))
         for customer_id in customer_ids:
             key = customer_id.encode()
             raw = self.table.get(key)
@@ -149,6 +153,7 @@ class CustomerProcessor:
                 continue  # erased since the sweep listed it
             state = CustomerState.from_bytes(raw)
             changes.extend(self.pipeline.evaluate(state, at))
+            tally.count(state)
             new = state.to_bytes()
             if new != raw:
                 updates[key] = new
@@ -156,6 +161,9 @@ class CustomerProcessor:
         for key, value in updates.items():
             self.table[key] = value
         self.metrics.reevaluated.inc(len(customer_ids))
+        if batch.get("end"):
+            counts, customers = self.populations.complete(msg.partition)
+            self.metrics.populations(counts, customers)
 
     # ---- erasure -------------------------------------------------------------------------------
 
@@ -188,8 +196,9 @@ class CustomerProcessor:
         if not changes:
             return
         await self.outputs.changes(changes)
-        for change in changes:
-            self.metrics.change(change.kind.value, change.reason.code.value)
+        for c in changes:
+            self.metrics.change(c.kind.value, c.reason.code.value, c.previous_segment.id if c.previous_segment else None,
+                                c.segment.id if c.segment else None, bool(c.reason.details.get("flap")))
 
     async def _dead(self, msg: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         await self.outputs.dead_letter(msg, source_type, problems)
@@ -199,3 +208,50 @@ class CustomerProcessor:
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, summary[:300])
 
 
+
+
+class PassTally:
+    """Segment memberships counted over one partition's share of a sweep pass."""
+
+    def __init__(self, sweep_pass: int):
+        self.sweep_pass = sweep_pass
+        self.segments: Counter[tuple[str, str]] = Counter()
+        self.customers = 0
+
+    def count(self, state: CustomerState) -> None:
+        self.customers += 1
+        if state.cluster is not None:
+            self.segments[("cluster", state.cluster)] += 1
+        for rule in state.rules:
+            self.segments[("rule", rule)] += 1
+
+
+class PopulationTally:
+    """Exact segment populations of this worker's partitions, one sweep pass at a time.
+
+    The sweep visits every customer of every active partition once per pass, so counting there
+    costs nothing extra; a partition's count is complete at its last batch of the pass, and the
+    published figure is the sum over the partitions still owned.
+    """
+
+    def __init__(self, active_partitions: Callable[[], set[int]] | None = None):
+        self.active_partitions = active_partitions
+        self._current: dict[int, PassTally] = {}
+        self._complete: dict[int, PassTally] = {}
+
+    def batch(self, partition: int, sweep_pass: int) -> PassTally:
+        tally = self._current.get(partition)
+        if tally is None or tally.sweep_pass != sweep_pass:
+            tally = self._current[partition] = PassTally(sweep_pass)
+        return tally
+
+    def complete(self, partition: int) -> tuple[Counter[tuple[str, str]], int]:
+        """Mark the partition's pass complete; the totals over the owned partitions."""
+        self._complete[partition] = self._current.pop(partition, PassTally(0))
+        owned = self.active_partitions() if self.active_partitions else set(self._complete)
+        for gone in set(self._complete) - owned:
+            del self._complete[gone]
+        totals: Counter[tuple[str, str]] = Counter()
+        for tally in self._complete.values():
+            totals.update(tally.segments)
+        return totals, sum(t.customers for t in self._complete.values())

@@ -68,7 +68,10 @@ class LocalKafkaSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = Field("segstream", description="Faust app id = Kafka consumer group.")
-    web_host: str = Field("127.0.0.1", description="The web API binds to localhost unless told otherwise.")
+    web_host: str = Field("127.0.0.1", description="Host name other workers reach this one at (lookups "
+                          "are forwarded to the owner); also the bind address unless web_bind is set.")
+    web_bind: str | None = Field(None, description="Interface to listen on, e.g. 0.0.0.0 in a container "
+                                 "(default: web_host, so localhost only).")
     web_port: int = Field(6066, ge=1, le=65535)
     data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
     store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
@@ -83,6 +86,7 @@ class WorkerSettings(_Section):
     sweep_period_s: float = Field(600.0, ge=0, description="A full pass over the table starts at most this often.")
     train_interval_s: float = Field(60.0, gt=0, description="The trainer publishes a new model at most this often.")
     sample_flush_interval_s: float = Field(1.0, gt=0, description="Sampled customers are sent to the trainer this often.")
+    lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
 
 
 class Settings(BaseSettings):

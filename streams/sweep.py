@@ -12,9 +12,11 @@ agent evaluates the batch in order with everything else for those customers.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Iterable
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 
@@ -28,26 +30,42 @@ class Sweeper:
         self.partitions = partitions
         self.batch = batch
         self.period_s = period_s
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int]] = deque()
+        self._remaining: Counter[int] = Counter()
         self._pass_started: float | None = None
         self.passes = 0
 
-    def tick(self, keys: Iterable[bytes], active: set[int], now: float | None = None) -> dict[int, list[str]]:
+    def tick(self, keys: Iterable[bytes], active: set[int], now: float | None = None) -> dict[int, SweepBatch]:
         """The customers to re-evaluate this tick, by partition (only partitions active here).
 
-        ``keys`` (the table's keys) is only read when a new pass starts.
+        ``keys`` (the table's keys) is only read when a new pass starts. A partition's last batch
+        of the pass is marked ``end`` (its segment populations are complete then).
         """
         now = time.monotonic() if now is None else now
         if not self._queue:
             if self._pass_started is not None and now - self._pass_started < self.period_s:
                 return {}
-            self._queue.extend(k for k in keys if partition_of(k, self.partitions) in active)
+            self._queue = deque((k, p) for k in keys if (p := partition_of(k, self.partitions)) in active)
+            self._remaining = Counter(p for _, p in self._queue)
             self._pass_started = now
             self.passes += 1
-        batches: dict[int, list[str]] = {}
+        batches: dict[int, SweepBatch] = {}
         for _ in range(min(self.batch, len(self._queue))):
-            key = self._queue.popleft()
-            p = partition_of(key, self.partitions)
-            if p in active:  # the assignment may have changed since the pass started
-                batches.setdefault(p, []).append(key.decode())
+            key, p = self._queue.popleft()
+            self._remaining[p] -= 1
+            if p not in active:  # revoked since the pass started: its new owner sweeps it
+                continue
+            batch = batches.setdefault(p, SweepBatch(self.passes))
+            batch.customers.append(key.decode())
+            batch.end = self._remaining[p] == 0
         return batches
+
+
+@dataclass
+class SweepBatch:
+    sweep_pass: int
+    customers: list[str] = field(default_factory=list)
+    end: bool = False  # the partition's last batch of this pass
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"customers": self.customers, "pass": self.sweep_pass, "end": self.end})

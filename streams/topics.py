@@ -27,7 +27,7 @@ class Topics:
     erasures: faust.TopicT
     reevaluate: faust.TopicT
     trainer_samples: faust.TopicT
-    model_snapshots: str  # read by every worker with a plain consumer, outside the group
+    model_snapshots: faust.TopicT  # written by the trainer; read by every worker with a plain consumer
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -47,7 +47,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         erasures=raw(t.name("erasures"), partitions=t.partitions),
         reevaluate=raw(t.name("reevaluate"), partitions=t.partitions),
         trainer_samples=raw(t.name("trainer_samples"), partitions=1),
-        model_snapshots=t.name("model_snapshots"),
+        model_snapshots=raw(t.name("model_snapshots"), partitions=1),
     )
 
 

@@ -45,6 +45,7 @@ class TrainerHost:
         self.clock = WorkerClock(clock_mode)
         self._since = 0.0  # monotonic time this worker became the trainer
         self._resumed_from: ModelSnapshot | None = None
+        self._resumed = False
         self._last_train = -math.inf
         self._training = False
 
@@ -67,7 +68,10 @@ class TrainerHost:
 
     async def maybe_train(self) -> ModelSnapshot | None:
         """Train and publish when due. Called periodically on the trainer's worker."""
+        if not self.listener.started.is_set():
+            return None  # the latest published model is not known yet: resuming needs it
         trainer = self._ensure()
+        self._resume_once(trainer)
         now = self.clock.now()
         if self._training or now is None or not self._due(trainer):
             return None
@@ -89,17 +93,25 @@ class TrainerHost:
 
     def _ensure(self) -> ModelTrainer:
         if self.trainer is None:
+            log.info("this worker is the trainer now")
             self.trainer = ModelTrainer(self.config)
             self.clock = WorkerClock(self.clock_mode)
             self._since = time.monotonic()
-            self._resumed_from = self.listener.latest
-            if self._resumed_from is not None:
-                self.trainer.resume(self._resumed_from)
-                self.clock.observe(self._resumed_from.created_at)
-                log.info("this worker is the trainer now; resuming from model v%d", self._resumed_from.version)
-            else:
-                log.info("this worker is the trainer now; no model published yet")
+            self._resumed = False
         return self.trainer
+
+    def _resume_once(self, trainer: ModelTrainer) -> None:
+        """Continue from the group's latest model (before this trainer's first training), so the
+        versions go on increasing and segment ids and centroids carry over."""
+        if self._resumed:
+            return
+        self._resumed = True
+        latest = self.listener.latest
+        self._resumed_from = latest
+        if latest is not None:
+            trainer.resume(latest)
+            self.clock.observe(latest.created_at)
+            log.info("trainer resumes from model v%d", latest.version)
 
     def _due(self, trainer: ModelTrainer) -> bool:
         min_customers = self.config.segmentation.min_customers_to_train
