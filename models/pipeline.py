@@ -101,6 +101,19 @@ class Pipeline:
             outcome.snapshot = self.train(at)
         return outcome
 
+    def apply(self, state: CustomerState, event: AnyEvent, now: float) -> bool:
+        """Apply one event without evaluating segments (a worker applies a whole batch, then
+        evaluates each customer it touched once). False for a duplicate."""
+        applied = self.values.apply(state, event, now).applied
+        self._events_since_train += applied
+        return applied
+
+    def maybe_train(self, at: float) -> ModelSnapshot | None:
+        """Train when ``train_every_events`` applied events have passed (local training only)."""
+        if self.auto_train and self._events_since_train >= self.config.segmentation.train_every_events:
+            return self.train(at)
+        return None
+
     def evaluate(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls)."""
         basis = basis_of(state, self.config.value)

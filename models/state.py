@@ -36,7 +36,8 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-from collections import deque
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +127,8 @@ class CustomerState:
     change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
     incarnation: int = 0  # from the first applied event's id: a new life after an erasure (-> change_id)
     # fingerprints of recently applied event ids, per event type (= per input topic-partition)
-    seen: dict[str, deque[int]] = field(default_factory=dict)
+    # (an array of unsigned 64-bit ints: membership, load and dump all run in C)
+    seen: dict[str, array] = field(default_factory=dict)
 
     # ---- updates -------------------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ class CustomerState:
         fp = fingerprint(event.event_id)
         ring = self.seen.get(event.type)
         if ring is None:
-            ring = self.seen[event.type] = deque()
+            ring = self.seen[event.type] = array("Q")
         elif fp in ring:
             return False
         ts = event.timestamp.timestamp()
@@ -152,7 +154,7 @@ class CustomerState:
             self.incarnation = fp >> 32
         ring.append(fp)
         if len(ring) > config.dedupe_capacity:
-            ring.popleft()
+            del ring[0]  # at most dedupe_capacity (16) entries: shifting them is cheap
         self.applied_events += 1
         self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
         return True
@@ -275,8 +277,7 @@ class CustomerState:
             d: DecayedSum = getattr(self, name)
             if d.value or d.ref:
                 doc[name] = [d.value, d.ref]
-        doc["seen"] = {etype: base64.b64encode(b"".join(fp.to_bytes(8, "little") for fp in ring)).decode()
-                       for etype, ring in self.seen.items()}
+        doc["seen"] = {etype: base64.b64encode(_little_endian(ring)).decode() for etype, ring in self.seen.items()}
         return doc
 
     def to_bytes(self) -> bytes:
@@ -317,9 +318,19 @@ _SCALARS = (
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
 
 
-def _fingerprints(b64: str) -> deque[int]:
-    raw = base64.b64decode(b64)
-    return deque(int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8))
+def _fingerprints(b64: str) -> array:
+    ring = array("Q", base64.b64decode(b64))
+    if sys.byteorder != "little":  # the serialised form is little-endian everywhere
+        ring.byteswap()
+    return ring
+
+
+def _little_endian(ring: array) -> bytes:
+    if sys.byteorder == "little":
+        return ring.tobytes()
+    swapped = array("Q", ring)
+    swapped.byteswap()
+    return swapped.tobytes()
 
 
 def _decayed(table: dict[str, DecayedSum], key: str) -> DecayedSum:

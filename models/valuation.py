@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from models.config import ValueConfig
 
 log = logging.getLogger(__name__)
 
+
+#: Memoised predictions per valuation (a few MB at most; cleared when full).
+MEMO_SIZE = 100_000
 
 #: Repeat buyers used by a Gamma-Gamma refit at most (a uniform, seeded subsample beyond).
 GG_FIT_SAMPLE = 5000
@@ -90,9 +94,23 @@ class Valuation:
     monthly_discount_rate: float
     customers: int = 0
     version: int = 0
+    # Memo of per-customer predictions: BTYD needs only (x, t_x, T[, m]) with whole days, and most
+    # events (engagement, feedback, repeat purchases the same day) leave those unchanged.
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def _memoised(self, key: tuple, compute: Callable[[], float]) -> float:
+        value = self._memo.get(key)
+        if value is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            value = self._memo[key] = compute()
+        return value
 
     def prob_alive(self, x: int, t_x: float, T: float) -> float | None:
-        return None if self.beta_geo is None else float(prob_alive(self.beta_geo, x, t_x, T))
+        if self.beta_geo is None:
+            return None
+        bg = self.beta_geo
+        return self._memoised(("p", x, t_x, T), lambda: float(prob_alive(bg, x, t_x, T)))
 
     def expected_purchases(self, x: int, t_x: float, T: float) -> float | None:
         if self.beta_geo is None:
@@ -105,8 +123,9 @@ class Valuation:
     def clv(self, x: int, t_x: float, T: float, m: float) -> float | None:
         if self.beta_geo is None or self.gamma_gamma is None:
             return None
-        return float(customer_lifetime_value(
-            self.beta_geo, self.gamma_gamma, x, t_x, T, m, self.horizon_days, self.monthly_discount_rate))
+        bg, gg = self.beta_geo, self.gamma_gamma
+        return self._memoised(("c", x, t_x, T, m), lambda: float(customer_lifetime_value(
+            bg, gg, x, t_x, T, m, self.horizon_days, self.monthly_discount_rate)))
 
     def prob_alive_many(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray | None:
         return None if self.beta_geo is None else np.asarray(prob_alive(self.beta_geo, x, t_x, T), dtype=float)

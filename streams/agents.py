@@ -8,11 +8,14 @@ never lets an exception escape: a crashed faust agent stops consuming while the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import faust
+from faust.streams import _current_event as _faust_current_event  # what faust's tables read
 
 from models.snapshot import ModelSnapshot
 from schemas.dead_letter import Source, dead_letter_for
@@ -48,6 +51,32 @@ class KafkaOutputs:
         await self.topics.dead_letter.send(key=message.key, value=letter.model_dump_json().encode())
 
 
+@contextlib.contextmanager
+def current_event_is(event: faust.EventT) -> Iterator[None]:
+    """Make ``event`` faust's current event for a table write.
+
+    faust writes a table key to the changelog partition of the current event (its RocksDB store
+    picks the partition's database the same way), and in a batch that must be the customer's own
+    message. Only the context variable the tables read is set, and reset right after: the
+    stream's own notion of its current event (which ``take`` reads) is left alone.
+    """
+    token = _faust_current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _faust_current_event.reset(token)
+
+
+async def process_one(processor: CustomerProcessor, msg: InMessage, bind, routes: dict[str, str]) -> None:  # noqa: ANN001
+    """One message on its own; an unexpected error dead-letters it (the worker never stops on input)."""
+    try:
+        await processor.handle_batch([msg], bind)
+    except Exception as exc:
+        log.exception("internal error on %s[%d]@%d; dead-lettered", msg.topic, msg.partition, msg.offset)
+        problem = FieldProblem(field="", error="internal_error", message=f"{type(exc).__name__}: {exc}"[:500])
+        await processor.outputs.dead_letter(msg, routes.get(msg.topic, "unknown"), [problem])
+
+
 async def publish_snapshot(rt: "Runtime", snapshot: ModelSnapshot) -> None:
     ack = await rt.topics.model_snapshots.send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
     await ack
@@ -66,15 +95,19 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            m = event.message
-            msg = InMessage(m.topic, m.partition, m.offset, event.key, event.value)
+        async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
+            msgs = [InMessage(e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                    for e in events]
+
+            def bind(index: int, events: list = events) -> contextlib.AbstractContextManager:
+                return current_event_is(events[index])
+
             try:
-                await processor.handle(msg)
-            except Exception as exc:  # a bug, not bad input: keep the partition moving, keep the message
-                log.exception("internal error on %s[%d]@%d; dead-lettered", m.topic, m.partition, m.offset)
-                problem = FieldProblem(field="", error="internal_error", message=f"{type(exc).__name__}: {exc}"[:500])
-                await processor.outputs.dead_letter(msg, routes.get(m.topic, "unknown"), [problem])
+                await processor.handle_batch(msgs, bind)
+            except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
+                log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
+                for index, msg in enumerate(msgs):
+                    await process_one(processor, msg, lambda _i, index=index: bind(index), routes)
 
     @app.agent(topics.trainer_samples, name="segstream.trainer", concurrency=1)
     async def collect_samples(stream: faust.StreamT) -> None:

@@ -5,20 +5,25 @@ requests and the sweep's re-evaluation batches. One agent, not one per topic, be
 read-modify-write the same table entry: two agents would interleave at their ``await`` points
 and lose updates.
 
-Ordering within a message, chosen for at-least-once delivery:
+Messages come in batches (``stream.take``: faust's per-message machinery is paid once per batch).
+Within a batch, chosen for at-least-once delivery:
 
 1. a bad message goes to the dead-letter topic with the reason and processing goes on;
-2. the state is updated in memory (idempotent per ``event_id``: a redelivered event is a no-op);
-3. the segment changes it caused are sent **and acknowledged**;
-4. only then is the state written to the table (and so to its changelog).
+2. each event updates its customer's state in memory (idempotent per ``event_id``: a redelivered
+   event is a no-op); each customer is loaded from the table once per batch;
+3. each customer touched is evaluated once, after all its events of the batch;
+4. the segment changes are sent **and acknowledged**;
+5. only then are the states written to the table (and so to its changelog); the offsets are
+   committed after that.
 
-A crash between 3 and 4 replays the event onto the old state, which re-emits the same changes
-with the same deterministic ``change_id`` (a consumer deduplicates them); a crash after 4 finds
-the event already applied and emits nothing. Either way no change is lost.
+A crash before 5 replays the batch onto the old states, which re-emits the same changes with the
+same deterministic ``change_id`` (a consumer deduplicates them); a crash after 5 finds the events
+already applied and emits nothing. Either way no change is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -64,7 +69,27 @@ def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
     return []
 
 
+@dataclass
+class Touched:
+    """A customer's state while a batch is processed: loaded once, written once."""
+
+    state: CustomerState | None  # None: erased in this batch
+    raw: bytes | None  # as loaded from the table
+    last_index: int  # the batch position of its latest message (its partition context for the write)
+    evaluate: bool = False  # events were applied: evaluate once at the end of the batch
+    latest_event_ts: float = 0.0
+
+
+def _no_context(_index: int) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
 class CustomerProcessor:
+    """Processes batches of messages (``handle_batch``): each customer touched by a batch is loaded
+    once, evaluated once after all its events were applied, and written once, after the batch's
+    segment changes were acknowledged. A batch of one message behaves like per-message processing.
+    """
+
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
                  routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None):
@@ -79,41 +104,55 @@ class CustomerProcessor:
         self.populations = PopulationTally(active_partitions)
 
     async def handle(self, msg: InMessage) -> None:
-        route = self.routes.get(msg.topic)
-        if route == REEVALUATE:
-            await self.reevaluate(msg)
-        elif route == ERASURE:
-            await self.erase(msg)
-        elif route is not None:
-            await self.ingest(msg, route)
-        else:  # not subscribed by us; cannot happen unless the topic settings change under a running group
-            log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: list[InMessage],
+                           bind: Callable[[int], contextlib.AbstractContextManager] = _no_context) -> None:
+        """Process ``msgs`` in order. Table writes happen inside ``bind(i)``, which makes message
+        ``i`` the current one (faust writes a key to the changelog partition of the current message)."""
+        started = time.perf_counter()
+        touched: dict[bytes, Touched] = {}
+        changes: list[SegmentChange] = []
+        applied = 0
+        for i, msg in enumerate(msgs):
+            route = self.routes.get(msg.topic)
+            if route == REEVALUATE:
+                changes.extend(await self._reevaluate(msg, i, touched))
+            elif route == ERASURE:
+                changes.extend(await self._erase(msg, i, touched))
+            elif route is not None:
+                applied += await self._ingest(msg, i, route, touched)
+            else:  # not subscribed by us; only if the topic settings change under a running group
+                log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
+        changes.extend(self._evaluate_touched(touched))
+        await self._emit(changes)
+        self._write(touched, bind)
+        self._observe_timing(started, applied, changes, touched)
 
     # ---- events ------------------------------------------------------------------------------
 
-    async def ingest(self, msg: InMessage, event_type: str) -> None:
-        started = time.perf_counter()
+    async def _ingest(self, msg: InMessage, index: int, event_type: str, touched: dict[bytes, Touched]) -> int:
         event = await self._validated(msg, event_type)
         if event is None:
-            return
-        state = self._load(msg.key) or self.pipeline.new_state(event.customer_id)  # type: ignore[arg-type]
-        self.clock.observe(event.timestamp.timestamp())
-        now = time.time()
+            return 0
+        entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
+        if entry.state is None:
+            entry.state = self.pipeline.new_state(event.customer_id)  # new, or back after an erasure
+        ts = event.timestamp.timestamp()
+        self.clock.observe(ts)
         try:
-            outcome = self.pipeline.process(state, event, now=now, clock=self.clock.now())
+            applied = self.pipeline.apply(entry.state, event, now=time.time())
         except EngineRejection as exc:
             self.metrics.event(event_type, "rejected")
             await self._dead(msg, event_type, [FieldProblem(field=exc.field, error="rejected", message=exc.message)])
-            return
-        if not outcome.applied:
+            return 0
+        if not applied:
             self.metrics.event(event_type, "duplicate")
-            return
-        await self._emit(outcome.changes)
-        self.table[msg.key] = state.to_bytes()  # type: ignore[index]
+            return 0
         self.metrics.event(event_type, "applied")
-        self.metrics.processing.observe(time.perf_counter() - started)
-        if outcome.changes and self.clock.mode == "wall":  # on an event clock the gap is replay time
-            self.metrics.event_to_change.observe(max(time.time() - event.timestamp.timestamp(), 0.0))
+        entry.evaluate = True
+        entry.latest_event_ts = max(entry.latest_event_ts, ts)
+        return 1
 
     async def _validated(self, msg: InMessage, event_type: str) -> AnyEvent | None:
         try:
@@ -129,45 +168,50 @@ class CustomerProcessor:
             return None
         return event
 
+    def _evaluate_touched(self, touched: dict[bytes, Touched]) -> list[SegmentChange]:
+        at = self.clock.now()
+        changes: list[SegmentChange] = []
+        if at is None:
+            return changes
+        for entry in touched.values():
+            if entry.evaluate and entry.state is not None:
+                changes.extend(self.pipeline.evaluate(entry.state, at))
+                entry.evaluate = False
+        self.pipeline.maybe_train(at)
+        return changes
+
     # ---- the clock-driven sweep ----------------------------------------------------------------
 
-    async def reevaluate(self, msg: InMessage) -> None:
-        """Re-evaluate a batch of customers (all of this message's partition) as of the clock."""
-        at = self.clock.now()
+    async def _reevaluate(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> list[SegmentChange]:
+        """Re-evaluate a sweep batch (customers of this message's partition) as of the clock."""
         try:
             batch = orjson.loads(msg.value or b"")
             customer_ids = batch["customers"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             await self._dead(msg, REEVALUATE, [FieldProblem(field="customers", error="invalid",
                                                             message="not a re-evaluation batch")])
-            return
+            return []
+        at = self.clock.now()
         if at is None:
-            return
+            return []
         changes: list[SegmentChange] = []
-        updates: dict[bytes, bytes] = {}
         tally = self.populations.batch(msg.partition, batch.get("pass", 0))
         for customer_id in customer_ids:
-            key = customer_id.encode()
-            raw = self.table.get(key)
-            if raw is None:
+            entry = self._touch(customer_id.encode(), index, touched)
+            if entry.state is None:
                 continue  # erased since the sweep listed it
-            state = CustomerState.from_bytes(raw)
-            changes.extend(self.pipeline.evaluate(state, at))
-            tally.count(state)
-            new = state.to_bytes()
-            if new != raw:
-                updates[key] = new
-        await self._emit(changes)
-        for key, value in updates.items():
-            self.table[key] = value
+            changes.extend(self.pipeline.evaluate(entry.state, at))
+            entry.evaluate = False
+            tally.count(entry.state)
         self.metrics.reevaluated.inc(len(customer_ids))
         if batch.get("end"):
             counts, customers = self.populations.complete(msg.partition)
             self.metrics.populations(counts, customers)
+        return changes
 
     # ---- erasure -------------------------------------------------------------------------------
 
-    async def erase(self, msg: InMessage) -> None:
+    async def _erase(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> list[SegmentChange]:
         try:
             request = parse_erasure(msg.value or b"")
             problems = key_problem(msg.key, request.customer_id)
@@ -175,22 +219,59 @@ class CustomerProcessor:
                 raise EventValidationError(problems)
         except EventValidationError as exc:
             await self._dead(msg, ERASURE, exc.problems)
-            return
-        state = self._load(msg.key)
+            return []
+        entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
+        state = entry.state
+        changes: list[SegmentChange] = []
         self.forwarder.forget(request.customer_id)
         if state is not None:
             at = self.clock.now() or time.time()
-            await self._emit(self.pipeline.erase(state, at))
-            del self.table[msg.key]  # type: ignore[arg-type]
+            if entry.evaluate:  # events earlier in this batch: their changes come before the exits
+                changes.extend(self.pipeline.evaluate(state, at))
+            changes.extend(self.pipeline.erase(state, at))
+            entry.state, entry.evaluate = None, False
         self.metrics.erasures_found[state is not None].inc()
         # The request id, not the customer id: logs are for ops and must not hold customer data.
         log.info("erase request %s: %s", request.request_id, "state deleted" if state else "no state held")
+        return changes
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _load(self, key: bytes | None) -> CustomerState | None:
-        raw = self.table.get(key) if key is not None else None
-        return CustomerState.from_bytes(raw) if raw is not None else None
+    def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched]) -> Touched:
+        entry = touched.get(key)
+        if entry is None:
+            raw = self.table.get(key)
+            state = CustomerState.from_bytes(raw) if raw is not None else None
+            entry = touched[key] = Touched(state, raw, index)
+        else:
+            entry.last_index = index
+        return entry
+
+    def _write(self, touched: dict[bytes, Touched], bind: Callable[[int], contextlib.AbstractContextManager]) -> None:
+        """Save every changed state (after the changes were acknowledged: see the module doc)."""
+        for key, entry in touched.items():
+            if entry.state is None:
+                if entry.raw is not None:
+                    with bind(entry.last_index):
+                        del self.table[key]
+                continue
+            new = entry.state.to_bytes()
+            if new != entry.raw:
+                with bind(entry.last_index):
+                    self.table[key] = new
+
+    def _observe_timing(self, started: float, applied: int, changes: list[SegmentChange],
+                        touched: dict[bytes, Touched]) -> None:
+        if applied:
+            per_event = (time.perf_counter() - started) / applied
+            for _ in range(applied):
+                self.metrics.processing.observe(per_event)
+        if changes and self.clock.mode == "wall":  # on an event clock the gap is replay time
+            now = time.time()
+            for c in changes:
+                entry = touched.get(c.customer_id.encode())
+                if entry is not None and entry.latest_event_ts:
+                    self.metrics.event_to_change.observe(max(now - entry.latest_event_ts, 0.0))
 
     async def _emit(self, changes: list[SegmentChange]) -> None:
         if not changes:
@@ -206,8 +287,6 @@ class CustomerProcessor:
         # No payload or customer id in the log: the dead-letter topic has them, logs are for ops.
         summary = "; ".join(f"{p.field or '<message>'}: {p.message}" for p in problems)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, summary[:300])
-
-
 
 
 class PassTally:

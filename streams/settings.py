@@ -86,6 +86,9 @@ class WorkerSettings(_Section):
     sweep_period_s: float = Field(600.0, ge=0, description="A full pass over the table starts at most this often.")
     train_interval_s: float = Field(60.0, gt=0, description="The trainer publishes a new model at most this often.")
     sample_flush_interval_s: float = Field(1.0, gt=0, description="Sampled customers are sent to the trainer this often.")
+    batch_max: int = Field(500, ge=1, le=10_000, description="Messages processed together at most "
+                           "(one table read and write per customer, one wait for acknowledgements).")
+    batch_within_s: float = Field(0.005, gt=0, le=1, description="...or what arrived within this time.")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
 
 
