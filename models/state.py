@@ -281,7 +281,9 @@ class CustomerState:
         return doc
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self._to_doc())
+        # Copied: a bytes object from orjson (3.13) keeps an ~8 KiB allocation however short it
+        # is, and the worker's table keeps one per customer (measured: 8.6 KB vs 1.05 KB each).
+        return bytes(bytearray(orjson.dumps(self._to_doc())))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "CustomerState":

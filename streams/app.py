@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> SegstreamApp:
         processing_guarantee=w.processing_guarantee,
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
+        producer_linger=w.producer_linger_s,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         loghandlers=[],

@@ -364,6 +364,48 @@ def generate(
                f"({time.monotonic() - started:.1f}s)", err=True)
 
 
+@cli.command()
+def bench(
+    customers: int = typer.Option(3000, min=10, help="Synthetic customers (their events are the messages)."),
+    seed: int = typer.Option(1, help="Random seed of the population."),
+    activity: float = typer.Option(1.0, min=0.01, help="Scales purchase and engagement rates."),
+    partitions: int = typer.Option(4, min=1, help="Partitions of the input topics."),
+    latency_seconds: float = typer.Option(20.0, min=1.0, help="Duration of the fixed-rate latency phase."),
+    probe_share: float = typer.Option(0.1, min=0.01, max=1.0, help="Share of the latency phase's messages "
+                                      "that are probes (brand-new customers, one purchase each)."),
+    memory_customers: str = typer.Option("100000,1000000", help="Table sizes for the memory per customer "
+                                         "(comma-separated)."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write every figure as JSON here."),
+    run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data (default: a new temp dir)."),
+) -> None:
+    """Engine in process, worker end to end and raw aiokafka pass-through on the same broker and
+    messages; latency at half the worker's throughput; memory per customer. Ratios last."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams import bench as b
+
+    _setup_logging("warning")
+    try:
+        sizes = tuple(int(x) for x in memory_customers.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers", param_hint="--memory-customers") from None
+    config = b.BenchConfig(customers=customers, seed=seed, activity=activity, partitions=partitions,
+                           latency_seconds=latency_seconds, probe_share=probe_share, memory_customers=sizes,
+                           work_dir=run_dir)
+    results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    if json_out:
+        json_out.write_bytes(b.to_json(results))
+    table = Table(title=f"segstream bench ({results['seconds']:.0f} s)")
+    for column in ("figure", "value", "detail"):
+        table.add_column(column)
+    for row in b.figure_rows(results):
+        table.add_row(*row)
+    Console(highlight=False).print(table)
+    for line in b.summary_lines(results):
+        typer.echo(line)
+
+
 @schemas_cli.command("export")
 def schemas_export(
     directory: Optional[Path] = typer.Option(None, help="Target directory (default: schemas/json)."),

@@ -89,6 +89,8 @@ class WorkerSettings(_Section):
     batch_max: int = Field(500, ge=1, le=10_000, description="Messages processed together at most "
                            "(one table read and write per customer, one wait for acknowledgements).")
     batch_within_s: float = Field(0.005, gt=0, le=1, description="...or what arrived within this time.")
+    producer_linger_s: float = Field(0.005, ge=0, le=1, description="Producer batching delay: changelog "
+                                     "writes and changes leave in batches instead of one request each.")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
 
 

@@ -16,7 +16,6 @@ import pytest
 from monitoring.promql import (
     DEFAULT_ALERTS,
     DEFAULT_ALERTS_TEST,
-    DEFAULT_DASHBOARD,
     DEFAULT_DATASOURCES,
     DEFAULT_PROMETHEUS_CONFIG,
     alert_rules,

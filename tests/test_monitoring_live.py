@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
