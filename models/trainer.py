@@ -6,7 +6,7 @@ however often they buy) to a single trainer, which refits BTYD on the sample, tr
 clusterer and publishes a versioned :class:`~models.snapshot.ModelSnapshot` that every worker
 installs. Pure: the streams layer decides when to train and carries samples and snapshots.
 
->>> from models.config import EngineConfig, SegmentationConfig
+>>> from models.config import EngineConfig, ValueConfig, SegmentationConfig
 >>> from models.features import FeatureBasis
 >>> config = EngineConfig(segmentation=SegmentationConfig(min_customers_to_train=10, n_segments=2))
 >>> trainer = ModelTrainer(config)
@@ -20,7 +20,7 @@ installs. Pure: the streams layer decides when to train and carries samples and 
 
 from __future__ import annotations
 
-from models.config import EngineConfig
+from models.config import EngineConfig, ValueConfig
 from models.features import FeatureBasis
 from models.rules import RuleSet
 from models.segmentation import Segmenter
@@ -50,12 +50,11 @@ class ModelTrainer:
         return self.segmenter.sample.threshold()
 
     def observe(self, customer_id: str, basis: FeatureBasis) -> None:
-        """A sampled customer's current basis. Sweeps re-send unchanged ones (that is how a new
-        trainer refills its sample); only real changes make a new training due."""
-        sample = self.segmenter.sample
-        if sample.get(customer_id) != basis:
-            self.updates += 1
+        """A sampled customer's current basis. Sweeps re-send unchanged ones too (that is how a new
+        trainer refills its sample), and they count: time passes for them as well (recency, P(alive)),
+        and every training gives the drift detectors another look at the population."""
         self.segmenter.observe(customer_id, basis)
+        self.updates += 1
 
     def forget(self, customer_id: str) -> None:
         """Erasure: the customer leaves the sample (and so every later model)."""
@@ -76,8 +75,21 @@ class ModelTrainer:
     def train(self, now: float, bases: list[FeatureBasis]) -> ModelSnapshot | None:
         """Refit the lifetime-value model on the sample, then the clusterer; the new snapshot (None
         while the sample is too small)."""
-        self.valuation = fit_valuation(population_of(bases), utc_day(now), self.config.value, self.valuation)
-        return self.segmenter.train(now, self.valuation, self.config.value, bases=bases)
+        return self.train_with(self.refit(now, bases), now, bases)
+
+    def refit(self, now: float, bases: list[FeatureBasis]) -> Valuation:
+        """The BTYD refit alone: pure and picklable, so a worker can run it in another process
+        (the Gamma-Gamma fit can take seconds of CPU that the event loop needs)."""
+        return refit_valuation(bases, now, self.config.value, self.valuation)
+
+    def train_with(self, valuation: Valuation, now: float, bases: list[FeatureBasis]) -> ModelSnapshot | None:
+        """Train the clusterer on ``bases`` valued with ``valuation`` (from :meth:`refit`)."""
+        self.valuation = valuation
+        return self.segmenter.train(now, valuation, self.config.value, bases=bases)
+
+
+def refit_valuation(bases: list[FeatureBasis], now: float, config: ValueConfig, previous: Valuation) -> Valuation:
+    return fit_valuation(population_of(bases), utc_day(now), config, previous)
 
 
 def population_of(bases: list[FeatureBasis]) -> BtydPopulation:

@@ -50,6 +50,8 @@ class Runtime:
     # ---- model -----------------------------------------------------------------------------
 
     def install(self, snapshot: ModelSnapshot) -> None:
+        if self.installed and snapshot.version <= self.installed[-1]:
+            return  # already in force (the trainer installs its own model before its listener sees it)
         if not self.pipeline.install(snapshot):
             return
         self.forwarder.threshold = snapshot.sample_threshold
@@ -111,7 +113,7 @@ class Runtime:
             "ready": recovered and model_feed and self.app.consumer is not None,
             "tables_recovered": recovered, "model_feed": model_feed,
             "partitions": partitions, "trainer": self.is_trainer(),
-            "trainer_sample_size": self.trainer.trainer.sample_size if self.trainer.trainer else None,
+            "trainer_status": self.trainer.status(),
             "model_version": snap.version if snap else None, "clock": iso(self.clock.now()),
         }
 

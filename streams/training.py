@@ -13,14 +13,16 @@ because the sweeps re-offer every sampled customer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import multiprocessing
 import math
 import time
 from typing import Awaitable, Callable
 
 from models.config import EngineConfig
 from models.snapshot import ModelSnapshot
-from models.trainer import ModelTrainer
+from models.trainer import ModelTrainer, refit_valuation
 from streams.clock import WorkerClock
 from streams.sampling import decode_samples
 from streams.snapshots import SnapshotListener
@@ -48,6 +50,7 @@ class TrainerHost:
         self._resumed = False
         self._last_train = -math.inf
         self._training = False
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def on_samples(self, raw: bytes) -> None:
         """One trainer-samples message (from any worker)."""
@@ -78,8 +81,13 @@ class TrainerHost:
         bases = trainer.copy_sample()
         self._training = True
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            snapshot = await asyncio.get_running_loop().run_in_executor(None, trainer.train, now, bases)
+            # The BTYD refit in a child process (its optimiser would hold the GIL for seconds and
+            # stall the event loop); the clustering in a thread (river's state stays here).
+            valuation = await loop.run_in_executor(self._fit_pool(), refit_valuation, bases, now,
+                                                   self.config.value, trainer.valuation)
+            snapshot = await loop.run_in_executor(None, trainer.train_with, valuation, now, bases)
         finally:
             self._training = False
             self._last_train = time.monotonic()
@@ -90,6 +98,28 @@ class TrainerHost:
         if self.publish is not None:
             await self.publish(snapshot)
         return snapshot
+
+    def status(self) -> dict | None:
+        """For /ready: what the trainer is doing (None on workers that are not the trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        return {"sample_size": trainer.sample_size, "pending_updates": trainer.updates, "training": self._training,
+                "seconds_since_training": round(time.monotonic() - self._last_train, 1)
+                if self._last_train > -math.inf else None,
+                "model_version": trainer.snapshot.version if trainer.snapshot else None}
+
+    def _fit_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the worker has threads and an event loop that a fork would copy.
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _ensure(self) -> ModelTrainer:
         if self.trainer is None:
