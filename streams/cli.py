@@ -112,7 +112,7 @@ def kafka_jars() -> None:
 
 @cli.command("topics")
 def topics_create() -> None:
-    """Create the input, output and dead-letter topics (idempotent)."""
+    """Create every segstream topic (idempotent; checks the partition counts of existing ones)."""
     _setup_logging()
     settings = Settings()
     if not settings.bootstrap_servers:
