@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.sensors.monitor import Monitor
 
 from models.pipeline import Pipeline
 from models.snapshot import ModelSnapshot
@@ -26,6 +27,36 @@ from streams.topics import Topics, declare_topics
 from streams.training import TrainerHost
 from streams.web import iso, register_web
 from streams.agents import publish_snapshot, register_agents
+
+
+class QuietMonitor(Monitor):
+    """faust's Monitor without its per-message statistics (kept for faust's own /stats pages):
+    several bookkeeping calls per message on the hot path. segstream's metrics live in
+    monitoring.metrics; the rebalance, commit and assignment hooks stay as they are."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        return None
 
 
 def broker_url(bootstrap: str) -> str:
@@ -148,6 +179,7 @@ def create_app(settings: Settings) -> SegstreamApp:
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
         producer_linger=w.producer_linger_s,
+        Monitor=QuietMonitor,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         loghandlers=[],
