@@ -45,6 +45,15 @@ def in_sample(customer_id: str, threshold: int | None) -> bool:
     return threshold is None or customer_hash(customer_id) <= threshold
 
 
+def population_estimate(kept: int, threshold: int | None) -> int:
+    """Distinct customers behind a bottom-k sample of ``kept`` customers whose largest kept hash is
+    ``threshold``: exact (``kept``) while the sample is not full (None), else the KMV estimate
+    (k-1) * 2^64 / k-th smallest hash."""
+    if threshold is None:
+        return kept
+    return round((kept - 1) * 2.0**64 / max(threshold, 1))
+
+
 class CustomerSample(Generic[T]):
     """The latest item (a feature basis) of up to ``capacity`` customers: those with the smallest
     id hashes. Every customer has the same chance to be in it, however often they buy."""
@@ -85,12 +94,8 @@ class CustomerSample(Generic[T]):
         return self._vectors.get(customer_id)
 
     def population_estimate(self) -> int:
-        """Distinct customers offered so far, estimated from the k smallest hashes (KMV:
-        (k-1) * 2^64 / k-th smallest); exact while the sample is not full."""
-        threshold = self.threshold()
-        if threshold is None:
-            return len(self._vectors)
-        return round((self.capacity - 1) * 2.0**64 / max(threshold, 1))
+        """Distinct customers offered so far (see :func:`population_estimate`)."""
+        return population_estimate(len(self._vectors), self.threshold())
 
     def threshold(self) -> int | None:
         """The largest kept hash once the sample is full (None before): customers above it are

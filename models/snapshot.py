@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from models.clustering import population_estimate
+
 FORMAT = 1
 
 
@@ -52,11 +54,8 @@ class ModelSnapshot:
 
     @property
     def population_estimate(self) -> int | None:
-        """Distinct customers, estimated from the trainer's bottom-k sample (see
-        :meth:`models.clustering.CustomerSample.population_estimate`)."""
-        if self.sample_threshold is None:
-            return self.sample_size or None
-        return round((self.sample_size - 1) * 2.0**64 / max(self.sample_threshold, 1))
+        """Distinct customers, estimated from the trainer's bottom-k sample; None without one."""
+        return population_estimate(self.sample_size, self.sample_threshold) or None
 
     def index(self, segment_id: str) -> int | None:
         try:

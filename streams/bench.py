@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
+from streams import worker_process
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,11 +291,6 @@ def _get(port: int, path: str, timeout: float = 5.0) -> bytes | None:
         return None
 
 
-def ready(port: int) -> dict | None:
-    raw = _get(port, "/ready", 2.0)
-    return orjson.loads(raw) if raw else None
-
-
 def events_counted(port: int, outcome: str | None = None) -> float | None:
     """Sum of ``segstream_events_total`` (over event types; one outcome or all)."""
     raw = _get(port, "/metrics")
@@ -312,44 +307,16 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def worker_process(settings: Settings, work_dir: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
+def running_worker(settings: Settings, work_dir: Path) -> Iterator[tuple[subprocess.Popen, int, Path]]:
     from streams.local_kafka import free_port
 
     port = free_port()
     log_path = work_dir / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT,
-                                env=worker_env(settings, port, work_dir / "worker-data"),
-                                stdout=log, stderr=subprocess.STDOUT)
+    proc = worker_process.start(worker_env(settings, port, work_dir / "worker-data"), log_path)
     try:
         yield proc, port, log_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _alive(proc: subprocess.Popen, log_path: Path) -> None:
-    if proc.poll() is not None:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the worker exited with {proc.returncode}; log {log_path}:\n{tail}")
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log_path: Path, timeout_s: float = 180.0,
-               model: bool = False) -> dict:
-    """Until /ready answers 200 (and, with ``model``, a model version is installed)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _alive(proc, log_path)
-        status = ready(port)
-        if status is not None and (not model or status.get("model_version") is not None):
-            return status
-        time.sleep(0.25)
-    raise TimeoutError(f"worker not {'trained' if model else 'ready'} after {timeout_s:.0f}s; log {log_path}")
+        worker_process.stop(proc)
 
 
 def measure_worker_drain(proc: subprocess.Popen, port: int, log_path: Path, expected: int,
@@ -360,7 +327,7 @@ def measure_worker_drain(proc: subprocess.Popen, port: int, log_path: Path, expe
     last: tuple[float, float, float | None] | None = None
     deadline = time.monotonic() + timeout_s
     while True:
-        _alive(proc, log_path)
+        worker_process.check_alive(proc, log_path)
         applied = events_counted(port, "applied")
         consumed = events_counted(port)
         now = time.perf_counter()
@@ -601,18 +568,18 @@ def run(config: BenchConfig, log: Log = _stderr, base: Settings | None = None) -
         log(f"raw: {results['raw']['events_per_s']:,.0f} events/s")
 
         log("worker...")
-        with worker_process(settings, work_dir) as (proc, port, log_path):
-            wait_ready(proc, port, log_path)
+        with running_worker(settings, work_dir) as (proc, port, log_path):
+            worker_process.wait_ready(proc, port, log_path)
             results["worker"] = measure_worker_drain(proc, port, log_path, len(messages), config.drain_timeout_s)
             log(f"worker: {results['worker']['events_per_s']:,.0f} events/s; waiting for a model...")
-            status = wait_ready(proc, port, log_path, config.model_timeout_s, model=True)
+            status = worker_process.wait_ready(proc, port, log_path, config.model_timeout_s, model=True)
             rate = max(0.5 * results["worker"]["events_per_s"], 1.0)
             log(f"latency at {rate:,.0f} events/s (model v{status['model_version']}) "
                 f"for {config.latency_seconds:g}s...")
             results["latency"] = asyncio.run(measure_latency(settings, messages, rate, config.latency_seconds,
                                                              config.probe_share))
             results["latency"]["model_version"] = status["model_version"]
-            _alive(proc, log_path)
+            worker_process.check_alive(proc, log_path)
 
     templates = list(table.values())
     del table

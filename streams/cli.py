@@ -173,7 +173,7 @@ def run(
     replayed through Kafka and the segment changes printed live. Ctrl-C stops everything."""
     import tempfile
 
-    from streams import demo
+    from streams import demo, worker_process
 
     _setup_logging()
     settings = Settings()
@@ -182,11 +182,12 @@ def run(
         settings = _with_bootstrap(settings, bootstrap)
         _create_topics(settings)
         log_file = run_dir / "worker.log"
-        worker_proc = demo.start_worker(demo.worker_env(bootstrap, replaying=replay), log_file)
+        worker_proc = worker_process.start(demo.worker_env(bootstrap, replaying=replay), log_file)
         url = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
         try:
             typer.secho(f"Worker starting (log: {log_file})...", err=True, fg="cyan")
-            demo.wait_ready(url, worker_proc)
+            worker_process.wait_ready(worker_proc, settings.worker.web_port, log_file, timeout_s=120,
+                                      host=settings.worker.web_host)
             typer.secho(f"Worker ready: {url}/segments, {url}/customers/<id>, {url}/metrics", err=True, fg="green")
             if not replay:
                 typer.secho(f"Produce from another terminal:\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
@@ -199,7 +200,7 @@ def run(
                                              lambda msg: typer.secho(msg, err=True, fg="green")))
         finally:
             typer.secho("Stopping the worker...", err=True, fg="cyan")
-            demo.stop_worker(worker_proc)
+            worker_process.stop(worker_proc)
 
 
 @cli.command()

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -38,38 +33,6 @@ def worker_env(bootstrap: str, replaying: bool) -> dict[str, str]:
     if replaying:
         env = {**REPLAY_DEFAULTS, **env}
     return env
-
-
-def start_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen:
-    log = log_file.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the worker was not ready after {timeout_s:.0f}s")
-
-
-def stop_worker(proc: subprocess.Popen, timeout_s: float = 60.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def history_in_time_order(path: Path, work_dir: Path) -> Path:

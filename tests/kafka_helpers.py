@@ -51,17 +51,6 @@ def start_worker(env_overrides: dict[str, str], log_path: Path, *args: str) -> s
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for_log(log_path: Path, needle: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if needle in log_path.read_text(errors="replace"):
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{needle!r} not in worker log after {timeout_s}s:\n{log_path.read_text()[-3000:]}")
-
-
 def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> int:
     proc.send_signal(signal.SIGTERM)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.dead_letter import DeadLetter
 from streams.local_kafka import free_port
-from tests.kafka_helpers import consume, produce, run, start_worker, stop_worker, wait_for_log, wait_until
+from tests.kafka_helpers import WorkerProcess, consume, produce, run, wait_until
 from tests.test_contracts import ENGAGEMENT, FEEDBACK, PURCHASE
 
 pytestmark = pytest.mark.kafka
@@ -27,9 +27,9 @@ def test_worker_dead_letters_bad_messages_and_keeps_processing(
         "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data"),
     }
     log = tmp_path / "worker.log"
-    worker = start_worker(env, log)
+    worker = WorkerProcess(env, log)
     try:
-        wait_for_log(log, "Worker]: Ready", proc=worker)
+        worker.wait_ready()
         purchases, engagements = f"{unique_prefix}purchases", f"{unique_prefix}engagements"
         bad = [
             (purchases, b"c-1", b"{not json"),
@@ -58,20 +58,10 @@ def test_worker_dead_letters_bad_messages_and_keeps_processing(
         assert all(d.error for d in by_offset.values())
 
         # The good messages behind the bad ones were applied: the worker kept going.
-        wait_for_metric(env, "segstream_events_total", 'outcome="applied"', len(good), proc=worker)
+        wait_until(lambda: worker.metric("segstream_events_total", outcome="applied") >= len(good), 30,
+                   "the good messages to be applied")
         assert "Traceback" not in log.read_text()
     finally:
-        code = stop_worker(worker)
+        code = worker.stop()
     assert code == 0, log.read_text()[-3000:]
 
-
-def wait_for_metric(env: dict[str, str], name: str, label: str, expected: float, proc) -> None:  # noqa: ANN001
-    import urllib.request
-
-    def value() -> bool:
-        assert proc.poll() is None, "worker exited"
-        with urllib.request.urlopen(f"http://127.0.0.1:{env['SEGSTREAM_WORKER__WEB_PORT']}/metrics", timeout=5) as r:
-            lines = r.read().decode().splitlines()
-        return sum(float(line.rpartition(" ")[2]) for line in lines
-                   if line.startswith(name + "{") and label in line) >= expected
-    wait_until(value, 30, f"{name}{{{label}}} >= {expected}")

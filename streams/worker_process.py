@@ -1,0 +1,62 @@
+"""A ``segstream worker`` run as a child process: what ``segstream run`` and ``segstream bench``
+start, wait for and stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    """Start a worker with ``env``; its output is appended to ``log_file``."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def ready(port: int, host: str = "127.0.0.1") -> dict | None:
+    """The worker's /ready document when it answers 200, else None."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/ready", timeout=2) as resp:
+            return orjson.loads(resp.read()) if resp.status == 200 else None
+    except OSError:
+        return None
+
+
+def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout_s: float = 180.0,
+               model: bool = False, host: str = "127.0.0.1") -> dict:
+    """Until /ready answers 200 (and, with ``model``, a model version is installed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check_alive(proc, log_file)
+        status = ready(port, host)
+        if status is not None and (not model or status.get("model_version") is not None):
+            return status
+        time.sleep(0.25)
+    raise TimeoutError(f"worker not {'trained' if model else 'ready'} after {timeout_s:.0f}s; log {log_file}")
+
+
+def check_alive(proc: subprocess.Popen, log_file: Path) -> None:
+    if proc.poll() is not None:
+        tail = log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the worker exited with {proc.returncode}; log {log_file}:\n{tail}")
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """SIGTERM (a graceful stop), then SIGKILL after ``timeout_s``; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
