@@ -46,7 +46,8 @@ class ValueEngine:
     def new_state(self, customer_id: str) -> CustomerState:
         return CustomerState(customer_id)
 
-    def apply(self, state: CustomerState, event: AnyEvent, now: float) -> ApplyResult:
+    def apply(self, state: CustomerState, event: AnyEvent, now: float,
+              position: tuple[int, int] | None = None) -> ApplyResult:
         """Apply ``event`` to ``state``. ``now`` (epoch s) bounds how far in the future events may be.
 
         Raises :class:`EngineRejection` for an event that cannot be applied (it goes to the
@@ -55,7 +56,7 @@ class ValueEngine:
         ts = event.timestamp.timestamp()
         if ts > now + self.config.max_future_skew_s:
             raise EngineRejection("timestamp", f"{ts - now:.0f}s in the future (max skew {self.config.max_future_skew_s:.0f}s)")
-        if not state.apply(event, self.config):
+        if not state.apply(event, self.config, position):
             return ApplyResult(applied=False)
         refitted = False
         if self.keep_population and isinstance(event, PurchaseEvent) and state.purchase_days:

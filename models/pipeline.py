@@ -101,10 +101,12 @@ class Pipeline:
             outcome.snapshot = self.train(at)
         return outcome
 
-    def apply(self, state: CustomerState, event: AnyEvent, now: float) -> bool:
+    def apply(self, state: CustomerState, event: AnyEvent, now: float,
+              position: tuple[int, int] | None = None) -> bool:
         """Apply one event without evaluating segments (a worker applies a whole batch, then
-        evaluates each customer it touched once). False for a duplicate."""
-        applied = self.values.apply(state, event, now).applied
+        evaluates each customer it touched once). False for a duplicate; ``position`` as in
+        :meth:`CustomerState.apply`."""
+        applied = self.values.apply(state, event, now, position).applied
         self._events_since_train += applied
         return applied
 

@@ -3,7 +3,13 @@
 The state is what lives in the worker's table, so it is small and it serialises compactly
 (``to_bytes``/``from_bytes``). Updates are
 
-* **idempotent**: an ``event_id`` seen among the customer's last ``dedupe_capacity`` applied
+* **idempotent against redelivery, exactly**: when the caller passes the event's position in its
+  source (a topic tag and the offset), the state keeps, per event type, the highest offset it has
+  applied. After a crash Kafka redelivers every topic-partition from its last committed offset, in
+  offset order, and a customer's events of one type all live in one partition (keyed by customer):
+  whatever the state already holds is recognised however much is redelivered. The state and its
+  positions are saved together, so they can never disagree;
+* **idempotent against repeated event ids, within a window**: an ``event_id`` seen among the customer's last ``dedupe_capacity`` applied
   events *of the same type* is ignored (8-byte fingerprints, bounded memory). After a crash Kafka
   redelivers each topic-partition from its last committed offset, and each event type is its own
   topic, so the window is kept per type: events of other types, consumed at their own pace, never
@@ -37,6 +43,7 @@ import base64
 import bisect
 import hashlib
 import sys
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +78,16 @@ class EngineRejection(ValueError):
 def fingerprint(event_id: str) -> int:
     """Stable 64-bit fingerprint of an event id (Python's hash() changes between processes)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def source_tag(source: str) -> int:
+    """A short stable tag of a source's name (a topic): positions from another source never match.
+
+    A topic deleted and recreated under the same name restarts its offsets at 0: its events would
+    look redelivered. Recreating an input topic therefore needs new tables (a new app id), as with
+    any Kafka stream processor that keeps positions.
+    """
+    return zlib.crc32(source.encode())
 
 
 def utc_day(epoch_s: float) -> int:
@@ -129,19 +146,32 @@ class CustomerState:
     # fingerprints of recently applied event ids, per event type (= per input topic-partition)
     # (an array of unsigned 64-bit ints: membership, load and dump all run in C)
     seen: dict[str, array] = field(default_factory=dict)
+    # per event type: (source tag, highest applied offset) -- see "idempotent against redelivery"
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # segment changes saved with the state but not yet acknowledged by the broker (JSON documents);
+    # empty except across a crash (streams.processor sends them again, as saved)
+    outbox: list[str] = field(default_factory=list)
 
     # ---- updates -------------------------------------------------------------------------------
 
-    def apply(self, event: AnyEvent, config: ValueConfig) -> bool:
+    def apply(self, event: AnyEvent, config: ValueConfig, position: tuple[int, int] | None = None) -> bool:
         """Apply one event; False when it is a duplicate (already applied).
 
-        Raises :class:`EngineRejection` for events the engine cannot value.
+        ``position``: (source tag, offset) of the event in its ordered source (see
+        :func:`source_tag`); an offset at or below the highest already applied from the same
+        source is a redelivery. Raises :class:`EngineRejection` for events the engine cannot value.
         """
+        if position is not None:
+            held = self.positions.get(event.type)
+            if held is not None and held[0] == position[0] and position[1] <= held[1]:
+                return False
         fp = fingerprint(event.event_id)
         ring = self.seen.get(event.type)
         if ring is None:
             ring = self.seen[event.type] = array("Q")
         elif fp in ring:
+            if position is not None:
+                self.positions[event.type] = position
             return False
         ts = event.timestamp.timestamp()
         if isinstance(event, PurchaseEvent):
@@ -156,6 +186,8 @@ class CustomerState:
         if len(ring) > config.dedupe_capacity:
             del ring[0]  # at most dedupe_capacity (16) entries: shifting them is cheap
         self.applied_events += 1
+        if position is not None:
+            self.positions[event.type] = position
         self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
         return True
 
@@ -252,7 +284,7 @@ class CustomerState:
     def value_fields(self) -> dict[str, Any]:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
-        for key in ("seen", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
+        for key in ("seen", "pos", "outbox", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
                     "previous_cluster", "switched_at", "flaps", "rules"):
             doc.pop(key, None)
         return doc
@@ -278,6 +310,10 @@ class CustomerState:
             if d.value or d.ref:
                 doc[name] = [d.value, d.ref]
         doc["seen"] = {etype: base64.b64encode(_little_endian(ring)).decode() for etype, ring in self.seen.items()}
+        if self.positions:
+            doc["pos"] = self.positions
+        if self.outbox:
+            doc["outbox"] = self.outbox
         return doc
 
     def to_bytes(self) -> bytes:
@@ -307,6 +343,8 @@ class CustomerState:
             if name in doc:
                 setattr(state, name, DecayedSum(*doc[name]))
         state.seen = {etype: _fingerprints(b64) for etype, b64 in doc.get("seen", {}).items()}
+        state.positions = {etype: (tag, offset) for etype, (tag, offset) in doc.get("pos", {}).items()}
+        state.outbox = doc.get("outbox", [])
         return state
 
 

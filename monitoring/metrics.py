@@ -64,6 +64,9 @@ class WorkerMetrics:
         self._transitions = Counter("segstream_segment_transitions_total", "Cluster segment moves by origin and "
                                     "destination ('none': entry or exit).", ["from_segment", "to_segment"], registry=r)
         self.transitions: dict[tuple[str, str], Any] = {}
+        self.changes_resent = Counter("segstream_segment_changes_resent_total", "Changes sent again as saved, "
+                                      "after a crash between saving them and their acknowledgement (same "
+                                      "change_id and content; also counted in segment_changes_total).", registry=r)
         self.flaps = Counter("segstream_segment_flaps_total", "Cluster moves back to a segment the customer left "
                              "within the dwell period.", registry=r)
         # ---- populations ----

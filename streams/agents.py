@@ -44,6 +44,9 @@ class KafkaOutputs:
         for ack in acks:  # the caller saves the state only once every change is durable
             await ack
 
+    async def flush(self) -> None:
+        await self.topics.segment_changes.app.producer.flush()
+
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         source = Source(topic=message.topic, partition=message.partition, offset=message.offset, key=key)
@@ -140,7 +143,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
         except Exception:
             log.exception("training failed; the current model stays in force")
 
-    lag_monitor = LagMonitor(rt.settings.bootstrap_servers, w.app_id)
+    lag_monitor = LagMonitor(rt.settings.bootstrap_servers, w.app_id, **rt.settings.kafka_client_kwargs())
     input_topics = list(topics.inputs.values())
 
     @app.timer(w.lag_interval_s)

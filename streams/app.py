@@ -167,6 +167,7 @@ def create_app(settings: Settings) -> SegstreamApp:
     app = faust.App(
         w.app_id,
         broker=broker_url(settings.bootstrap_servers),
+        broker_credentials=settings.kafka.faust_credentials(),
         store=w.store,
         datadir=str(w.data_dir),
         web_host=w.web_host,
@@ -179,6 +180,9 @@ def create_app(settings: Settings) -> SegstreamApp:
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
         producer_linger=w.producer_linger_s,
+        broker_session_timeout=w.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, w.session_timeout_s / 3),  # a few beats per session timeout
+        consumer_group_instance_id=w.group_instance_id,
         Monitor=QuietMonitor,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
@@ -191,7 +195,8 @@ def create_app(settings: Settings) -> SegstreamApp:
     forwarder = SampleForwarder()
     pipeline = Pipeline(settings.engine, train_locally=False, on_basis=forwarder.offer)
     metrics = WorkerMetrics()
-    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots.get_topic_name())
+    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots.get_topic_name(),
+                              **settings.kafka_client_kwargs())
     trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
                       clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,

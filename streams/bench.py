@@ -109,7 +109,7 @@ async def create_topics(settings: Settings) -> None:
     assert settings.bootstrap_servers
     t = settings.topics
     specs = [*topic_specs(settings), TopicSpec(passthrough_topic(settings), t.partitions, t.replication_factor)]
-    await ensure_topics(settings.bootstrap_servers, specs)
+    await ensure_topics(settings.bootstrap_servers, specs, **settings.kafka_client_kwargs())
 
 
 async def produce_messages(settings: Settings, messages: list[Message]) -> dict[str, float]:
@@ -143,6 +143,9 @@ class _CountingOutputs:
 
     async def changes(self, changes: list) -> None:
         self.changes_sent += len(changes)
+
+    async def flush(self) -> None:
+        pass
 
     async def dead_letter(self, message: Any, source_type: str, problems: list) -> None:
         self.dead_letters += 1

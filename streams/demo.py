@@ -59,7 +59,7 @@ async def replay_and_tail(settings: Settings, events: Path, rate: float,
     on_change, on_invalid = printers(as_json=False)
     tail = asyncio.create_task(run_tail(
         settings.bootstrap_servers, settings.topics.name("segment_changes"), on_change, on_invalid,
-        from_beginning=True, security_protocol=settings.security_protocol))
+        from_beginning=True, client_kwargs=settings.kafka_client_kwargs()))
     report = await produce_file(settings, events, "auto", rate=rate)
     on_produced(f"replayed {report.sent} events in {report.seconds:.1f}s; "
                 f"{len(report.skipped)} lines skipped. Segment changes keep coming as the model retrains "

@@ -117,6 +117,7 @@ class LocalKafka:
     run_dir: Path | None = None
     keep_run_dir: bool = True
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _controller_port: int = field(default=0, init=False, repr=False)
     started_in_s: float | None = field(default=None, init=False)
 
     @classmethod
@@ -146,7 +147,8 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         assert self.run_dir is not None
-        controller_port = free_port()
+        # Kept across restarts: the controller's address is part of the KRaft quorum's identity.
+        controller_port = self._controller_port = self._controller_port or free_port()
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -189,12 +191,13 @@ class LocalKafka:
         if self.port == 0:
             self.port = free_port()
         config = self._write_config()
-        fmt = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config), "--ignore-formatted"),
-            capture_output=True, text=True,
-        )
-        if fmt.returncode != 0:
-            raise LocalKafkaError(f"formatting the KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
+        if not (self.run_dir / "data" / "meta.properties").exists():  # else a restart on the same data
+            fmt = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config)),
+                capture_output=True, text=True,
+            )
+            if fmt.returncode != 0:
+                raise LocalKafkaError(f"formatting the KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
         stdout = open(self.run_dir / "broker.stdout", "wb")
         self._proc = subprocess.Popen(
             self._java("kafka.Kafka", str(config)), stdout=stdout, stderr=subprocess.STDOUT,

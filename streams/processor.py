@@ -9,16 +9,23 @@ Messages come in batches (``stream.take``: faust's per-message machinery is paid
 Within a batch, chosen for at-least-once delivery:
 
 1. a bad message goes to the dead-letter topic with the reason and processing goes on;
-2. each event updates its customer's state in memory (idempotent per ``event_id``: a redelivered
-   event is a no-op); each customer is loaded from the table once per batch;
+2. each event updates its customer's state in memory, idempotently: the state records the highest
+   offset it applied per input topic, so an event redelivered after a crash is recognised however
+   many came back (and a repeated ``event_id`` within a window, see :mod:`models.state`); each
+   customer is loaded from the table once per batch;
 3. each customer touched is evaluated once, after all its events of the batch;
-4. the segment changes are sent **and acknowledged**;
-5. only then are the states written to the table (and so to its changelog); the offsets are
-   committed after that.
+4. customers with segment changes are saved first **with the changes in an outbox**, and the
+   producer is flushed: the new state (with its offsets) is durable before anyone sees a change;
+5. the changes are sent **and acknowledged**;
+6. the states are saved (outboxes emptied); the offsets are committed after that (faust flushes
+   the producer before every commit).
 
-A crash before 5 replays the batch onto the old states, which re-emits the same changes with the
-same deterministic ``change_id`` (a consumer deduplicates them); a crash after 5 finds the events
-already applied and emits nothing. Either way no change is lost.
+A crash before 4 replays the batch onto the old states and nothing was visible yet. A crash
+between 4 and 6 leaves an outbox behind; the events are redelivered (their offsets were not
+committed), so the customer is loaded again and the outbox sent again *as it was*: the same
+``change_id`` with the same content, which a consumer drops. Re-deciding instead could give
+another answer (a new model, a later clock) and leave subscribers with a segment the worker no
+longer holds: the crash test caught exactly that. A crash after 6 finds everything applied.
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, MutableMapping, Protocol
 
 import orjson
 
 from models.pipeline import Pipeline
-from models.state import CustomerState, EngineRejection
+from models.state import CustomerState, EngineRejection, source_tag
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
 from schemas.events import AnyEvent, EventValidationError, FieldProblem, parse_event
@@ -61,6 +68,9 @@ class Outputs(Protocol):
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None: ...
 
+    async def flush(self) -> None:
+        """Return once everything sent so far (table changelog writes included) is acknowledged."""
+
 
 def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
     """The message key must be the customer id, or tables and topics stop being co-partitioned."""
@@ -78,6 +88,7 @@ class Touched:
     last_index: int  # the batch position of its latest message (its partition context for the write)
     evaluate: bool = False  # events were applied: evaluate once at the end of the batch
     latest_event_ts: float = 0.0
+    changes: list[SegmentChange] = field(default_factory=list)  # to emit, in order
 
 
 def _no_context(_index: int) -> contextlib.AbstractContextManager:
@@ -102,6 +113,7 @@ class CustomerProcessor:
         self.metrics = metrics
         self.routes = routes
         self.populations = PopulationTally(active_partitions)
+        self._tags: dict[str, int] = {}
 
     async def handle(self, msg: InMessage) -> None:
         await self.handle_batch([msg])
@@ -112,22 +124,37 @@ class CustomerProcessor:
         ``i`` the current one (faust writes a key to the changelog partition of the current message)."""
         started = time.perf_counter()
         touched: dict[bytes, Touched] = {}
-        changes: list[SegmentChange] = []
+        exits: list[SegmentChange] = []  # of customers erased in this batch (no state to hold them)
         applied = 0
         for i, msg in enumerate(msgs):
             route = self.routes.get(msg.topic)
             if route == REEVALUATE:
-                changes.extend(await self._reevaluate(msg, i, touched))
+                await self._reevaluate(msg, i, touched)
             elif route == ERASURE:
-                changes.extend(await self._erase(msg, i, touched))
+                exits.extend(await self._erase(msg, i, touched))
             elif route is not None:
                 applied += await self._ingest(msg, i, route, touched)
             else:  # not subscribed by us; only if the topic settings change under a running group
                 log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
-        changes.extend(self._evaluate_touched(touched))
-        await self._emit(changes)
-        self._write(touched, bind)
+        self._evaluate_touched(touched)
+        changes = await self._publish(touched, exits, bind)
         self._observe_timing(started, applied, changes, touched)
+
+    async def _publish(self, touched: dict[bytes, Touched], exits: list[SegmentChange],
+                       bind: Callable[[int], contextlib.AbstractContextManager]) -> list[SegmentChange]:
+        """Save, send, save again (see the module doc): states before changes, always."""
+        with_changes = [e for e in touched.values() if e.changes and e.state is not None]
+        for entry in with_changes:
+            entry.state.outbox = [c.model_dump_json() for c in entry.changes]  # type: ignore[union-attr]
+        if with_changes:
+            self._write(touched, bind)
+            await self.outputs.flush()
+        changes = exits + [c for entry in with_changes for c in entry.changes]
+        await self._emit(changes)
+        for entry in with_changes:
+            entry.state.outbox = []  # type: ignore[union-attr]
+        self._write(touched, bind)
+        return changes
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -141,7 +168,7 @@ class CustomerProcessor:
         ts = event.timestamp.timestamp()
         self.clock.observe(ts)
         try:
-            applied = self.pipeline.apply(entry.state, event, now=time.time())
+            applied = self.pipeline.apply(entry.state, event, now=time.time(), position=self._position(msg))
         except EngineRejection as exc:
             self.metrics.event(event_type, "rejected")
             await self._dead(msg, event_type, [FieldProblem(field=exc.field, error="rejected", message=exc.message)])
@@ -168,21 +195,19 @@ class CustomerProcessor:
             return None
         return event
 
-    def _evaluate_touched(self, touched: dict[bytes, Touched]) -> list[SegmentChange]:
+    def _evaluate_touched(self, touched: dict[bytes, Touched]) -> None:
         at = self.clock.now()
-        changes: list[SegmentChange] = []
         if at is None:
-            return changes
+            return
         for entry in touched.values():
             if entry.evaluate and entry.state is not None:
-                changes.extend(self.pipeline.evaluate(entry.state, at))
+                entry.changes.extend(self.pipeline.evaluate(entry.state, at))
                 entry.evaluate = False
         self.pipeline.maybe_train(at)
-        return changes
 
     # ---- the clock-driven sweep ----------------------------------------------------------------
 
-    async def _reevaluate(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> list[SegmentChange]:
+    async def _reevaluate(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> None:
         """Re-evaluate a sweep batch (customers of this message's partition) as of the clock."""
         try:
             batch = orjson.loads(msg.value or b"")
@@ -190,24 +215,22 @@ class CustomerProcessor:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             await self._dead(msg, REEVALUATE, [FieldProblem(field="customers", error="invalid",
                                                             message="not a re-evaluation batch")])
-            return []
+            return
         at = self.clock.now()
         if at is None:
-            return []
-        changes: list[SegmentChange] = []
+            return
         tally = self.populations.batch(msg.partition, batch.get("pass", 0))
         for customer_id in customer_ids:
             entry = self._touch(customer_id.encode(), index, touched)
             if entry.state is None:
                 continue  # erased since the sweep listed it
-            changes.extend(self.pipeline.evaluate(entry.state, at))
+            entry.changes.extend(self.pipeline.evaluate(entry.state, at))
             entry.evaluate = False
             tally.count(entry.state)
         self.metrics.reevaluated.inc(len(customer_ids))
         if batch.get("end"):
             counts, customers = self.populations.complete(msg.partition)
             self.metrics.populations(counts, customers)
-        return changes
 
     # ---- erasure -------------------------------------------------------------------------------
 
@@ -222,11 +245,12 @@ class CustomerProcessor:
             return []
         entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
         state = entry.state
-        changes: list[SegmentChange] = []
+        # Changes found earlier in this batch (or left in an outbox) come before the exits.
+        changes, entry.changes = entry.changes, []
         self.forwarder.forget(request.customer_id)
         if state is not None:
             at = self.clock.now() or time.time()
-            if entry.evaluate:  # events earlier in this batch: their changes come before the exits
+            if entry.evaluate:
                 changes.extend(self.pipeline.evaluate(state, at))
             changes.extend(self.pipeline.erase(state, at))
             entry.state, entry.evaluate = None, False
@@ -237,28 +261,40 @@ class CustomerProcessor:
 
     # ---- helpers -------------------------------------------------------------------------------
 
+    def _position(self, msg: InMessage) -> tuple[int, int]:
+        """Where the event sits in its topic: a redelivery after a crash is recognised by it."""
+        tag = self._tags.get(msg.topic)
+        if tag is None:
+            tag = self._tags[msg.topic] = source_tag(msg.topic)
+        return tag, msg.offset
+
     def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched]) -> Touched:
         entry = touched.get(key)
         if entry is None:
             raw = self.table.get(key)
             state = CustomerState.from_bytes(raw) if raw is not None else None
             entry = touched[key] = Touched(state, raw, index)
+            if state is not None and state.outbox:  # a crash between saving and sending: send as saved
+                entry.changes = [SegmentChange.model_validate_json(c) for c in state.outbox]
+                self.metrics.changes_resent.inc(len(entry.changes))
         else:
             entry.last_index = index
         return entry
 
     def _write(self, touched: dict[bytes, Touched], bind: Callable[[int], contextlib.AbstractContextManager]) -> None:
-        """Save every changed state (after the changes were acknowledged: see the module doc)."""
+        """Save every state that differs from what the table holds."""
         for key, entry in touched.items():
             if entry.state is None:
                 if entry.raw is not None:
                     with bind(entry.last_index):
                         del self.table[key]
+                    entry.raw = None
                 continue
             new = entry.state.to_bytes()
             if new != entry.raw:
                 with bind(entry.last_index):
                     self.table[key] = new
+                entry.raw = new
 
     def _observe_timing(self, started: float, applied: int, changes: list[SegmentChange],
                         touched: dict[bytes, Touched]) -> None:

@@ -164,7 +164,7 @@ async def produce_file(
     """
     report = ProduceReport(file_format=resolve_format(path, file_format))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                                enable_idempotence=True, security_protocol=settings.security_protocol)
+                                enable_idempotence=True, **settings.kafka_client_kwargs())
     await producer.start()
     started = time.monotonic()
     pacer = _Pacer(rate)

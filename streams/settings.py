@@ -8,9 +8,11 @@ bootstrap address also answers to the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import EngineConfig
@@ -56,6 +58,65 @@ class TopicSettings(_Section):
         }
 
 
+class KafkaSecurity(_Section):
+    """How every Kafka client of segstream authenticates and encrypts (worker, producer, tail, ...).
+
+    ``SASL_SSL`` with ``SCRAM-SHA-512`` is the usual production choice; ``ssl_cafile`` is needed
+    when the brokers' certificates are not signed by a CA the system trusts, ``ssl_certfile`` and
+    ``ssl_keyfile`` for mutual TLS.
+    """
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="Never logged or shown.")
+    ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) the brokers' certificates are checked against.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecurity":
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"{self.security_protocol} needs kafka.sasl_username and kafka.sasl_password")
+        return self
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.uses_ssl:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return context
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.uses_ssl:
+            kwargs["ssl_context"] = self.ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked by _complete
+            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password.get_secret_value())
+        return kwargs
+
+    def faust_credentials(self) -> Any:
+        """The same, as faust's ``broker_credentials`` (None for PLAINTEXT)."""
+        import faust
+
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None
+            return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password.get_secret_value(),
+                                         mechanism=self.sasl_mechanism, ssl_context=self.ssl_context())
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return None
+
+
 class LocalKafkaSettings(_Section):
     """The single-node KRaft broker started from Maven Central jars for tests and local runs."""
 
@@ -91,6 +152,11 @@ class WorkerSettings(_Section):
     batch_within_s: float = Field(0.005, gt=0, le=1, description="...or what arrived within this time.")
     producer_linger_s: float = Field(0.005, ge=0, le=1, description="Producer batching delay: changelog "
                                      "writes and changes leave in batches instead of one request each.")
+    session_timeout_s: float = Field(30.0, ge=6, le=300, description="A worker that stops heartbeating is "
+                                     "out of the group after this; its partitions move to the others.")
+    group_instance_id: str | None = Field(None, description="Static group membership (e.g. the host name): "
+                                          "a worker restarted under the same id gets its partitions back "
+                                          "at once instead of after a rebalance. Unique per worker.")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
 
 
@@ -106,8 +172,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SEGSTREAM_BOOTSTRAP_SERVERS"),
         description="Kafka bootstrap servers; unset means 'start a local broker' where that makes sense.",
     )
-    security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka: KafkaSecurity = KafkaSecurity()
     topics: TopicSettings = TopicSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     worker: WorkerSettings = WorkerSettings()
     engine: EngineConfig = EngineConfig()
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security options for every aiokafka client (producer, consumer, admin)."""
+        return self.kafka.aiokafka_kwargs()

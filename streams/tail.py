@@ -126,11 +126,11 @@ def format_invalid(partition: int, offset: int, error: str) -> Text:
 # ---- consuming ----------------------------------------------------------------------------------
 
 
-def _consumer(bootstrap: str, topic: str, from_beginning: bool, security_protocol: str) -> AIOKafkaConsumer:
+def _consumer(bootstrap: str, topic: str, from_beginning: bool, client_kwargs: dict[str, Any]) -> AIOKafkaConsumer:
     # group_id=None: no group membership and no commits; "latest" = only changes from now on.
     return AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest", security_protocol=security_protocol,
+        auto_offset_reset="earliest" if from_beginning else "latest", **client_kwargs,
     )
 
 
@@ -144,13 +144,13 @@ async def tail_changes(
     max_changes: int = 0,
     customer: str | None = None,
     stop: asyncio.Event | None = None,
-    security_protocol: str = "PLAINTEXT",
+    client_kwargs: dict[str, Any] | None = None,
 ) -> TailStats:
     """Call ``on_change`` for each change (of ``customer``, if given) until ``max_changes`` (0 = no
     limit) or until ``stop`` is set. Messages that are not SegmentChanges go to ``on_invalid``."""
     stop = stop or asyncio.Event()
     stats = TailStats()
-    consumer = _consumer(bootstrap, topic, from_beginning, security_protocol)
+    consumer = _consumer(bootstrap, topic, from_beginning, client_kwargs or {})
     await consumer.start()
     try:
         while not stop.is_set():

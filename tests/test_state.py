@@ -14,7 +14,7 @@ from models.config import ValueConfig
 from models.engine import ValueEngine
 from models.profile import build_profile, nps_category
 from schemas.segment_change import SegmentChange
-from models.state import CustomerState, EngineRejection
+from models.state import CustomerState, EngineRejection, source_tag
 from models.valuation import pinned_valuation
 from schemas.events import EngagementEvent, FeedbackEvent, PurchaseEvent
 
@@ -101,6 +101,48 @@ def test_redelivered_events_never_count_twice(specs: list, rnd: random.Random) -
     applied = [state.apply(e, CFG) for e in redelivered]
     assert applied == [True] * len(events) + [False] * (len(events) - cut)
     assert_same_values(state, apply_all(events))
+
+
+def partitioned(events: list) -> list[tuple[object, tuple[int, int]]]:
+    """Each event with its position: one topic per event type, offsets in arrival order."""
+    offsets: dict[str, int] = {}
+    out = []
+    for e in events:
+        offsets[e.type] = offsets.get(e.type, -1) + 1
+        out.append((e, (source_tag(f"t.{e.type}"), offsets[e.type])))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["purchase", "engagement", "feedback"]), min_size=1, max_size=200),
+       st.randoms(use_true_random=False))
+def test_redelivery_from_any_offsets_never_counts_twice_however_long(types: list, rnd: random.Random) -> None:
+    """Far more than the event-id window: after a crash every topic-partition resumes from its own
+    committed offset, which can be hundreds of the customer's events back."""
+    specs = [(t, i, 10.0 if t == "purchase" else ("page_view" if t == "engagement" else ("complaint", 1)))
+             for i, t in enumerate(types)]
+    positioned = partitioned(to_events(specs))
+    state = CustomerState("c")
+    for e, pos in positioned:
+        assert state.apply(e, CFG, pos)
+    # Each type's topic resumes from some earlier offset (its last commit), interleaved at random.
+    resumed = {t: rnd.randint(0, types.count(t)) for t in set(types)}
+    again = [(e, pos) for e, pos in positioned if pos[1] >= resumed[e.type]]
+    rnd.shuffle(again)
+    again.sort(key=lambda ep: (ep[0].type, ep[1][1]))  # in order within each topic, as Kafka delivers
+    assert not any(state.apply(e, CFG, pos) for e, pos in again)
+    assert_same_values(state, apply_all([e for e, _ in positioned]))
+    restored = CustomerState.from_bytes(state.to_bytes())
+    assert restored.positions == state.positions
+    assert not any(restored.apply(e, CFG, pos) for e, pos in again)
+
+
+def test_a_position_from_another_topic_is_not_a_redelivery() -> None:
+    state = CustomerState("c")
+    assert state.apply(purchase(1, 0, 5.0), CFG, (source_tag("old.purchases"), 100))
+    assert not state.apply(purchase(2, 1, 5.0), CFG, (source_tag("old.purchases"), 99))
+    assert state.apply(purchase(3, 2, 5.0), CFG, (source_tag("new.purchases"), 0))
+    assert state.purchase_count == 2
 
 
 @settings(max_examples=100, deadline=None)
