@@ -64,7 +64,7 @@ class Recovery:
     what: str  # "worker" or "broker"
     at_s: float  # seconds into the test
     ready_s: float | None = None  # restart -> /ready (worker) or -> answering (broker)
-    resumed_s: float | None = None  # restart -> the worker applies events again
+    resumed_s: float | None = None  # restart -> the worker consumes events again
 
 
 @dataclass
@@ -100,9 +100,9 @@ class CrashReport:
             f"stream: {self.events} events for {self.customers} customers; {self.kills} SIGKILLs, "
             f"{self.broker_restarts} broker restart(s); {self.seconds:.0f} s",
             f"worker restart -> ready: {spread(self.recovery_times('worker', 'ready_s'))}",
-            f"worker restart -> applying again: {spread(self.recovery_times('worker', 'resumed_s'))}",
+            f"worker restart -> consuming again: {spread(self.recovery_times('worker', 'resumed_s'))}",
             f"broker restart -> answering: {spread(self.recovery_times('broker', 'ready_s'))}; "
-            f"-> worker applying again: {spread(self.recovery_times('broker', 'resumed_s'))}",
+            f"-> worker consuming again: {spread(self.recovery_times('broker', 'resumed_s'))}",
             f"customers differing from the ground truth: {len(self.mismatched_customers)} "
             f"(missing: {len(self.missing_customers)})",
             f"segment changes: {self.changes}; change_ids delivered twice: {self.duplicate_change_ids}, "
@@ -142,13 +142,15 @@ def matches(profile: dict[str, Any], state: CustomerState) -> bool:
 
 class BackgroundProducer(threading.Thread):
     """Sends the messages at ``rate`` per second with an idempotent producer (no duplicates when
-    it retries across the broker restart); ``sent`` counts acknowledged sends."""
+    it retries across the broker restart); ``sent`` counts acknowledged sends. The last tenth
+    waits for ``release``, so that every kill happens while events still flow."""
 
     def __init__(self, settings: Settings, messages: list[tuple[str, bytes, bytes]], rate: float):
         super().__init__(name="crash-test-producer", daemon=True)
         self.settings, self.messages, self.rate = settings, messages, rate
         self.sent = 0
         self.error: BaseException | None = None
+        self.release = threading.Event()
 
     def run(self) -> None:
         try:
@@ -165,9 +167,14 @@ class BackgroundProducer(threading.Thread):
                                     **self.settings.kafka_client_kwargs())
         await producer.start()
         started = time.monotonic()
+        hold_at = len(self.messages) * 9 // 10
         try:
             pending = []
             for i, (etype, key, value) in enumerate(self.messages, 1):
+                if i == hold_at:
+                    while not self.release.is_set():
+                        await asyncio.sleep(0.1)
+                    started = time.monotonic() - i / self.rate
                 pending.append(await producer.send(topics[etype], value, key=key))
                 if len(pending) >= 200:
                     await asyncio.gather(*pending)
@@ -185,19 +192,20 @@ class BackgroundProducer(threading.Thread):
 # ---- the worker and the broker ----------------------------------------------------------------
 
 
-def _applied(port: int) -> float | None:
+def _consumed(port: int) -> float | None:
+    """Input events this worker process has taken in (applied, duplicate or dead-lettered)."""
     from streams.bench import events_counted
 
-    return events_counted(port, "applied")
+    return events_counted(port)
 
 
-def _wait_applying(port: int, proc: Any, log_file: Path, timeout_s: float, baseline: float = 0.0) -> float | None:
-    """Seconds until the worker's applied counter passes ``baseline`` (None: not within the timeout)."""
+def _wait_consuming(port: int, proc: Any, log_file: Path, timeout_s: float, baseline: float = 0.0) -> float | None:
+    """Seconds until the worker's consumed count passes ``baseline`` (None: not within the timeout)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         worker_process.check_alive(proc, log_file)
-        applied = _applied(port)
-        if applied is not None and applied > baseline:
+        consumed = _consumed(port)
+        if consumed is not None and consumed > baseline:
             return time.monotonic() - started
         time.sleep(0.1)
     return None
@@ -216,14 +224,14 @@ class Worker:
         return self.work_dir / f"worker-{self.starts}.log"
 
     def start(self) -> Recovery:
-        """Start and wait until it is ready and applying events."""
+        """Start and wait until it is ready and consuming events."""
         self.starts += 1
         t0 = time.monotonic()
         self.proc = worker_process.start(self.env, self.log_file)
         rec = Recovery("worker", at_s=0.0)
         worker_process.wait_ready(self.proc, self.port, self.log_file, timeout_s=180)
         rec.ready_s = time.monotonic() - t0
-        resumed = _wait_applying(self.port, self.proc, self.log_file, timeout_s=120)
+        resumed = _wait_consuming(self.port, self.proc, self.log_file, timeout_s=120)
         rec.resumed_s = None if resumed is None else time.monotonic() - t0
         return rec
 
@@ -242,8 +250,8 @@ def restart_broker(kafka: Any, worker: Worker) -> Recovery:
     t0 = time.monotonic()
     kafka.start()
     rec = Recovery("broker", at_s=0.0, ready_s=time.monotonic() - t0)
-    baseline = _applied(worker.port) or 0.0
-    resumed = _wait_applying(worker.port, worker.proc, worker.log_file, timeout_s=180, baseline=baseline)
+    baseline = _consumed(worker.port) or 0.0
+    resumed = _wait_consuming(worker.port, worker.proc, worker.log_file, timeout_s=180, baseline=baseline)
     rec.resumed_s = None if resumed is None else time.monotonic() - t0
     return rec
 
@@ -376,7 +384,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
             rec = worker.start()
             rec.at_s = time.monotonic() - started
             report.recoveries.append(rec)
-            log(f"SIGKILL {report.kills}/{plan.kills}: ready in {rec.ready_s:.1f} s, applying again after "
+            log(f"SIGKILL {report.kills}/{plan.kills}: ready in {rec.ready_s:.1f} s, consuming again after "
                 f"{rec.resumed_s if rec.resumed_s is not None else float('nan'):.1f} s "
                 f"({producer.sent}/{len(messages)} sent)")
             if k + 1 in broker_after:
@@ -384,10 +392,9 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
                 rec.at_s = time.monotonic() - started
                 report.broker_restarts += 1
                 report.recoveries.append(rec)
-                log(f"broker restarted: answering after {rec.ready_s:.1f} s, worker applying again after "
+                log(f"broker restarted: answering after {rec.ready_s:.1f} s, worker consuming again after "
                     f"{rec.resumed_s if rec.resumed_s is not None else float('nan'):.1f} s")
-        if producer.is_alive() and producer.sent < len(messages) // 2:
-            log("warning: the kills finished before half of the stream was sent (raise --rate or --kills)")
+        producer.release.set()
         producer.join(timeout=plan.catch_up_timeout_s + len(messages) / rate)
         if producer.error is not None or producer.is_alive():
             raise RuntimeError(f"the producer did not finish: {producer.error!r}")

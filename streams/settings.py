@@ -134,6 +134,9 @@ class WorkerSettings(_Section):
     web_bind: str | None = Field(None, description="Interface to listen on, e.g. 0.0.0.0 in a container "
                                  "(default: web_host, so localhost only).")
     web_port: int = Field(6066, ge=1, le=65535)
+    api_token: SecretStr | None = Field(None, description="If set, GET and DELETE /customers/{id} (customer "
+                                        "data) require 'Authorization: Bearer <token>'. Health, readiness, "
+                                        "metrics and /segments stay open.")
     data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
     store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
     processing_guarantee: str = Field("at_least_once", pattern="^(at_least_once|exactly_once)$")

@@ -8,10 +8,12 @@ and the data agree (with faust's default JSON keys most lookups would go to the 
 
 from __future__ import annotations
 
+import functools
+import hmac
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import faust
 import orjson
@@ -28,16 +30,43 @@ if TYPE_CHECKING:
 _CUSTOMER_ID = re.compile(r"^[\x21-\x7E]{1,128}$")
 
 
-def _json(view: View, doc: Any, status: int = 200) -> Response:
+def _json(view: View, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return view.bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json",
-                      status=status)
+                      status=status, headers=headers)
+
+
+def bearer_ok(request: Request, token: str | None) -> bool:
+    """No token configured, or ``Authorization: Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return True
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def requires_token(token: str | None) -> Callable:
+    """Customer data (lookup, erase) needs the API token; checked before a lookup is forwarded to
+    the worker that owns the customer (which checks it again: faust forwards the headers)."""
+
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        async def guarded(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            if not bearer_ok(request, token):
+                return _json(view, {"error": "a valid bearer token is required"}, 401,
+                             headers={"WWW-Authenticate": 'Bearer realm="segstream"'})
+            return await handler(view, request, *args, **kwargs)
+
+        return guarded
+
+    return decorate
 
 
 def register_web(app: faust.App, rt: "Runtime") -> None:
     table = rt.table
+    token = rt.settings.worker.api_token.get_secret_value() if rt.settings.worker.api_token else None
 
     @app.page("/customers/{customer_id}")
     class CustomerView(View):
+        @requires_token(token)
         @app.table_route(table=table, match_info="customer_id")
         async def get(self, request: Request, customer_id: str) -> Response:
             if not _CUSTOMER_ID.match(customer_id):
@@ -50,6 +79,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
             return _json(self, rt.profile(CustomerState.from_bytes(raw)))
 
+        @requires_token(token)
         async def delete(self, request: Request, customer_id: str) -> Response:
             """Erasure: the request goes to the erasures topic, whose owner deletes the state."""
             if not _CUSTOMER_ID.match(customer_id):
