@@ -20,7 +20,17 @@ class Source(BaseModel):
     topic: str
     partition: int | None = None
     offset: int | None = None
-    key: str | None = Field(None, description="The message key, decoded as UTF-8 with replacement.")
+    key: str | None = Field(None, description="The message key, decoded as UTF-8 with replacement "
+                            "(cut at 1 KiB: real keys are customer ids of at most 128 characters).")
+    key_size: int | None = Field(None, description="Bytes of the original key.")
+
+    MAX_KEY: ClassVar[int] = 1024
+
+    @classmethod
+    def of(cls, topic: str, partition: int | None, offset: int | None, key: bytes | None) -> "Source":
+        return cls(topic=topic, partition=partition, offset=offset,
+                   key=key[: cls.MAX_KEY].decode("utf-8", "replace") if key is not None else None,
+                   key_size=len(key) if key is not None else None)
 
 
 class DeadLetter(BaseModel):

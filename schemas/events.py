@@ -222,6 +222,9 @@ class EventValidationError(ValueError):
 
 AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
 
+#: Every field name of the input contracts, plus "key" (the message key) and "type".
+CONTRACT_FIELDS = frozenset({"key", "type"}.union(*(cls.model_fields for cls in EVENT_TYPES.values())))
+
 
 def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     """Validate one JSON message against the contract.

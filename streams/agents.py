@@ -48,10 +48,11 @@ class KafkaOutputs:
         await self.topics.segment_changes.app.producer.flush()
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
-        key = message.key.decode("utf-8", "replace") if message.key is not None else None
-        source = Source(topic=message.topic, partition=message.partition, offset=message.offset, key=key)
+        source = Source.of(message.topic, message.partition, message.offset, message.key)
         letter = dead_letter_for(message.value, source, problems, datetime.now(timezone.utc))
-        await self.topics.dead_letter.send(key=message.key, value=letter.model_dump_json().encode())
+        # Keyed like the source, cut like source.key: a hostile key cannot make the letter too big.
+        key = message.key[: Source.MAX_KEY] if message.key is not None else None
+        await self.topics.dead_letter.send(key=key, value=letter.model_dump_json().encode())
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from streams.log_throttle import throttle_kafka_client_logs
+from streams.log_throttle import throttle_kafka_client_logs, throttle_worker_logs
 from streams.settings import Settings
 
 cli = typer.Typer(
@@ -139,6 +139,7 @@ def _run_worker(settings: Settings) -> None:
     worker = Worker(sapp.app, loglevel=settings.worker.log_level, quiet=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     throttle_kafka_client_logs()
+    throttle_worker_logs()
     # faust warns "producer buffer full" whenever table writes outpace the changelog producer by
     # 100 messages: that is its normal backpressure under load, not a fault.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)

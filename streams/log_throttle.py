@@ -24,34 +24,47 @@ NOISY_LOGGERS = (
 
 
 class RepeatThrottle(logging.Filter):
-    """Lets a given message template through once per ``interval_s`` (per logger and level); the
-    next one that passes says how many were held back."""
+    """Lets ``burst`` records of a given message template through per ``interval_s`` (per logger
+    and level); the first one after that says how many were held back."""
 
-    def __init__(self, interval_s: float = 30.0):
+    def __init__(self, interval_s: float = 30.0, burst: int = 1):
         super().__init__()
         self.interval_s = interval_s
+        self.burst = burst
         self.suppressed = 0
-        self._last: dict[tuple[str, int, str], tuple[float, int]] = {}
+        # template -> [window start, passed in the window, held back in the window]
+        self._windows: dict[tuple[str, int, str], list[float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.levelno, str(record.msg))
         now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self.interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            self.suppressed += 1
-            return False
-        held_back = last[1] if last is not None else 0
-        self._last[key] = (now, 0)
-        if held_back:
-            record.msg = f"{record.msg} [{held_back} similar messages in the last {now - last[0]:.0f}s not shown]"  # type: ignore[index]
-        if len(self._last) > 1000:  # bounded: templates, not formatted messages, are the keys
-            self._last.clear()
-        return True
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.interval_s:
+            held_back = int(window[2]) if window is not None else 0
+            if len(self._windows) > 1000:  # bounded: templates, not formatted messages, are the keys
+                self._windows.clear()
+            self._windows[key] = [now, 1, 0]
+            if held_back:
+                record.msg = f"{record.msg} [{held_back} similar messages not shown in the last {now - window[0]:.0f}s]"  # type: ignore[index]
+            return True
+        if window[1] < self.burst:
+            window[1] += 1
+            return True
+        window[2] += 1
+        self.suppressed += 1
+        return False
 
 
 def throttle_kafka_client_logs(interval_s: float = 30.0) -> RepeatThrottle:
     throttle = RepeatThrottle(interval_s)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(throttle)
+    return throttle
+
+
+def throttle_worker_logs(interval_s: float = 10.0, burst: int = 20) -> RepeatThrottle:
+    """The worker's own per-message warnings (dead letters): a flood of bad input must not become
+    a flood of log lines; the dead-letter topic and the metrics have every one."""
+    throttle = RepeatThrottle(interval_s, burst)
+    logging.getLogger("segstream.worker").addFilter(throttle)
     return throttle

@@ -43,7 +43,7 @@ from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, source_tag
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
-from schemas.events import AnyEvent, EventValidationError, FieldProblem, parse_event
+from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
 from schemas.segment_change import SegmentChange
 from streams.clock import WorkerClock
 from streams.sampling import SampleForwarder
@@ -321,8 +321,15 @@ class CustomerProcessor:
         await self.outputs.dead_letter(msg, source_type, problems)
         self.metrics.dead_letters[source_type].inc()
         # No payload or customer id in the log: the dead-letter topic has them, logs are for ops.
-        summary = "; ".join(f"{p.field or '<message>'}: {p.message}" for p in problems)
+        # Field names outside the contract are the sender's text: not logged either.
+        summary = "; ".join(f"{_loggable_field(p.field)}: {p.message}" for p in problems)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, summary[:300])
+
+
+def _loggable_field(name: str) -> str:
+    if not name:
+        return "<message>"
+    return name if name.split(".")[0] in CONTRACT_FIELDS else "<unknown field>"
 
 
 class PassTally:
