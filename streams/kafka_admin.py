@@ -14,8 +14,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
-async def _list_topics(bootstrap: str, timeout_s: float) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+async def _list_topics(bootstrap: str, timeout_s: float, **client_kwargs: object) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **client_kwargs)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         return list(await asyncio.wait_for(admin.list_topics(), timeout_s))
@@ -33,13 +34,13 @@ def _port_open(bootstrap: str) -> bool:
         return False
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when the broker answers a metadata request."""
+def broker_answers(bootstrap: str, timeout_s: float = 2.0, **client_kwargs: object) -> bool:
+    """True when the broker answers a metadata request (``client_kwargs``: security settings)."""
     # Probe the port first: aiokafka logs an ERROR for every refused connection.
     if not _port_open(bootstrap):
         return False
     try:
-        asyncio.run(_list_topics(bootstrap, timeout_s))
+        asyncio.run(_list_topics(bootstrap, timeout_s, **client_kwargs))
         return True
     except Exception:  # any failure means "not yet"; the caller retries until its deadline
         return False

@@ -116,6 +116,9 @@ class LocalKafka:
     start_timeout_s: float = 90.0
     run_dir: Path | None = None
     keep_run_dir: bool = True
+    #: username -> password: clients must authenticate with SASL/PLAIN (over plaintext: for tests of
+    #: the client settings, not for production)
+    sasl_users: dict[str, str] | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _controller_port: int = field(default=0, init=False, repr=False)
     started_in_s: float | None = field(default=None, init=False)
@@ -149,14 +152,15 @@ class LocalKafka:
         assert self.run_dir is not None
         # Kept across restarts: the controller's address is part of the KRaft quorum's identity.
         controller_port = self._controller_port = self._controller_port or free_port()
+        protocol = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{protocol}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"{protocol}://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": protocol,
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
             "log.dirs": str(self.run_dir / "data"),
             "num.partitions": "1",
@@ -174,6 +178,16 @@ class LocalKafka:
             "num.io.threads": "2",
             "background.threads": "2",
         }
+        if self.sasl_users:
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+            name, password = next(iter(self.sasl_users.items()))  # the broker talks to itself as the first user
+            props.update({
+                "sasl.enabled.mechanisms": "PLAIN",
+                "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'username="{name}" password="{password}" {users};',
+            })
         path = self.run_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.run_dir / "log4j2.yaml").write_text(_LOG4J2.format(log_file=self.log_file))
@@ -216,11 +230,19 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise LocalKafkaError(f"broker exited with {self._proc.returncode}; see {self.log_file}\n{self.tail_log()}")
-            if broker_answers(self.bootstrap_servers, timeout_s=2.0):
+            if broker_answers(self.bootstrap_servers, timeout_s=2.0, **self.client_kwargs()):
                 return
             time.sleep(0.2)
         self.stop()
         raise LocalKafkaError(f"broker not ready after {self.start_timeout_s}s; see {self.log_file}\n{self.tail_log()}")
+
+    def client_kwargs(self) -> dict[str, str]:
+        """What an aiokafka client needs to talk to this broker (the first SASL user)."""
+        if not self.sasl_users:
+            return {}
+        name, password = next(iter(self.sasl_users.items()))
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                "sasl_plain_username": name, "sasl_plain_password": password}
 
     def tail_log(self, lines: int = 30) -> str:
         for f in (self.log_file, self.log_file.with_name("broker.stdout")):

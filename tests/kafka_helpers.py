@@ -80,12 +80,12 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, path: str, method: str = "GET") -> tuple[int, object]:
+    def request(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, object]:
         import json
         import urllib.error
         import urllib.request
 
-        req = urllib.request.Request(self.url + path, method=method)
+        req = urllib.request.Request(self.url + path, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 body = resp.read()
