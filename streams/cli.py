@@ -444,6 +444,39 @@ def crash_test(
         raise typer.Exit(1)
 
 
+@cli.command()
+def soak(
+    minutes: float = typer.Option(30.0, min=0.1, help="Duration of the steady phase."),
+    rate: float = typer.Option(300.0, min=1.0, help="Steady events per second."),
+    burst_factor: float = typer.Option(10.0, min=1.0, help="The burst's rate as a multiple of the steady rate."),
+    burst_seconds: float = typer.Option(30.0, min=1.0, help="Duration of the burst."),
+    customers: int = typer.Option(2000, min=10, help="Customers of the population whose events are cycled."),
+    sample_seconds: float = typer.Option(30.0, min=1.0, help="Memory and backlog are sampled this often."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report (with the curve) as JSON."),
+    run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker log (default: a new temp dir)."),
+) -> None:
+    """A worker under a steady stream (memory sampled: it must stay flat), then a burst of
+    BURST_FACTOR times the rate (the backlog must drain); every customer checked at the end.
+    Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Exits 1 on failure."""
+    import tempfile
+
+    from streams import soak as sk
+
+    _setup_logging("warning")
+    work_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-soak-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
+    plan = sk.SoakPlan(minutes=minutes, rate=rate, burst_factor=burst_factor, burst_seconds=burst_seconds,
+                       customers=customers, sample_s=sample_seconds)
+    report = sk.run(plan, work_dir, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    if json_out:
+        json_out.write_bytes(report.to_json())
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @schemas_cli.command("export")
 def schemas_export(
     directory: Optional[Path] = typer.Option(None, help="Target directory (default: schemas/json)."),
