@@ -1,12 +1,14 @@
 # The two commands of the README. Both install what they need by themselves.
 #   make run   - local Apache Kafka (KRaft) + a segstream worker
 #   make test  - the whole test suite (real broker included)
+#   make reliability - the long reliability runs: crash test (10 SIGKILLs, a broker restart) and a
+#                      30-minute soak with a 10x burst (about 40 minutes)
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test setup system-deps kafka-jars bench
+.PHONY: run test setup system-deps kafka-jars bench reliability
 
 setup: $(STAMP)
 
@@ -28,3 +30,7 @@ run: setup kafka-jars
 
 test: setup kafka-jars
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+reliability: setup kafka-jars
+	$(VENV)/bin/segstream crash-test --kills 10 --broker-restarts 1
+	$(VENV)/bin/segstream soak --minutes 30

@@ -130,13 +130,13 @@ def _create_topics(settings: Settings) -> None:
 
 
 def _run_worker(settings: Settings) -> None:
-    from faust.worker import Worker
-
     from streams.app import create_app
+    from streams.shutdown import BoundedShutdownWorker
 
     _create_topics(settings)
     sapp = create_app(settings)
-    worker = Worker(sapp.app, loglevel=settings.worker.log_level, quiet=True)
+    worker = BoundedShutdownWorker(sapp.app, loglevel=settings.worker.log_level, quiet=True,
+                                   shutdown_timeout_s=settings.worker.shutdown_timeout_s)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     throttle_kafka_client_logs()
     throttle_worker_logs()
@@ -450,7 +450,8 @@ def soak(
     rate: float = typer.Option(300.0, min=1.0, help="Steady events per second."),
     burst_factor: float = typer.Option(10.0, min=1.0, help="The burst's rate as a multiple of the steady rate."),
     burst_seconds: float = typer.Option(30.0, min=1.0, help="Duration of the burst."),
-    customers: int = typer.Option(2000, min=10, help="Customers of the population whose events are cycled."),
+    customers: int = typer.Option(300, min=10, help="Customers of the population whose events are cycled "
+                                  "(their history should go round within the first quarter of the run)."),
     sample_seconds: float = typer.Option(30.0, min=1.0, help="Memory and backlog are sampled this often."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report (with the curve) as JSON."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker log (default: a new temp dir)."),

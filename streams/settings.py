@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import EngineConfig
@@ -21,6 +21,14 @@ from models.config import EngineConfig
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "segstream"
+
+
+def _none_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+
+
+#: ``FOO=`` in an env file or in docker-compose means "not set".
+EmptyIsUnset = BeforeValidator(_none_if_empty)
 
 
 class _Section(BaseModel):
@@ -68,12 +76,13 @@ class KafkaSecurity(_Section):
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = Field(None, description="Never logged or shown.")
-    ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) the brokers' certificates are checked against.")
-    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
-    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM), for mutual TLS.")
+    sasl_username: Annotated[str | None, EmptyIsUnset] = None
+    sasl_password: Annotated[SecretStr | None, EmptyIsUnset] = Field(None, description="Never logged or shown.")
+    ssl_cafile: Annotated[Path | None, EmptyIsUnset] = Field(None, description="CA bundle (PEM) the brokers' certificates are checked against.")
+    ssl_certfile: Annotated[Path | None, EmptyIsUnset] = Field(None, description="Client certificate (PEM), for mutual TLS.")
+    ssl_keyfile: Annotated[Path | None, EmptyIsUnset] = Field(None, description="Client private key (PEM), for mutual TLS.")
     ssl_check_hostname: bool = True
+
 
     @model_validator(mode="after")
     def _complete(self) -> "KafkaSecurity":
@@ -134,7 +143,7 @@ class WorkerSettings(_Section):
     web_bind: str | None = Field(None, description="Interface to listen on, e.g. 0.0.0.0 in a container "
                                  "(default: web_host, so localhost only).")
     web_port: int = Field(6066, ge=1, le=65535)
-    api_token: SecretStr | None = Field(None, description="If set, GET and DELETE /customers/{id} (customer "
+    api_token: Annotated[SecretStr | None, EmptyIsUnset] = Field(None, description="If set, GET and DELETE /customers/{id} (customer "
                                         "data) require 'Authorization: Bearer <token>'. Health, readiness, "
                                         "metrics and /segments stay open.")
     data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
@@ -157,10 +166,12 @@ class WorkerSettings(_Section):
                                      "writes and changes leave in batches instead of one request each.")
     session_timeout_s: float = Field(30.0, ge=6, le=300, description="A worker that stops heartbeating is "
                                      "out of the group after this; its partitions move to the others.")
-    group_instance_id: str | None = Field(None, description="Static group membership (e.g. the host name): "
+    group_instance_id: Annotated[str | None, EmptyIsUnset] = Field(None, description="Static group membership (e.g. the host name): "
                                           "a worker restarted under the same id gets its partitions back "
                                           "at once instead of after a rebalance. Unique per worker.")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="A graceful stop (SIGTERM) taking longer than "
+                                      "this ends the process anyway (exit code 1; nothing is lost).")
 
 
 class Settings(BaseSettings):

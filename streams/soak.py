@@ -33,7 +33,7 @@ class SoakPlan:
     rate: float = 300.0  # events per second, steady
     burst_factor: float = 10.0
     burst_seconds: float = 30.0
-    customers: int = 2000
+    customers: int = 300  # their whole history is cycled within the warm-up (~50k events)
     sample_s: float = 30.0  # memory and backlog sampled this often
     drain_timeout_s: float = 600.0
     seed: int = 5

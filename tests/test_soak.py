@@ -1,0 +1,26 @@
+"""``segstream soak`` in miniature: the same code as the 30-minute run of the README, for a minute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.soak import SoakPlan, run
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_short_soak_and_a_burst_lose_nothing_and_the_backlog_drains(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from streams.settings import Settings
+
+    base = Settings().model_copy(update={"bootstrap_servers": kafka_bootstrap})
+    plan = SoakPlan(minutes=0.5, rate=200, burst_factor=10, burst_seconds=8, customers=300, sample_s=3)
+    report = run(plan, tmp_path, log=print, base=base)
+    print("\n".join(report.lines()))
+    assert report.worker_alive
+    assert report.mismatched_customers == []  # every customer's purchases and spend as sent
+    assert report.burst_peak_backlog > plan.rate  # the burst really outran the steady pace...
+    assert report.drained_after_burst_s is not None  # ...and the backlog drained afterwards
+    assert [s.phase for s in report.samples][-1] == "end" and report.samples[-1].backlog == 0
+    assert report.sent > plan.rate * plan.minutes * 60
