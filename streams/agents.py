@@ -41,7 +41,8 @@ class KafkaOutputs:
     async def changes(self, changes: list[SegmentChange]) -> None:
         acks = [await self.topics.segment_changes.send(key=c.customer_id.encode(), value=c.model_dump_json().encode())
                 for c in changes]
-        for ack in acks:  # the caller saves the state only once every change is durable
+        await self.flush()  # now, not after the producer's linger: the batch waits for these acks
+        for ack in acks:  # the caller empties the outbox only once every change is durable
             await ack
 
     async def flush(self) -> None:
