@@ -276,12 +276,7 @@ async def run_passthrough(settings: Settings, expected: int, timeout_s: float = 
 
 
 def worker_env(settings: Settings, port: int, data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-           "SEGSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-           "SEGSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-           "SEGSTREAM_WORKER__APP_ID": f"{settings.topics.prefix}app",
-           "SEGSTREAM_WORKER__WEB_PORT": str(port), "SEGSTREAM_WORKER__DATA_DIR": str(data_dir),
-           "PYTHONUNBUFFERED": "1"}
+    env = worker_process.env_for(settings, port, data_dir)
     env.setdefault("SEGSTREAM_WORKER__TRAIN_INTERVAL_S", "10")
     return env
 

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -411,6 +411,24 @@ def bench(
         typer.echo(line)
 
 
+def _run_check(name: str, check: Callable[[Path, Callable[[str], None]], Any], run_dir: Optional[Path],
+               json_out: Optional[Path]) -> None:
+    """Run a long reliability check: progress on stderr, the report on stdout, exit 1 if it failed."""
+    import tempfile
+
+    _setup_logging("warning")
+    work_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"segstream-{name}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
+    report = check(work_dir, lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    if json_out:
+        json_out.write_bytes(report.to_json())
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @cli.command("crash-test")
 def crash_test(
     customers: int = typer.Option(300, min=10, help="Synthetic customers in the known stream."),
@@ -425,23 +443,11 @@ def crash_test(
     """Kill the worker (SIGKILL) at random points and restart the broker while a known stream
     flows; then check every customer against the ground truth and the changes for duplicates.
     Exits 1 if anything was lost, counted twice or contradicted."""
-    import tempfile
-
     from streams import crash_test as ct
 
-    _setup_logging("warning")
-    work_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-crash-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
     plan = ct.CrashPlan(customers=customers, kills=kills, broker_restarts=broker_restarts, rate=rate,
                         store=store, seed=seed)
-    report = ct.run(plan, work_dir, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
-    if json_out:
-        json_out.write_bytes(report.to_json())
-    for line in report.lines():
-        typer.echo(line)
-    if not report.ok:
-        raise typer.Exit(1)
+    _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out)
 
 
 @cli.command()
@@ -459,23 +465,11 @@ def soak(
     """A worker under a steady stream (memory sampled: it must stay flat), then a burst of
     BURST_FACTOR times the rate (the backlog must drain); every customer checked at the end.
     Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Exits 1 on failure."""
-    import tempfile
-
     from streams import soak as sk
 
-    _setup_logging("warning")
-    work_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-soak-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
     plan = sk.SoakPlan(minutes=minutes, rate=rate, burst_factor=burst_factor, burst_seconds=burst_seconds,
                        customers=customers, sample_s=sample_seconds)
-    report = sk.run(plan, work_dir, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
-    if json_out:
-        json_out.write_bytes(report.to_json())
-    for line in report.lines():
-        typer.echo(line)
-    if not report.ok:
-        raise typer.Exit(1)
+    _run_check("soak", lambda work_dir, log: sk.run(plan, work_dir, log), run_dir, json_out)
 
 
 @schemas_cli.command("export")

@@ -337,22 +337,15 @@ def check_changes(records: list[Any], profiles: dict[str, dict]) -> tuple[int, i
 
 
 def crash_env(settings: Settings, port: int, data_dir: Path, store: str) -> dict[str, str]:
-    import os
-
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-            "SEGSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-            "SEGSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-            "SEGSTREAM_WORKER__APP_ID": f"{settings.topics.prefix}app",
-            "SEGSTREAM_WORKER__WEB_PORT": str(port), "SEGSTREAM_WORKER__DATA_DIR": str(data_dir),
-            "SEGSTREAM_WORKER__STORE": store,
-            # Static membership: the restarted worker takes its partitions back without waiting
-            # for the killed one's session to time out (the setting production restarts want too).
-            "SEGSTREAM_WORKER__GROUP_INSTANCE_ID": "crash-test-worker",
-            "SEGSTREAM_WORKER__TRAIN_INTERVAL_S": "5",  # new models keep arriving during the test
-            "SEGSTREAM_WORKER__SWEEP_PERIOD_S": "5",
-            "SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN": "40",
-            "SEGSTREAM_ENGINE__VALUE__MIN_CUSTOMERS_FOR_FIT": "30"}
+    return worker_process.env_for(
+        settings, port, data_dir, SEGSTREAM_WORKER__STORE=store,
+        # Static membership: the restarted worker takes its partitions back without waiting for
+        # the killed one's session to time out (the setting production restarts want too).
+        SEGSTREAM_WORKER__GROUP_INSTANCE_ID="crash-test-worker",
+        SEGSTREAM_WORKER__TRAIN_INTERVAL_S="5",  # new models keep arriving during the test
+        SEGSTREAM_WORKER__SWEEP_PERIOD_S="5",
+        SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN="40",
+        SEGSTREAM_ENGINE__VALUE__MIN_CUSTOMERS_FOR_FIT="30")
 
 
 def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None = None) -> CrashReport:

@@ -11,7 +11,6 @@ consumed (its ``segstream_events_total``).
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections import defaultdict
@@ -172,16 +171,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def soak_env(settings: Settings, port: int, data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-            "SEGSTREAM_TOPICS__PREFIX": settings.topics.prefix,
-            "SEGSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
-            "SEGSTREAM_WORKER__APP_ID": f"{settings.topics.prefix}app",
-            "SEGSTREAM_WORKER__WEB_PORT": str(port), "SEGSTREAM_WORKER__DATA_DIR": str(data_dir),
-            "SEGSTREAM_WORKER__SWEEP_PERIOD_S": "60"}
-
-
 def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None = None) -> SoakReport:
     from models.synthetic import generate_population
     from streams.bench import bench_settings, broker, create_topics, events_counted, _get
@@ -198,7 +187,8 @@ def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None 
         asyncio.run(create_topics(settings))
         port = free_port()
         log_file = work_dir / "worker.log"
-        proc = worker_process.start(soak_env(settings, port, work_dir / "worker-data"), log_file)
+        env = worker_process.env_for(settings, port, work_dir / "worker-data", SEGSTREAM_WORKER__SWEEP_PERIOD_S="60")
+        proc = worker_process.start(env, log_file)
         try:
             worker_process.wait_ready(proc, port, log_file)
             producer = SteadyProducer(settings, templates, plan.rate)

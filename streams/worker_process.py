@@ -3,16 +3,34 @@ start, wait for and stop."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(settings: "Settings", port: int, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker child on ``settings``' broker and topics, its own app id (the
+    topic prefix + ``app``), web port and data directory; ``extra``: more SEGSTREAM_ variables.
+    Everything else (Kafka security included) is inherited."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+            "SEGSTREAM_TOPICS__PREFIX": settings.topics.prefix,
+            "SEGSTREAM_TOPICS__PARTITIONS": str(settings.topics.partitions),
+            "SEGSTREAM_WORKER__APP_ID": f"{settings.topics.prefix}app",
+            "SEGSTREAM_WORKER__WEB_PORT": str(port), "SEGSTREAM_WORKER__DATA_DIR": str(data_dir),
+            **extra}
 
 
 def start(env: dict[str, str], log_file: Path) -> subprocess.Popen:
