@@ -23,6 +23,7 @@ from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
+from streams.shutdown import exit_now
 from streams.snapshots import SNAPSHOT_KEY
 from streams.topics import Topics
 
@@ -111,8 +112,15 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                 await processor.handle_batch(msgs, bind)
             except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
                 log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
-                for index, msg in enumerate(msgs):
-                    await process_one(processor, msg, lambda _i, index=index: bind(index), routes)
+                try:
+                    for index, msg in enumerate(msgs):
+                        await process_one(processor, msg, lambda _i, index=index: bind(index), routes)
+                except Exception:
+                    # Not even a dead letter could be written. Letting the exception out would
+                    # have faust ack the batch (take_events acks in a finally) and lose it: stop
+                    # the process instead, so the batch is redelivered to the next owner.
+                    log.exception("a batch could neither be processed nor dead-lettered")
+                    exit_now("the batch will be redelivered after a restart")
 
     @app.agent(topics.trainer_samples, name="segstream.trainer", concurrency=1)
     async def collect_samples(stream: faust.StreamT) -> None:

@@ -15,12 +15,14 @@ def test_a_short_soak_and_a_burst_lose_nothing_and_the_backlog_drains(kafka_boot
     from streams.settings import Settings
 
     base = Settings().model_copy(update={"bootstrap_servers": kafka_bootstrap})
-    plan = SoakPlan(minutes=0.5, rate=200, burst_factor=10, burst_seconds=8, customers=300, sample_s=3)
+    # A burst of 10,000 events/s: several times what one worker drains on any machine we know
+    # (faust's per-message work alone caps it near that), so a backlog must build up and drain.
+    plan = SoakPlan(minutes=0.5, rate=200, burst_factor=50, burst_seconds=5, customers=300, sample_s=3)
     report = run(plan, tmp_path, log=print, base=base)
     print("\n".join(report.lines()))
     assert report.worker_alive
     assert report.mismatched_customers == []  # every customer's purchases and spend as sent
-    assert report.burst_peak_backlog > plan.rate  # the burst really outran the steady pace...
+    assert report.burst_peak_backlog > 2_000  # the burst really outran the worker...
     assert report.drained_after_burst_s is not None  # ...and the backlog drained afterwards
     assert [s.phase for s in report.samples][-1] == "end" and report.samples[-1].backlog == 0
     assert report.sent > plan.rate * plan.minutes * 60

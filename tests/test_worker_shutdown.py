@@ -34,7 +34,7 @@ def test_sigterm_while_the_broker_is_down_ends_the_worker_by_its_deadline(tmp_pa
         except subprocess.TimeoutExpired:
             pytest.fail("the worker hung after SIGTERM with the broker down")
         assert code == 1  # not a clean stop, and it says so
-        assert "graceful stop did not finish within 5s" in worker.log_path.read_text()
+        assert "exiting now: graceful stop did not finish within 5s" in worker.log_path.read_text()
     finally:
         if worker is not None and worker.proc.poll() is None:
             worker.proc.kill()
