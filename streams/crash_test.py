@@ -80,13 +80,14 @@ class CrashReport:
     changes: int = 0
     duplicate_change_ids: int = 0
     conflicting_duplicates: int = 0
+    differing_duplicates: int = 0  # copies not byte-identical (an erasure's rebuilt exits; none here)
     final_view_mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not (self.mismatched_customers or self.missing_customers or self.conflicting_duplicates
-                    or self.final_view_mismatches)
+                    or self.differing_duplicates or self.final_view_mismatches)
 
     def recovery_times(self, what: str, attr: str) -> list[float]:
         return [getattr(r, attr) for r in self.recoveries if r.what == what and getattr(r, attr) is not None]
@@ -107,7 +108,8 @@ class CrashReport:
             f"customers differing from the ground truth: {len(self.mismatched_customers)} "
             f"(missing: {len(self.missing_customers)})",
             f"segment changes: {self.changes}; change_ids delivered twice: {self.duplicate_change_ids}, "
-            f"of which with a different decision: {self.conflicting_duplicates}; "
+            f"of which with a different decision: {self.conflicting_duplicates}, not byte-identical: "
+            f"{self.differing_duplicates}; "
             f"deduplicated view != worker state: {len(self.final_view_mismatches)}",
             f"crash test: {'PASSED' if self.ok else 'FAILED'}",
         ]
@@ -314,14 +316,15 @@ def final_states(changelog: list[Any]) -> dict[str, CustomerState]:
     return {key.decode(): CustomerState.from_bytes(value) for key, value in latest.items() if value is not None}
 
 
-def check_changes(records: list[Any], held: dict[str, CustomerState]) -> tuple[int, int, int, list[str]]:
-    """(changes, duplicate ids, duplicates with another decision, final-view mismatches).
+def check_changes(records: list[Any], held: dict[str, CustomerState]) -> tuple[int, int, int, int, list[str]]:
+    """(changes, duplicate ids, duplicates with another decision, duplicates not byte-identical,
+    final-view mismatches).
 
     The consumer modelled here keeps the first copy of each ``change_id`` and follows each
     customer's cluster through ``entered``/``moved``/``left`` changes, in partition order.
     """
-    first: dict[str, tuple] = {}
-    duplicates = conflicting = 0
+    first: dict[str, tuple[tuple, bytes]] = {}
+    duplicates = conflicting = differing = 0
     cluster: dict[str, str | None] = {}
     for record in records:
         change = orjson.loads(record.value)
@@ -329,9 +332,10 @@ def check_changes(records: list[Any], held: dict[str, CustomerState]) -> tuple[i
         seen = first.get(change["change_id"])
         if seen is not None:
             duplicates += 1
-            conflicting += seen != decision
+            conflicting += seen[0] != decision
+            differing += seen[1] != record.value
             continue
-        first[change["change_id"]] = decision
+        first[change["change_id"]] = (decision, record.value)
         if change["kind"] == "cluster":
             cluster[change["customer_id"]] = decision[1]
     mismatches = []
@@ -340,7 +344,7 @@ def check_changes(records: list[Any], held: dict[str, CustomerState]) -> tuple[i
             mismatches.append(f"{customer_id}: changes say {cluster.get(customer_id)}, the worker holds {state.cluster}")
         if state.outbox:
             mismatches.append(f"{customer_id}: {len(state.outbox)} changes left unsent in the outbox")
-    return len(records), duplicates, conflicting, mismatches
+    return len(records), duplicates, conflicting, differing, mismatches
 
 
 # ---- the whole test ---------------------------------------------------------------------------
@@ -418,7 +422,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
             log(f"warning: the worker did not exit cleanly; log {worker.log_file}")
         records = asyncio.run(read_topic(settings, settings.topics.name("segment_changes")))
         held = final_states(asyncio.run(read_topic(settings, f"{settings.topics.prefix}app-customers-changelog")))
-        (report.changes, report.duplicate_change_ids, report.conflicting_duplicates,
+        (report.changes, report.duplicate_change_ids, report.conflicting_duplicates, report.differing_duplicates,
          report.final_view_mismatches) = check_changes(records, held)
     finally:
         if "worker" in locals() and worker.proc is not None and worker.proc.poll() is None:
