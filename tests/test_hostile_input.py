@@ -20,7 +20,7 @@ from schemas.events import parse_event
 from streams.processor import InMessage
 from streams.settings import Settings
 from tests.hostile import Hostile, mix
-from tests.kafka_helpers import WorkerProcess, wait_until
+from tests.kafka_helpers import WorkerProcess, consume, wait_until
 from tests.test_processor_crashes import BrokerOutputs, processor
 from tests.test_worker_e2e import matches_truth, worker_env
 
@@ -99,23 +99,6 @@ async def _produce(bootstrap: str, prefix: str, mixed: list) -> list[tuple[str, 
     return [(m.topic, m.partition, m.offset) for m in metadata]
 
 
-async def _read_dead_letters(bootstrap: str, topic: str, count: int, timeout_s: float = 120) -> list:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            for recs in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(recs)
-    finally:
-        await consumer.stop()
-    return records
-
-
 @pytest.mark.kafka
 def test_a_hostile_flood_on_the_real_broker_is_dead_lettered_and_reconciles(
     kafka_bootstrap: str, tmp_path: Path
@@ -148,7 +131,7 @@ def test_a_hostile_flood_on_the_real_broker_is_dead_lettered_and_reconciles(
         assert consumed() == len(mixed) == applied + dead + duplicates  # the reconciliation
         assert invalid + rejected == dead
 
-        letters = asyncio.run(_read_dead_letters(kafka_bootstrap, f"{prefix}dead-letter", int(dead)))
+        letters = asyncio.run(consume(kafka_bootstrap, f"{prefix}dead-letter", int(dead), timeout_s=120))
         assert len(letters) == dead
         expected = {pos: h for pos, (*_, h) in zip(positions, mixed) if h is not None and h.expect == "dead_letter"}
         by_category: Counter[str] = Counter()
