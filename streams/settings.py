@@ -83,7 +83,6 @@ class KafkaSecurity(_Section):
     ssl_keyfile: Annotated[Path | None, EmptyIsUnset] = Field(None, description="Client private key (PEM), for mutual TLS.")
     ssl_check_hostname: bool = True
 
-
     @model_validator(mode="after")
     def _complete(self) -> "KafkaSecurity":
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
