@@ -35,7 +35,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, MutableMapping, Protocol
+from typing import Callable, Iterable, MutableMapping, Protocol
 
 import orjson
 
@@ -142,18 +142,20 @@ class CustomerProcessor:
 
     async def _publish(self, touched: dict[bytes, Touched], exits: list[SegmentChange],
                        bind: Callable[[int], contextlib.AbstractContextManager]) -> list[SegmentChange]:
-        """Save, send, save again (see the module doc): states before changes, always."""
-        with_changes = [e for e in touched.values() if e.changes and e.state is not None]
-        for entry in with_changes:
+        """Save the customers with changes (outbox filled), send, then save every touched state
+        (see the module doc). Only those with changes are saved early: an erased customer's state
+        is deleted only once its exits are acknowledged, like every other state."""
+        with_changes = [(key, e) for key, e in touched.items() if e.changes and e.state is not None]
+        for _, entry in with_changes:
             entry.state.outbox = [c.model_dump_json() for c in entry.changes]  # type: ignore[union-attr]
         if with_changes:
-            self._write(touched, bind)
+            self._write(with_changes, bind)
             await self.outputs.flush()
-        changes = exits + [c for entry in with_changes for c in entry.changes]
+        changes = exits + [c for _, entry in with_changes for c in entry.changes]
         await self._emit(changes)
-        for entry in with_changes:
+        for _, entry in with_changes:
             entry.state.outbox = []  # type: ignore[union-attr]
-        self._write(touched, bind)
+        self._write(touched.items(), bind)
         return changes
 
     # ---- events ------------------------------------------------------------------------------
@@ -281,9 +283,10 @@ class CustomerProcessor:
             entry.last_index = index
         return entry
 
-    def _write(self, touched: dict[bytes, Touched], bind: Callable[[int], contextlib.AbstractContextManager]) -> None:
+    def _write(self, entries: Iterable[tuple[bytes, Touched]],
+               bind: Callable[[int], contextlib.AbstractContextManager]) -> None:
         """Save every state that differs from what the table holds."""
-        for key, entry in touched.items():
+        for key, entry in entries:
             if entry.state is None:
                 if entry.raw is not None:
                     with bind(entry.last_index):

@@ -15,6 +15,7 @@ from models.state import CustomerState
 from models.synthetic import generate_population
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
+from schemas.erasure import erasure_now
 from streams.processor import CustomerProcessor, InMessage
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
@@ -29,6 +30,7 @@ ENGINE = EngineConfig.model_validate({
     "value": {"min_customers_for_fit": 30},
 })
 TOPICS = SETTINGS.topics.input_topics
+ERASURES = SETTINGS.topics.name("erasures")
 
 
 class Crash(Exception):
@@ -60,6 +62,7 @@ class BrokerOutputs:
 def processor(table: dict, outputs: BrokerOutputs) -> CustomerProcessor:
     pipeline = Pipeline(ENGINE, train_locally=True)
     routes = {name: etype for etype, name in TOPICS.items()}
+    routes[ERASURES] = "erasure"
     return CustomerProcessor(pipeline, table, outputs, WorkerClock("event"), SampleForwarder(), WorkerMetrics(), routes)
 
 
@@ -131,3 +134,34 @@ def test_a_crash_at_any_step_loses_nothing_and_subscribers_agree_with_the_state(
     for key, raw in table.items():
         state = CustomerState.from_bytes(raw)
         assert cluster.get(state.customer_id) == state.cluster, state.customer_id
+
+
+def test_an_erased_customer_is_deleted_only_after_its_exits_are_acknowledged() -> None:
+    """In a batch where another customer has changes (saved early, with their outbox), the erased
+    customer's state must outlive a crash before the sends: the redelivered request then finds it
+    and sends the exits. Deleting it with the early save would lose them for good."""
+    msgs, table, outputs = inbox(), {}, BrokerOutputs()
+    trained = processor(table, outputs)
+    for start in range(0, len(msgs), 500):  # a model, a clock and customers in segments
+        asyncio.run(trained.handle_batch(msgs[start:start + 500]))
+    erased = next(CustomerState.from_bytes(raw) for raw in table.values() if CustomerState.from_bytes(raw).cluster)
+    newcomer = orjson.loads(msgs[-1].value)
+    newcomer.update(customer_id="newcomer", event_id="newcomer-1", type="purchase", amount=10.0)
+    newcomer = {k: v for k, v in newcomer.items() if k in ("type", "event_id", "customer_id", "timestamp", "amount")}
+    batch = [
+        InMessage(ERASURES, 0, 0, erased.customer_id.encode(),
+                  erasure_now(erased.customer_id, request_id="r-1").to_json()),
+        InMessage(TOPICS["purchase"], 0, 10**6, b"newcomer", orjson.dumps(newcomer)),
+    ]
+    outputs.crash_at = "send"
+    with pytest.raises(Crash):
+        asyncio.run(trained.handle_batch(batch))
+    assert CustomerState.from_bytes(table[b"newcomer"]).outbox  # saved early, with its changes...
+    assert erased.customer_id.encode() in table  # ...but the erased customer is still there
+
+    outputs.crash_at = None
+    published = len(outputs.published)
+    asyncio.run(processor(table, outputs).handle_batch(batch))  # redelivered after the restart
+    assert erased.customer_id.encode() not in table
+    exits = [orjson.loads(c) for c in outputs.published[published:]]
+    assert [c["reason"]["code"] for c in exits if c["customer_id"] == erased.customer_id][-1] == "erased"
