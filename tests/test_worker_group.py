@@ -106,7 +106,11 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
         # One model for both: the same version installed on each, from the one trainer.
         ready_a, ready_b = a.get("/ready"), b.get("/ready")
         assert [ready_a["trainer"], ready_b["trainer"]].count(True) == 1  # type: ignore[index]
-        wait_until(lambda: a.get("/segments") == b.get("/segments"), 30, "both workers to hold the same model")
+        def same_model() -> bool:
+            # (Two workers without a model yet also answer alike: wait for a trained one.)
+            segments = a.get("/segments")
+            return segments["model_version"] is not None and segments == b.get("/segments")  # type: ignore[index]
+        wait_until(same_model, 60, "both workers to hold the same trained model")
         version = a.get("/segments")["model_version"]  # type: ignore[index]
         snapshots = run(consume(kafka_bootstrap, f"{prefix}model-snapshots", version, timeout_s=30))
         published = {ModelSnapshot.from_bytes(r.value).version for r in snapshots}
