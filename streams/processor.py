@@ -41,6 +41,7 @@ import orjson
 
 from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, source_tag
+from models.state_cache import StateCache
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
 from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
@@ -103,8 +104,10 @@ class CustomerProcessor:
 
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
-                 routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None):
-        """``routes``: topic name -> event type, ``"erasure"`` or ``"reevaluate"``."""
+                 routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None,
+                 cache: StateCache | None = None):
+        """``routes``: topic name -> event type, ``"erasure"`` or ``"reevaluate"``. ``cache``: decoded
+        states kept between batches (default: 20,000 customers)."""
         self.pipeline = pipeline
         self.table = table
         self.outputs = outputs
@@ -113,6 +116,7 @@ class CustomerProcessor:
         self.metrics = metrics
         self.routes = routes
         self.populations = PopulationTally(active_partitions)
+        self.cache = cache if cache is not None else StateCache(20_000)
         self._tags: dict[str, int] = {}
 
     async def handle(self, msg: InMessage) -> None:
@@ -156,6 +160,9 @@ class CustomerProcessor:
         for _, entry in with_changes:
             entry.state.outbox = []  # type: ignore[union-attr]
         self._write(touched.items(), bind)
+        for key, entry in touched.items():  # saved: decoded states may serve the next batches
+            if entry.state is not None and entry.raw is not None:
+                self.cache.put(key, entry.raw, entry.state)
         return changes
 
     # ---- events ------------------------------------------------------------------------------
@@ -274,7 +281,9 @@ class CustomerProcessor:
         entry = touched.get(key)
         if entry is None:
             raw = self.table.get(key)
-            state = CustomerState.from_bytes(raw) if raw is not None else None
+            state = None
+            if raw is not None:
+                state = self.cache.take(key, raw) or CustomerState.from_bytes(raw)
             entry = touched[key] = Touched(state, raw, index)
             if state is not None and state.outbox:  # a crash between saving and sending: send as saved
                 entry.changes = [SegmentChange.model_validate_json(c) for c in state.outbox]
