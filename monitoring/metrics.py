@@ -31,6 +31,8 @@ CHANGE_REASONS = {
 
 # Event -> state saved; most events take well under a millisecond, a few wait on a change's ack.
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Messages the agent got in one batch: small while live, up to the batch maximum on a backlog.
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 # Event time -> change emitted: includes producer, broker and consumer delays.
 END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -50,6 +52,9 @@ class WorkerMetrics:
         self.processing = Histogram("segstream_processing_seconds", "Time to process one input event "
                                     "(validate, update state, assign, changes acknowledged, table written).",
                                     buckets=PROCESSING_BUCKETS, registry=r)
+        self.batch_messages = Histogram("segstream_batch_messages", "Messages processed together in one batch "
+                                        "(one table read and write per customer, one wait for acknowledgements).",
+                                        buckets=BATCH_BUCKETS, registry=r)
         self.event_to_change = Histogram("segstream_event_to_change_seconds", "From an event's timestamp to "
                                          "the segment change it caused being acknowledged (wall clock only).",
                                          buckets=END_TO_END_BUCKETS, registry=r)
@@ -103,8 +108,13 @@ class WorkerMetrics:
 
     # ---- recording ---------------------------------------------------------------------------
 
-    def event(self, event_type: str, outcome: str) -> None:
-        self.events[(event_type, outcome)].inc()
+    def event(self, event_type: str, outcome: str, count: int = 1) -> None:
+        self.events[(event_type, outcome)].inc(count)
+
+    def processed(self, per_event_s: float, events: int) -> None:
+        """``events`` observations of ``per_event_s`` in ``segstream_processing_seconds`` at the cost of
+        one (a batch's events share its time; observing each costs about 3 µs)."""
+        observe_many(self.processing, per_event_s, events)
 
     def change(self, kind: str, reason: str, previous: str | None, new: str | None, flap: bool) -> None:
         child = self.changes.get((kind, reason))
@@ -149,6 +159,20 @@ class WorkerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def observe_many(histogram: Histogram, value: float, times: int) -> None:
+    """What ``times`` calls of ``histogram.observe(value)`` record, in one step.
+
+    prometheus-client has no weighted observe; this uses the same internals ``observe`` uses
+    (``_sum``, ``_upper_bounds``, ``_buckets``), checked against ``observe`` by a test."""
+    if times <= 0:
+        return
+    histogram._sum.inc(value * times)
+    for bucket, bound in zip(histogram._buckets, histogram._upper_bounds):
+        if value <= bound:
+            bucket.inc(times)
+            break
 
 
 def drift_signals(signals: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:

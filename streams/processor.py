@@ -118,6 +118,7 @@ class CustomerProcessor:
         self.populations = PopulationTally(active_partitions)
         self.cache = cache if cache is not None else StateCache(20_000)
         self._tags: dict[str, int] = {}
+        self._outcomes: Counter[tuple[str, str]] = Counter()  # of the current batch, counted at its end
 
     async def handle(self, msg: InMessage) -> None:
         await self.handle_batch([msg])
@@ -127,6 +128,7 @@ class CustomerProcessor:
         """Process ``msgs`` in order. Table writes happen inside ``bind(i)``, which makes message
         ``i`` the current one (faust writes a key to the changelog partition of the current message)."""
         started = time.perf_counter()
+        self._outcomes.clear()  # a batch that failed half-way is retried message by message
         touched: dict[bytes, Touched] = {}
         exits: list[SegmentChange] = []  # of customers erased in this batch (no state to hold them)
         applied = 0
@@ -142,7 +144,7 @@ class CustomerProcessor:
                 log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
         self._evaluate_touched(touched)
         changes = await self._publish(touched, exits, bind)
-        self._observe_timing(started, applied, changes, touched)
+        self._observe_timing(started, len(msgs), applied, changes, touched)
 
     async def _publish(self, touched: dict[bytes, Touched], exits: list[SegmentChange],
                        bind: Callable[[int], contextlib.AbstractContextManager]) -> list[SegmentChange]:
@@ -179,13 +181,13 @@ class CustomerProcessor:
         try:
             applied = self.pipeline.apply(entry.state, event, now=time.time(), position=self._position(msg))
         except EngineRejection as exc:
-            self.metrics.event(event_type, "rejected")
+            self._outcomes[(event_type, "rejected")] += 1
             await self._dead(msg, event_type, [FieldProblem(field=exc.field, error="rejected", message=exc.message)])
             return 0
         if not applied:
-            self.metrics.event(event_type, "duplicate")
+            self._outcomes[(event_type, "duplicate")] += 1
             return 0
-        self.metrics.event(event_type, "applied")
+        self._outcomes[(event_type, "applied")] += 1
         entry.evaluate = True
         entry.latest_event_ts = max(entry.latest_event_ts, ts)
         return 1
@@ -308,12 +310,13 @@ class CustomerProcessor:
                     self.table[key] = new
                 entry.raw = new
 
-    def _observe_timing(self, started: float, applied: int, changes: list[SegmentChange],
+    def _observe_timing(self, started: float, messages: int, applied: int, changes: list[SegmentChange],
                         touched: dict[bytes, Touched]) -> None:
+        for (event_type, outcome), count in self._outcomes.items():
+            self.metrics.event(event_type, outcome, count)
+        self.metrics.batch_messages.observe(messages)
         if applied:
-            per_event = (time.perf_counter() - started) / applied
-            for _ in range(applied):
-                self.metrics.processing.observe(per_event)
+            self.metrics.processed((time.perf_counter() - started) / applied, applied)
         if changes and self.clock.mode == "wall":  # on an event clock the gap is replay time
             now = time.time()
             for c in changes:

@@ -16,6 +16,7 @@ from models.synthetic import generate_population
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from schemas.erasure import erasure_now
+from streams.bench import events_total
 from streams.processor import CustomerProcessor, InMessage
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
@@ -165,3 +166,43 @@ def test_an_erased_customer_is_deleted_only_after_its_exits_are_acknowledged() -
     assert erased.customer_id.encode() not in table
     exits = [orjson.loads(c) for c in outputs.published[published:]]
     assert [c["reason"]["code"] for c in exits if c["customer_id"] == erased.customer_id][-1] == "erased"
+
+
+def test_a_batch_retried_in_the_same_process_after_a_failure_is_applied_once_and_evaluated() -> None:
+    """The agent retries a failed batch message by message in the same process. The decoded states
+    kept between batches must not hand it the half-processed states of the failed attempt: those
+    hold the batch's events already (they would all look redelivered, so the retry would evaluate
+    nobody and the changes they cause would be lost)."""
+    msgs, table, outputs = inbox(), {}, BrokerOutputs()
+    proc = processor(table, outputs)
+    evaluate = proc.pipeline.evaluate
+    failing = False
+
+    def failing_evaluate(state, now):  # noqa: ANN001, ANN202 - after every event of the batch was applied
+        if failing:
+            raise Crash
+        return evaluate(state, now)
+
+    proc.pipeline.evaluate = failing_evaluate  # type: ignore[method-assign]
+    failed = 0
+    for n, start in enumerate(range(0, len(msgs), 50)):
+        batch = msgs[start:start + 50]
+        failing = n % 7 == 6 and proc.pipeline.snapshot is not None
+        try:
+            asyncio.run(proc.handle_batch(batch))
+        except Crash:
+            failed, failing = failed + 1, False
+            asyncio.run(proc.handle_batch(batch))  # retried by the same processor
+    exposition = proc.metrics.exposition().decode()
+    assert failed > 5 and proc.cache.hits > 0
+    assert events_total(exposition, "applied") == len(msgs)  # every event applied, on the retry too
+    assert events_total(exposition, "duplicate") == 0
+    reference_table, _, _ = run_with_crashes("none", every=10**9)
+    for key, raw in reference_table.items():
+        expected, got = CustomerState.from_bytes(raw), CustomerState.from_bytes(table[key])
+        assert (got.purchase_count, got.total_spend, got.engagement_count) == \
+               (expected.purchase_count, expected.total_spend, expected.engagement_count)
+    cluster, _, _ = subscriber_view(outputs.published)
+    for key, raw in table.items():  # what was decided was published
+        state = CustomerState.from_bytes(raw)
+        assert cluster.get(state.customer_id) == state.cluster, state.customer_id
