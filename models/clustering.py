@@ -102,11 +102,29 @@ class CustomerSample(Generic[T]):
         never kept, so workers need not send them."""
         return -self._heap[0][0] if len(self._vectors) >= self.capacity and self._heap else None
 
+    def figures(self) -> "SampleFigures":
+        """What a training reads of the sample besides its vectors, frozen now."""
+        return SampleFigures(self.population_estimate(), self.threshold())
+
     def ids(self) -> list[str]:
         return list(self._vectors)
 
     def values(self) -> list[T]:
         return list(self._vectors.values())
+
+
+@dataclass(frozen=True)
+class SampleFigures:
+    """A sample's figures without its vectors: what a model trained elsewhere carries along."""
+
+    population: int
+    largest_kept: int | None
+
+    def population_estimate(self) -> int:
+        return self.population
+
+    def threshold(self) -> int | None:
+        return self.largest_kept
 
 
 @dataclass(frozen=True)

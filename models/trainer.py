@@ -20,6 +20,8 @@ installs. Pure: the streams layer decides when to train and carries samples and 
 
 from __future__ import annotations
 
+import copy
+
 from models.config import EngineConfig, ValueConfig
 from models.features import FeatureBasis
 from models.rules import RuleSet
@@ -82,10 +84,33 @@ class ModelTrainer:
         (the Gamma-Gamma fit can take seconds of CPU that the event loop needs)."""
         return refit_valuation(bases, now, self.config.value, self.valuation)
 
+    def detached_segmenter(self) -> Segmenter:
+        """A copy of the segmenter's model with only the figures of the sample (which stays here and
+        keeps taking updates while a training runs elsewhere), for :func:`train_detached`."""
+        detached = copy.copy(self.segmenter)
+        detached.sample = self.segmenter.sample.figures()  # type: ignore[assignment]
+        return detached
+
+    def adopt(self, trained: Segmenter, valuation: Valuation) -> None:
+        """Take the model trained by :func:`train_detached`; the sample stays ours."""
+        sample = self.segmenter.sample
+        self.segmenter.__dict__.update(trained.__dict__)
+        self.segmenter.sample = sample
+        self.valuation = valuation
+
     def train_with(self, valuation: Valuation, now: float, bases: list[FeatureBasis]) -> ModelSnapshot | None:
         """Train the clusterer on ``bases`` valued with ``valuation`` (from :meth:`refit`)."""
         self.valuation = valuation
         return self.segmenter.train(now, valuation, self.config.value, bases=bases)
+
+
+def train_detached(segmenter: Segmenter, valuation: Valuation, now: float, value_config: ValueConfig,
+                   bases: list[FeatureBasis]) -> tuple[Segmenter, ModelSnapshot | None]:
+    """:meth:`Segmenter.train` on a segmenter sent without its sample (see
+    :meth:`ModelTrainer.detached_segmenter`): pure and picklable, for another process. Returns
+    the trained segmenter (for :meth:`ModelTrainer.adopt`) and the snapshot."""
+    snapshot = segmenter.train(now, valuation, value_config, bases=bases)
+    return segmenter, snapshot
 
 
 def refit_valuation(bases: list[FeatureBasis], now: float, config: ValueConfig, previous: Valuation) -> Valuation:

@@ -12,12 +12,13 @@ import contextlib
 import logging
 import weakref
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, TYPE_CHECKING, Iterator
 
 import faust
 from faust.streams import _current_event as _faust_current_event  # what faust's tables read
 
 from models.snapshot import ModelSnapshot
+from models.state_cache import StateCache
 from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
@@ -31,6 +32,23 @@ if TYPE_CHECKING:
     from streams.app import Runtime
 
 log = logging.getLogger("segstream.worker")
+
+
+async def flush_now(producer: Any) -> None:
+    """Everything sent so far acknowledged, without waiting out the producer's linger.
+
+    faust's ``flush`` (aiokafka's, underneath) waits for each open batch to linger its full
+    ``producer_linger`` first: a batch with changes flushes twice (outbox, then the changes), so
+    that wait was paid twice per batch, on the latency of every change. Closing the open batches is
+    what aiokafka does itself before a transaction commit (``flush_for_commit``); the linger still
+    groups everything sent between two flushes. aiokafka is pinned (pyproject.toml): this uses
+    its accumulator, which has no public "send now".
+    """
+    await producer.buffer.flush()  # faust's own queue of table writes into aiokafka
+    client = getattr(producer, "_producer", None)
+    if client is not None:
+        await client._message_accumulator.flush_for_commit()
+    await producer.flush()
 
 
 class KafkaOutputs:
@@ -47,7 +65,7 @@ class KafkaOutputs:
             await ack
 
     async def flush(self) -> None:
-        await self.topics.segment_changes.app.producer.flush()
+        await flush_now(self.topics.segment_changes.app.producer)
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         source = Source.of(message.topic, message.partition, message.offset, message.key)
@@ -96,7 +114,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes[topics.erasures.get_topic_name()] = ERASURE
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
     processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics), rt.clock, rt.forwarder,
-                                  rt.metrics, routes, active_partitions=rt.active_partitions)
+                                  rt.metrics, routes, active_partitions=rt.active_partitions,
+                                  cache=StateCache(rt.settings.worker.state_cache_size))
     w = rt.settings.worker
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)

@@ -20,6 +20,7 @@ from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from streams.sampling import SampleForwarder
+from streams.kafka_transport import use_fetch_tuned_transport
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
 from streams.sweep import Sweeper
@@ -57,6 +58,10 @@ class QuietMonitor(Monitor):
 
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
         return None
+
+
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+PRODUCER_BUFFER_MESSAGES = 10_000
 
 
 def broker_url(bootstrap: str) -> str:
@@ -180,6 +185,8 @@ def create_app(settings: Settings) -> SegstreamApp:
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
         producer_linger=w.producer_linger_s,
+        # A batch's changelog records (one per customer, ~0.7 KB) leave in a few requests, not dozens.
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         broker_session_timeout=w.session_timeout_s,
         broker_heartbeat_interval=min(3.0, w.session_timeout_s / 3),  # a few beats per session timeout
         consumer_group_instance_id=w.group_instance_id,
@@ -188,6 +195,10 @@ def create_app(settings: Settings) -> SegstreamApp:
         autodiscover=False,
         loghandlers=[],
     )
+    use_fetch_tuned_transport(app, w.fetch_min_bytes, w.fetch_max_wait_ms)
+    # faust holds table writes in a buffer of 100 messages and stalls the consumer, one message at
+    # a time, whenever more are pending: a batch writes hundreds of customers at once.
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     topics = declare_topics(app, settings)
     # bytes key and value types make faust use the 'raw' codec: keys are the same bytes as the
     # input topics' message keys, so table_route sends lookups to the right worker.

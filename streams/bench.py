@@ -225,6 +225,14 @@ def events_total(exposition: str, outcome: str | None = None) -> float:
                if line.startswith("segstream_events_total") and label in line)
 
 
+def sample_value(exposition: str, name: str) -> float:
+    """The value of an unlabelled sample (e.g. ``segstream_batch_messages_sum``); NaN if absent."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rpartition(" ")[2])
+    return float("nan")
+
+
 # ---- raw aiokafka pass-through ---------------------------------------------------------------
 
 
@@ -343,7 +351,10 @@ def measure_worker_drain(proc: subprocess.Popen, port: int, log_path: Path, expe
     seconds = last[0] - first[0]
     applied_n = last[1] - first[1]
     cpu = (last[2] - first[2]) if last[2] is not None and first[2] is not None else None
+    exposition = (_get(port, "/metrics") or b"").decode()
+    batches = sample_value(exposition, "segstream_batch_messages_count")
     return {"events": last[1], "seconds": seconds,
+            "mean_batch": sample_value(exposition, "segstream_batch_messages_sum") / batches if batches else float("nan"),
             "events_per_s": applied_n / seconds if seconds > 0 else 0.0,
             "cpu_s": cpu if cpu is not None else float("nan"),
             "events_per_cpu_s": applied_n / cpu if cpu else float("nan")}
@@ -640,7 +651,8 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("raw aiokafka pass-through", f"{r['events_per_s']:,.0f} events/s",
          f"{r['seconds']:.1f} s; consume -> produce, acks, commit per batch; {r['cpu_s']:.1f} CPU s"),
         ("worker end to end", f"{w['events_per_s']:,.0f} events/s",
-         f"{w['seconds']:.1f} s first to last applied; {w['events_per_cpu_s']:,.0f} events per worker CPU s"),
+         f"{w['seconds']:.1f} s first to last applied; {w['events_per_cpu_s']:,.0f} events per worker CPU s; "
+         f"batches of {w.get('mean_batch', float('nan')):,.0f} messages on average"),
         ("latency p50 / p99 / max", f"{lat['p50_ms']:,.1f} / {lat['p99_ms']:,.1f} / {lat['max_ms']:,.1f} ms",
          f"at {lat['achieved_rate']:,.0f} events/s (target {lat['target_rate']:,.0f}) for {lat['seconds']:.0f} s; "
          f"probes {lat['probes_seen']}/{lat['probes_sent']}; model v{lat.get('model_version')}"),

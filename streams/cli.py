@@ -130,6 +130,10 @@ def _create_topics(settings: Settings) -> None:
 
 
 def _run_worker(settings: Settings) -> None:
+    if settings.worker.event_loop == "uvloop":  # before any loop exists (faust's consumer thread makes its own)
+        import mode.loop
+
+        mode.loop.use("uvloop")
     from streams.app import create_app
     from streams.shutdown import BoundedShutdownWorker
 

@@ -22,7 +22,7 @@ from typing import Awaitable, Callable
 
 from models.config import EngineConfig
 from models.snapshot import ModelSnapshot
-from models.trainer import ModelTrainer, refit_valuation
+from models.trainer import ModelTrainer, refit_valuation, train_detached
 from streams.clock import WorkerClock
 from streams.sampling import decode_samples
 from streams.snapshots import SnapshotListener
@@ -83,11 +83,16 @@ class TrainerHost:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            # The BTYD refit in a child process (its optimiser would hold the GIL for seconds and
-            # stall the event loop); the clustering in a thread (river's state stays here).
+            # Both in a child process: the BTYD refit's optimiser and river's pure-Python k-means
+            # would hold the GIL for seconds and stall the event loop (every event's latency).
+            # The model travels there and back; the sample stays here and keeps taking updates.
             valuation = await loop.run_in_executor(self._fit_pool(), refit_valuation, bases, now,
                                                    self.config.value, trainer.valuation)
-            snapshot = await loop.run_in_executor(None, trainer.train_with, valuation, now, bases)
+            trained, snapshot = await loop.run_in_executor(self._fit_pool(), train_detached,
+                                                           trainer.detached_segmenter(), valuation, now,
+                                                           self.config.value, bases)
+            if self.trainer is trainer:  # still the trainer (the role may have moved meanwhile)
+                trainer.adopt(trained, valuation)
         finally:
             self._training = False
             self._last_train = time.monotonic()

@@ -1,0 +1,59 @@
+"""Training in another process: the model goes there pickled, without the sample, and comes back."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from models.config import EngineConfig, SegmentationConfig
+from models.features import FeatureBasis
+from models.trainer import ModelTrainer, train_detached
+
+CONFIG = EngineConfig(segmentation=SegmentationConfig(min_customers_to_train=20, n_segments=3))
+NOW = 20100 * 86400.0
+
+
+def _trainer(customers: int = 200) -> ModelTrainer:
+    trainer = ModelTrainer(CONFIG)
+    for i in range(customers):
+        trainer.observe(f"c{i}", FeatureBasis(x=i % 7, t_x=(i % 7) * 9, first_day=20000 - i % 50,
+                                              last_purchase_ts=(20000 + i % 40) * 86400.0, monetary=5.0 + i % 11,
+                                              order_value=7.0 + i % 13, engagement=float(i % 5), purchase_count=1 + i % 7))
+    return trainer
+
+
+def _detached_round(trainer: ModelTrainer, now: float):  # noqa: ANN202
+    bases = trainer.copy_sample()
+    valuation = trainer.refit(now, bases)
+    shipped = pickle.loads(pickle.dumps((trainer.detached_segmenter(), valuation, now, CONFIG.value, bases)))
+    trained, snapshot = pickle.loads(pickle.dumps(train_detached(*shipped)))  # what a process pool does
+    trainer.adopt(trained, valuation)
+    return snapshot
+
+
+def test_a_detached_training_gives_the_model_an_in_process_training_gives() -> None:
+    here, there = _trainer(), _trainer()
+    for round_ in range(3):  # versions, segment ids and centroids carry on from round to round
+        now = NOW + round_ * 86400.0
+        expected = here.train(now, here.copy_sample())
+        got = _detached_round(there, now)
+        assert got is not None and expected is not None
+        assert got.version == expected.version == round_ + 1
+        assert got.segment_ids == expected.segment_ids
+        np.testing.assert_allclose(got.centroids, expected.centroids)
+        assert there.snapshot is not None and there.snapshot.version == got.version
+        assert there.valuation == here.valuation
+
+
+def test_the_sample_stays_with_the_trainer_and_keeps_its_updates() -> None:
+    trainer = _trainer()
+    bases = trainer.copy_sample()
+    valuation = trainer.refit(NOW, bases)
+    detached = trainer.detached_segmenter()
+    assert detached.sample.population_estimate() == 200 and not hasattr(detached.sample, "observe")
+    trainer.observe("late", FeatureBasis(x=1, t_x=3, first_day=20010, last_purchase_ts=20013 * 86400.0))
+    trained, _ = train_detached(pickle.loads(pickle.dumps(detached)), valuation, NOW, CONFIG.value, bases)
+    trainer.adopt(trained, valuation)
+    assert trainer.sample_size == 201  # the update made during the training is kept
+    assert trainer.updates == 1
