@@ -165,12 +165,13 @@ class SegstreamApp:
         return self.runtime.topics
 
 
-def create_app(settings: Settings) -> SegstreamApp:
+def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
+    """The faust app with the worker's Kafka clients (the worker's, and the benchmark's faust floor)."""
     if not settings.bootstrap_servers:
         raise ValueError("no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS")
     w = settings.worker
     app = faust.App(
-        w.app_id,
+        app_id or w.app_id,
         broker=broker_url(settings.bootstrap_servers),
         broker_credentials=settings.kafka.faust_credentials(),
         store=w.store,
@@ -194,11 +195,18 @@ def create_app(settings: Settings) -> SegstreamApp:
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         loghandlers=[],
+        **overrides,
     )
     use_fetch_tuned_transport(app, w.fetch_min_bytes, w.fetch_max_wait_ms)
     # faust holds table writes in a buffer of 100 messages and stalls the consumer, one message at
     # a time, whenever more are pending: a batch writes hundreds of customers at once.
     app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+    return app
+
+
+def create_app(settings: Settings) -> SegstreamApp:
+    w = settings.worker
+    app = faust_app(settings)
     topics = declare_topics(app, settings)
     # bytes key and value types make faust use the 'raw' codec: keys are the same bytes as the
     # input topics' message keys, so table_route sends lookups to the right worker.

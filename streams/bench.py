@@ -10,13 +10,16 @@ the input topics before anything consumes them):
 2. **raw**: a plain aiokafka consumer (its own group, from the earliest offset) sending every
    message unchanged to ``<prefix>passthrough``, waiting for the acknowledgements and committing
    after each fetched batch: the ceiling of a Python Kafka stack on this machine;
-3. **worker**: ``segstream worker`` as a subprocess draining the same backlog; events applied per
+3. **faust floor**: a faust agent with the worker's clients and batches that only counts the same
+   backlog (:mod:`streams.faust_floor`): the ceiling of any faust agent here, so worker / floor
+   is what our processing costs and floor / raw what faust's machinery costs;
+4. **worker**: ``segstream worker`` as a subprocess draining the same backlog; events applied per
    second of wall time from its first to its last applied event (read from its ``/metrics``);
-4. **latency**: with the model trained, a fixed total rate of half the worker's throughput for
+5. **latency**: with the model trained, a fixed total rate of half the worker's throughput for
    ``latency_seconds``: re-sent population events (new event ids) and, one message in ten,
    brand-new "probe" customers whose first-assignment change is consumed from
    ``<prefix>segment-changes``; produce -> consume time, p50 / p99 / max;
-5. **memory**: the table as the worker's memory store holds it (a dict of id bytes -> state bytes)
+6. **memory**: the table as the worker's memory store holds it (a dict of id bytes -> state bytes)
    filled with the engine run's states under new customer ids, 100 k and 1 M of them, in a fresh
    child process: RSS increase / customers.
 
@@ -287,6 +290,29 @@ def worker_env(settings: Settings, port: int, data_dir: Path) -> dict[str, str]:
     env = worker_process.env_for(settings, port, data_dir)
     env.setdefault("SEGSTREAM_WORKER__TRAIN_INTERVAL_S", "10")
     return env
+
+
+def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeout_s: float = 3600.0) -> dict[str, float]:
+    """A faust agent that only counts the messages (``streams.faust_floor``), with the worker's
+    clients and batching, as a child process: faust's own ceiling."""
+    from streams.local_kafka import free_port
+
+    env = worker_env(settings, free_port(), work_dir / "floor-data")
+    log_path = work_dir / "faust-floor.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_floor", str(expected)], cwd=worker_process.ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=log)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the faust floor exited with {proc.returncode}; log {log_path}:\n{tail}")
+    return orjson.loads(lines[-1])
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> bytes | None:
@@ -576,6 +602,10 @@ def run(config: BenchConfig, log: Log = _stderr, base: Settings | None = None) -
         results["raw"] = asyncio.run(run_passthrough(settings, len(messages), config.drain_timeout_s))
         log(f"raw: {results['raw']['events_per_s']:,.0f} events/s")
 
+        log("faust floor (an agent that only counts)...")
+        results["faust_floor"] = measure_faust_floor(settings, work_dir, len(messages), config.drain_timeout_s)
+        log(f"faust floor: {results['faust_floor']['events_per_s']:,.0f} events/s")
+
         log("worker...")
         with running_worker(settings, work_dir) as (proc, port, log_path):
             worker_process.wait_ready(proc, port, log_path)
@@ -605,6 +635,8 @@ def run(config: BenchConfig, log: Log = _stderr, base: Settings | None = None) -
     results["seconds"] = time.perf_counter() - started
     raw = results["raw"]["events_per_s"]
     results["ratios"] = {"worker_raw": results["worker"]["events_per_s"] / raw if raw else float("nan"),
+                         "floor_raw": results["faust_floor"]["events_per_s"] / raw if raw else float("nan"),
+                         "worker_floor": results["worker"]["events_per_s"] / results["faust_floor"]["events_per_s"],
                          "engine_raw": results["engine"]["events_per_s_per_core"] / raw if raw else float("nan")}
     return results
 
@@ -633,6 +665,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"-> {_verdict(p99 <= GOAL_P99_MS)}",
         f"goal <= {GOAL_BYTES_PER_CUSTOMER:.0f} B per customer in the table ({int(largest or 0):,} customers): "
         f"{per_customer:,.0f} B -> {_verdict(per_customer <= GOAL_BYTES_PER_CUSTOMER)}",
+        f"ratio faust floor/raw = {ratios['floor_raw']:.2f}  (the most any faust agent reaches here)",
+        f"ratio worker/faust floor = {ratios['worker_floor']:.2f}",
         f"ratio worker/raw = {ratios['worker_raw']:.2f}  (goal >= {GOAL_WORKER_RATIO:.2f})",
         f"ratio engine/raw = {ratios['engine_raw']:.2f}",
     ]
@@ -650,6 +684,9 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"= {e['train_cpu_s']:.1f} of {e['cpu_s']:.1f} CPU s; {e['changes']:,} changes"),
         ("raw aiokafka pass-through", f"{r['events_per_s']:,.0f} events/s",
          f"{r['seconds']:.1f} s; consume -> produce, acks, commit per batch; {r['cpu_s']:.1f} CPU s"),
+        ("faust floor (no-op agent)", f"{results['faust_floor']['events_per_s']:,.0f} events/s",
+         f"{results['faust_floor']['seconds']:.1f} s; the worker's clients and batches, counting only; "
+         f"{results['faust_floor']['cpu_s']:.1f} CPU s"),
         ("worker end to end", f"{w['events_per_s']:,.0f} events/s",
          f"{w['seconds']:.1f} s first to last applied; {w['events_per_cpu_s']:,.0f} events per worker CPU s; "
          f"batches of {w.get('mean_batch', float('nan')):,.0f} messages on average"),

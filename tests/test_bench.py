@@ -49,9 +49,10 @@ def test_bench_prints_every_figure_and_the_ratios_last(kafka_bootstrap: str, tmp
         "produce": ["events_per_s"],
         "engine": ["events_per_s_per_core", "events_per_s_wall", "cpu_s"],
         "raw": ["events_per_s", "seconds"],
-        "worker": ["events_per_s", "seconds"],
+        "faust_floor": ["events_per_s", "seconds", "cpu_s"],
+        "worker": ["events_per_s", "seconds", "mean_batch"],
         "latency": ["p50_ms", "p99_ms", "max_ms", "target_rate", "achieved_rate", "probes_sent", "probes_seen"],
-        "ratios": ["worker_raw", "engine_raw"],
+        "ratios": ["worker_raw", "engine_raw", "floor_raw", "worker_floor"],
     }
     for section, keys in positive.items():
         for key in keys:
@@ -61,6 +62,7 @@ def test_bench_prints_every_figure_and_the_ratios_last(kafka_bootstrap: str, tmp
     assert figures["engine"]["events"] == n and figures["engine"]["applied"] == n
     assert figures["raw"]["events"] == n
     assert figures["worker"]["events"] == n
+    assert figures["faust_floor"]["events"] == n
     memory = figures["memory"]["2000"]
     assert memory["customers"] == 2000
     assert memory["bytes_per_customer"] > 0 and memory["mean_key_value_bytes"] > 0

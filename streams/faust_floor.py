@@ -1,0 +1,64 @@
+"""The benchmark's faust floor: what a faust worker reaches before any processing of ours.
+
+An agent with the worker's Kafka clients and batching (:func:`streams.app.faust_app`, the same
+``take_events`` window) that only counts the input topics' messages; ``take_events`` acks them as
+it does for the worker. Its rate is the ceiling of any faust agent on this machine: the gap
+between it and raw aiokafka is faust's per-message machinery, the gap between it and the worker
+is ours. Run by ``segstream bench`` as a child process, with the worker's environment::
+
+    python -m streams.faust_floor EXPECTED
+
+It prints one JSON line (``events``, ``seconds``, ``events_per_s``, ``cpu_s``) once it has taken
+EXPECTED messages, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import orjson
+
+from streams.settings import Settings
+
+
+def main(expected: int) -> None:
+    settings = Settings()
+    w = settings.worker
+    if w.event_loop == "uvloop":  # as the worker does, before any loop exists
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    import faust
+
+    from streams.app import faust_app
+
+    app = faust_app(settings, app_id=f"{w.app_id}-floor", web_enabled=False)
+    source = app.topic(*settings.topics.input_topics.values(), key_type=bytes, value_type=bytes)
+    seen = {"events": 0, "first": 0.0, "first_batch": 0, "cpu0": 0.0}
+
+    @app.agent(source, name="segstream.floor", concurrency=1)
+    async def count(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
+            if not seen["events"]:
+                seen.update(first=time.perf_counter(), first_batch=len(events), cpu0=time.process_time())
+            seen["events"] += len(events)
+            if seen["events"] >= expected:
+                seconds = time.perf_counter() - seen["first"]
+                counted = seen["events"] - seen["first_batch"]  # from the end of the first batch
+                sys.stdout.write(orjson.dumps({
+                    "events": seen["events"], "seconds": seconds,
+                    "events_per_s": counted / seconds if seconds > 0 else 0.0,
+                    "cpu_s": time.process_time() - seen["cpu0"],
+                }).decode() + "\n")
+                sys.stdout.flush()
+                os._exit(0)  # a measurement child: nothing to shut down gracefully
+
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,53 @@
+"""What the worker changes in faust's Kafka clients: fetch windows, flushes that skip the linger."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.agents import flush_now
+from streams.app import PRODUCER_BUFFER_MESSAGES, create_app
+from streams.kafka_transport import FetchTunedConsumerThread, FetchTunedTransport
+from streams.settings import Settings
+from tests.kafka_helpers import consume
+
+
+def _settings(bootstrap: str, prefix: str = "segstream.", **worker: object) -> Settings:
+    base = Settings()
+    return base.model_copy(update={
+        "bootstrap_servers": bootstrap,
+        "worker": base.worker.model_copy(update=worker),
+        "topics": base.topics.model_copy(update={"prefix": prefix}),
+    })
+
+
+async def test_the_worker_consumer_fetches_in_the_configured_windows() -> None:
+    app = create_app(_settings("127.0.0.1:9", fetch_min_bytes=12345, fetch_max_wait_ms=7)).app
+    assert isinstance(app.transport, FetchTunedTransport)
+    thread = app.consumer._thread
+    assert isinstance(thread, FetchTunedConsumerThread)
+    client = thread._create_worker_consumer(app.transport)  # what the consumer thread starts
+    try:
+        assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (12345, 7)
+        assert client._group_id == app.conf.id  # faust's own settings are still there
+    finally:
+        await client.stop()
+    assert app.producer.buffer.max_messages == PRODUCER_BUFFER_MESSAGES
+
+
+@pytest.mark.kafka
+async def test_flush_now_does_not_wait_out_the_producer_linger(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """With a 30 s linger, faust's own flush would return after 30 s; flush_now sends at once."""
+    app = create_app(_settings(kafka_bootstrap, unique_prefix, producer_linger_s=30.0)).app
+    topic = app.topic(f"{unique_prefix}flush", key_type=bytes, value_type=bytes)
+    await app.producer.start()
+    try:
+        await topic.maybe_declare()
+        ack = await topic.send(key=b"k", value=b"v1")
+        await asyncio.wait_for(flush_now(app.producer), timeout=10.0)
+        assert ack.done()
+        records = await consume(kafka_bootstrap, f"{unique_prefix}flush", 1, timeout_s=10.0)
+        assert [r.value for r in records] == [b"v1"]
+    finally:
+        await app.producer.stop()
