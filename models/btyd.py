@@ -228,7 +228,10 @@ def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
             best_x if np.isfinite(best_f) else x0,
             method="Nelder-Mead",
             bounds=bounds,
-            options={"maxfev": 20_000, "xatol": 1e-10, "fatol": 1e-14},
+            # 2,000 evaluations: where it helps (a line search stuck off the optimum) it converges
+            # in a few hundred; on a flat ridge (parameters running off together, common in
+            # Gamma-Gamma fits) 20,000 took 4 s of CPU for a relative gain of 1e-8.
+            options={"maxfev": 2_000, "xatol": 1e-10, "fatol": 1e-14},
         )
         if np.isfinite(polish.fun) and (not np.isfinite(best_f) or polish.fun <= best_f):
             best_x, best_f = polish.x, polish.fun

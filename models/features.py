@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,11 +83,14 @@ class FeatureBasis:
     total_spend: float = 0.0
 
     def to_list(self) -> list:
-        return [getattr(self, f) for f in self.__slots__]
+        return list(_basis_fields(self))  # every evaluated sampled customer is sent to the trainer
 
     @classmethod
     def from_list(cls, values: list) -> "FeatureBasis":
         return cls(*values)
+
+
+_basis_fields = operator.attrgetter(*FeatureBasis.__slots__)  # one C call instead of a getattr per field
 
 
 def basis_of(state: CustomerState, config: ValueConfig) -> FeatureBasis:
