@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 import math
 import time
 from typing import Awaitable, Callable
@@ -29,6 +30,8 @@ from streams.snapshots import SnapshotListener
 
 log = logging.getLogger("segstream.trainer")
 
+#: Added to the training process's niceness: it yields the cores to the worker and the broker.
+TRAINER_NICENESS = 10
 #: A resumed trainer waits for this share of the previous sample before training again.
 REFILL_SHARE = 0.9
 
@@ -117,8 +120,10 @@ class TrainerHost:
     def _fit_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the worker has threads and an event loop that a fork would copy.
+            # Niced: training is background work, events and the broker come first on the cores.
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice,
+                initargs=(TRAINER_NICENESS,))
         return self._pool
 
     def close(self) -> None:

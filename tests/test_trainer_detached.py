@@ -57,3 +57,16 @@ def test_the_sample_stays_with_the_trainer_and_keeps_its_updates() -> None:
     trainer.adopt(trained, valuation)
     assert trainer.sample_size == 201  # the update made during the training is kept
     assert trainer.updates == 1
+
+
+def test_the_training_process_runs_niced() -> None:
+    """Training yields the cores to the worker's event loop and the broker."""
+    import os
+
+    from streams.training import TRAINER_NICENESS, TrainerHost
+
+    host = TrainerHost(CONFIG, "wall", 60.0, 600.0, listener=None)  # type: ignore[arg-type]
+    try:
+        assert host._fit_pool().submit(os.nice, 0).result(timeout=60) == min(os.nice(0) + TRAINER_NICENESS, 19)
+    finally:
+        host.close()
