@@ -57,7 +57,8 @@ def main(expected: int) -> None:
                 os._exit(0)  # a measurement child: nothing to shut down gracefully
 
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    # stdout stays ours: faust would otherwise turn the result line into a log record.
+    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Latency and worker CPU across input rates, on one worker with a trained model.
+
+    python bench/latency_curve.py --rates 5,100,300,800,1500 --customers 1000
+
+The population of ``--customers`` (seed 1) is produced and drained first (the drain rate and the
+mean batch are printed), then, once the model is trained, each rate runs for ``--seconds`` with
+the traffic of ``segstream bench``'s latency phase (one message in ten a brand-new customer whose
+first-assignment change is timed from send to consumption). Per rate: p50 / p99 of those
+latencies, the worker's mean batch and its CPU (cores) during the phase: how much a live event
+costs compared with a backlog one. Worker settings come from the environment
+(``SEGSTREAM_WORKER__*``), so two settings compare side by side.
+
+Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Everything on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams import bench, worker_process  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+
+
+def batch_figures(port: int) -> tuple[float, float]:
+    exposition = (bench._get(port, "/metrics") or b"").decode()
+    return (bench.sample_value(exposition, "segstream_batch_messages_count"),
+            bench.sample_value(exposition, "segstream_batch_messages_sum"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="5,100,300,800,1500", help="events/s, comma-separated")
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per rate")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    base = Settings()
+    work = Path(tempfile.mkdtemp(prefix="segstream-latency-curve-"))
+    messages = bench.build_messages(args.customers, 1)
+    with bench.broker(base, work, print) as bootstrap:
+        settings = bench.bench_settings(bootstrap, f"lc{uuid.uuid4().hex[:8]}.", 4, base)
+        asyncio.run(bench.create_topics(settings))
+        asyncio.run(bench.produce_messages(settings, messages))
+        with bench.running_worker(settings, work) as (proc, port, log):
+            worker_process.wait_ready(proc, port, log)
+            drain = bench.measure_worker_drain(proc, port, log, len(messages))
+            print(f"drain: {drain['events_per_s']:,.0f} events/s, batches of {drain['mean_batch']:.0f}", flush=True)
+            worker_process.wait_ready(proc, port, log, 600, model=True)
+            for rate in rates:
+                batches0, messages0 = batch_figures(port)
+                cpu0 = bench.process_cpu_s(proc.pid)
+                r = asyncio.run(bench.measure_latency(settings, messages, rate, args.seconds, 0.1))
+                batches1, messages1 = batch_figures(port)
+                cpu1 = bench.process_cpu_s(proc.pid)
+                batch = (messages1 - messages0) / max(batches1 - batches0, 1)
+                cores = (cpu1 - cpu0) / r["seconds"] if cpu0 is not None and cpu1 is not None else float("nan")
+                print(f"rate {rate:6,.0f}/s (achieved {r['achieved_rate']:6,.0f}): p50 {r['p50_ms']:7.1f} ms, "
+                      f"p99 {r['p99_ms']:7.1f} ms, probes {r['probes_seen']}/{r['probes_sent']}, "
+                      f"batches of {batch:.0f}, worker {cores:.2f} cores", flush=True)
+
+
+if __name__ == "__main__":
+    main()
