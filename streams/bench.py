@@ -298,21 +298,21 @@ def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeo
     from streams.local_kafka import free_port
 
     env = worker_env(settings, free_port(), work_dir / "floor-data")
-    log_path = work_dir / "faust-floor.log"
+    log_path, result_path = work_dir / "faust-floor.log", work_dir / "faust-floor.json"
+    result_path.unlink(missing_ok=True)
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_floor", str(expected)], cwd=worker_process.ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_floor", str(expected), str(result_path)],
+                                cwd=worker_process.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    lines = out.decode().strip().splitlines()
-    if proc.returncode != 0 or not lines:
+    if proc.returncode != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the faust floor exited with {proc.returncode}; log {log_path}:\n{tail}")
-    return orjson.loads(lines[-1])
+    return orjson.loads(result_path.read_bytes())
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> bytes | None:

@@ -6,10 +6,10 @@ it does for the worker. Its rate is the ceiling of any faust agent on this machi
 between it and raw aiokafka is faust's per-message machinery, the gap between it and the worker
 is ours. Run by ``segstream bench`` as a child process, with the worker's environment::
 
-    python -m streams.faust_floor EXPECTED
+    python -m streams.faust_floor EXPECTED RESULT_FILE
 
-It prints one JSON line (``events``, ``seconds``, ``events_per_s``, ``cpu_s``) once it has taken
-EXPECTED messages, and exits.
+It writes one JSON document (``events``, ``seconds``, ``events_per_s``, ``cpu_s``) to RESULT_FILE
+once it has taken EXPECTED messages, and exits.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
 from streams.settings import Settings
 
 
-def main(expected: int) -> None:
+def main(expected: int, result_file: Path) -> None:
     settings = Settings()
     w = settings.worker
     if w.event_loop == "uvloop":  # as the worker does, before any loop exists
@@ -48,18 +49,16 @@ def main(expected: int) -> None:
             if seen["events"] >= expected:
                 seconds = time.perf_counter() - seen["first"]
                 counted = seen["events"] - seen["first_batch"]  # from the end of the first batch
-                sys.stdout.write(orjson.dumps({
+                result_file.write_bytes(orjson.dumps({
                     "events": seen["events"], "seconds": seconds,
                     "events_per_s": counted / seconds if seconds > 0 else 0.0,
                     "cpu_s": time.process_time() - seen["cpu0"],
-                }).decode() + "\n")
-                sys.stdout.flush()
+                }))
                 os._exit(0)  # a measurement child: nothing to shut down gracefully
 
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    # stdout stays ours: faust would otherwise turn the result line into a log record.
-    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), Path(sys.argv[2]))
