@@ -178,6 +178,7 @@ def run_engine(settings: Settings, messages: list[Message]) -> tuple[dict[str, A
     ``batch_max``) over the messages, in process: everything but Kafka and faust.
 
     Returns the figures and the table (customer id bytes -> state bytes)."""
+    from models.state_cache import StateCache
     from monitoring.metrics import WorkerMetrics
     from streams.clock import WorkerClock
     from streams.processor import CustomerProcessor, InMessage
@@ -190,7 +191,7 @@ def run_engine(settings: Settings, messages: list[Message]) -> tuple[dict[str, A
     pipeline = _timed_pipeline(settings)
     metrics = WorkerMetrics()
     processor = CustomerProcessor(pipeline, table, outputs, WorkerClock(settings.worker.clock), SampleForwarder(),
-                                  metrics, routes)
+                                  metrics, routes, cache=StateCache(settings.worker.state_cache_size))
     inbox = [InMessage(topics[etype], 0, i, key, value) for i, (etype, key, value) in enumerate(messages)]
 
     batch = settings.worker.batch_max
