@@ -22,6 +22,7 @@ from models.state_cache import StateCache
 from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
+from streams.durable_table import DurableTable
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
 from streams.shutdown import exit_now
@@ -52,27 +53,41 @@ async def flush_now(producer: Any) -> None:
 
 
 class KafkaOutputs:
-    """Segment changes and dead letters, sent through the app's producer."""
+    """Segment changes and dead letters, sent through the app's producer; ``flush`` returns once
+    they and the table's changelog writes are acknowledged."""
 
-    def __init__(self, topics: Topics):
+    def __init__(self, topics: Topics, table: DurableTable | None = None):
         self.topics = topics
+        self.table = table
+        self._sent: list[Any] = []  # futures of dead letters not yet seen acknowledged
 
     async def changes(self, changes: list[SegmentChange]) -> None:
         acks = [await self.topics.segment_changes.send(key=c.customer_id.encode(), value=c.model_dump_json().encode())
                 for c in changes]
-        await self.flush()  # now, not after the producer's linger: the batch waits for these acks
+        await flush_now(self._producer)  # now, not after the producer's linger: the batch waits for these acks
         for ack in acks:  # the caller empties the outbox only once every change is durable
             await ack
 
     async def flush(self) -> None:
-        await flush_now(self.topics.segment_changes.app.producer)
+        """Every table write and dead letter so far acknowledged by the broker (an error if one failed)."""
+        pending = self._sent + (self.table.take_pending_writes() if self.table is not None else [])
+        self._sent = []
+        if not pending and not self._producer.buffer.size:
+            return
+        await flush_now(self._producer)
+        for fut in pending:  # faust's flush may give up early (see streams.durable_table): these do not
+            await fut
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         source = Source.of(message.topic, message.partition, message.offset, message.key)
         letter = dead_letter_for(message.value, source, problems, datetime.now(timezone.utc))
         # Keyed like the source, cut like source.key: a hostile key cannot make the letter too big.
         key = message.key[: Source.MAX_KEY] if message.key is not None else None
-        await self.topics.dead_letter.send(key=key, value=letter.model_dump_json().encode())
+        self._sent.append(await self.topics.dead_letter.send(key=key, value=letter.model_dump_json().encode()))
+
+    @property
+    def _producer(self) -> Any:
+        return self.topics.segment_changes.app.producer
 
 
 @contextlib.contextmanager
@@ -113,7 +128,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes = {name: etype for etype, name in topics.inputs.items()}
     routes[topics.erasures.get_topic_name()] = ERASURE
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
-    processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics), rt.clock, rt.forwarder,
+    processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics, rt.table), rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(rt.settings.worker.state_cache_size))
     w = rt.settings.worker

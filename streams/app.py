@@ -20,6 +20,7 @@ from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from streams.sampling import SampleForwarder
+from streams.durable_table import DurableTable
 from streams.kafka_transport import use_fetch_tuned_transport
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
@@ -210,7 +211,9 @@ def create_app(settings: Settings) -> SegstreamApp:
     topics = declare_topics(app, settings)
     # bytes key and value types make faust use the 'raw' codec: keys are the same bytes as the
     # input topics' message keys, so table_route sends lookups to the right worker.
-    table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.topics.partitions)
+    # DurableTable: the worker waits for each batch's changelog writes (see streams.durable_table).
+    table = app.tables.add(DurableTable(app, name="customers", key_type=bytes, value_type=bytes,
+                                        partitions=settings.topics.partitions, beacon=app.tables.beacon))
     forwarder = SampleForwarder()
     pipeline = Pipeline(settings.engine, train_locally=False, on_basis=forwarder.offer)
     metrics = WorkerMetrics()

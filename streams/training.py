@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import logging
 import multiprocessing
-import os
 import math
+import os
+import signal
+import sys
 import time
 from typing import Awaitable, Callable
 
@@ -32,8 +35,22 @@ log = logging.getLogger("segstream.trainer")
 
 #: Added to the training process's niceness: it yields the cores to the worker and the broker.
 TRAINER_NICENESS = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 #: A resumed trainer waits for this share of the previous sample before training again.
 REFILL_SHARE = 0.9
+
+
+def training_process_init(worker_pid: int) -> None:
+    """Set up the training process: niced (training is background work, events and the broker
+    come first on the cores), and bound to its worker. A worker that is SIGKILLed (the OOM killer,
+    a crash test) cannot stop its pool, and the orphaned process would wait for work forever:
+    Linux's parent-death signal ends it with the worker."""
+    os.nice(TRAINER_NICENESS)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != worker_pid:  # the worker died before the signal was armed
+        os._exit(1)
 
 
 class TrainerHost:
@@ -120,10 +137,9 @@ class TrainerHost:
     def _fit_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the worker has threads and an event loop that a fork would copy.
-            # Niced: training is background work, events and the broker come first on the cores.
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice,
-                initargs=(TRAINER_NICENESS,))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=training_process_init, initargs=(os.getpid(),))
         return self._pool
 
     def close(self) -> None:

@@ -51,3 +51,40 @@ async def test_flush_now_does_not_wait_out_the_producer_linger(kafka_bootstrap: 
         assert [r.value for r in records] == [b"v1"]
     finally:
         await app.producer.stop()
+
+
+@pytest.mark.kafka
+async def test_flush_returns_only_once_every_table_write_is_acknowledged(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """faust's buffer flush gives up when nothing moves for 100 ms (simulated here: it gives up at
+    once); the worker's flush still waits for every changelog write the table made."""
+    from streams.agents import KafkaOutputs, current_event_is
+
+    sapp = create_app(_settings(kafka_bootstrap, unique_prefix))
+    app, table = sapp.app, sapp.runtime.table
+    await app.producer.start()
+    try:
+        await table.changelog_topic.maybe_declare()
+
+        async def gives_up(max_messages: int | None) -> int:
+            return 0
+
+        app.producer.buffer.flush_atmost = gives_up  # type: ignore[method-assign]
+        class Message:
+            partition, topic, offset = 0, "x", 0
+
+        class Event:
+            message = Message()
+
+        event = Event()
+        with current_event_is(event):  # type: ignore[arg-type]
+            for i in range(300):
+                table[f"c{i}".encode()] = b"state %d" % i
+        writes = list(table.__dict__["_pending_writes"])
+        assert len(writes) == 300
+        await asyncio.wait_for(KafkaOutputs(sapp.topics, table).flush(), timeout=30)
+        assert all(w.done() and not w.cancelled() and w.exception() is None for w in writes)
+        assert table.take_pending_writes() == []
+        records = await consume(kafka_bootstrap, table.changelog_topic.get_topic_name(), 300, timeout_s=20)
+        assert len(records) == 300
+    finally:
+        await app.producer.stop()

@@ -70,3 +70,48 @@ def test_the_training_process_runs_niced() -> None:
         assert host._fit_pool().submit(os.nice, 0).result(timeout=60) == min(os.nice(0) + TRAINER_NICENESS, 19)
     finally:
         host.close()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow to collect it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_worker_leaves_no_training_process_behind() -> None:
+    """SIGKILL gives the worker no chance to stop its pool: the training process must go with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from tests.test_trainer_detached import CONFIG\n"
+        "from streams.training import TrainerHost\n"
+        "host = TrainerHost(CONFIG, 'wall', 60.0, 600.0, listener=None)\n"
+        "print(host._fit_pool().submit(os.getpid).result(timeout=60), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(worker.stdout.readline())  # type: ignore[union-attr]
+        assert _running(child)  # alive while the worker is
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not _running(child):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the training process outlived its SIGKILLed worker")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
