@@ -4,8 +4,10 @@ A table write in faust is a changelog message queued in the producer's buffer; t
 tells when the broker has it is dropped. faust flushes the producer before it commits offsets,
 but its buffer flush (faust-streaming 0.15.3, ``ProducerBuffer.flush_atmost``) returns as soon
 as no message left the buffer for 100 ms, with messages still queued: under load the offsets of
-a batch could be committed before its states reached the changelog, and a crash then lost the
-batch's events for good (the crash test caught it: one purchase each for 10 of 100 customers).
+a batch could be committed before its states reached the changelog, and a crash then would lose
+the batch's events for good (found by reading faust while chasing a crash-test failure that
+turned out to have another cause, see :mod:`streams.kafka_transport`; the test of this one makes
+faust's flush give up on purpose).
 
 This table keeps every changelog write's future; :meth:`take_pending_writes` hands them over, and
 the worker awaits them before a batch counts as processed (``streams.agents.KafkaOutputs.flush``),
