@@ -94,6 +94,10 @@ class Runtime:
         self.forwarder.threshold = snapshot.sample_threshold
         if self.clock.mode == "event":
             self.clock.observe(snapshot.created_at)  # the group's event time, not only ours
+        if not self.installed:
+            # Customers seen before the first model have no segment yet: assign them now rather
+            # than at the next sweep pass, up to SWEEP_PERIOD_S away.
+            self.sweeper.start_pass_now()
         self.installed.append(snapshot.version)
         sizes = {sid: st["size"] for sid, st in snapshot.stats.items() if "size" in st}
         self.metrics.model(snapshot.version, time.time(), sizes, snapshot.drift)

@@ -35,6 +35,11 @@ class Sweeper:
         self._pass_started: float | None = None
         self.passes = 0
 
+    def start_pass_now(self) -> None:
+        """Start a new pass at the next tick (once the current one, if any, is done) instead of
+        waiting for ``period_s`` (e.g. the first model arrived: nobody has a segment yet)."""
+        self._pass_started = None
+
     def tick(self, keys: Iterable[bytes], active: set[int], now: float | None = None) -> dict[int, SweepBatch]:
         """The customers to re-evaluate this tick, by partition (only partitions active here).
 
