@@ -61,10 +61,6 @@ class QuietMonitor(Monitor):
         return None
 
 
-PRODUCER_MAX_BATCH_BYTES = 256 * 1024
-PRODUCER_BUFFER_MESSAGES = 10_000
-
-
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
@@ -191,8 +187,6 @@ def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -
         # Concurrency stays 1 everywhere (faust-streaming #606 loses messages on commit otherwise).
         stream_buffer_maxsize=4096,
         producer_linger=w.producer_linger_s,
-        # A batch's changelog records (one per customer, ~0.7 KB) leave in a few requests, not dozens.
-        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         broker_session_timeout=w.session_timeout_s,
         broker_heartbeat_interval=min(3.0, w.session_timeout_s / 3),  # a few beats per session timeout
         consumer_group_instance_id=w.group_instance_id,
@@ -203,9 +197,6 @@ def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -
         **overrides,
     )
     use_fetch_tuned_transport(app, w.fetch_min_bytes, w.fetch_max_wait_ms)
-    # faust holds table writes in a buffer of 100 messages and stalls the consumer, one message at
-    # a time, whenever more are pending: a batch writes hundreds of customers at once.
-    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     return app
 
 
