@@ -19,9 +19,9 @@ from models.snapshot import ModelSnapshot
 from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
-from streams.sampling import SampleForwarder
 from streams.durable_table import DurableTable
 from streams.kafka_transport import use_fetch_tuned_transport
+from streams.sampling import SampleForwarder
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
 from streams.sweep import Sweeper
