@@ -30,9 +30,7 @@ from streams.settings import Settings  # noqa: E402
 
 
 def batch_figures(port: int) -> tuple[float, float]:
-    exposition = (bench._get(port, "/metrics") or b"").decode()
-    return (bench.sample_value(exposition, "segstream_batch_messages_count"),
-            bench.sample_value(exposition, "segstream_batch_messages_sum"))
+    return bench.batch_figures((bench._get(port, "/metrics") or b"").decode())
 
 
 def main() -> None:

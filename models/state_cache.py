@@ -36,9 +36,6 @@ class StateCache:
         self.hits = 0
         self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def take(self, key: bytes, raw: bytes) -> CustomerState | None:
         """The cached state of ``key`` if it was saved as ``raw`` (what the table holds now)."""
         entry = self._entries.pop(key, None)
@@ -56,6 +53,3 @@ class StateCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()

@@ -104,13 +104,14 @@ class ModelTrainer:
         return self.segmenter.train(now, valuation, self.config.value, bases=bases)
 
 
-def train_detached(segmenter: Segmenter, valuation: Valuation, now: float, value_config: ValueConfig,
-                   bases: list[FeatureBasis]) -> tuple[Segmenter, ModelSnapshot | None]:
-    """:meth:`Segmenter.train` on a segmenter sent without its sample (see
-    :meth:`ModelTrainer.detached_segmenter`): pure and picklable, for another process. Returns
-    the trained segmenter (for :meth:`ModelTrainer.adopt`) and the snapshot."""
-    snapshot = segmenter.train(now, valuation, value_config, bases=bases)
-    return segmenter, snapshot
+def train_detached(segmenter: Segmenter, previous: Valuation, now: float, value_config: ValueConfig,
+                   bases: list[FeatureBasis]) -> tuple[Segmenter, Valuation, ModelSnapshot | None]:
+    """A whole training for another process, in one trip: the BTYD refit on ``bases`` (from the
+    ``previous`` valuation), then :meth:`Segmenter.train` on a segmenter sent without its sample
+    (see :meth:`ModelTrainer.detached_segmenter`). Pure and picklable; returns the trained
+    segmenter and the valuation (for :meth:`ModelTrainer.adopt`) and the snapshot."""
+    valuation = refit_valuation(bases, now, value_config, previous)
+    return segmenter, valuation, segmenter.train(now, valuation, value_config, bases=bases)
 
 
 def refit_valuation(bases: list[FeatureBasis], now: float, config: ValueConfig, previous: Valuation) -> Valuation:

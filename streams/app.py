@@ -166,6 +166,15 @@ class SegstreamApp:
         return self.runtime.topics
 
 
+def use_event_loop(settings: Settings) -> None:
+    """Install the configured event loop policy (uvloop or asyncio's own). Call before any loop
+    exists: faust's consumer thread makes its own loop from the policy too."""
+    if settings.worker.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
+
+
 def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
     """The faust app with the worker's Kafka clients (the worker's, and the benchmark's faust floor)."""
     if not settings.bootstrap_servers:

@@ -237,6 +237,12 @@ def sample_value(exposition: str, name: str) -> float:
     return float("nan")
 
 
+def batch_figures(exposition: str) -> tuple[float, float]:
+    """(batches, messages) of the worker's ``segstream_batch_messages`` histogram."""
+    return (sample_value(exposition, "segstream_batch_messages_count"),
+            sample_value(exposition, "segstream_batch_messages_sum"))
+
+
 # ---- raw aiokafka pass-through ---------------------------------------------------------------
 
 
@@ -379,9 +385,9 @@ def measure_worker_drain(proc: subprocess.Popen, port: int, log_path: Path, expe
     applied_n = last[1] - first[1]
     cpu = (last[2] - first[2]) if last[2] is not None and first[2] is not None else None
     exposition = (_get(port, "/metrics") or b"").decode()
-    batches = sample_value(exposition, "segstream_batch_messages_count")
+    batches, batched = batch_figures(exposition)
     return {"events": last[1], "seconds": seconds,
-            "mean_batch": sample_value(exposition, "segstream_batch_messages_sum") / batches if batches else float("nan"),
+            "mean_batch": batched / batches if batches else float("nan"),
             "events_per_s": applied_n / seconds if seconds > 0 else 0.0,
             "cpu_s": cpu if cpu is not None else float("nan"),
             "events_per_cpu_s": applied_n / cpu if cpu else float("nan")}

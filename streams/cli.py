@@ -130,13 +130,10 @@ def _create_topics(settings: Settings) -> None:
 
 
 def _run_worker(settings: Settings) -> None:
-    if settings.worker.event_loop == "uvloop":  # before any loop exists (faust's consumer thread makes its own)
-        import mode.loop
-
-        mode.loop.use("uvloop")
-    from streams.app import create_app
+    from streams.app import create_app, use_event_loop
     from streams.shutdown import BoundedShutdownWorker
 
+    use_event_loop(settings)  # before _create_topics runs the first loop
     _create_topics(settings)
     sapp = create_app(settings)
     worker = BoundedShutdownWorker(sapp.app, loglevel=settings.worker.log_level, quiet=True,

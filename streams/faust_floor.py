@@ -28,13 +28,11 @@ from streams.settings import Settings
 def main(expected: int, result_file: Path) -> None:
     settings = Settings()
     w = settings.worker
-    if w.event_loop == "uvloop":  # as the worker does, before any loop exists
-        import mode.loop
-
-        mode.loop.use("uvloop")
     import faust
 
-    from streams.app import faust_app
+    from streams.app import faust_app, use_event_loop
+
+    use_event_loop(settings)  # as the worker does, before any loop exists
 
     app = faust_app(settings, app_id=f"{w.app_id}-floor", web_enabled=False)
     source = app.topic(*settings.topics.input_topics.values(), key_type=bytes, value_type=bytes)

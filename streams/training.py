@@ -26,7 +26,7 @@ from typing import Awaitable, Callable
 
 from models.config import EngineConfig
 from models.snapshot import ModelSnapshot
-from models.trainer import ModelTrainer, refit_valuation, train_detached
+from models.trainer import ModelTrainer, train_detached
 from streams.clock import WorkerClock
 from streams.sampling import decode_samples
 from streams.snapshots import SnapshotListener
@@ -106,11 +106,9 @@ class TrainerHost:
             # Both in a child process: the BTYD refit's optimiser and river's pure-Python k-means
             # would hold the GIL for seconds and stall the event loop (every event's latency).
             # The model travels there and back; the sample stays here and keeps taking updates.
-            valuation = await loop.run_in_executor(self._fit_pool(), refit_valuation, bases, now,
-                                                   self.config.value, trainer.valuation)
-            trained, snapshot = await loop.run_in_executor(self._fit_pool(), train_detached,
-                                                           trainer.detached_segmenter(), valuation, now,
-                                                           self.config.value, bases)
+            trained, valuation, snapshot = await loop.run_in_executor(
+                self._fit_pool(), train_detached, trainer.detached_segmenter(), trainer.valuation, now,
+                self.config.value, bases)
             if self.trainer is trainer:  # still the trainer (the role may have moved meanwhile)
                 trainer.adopt(trained, valuation)
         finally:

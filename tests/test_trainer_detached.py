@@ -25,9 +25,8 @@ def _trainer(customers: int = 200) -> ModelTrainer:
 
 def _detached_round(trainer: ModelTrainer, now: float):  # noqa: ANN202
     bases = trainer.copy_sample()
-    valuation = trainer.refit(now, bases)
-    shipped = pickle.loads(pickle.dumps((trainer.detached_segmenter(), valuation, now, CONFIG.value, bases)))
-    trained, snapshot = pickle.loads(pickle.dumps(train_detached(*shipped)))  # what a process pool does
+    shipped = pickle.loads(pickle.dumps((trainer.detached_segmenter(), trainer.valuation, now, CONFIG.value, bases)))
+    trained, valuation, snapshot = pickle.loads(pickle.dumps(train_detached(*shipped)))  # what a process pool does
     trainer.adopt(trained, valuation)
     return snapshot
 
@@ -49,11 +48,11 @@ def test_a_detached_training_gives_the_model_an_in_process_training_gives() -> N
 def test_the_sample_stays_with_the_trainer_and_keeps_its_updates() -> None:
     trainer = _trainer()
     bases = trainer.copy_sample()
-    valuation = trainer.refit(NOW, bases)
     detached = trainer.detached_segmenter()
     assert detached.sample.population_estimate() == 200 and not hasattr(detached.sample, "observe")
     trainer.observe("late", FeatureBasis(x=1, t_x=3, first_day=20010, last_purchase_ts=20013 * 86400.0))
-    trained, _ = train_detached(pickle.loads(pickle.dumps(detached)), valuation, NOW, CONFIG.value, bases)
+    trained, valuation, _ = train_detached(pickle.loads(pickle.dumps(detached)), trainer.valuation, NOW, CONFIG.value,
+                                           bases)
     trainer.adopt(trained, valuation)
     assert trainer.sample_size == 201  # the update made during the training is kept
     assert trainer.updates == 1
