@@ -22,7 +22,9 @@ from models.state_cache import StateCache
 from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
+from streams.delivery_guard import OrderedIntake
 from streams.durable_table import DurableTable
+from streams.kafka_transport import first_offset_from
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
 from streams.shutdown import exit_now
@@ -132,10 +134,27 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(rt.settings.worker.state_cache_size))
     w = rt.settings.worker
+    app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
+
+    async def probe(tp: Any, offset: int) -> int | None:
+        return await first_offset_from(rt.settings.bootstrap_servers, rt.settings.kafka_client_kwargs(), tp, offset)
+
+    intake = OrderedIntake(app.consumer, probe, on_hole=lambda topic: rt.metrics.delivery_holes.labels(topic).inc())
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
+        intake.forget(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def forget_assigned(_app: faust.App, assigned: Any, **_kwargs: Any) -> None:
+        intake.forget(assigned)  # delivery starts again from the committed offsets
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
+        async for batch in stream.take_events(w.batch_max, within=w.batch_within_s):
+            events = await intake.admit(batch)  # in offset order, no holes (streams.delivery_guard)
+            if not events:
+                continue
             msgs = [InMessage(e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
                     for e in events]
 
@@ -163,6 +182,13 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                 rt.trainer.on_samples(raw)
             except Exception:  # a malformed sample message must not stop the trainer
                 log.exception("unreadable trainer-samples message ignored")
+
+    @app.timer(OrderedIntake.REREAD_EVERY_S)
+    async def reread_holes() -> None:
+        try:
+            await intake.retry_stalled()
+        except Exception:  # the next tick tries again
+            log.exception("re-reading a partition from its hole failed")
 
     @app.timer(w.sweep_interval_s)
     async def sweep() -> None:

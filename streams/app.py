@@ -20,7 +20,7 @@ from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from streams.durable_table import DurableTable
-from streams.kafka_transport import use_fetch_tuned_transport
+from streams.kafka_transport import use_worker_transport
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
@@ -205,7 +205,7 @@ def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -
         loghandlers=[],
         **overrides,
     )
-    use_fetch_tuned_transport(app, w.fetch_min_bytes, w.fetch_max_wait_ms)
+    use_worker_transport(app, w.fetch_min_bytes, w.fetch_max_wait_ms)
     return app
 
 

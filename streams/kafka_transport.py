@@ -1,23 +1,23 @@
-"""faust's aiokafka transport with the consumer's fetch batching under our control.
+"""faust's aiokafka transport with the worker's consumer: fetch batching under our control, and
+no commit past an offset the worker has not processed.
 
-faust builds its aiokafka consumer with ``fetch_min_bytes=1``: the broker answers a fetch as soon
-as one message is there. Under a steady live stream that is a fetch round trip for every few
-messages, and aiokafka encodes and decodes each request and response in Python, for every
-partition the worker owns (input topics, erasures, re-evaluations, samples, snapshots). Measured
-on the worker at 100-300 events/s, that made a live event cost ten times its backlog cost. With
-``fetch_min_bytes`` raised, the broker holds a fetch until that much has arrived or
-``fetch_max_wait_ms`` passed: one round trip per window of messages, at most that window's delay.
+**Fetch windows.** faust builds its aiokafka consumer with ``fetch_min_bytes=1``: the broker
+answers a fetch as soon as one message is there. Under a steady live stream that is a fetch round
+trip for every few messages, and aiokafka encodes and decodes each request and response in Python,
+for every partition the worker owns. Measured on the worker at 100-300 events/s, that made a live
+event cost ten times its backlog cost. With ``fetch_min_bytes`` raised, the broker holds a fetch
+until that much has arrived or ``fetch_max_wait_ms`` passed. faust has no setting for either, so
+the consumer thread sets both before the consumer starts. Opt-in (``FETCH_MIN_BYTES=1``,
+``FETCH_MAX_WAIT_MS=1500`` by default: faust's values).
 
-faust has no setting for either; its app takes a transport object, so this is a subclass of its
-own aiokafka transport whose consumer thread sets both before the consumer starts (the consumer
-hands them to its fetcher at start).
-
-**Opt-in, off by default** (``FETCH_MIN_BYTES=1``, ``FETCH_MAX_WAIT_MS=1500``: faust's values).
-With 64 KiB / 10 ms, the crash test (``tests/test_crash.py``, under CPU load) lost one event
-for 10 and for 1 of 100 customers in two of three runs: after a SIGKILL, the restarted worker
-processed a later offset of a partition before an earlier one (read back from the changelog and
-``__consumer_offsets``), and the earlier one then looked like a redelivery. With faust's values
-the same runs passed. Until that is understood, the windows stay off.
+**Holes.** faust-streaming 0.15.3 can drop a fetched message (see :mod:`streams.delivery_guard`).
+When it then sees the jump in offsets it records a "gap" and counts the gap as acknowledged
+(``Consumer._add_gap``), and its ``_new_offset`` commits past a missing offset that sits right at
+the committed one (it takes the committed offset for the last one processed, where Kafka's is the
+next one to read). Either way a message the worker never processed is committed, and lost. For the
+topics the worker guards (:attr:`WorkerConsumer.guarded_topics`: the customer agent's), a jump is
+not a gap but a hole the worker re-reads, and nothing is committed past an offset not
+acknowledged, except ranges the topic's retention deleted (:meth:`WorkerConsumer.skip_deleted`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ack_lock
 
 
-class FetchTunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_min_bytes = transport.fetch_min_bytes
@@ -36,13 +38,66 @@ class FetchTunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class FetchTunedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> FetchTunedConsumerThread:
-        return FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+class WorkerConsumer(faust_aiokafka.Consumer):
+    guarded_topics: frozenset[str] = frozenset()  # set by the agent that guards them
+
+    def _new_consumer_thread(self) -> WorkerConsumerThread:
+        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic in self.guarded_topics:
+            return  # a hole the worker re-reads, never "acknowledged"
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self.guarded_topics:
+            committed = self._committed_offset[tp]
+            acked = self._acked[tp]
+            if committed is not None and acked:
+                gaps = self._gap[tp]  # only ranges deleted by retention (skip_deleted)
+                first = min(min(acked), min((g.begin for g in gaps), default=min(acked)))
+                if first > committed:
+                    return None  # the committed offset itself is not processed yet
+        return super()._new_offset(tp)
+
+    async def skip_deleted(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Offsets ``offset_from``..``offset_to`` hold no message any more (retention, compaction,
+        transaction markers): commit past them. Not faust's ``_add_gap``, which starts a gap one
+        past the committed offset (it takes the committed offset for the last one processed)."""
+        if offset_from <= offset_to:
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to + 1)  # intervaltree: the end is excluded
+            gaps.merge_overlaps()
+
+    async def committed_offset(self, tp: TP) -> int | None:
+        """Where the group's delivery of ``tp`` starts: the committed offset (asked of the broker
+        if faust has not read it yet), ``None`` if the group has none."""
+        known = self._committed_offset.get(tp)
+        if known is not None:
+            return known
+        client = self._thread._ensure_consumer()
+        return await self._thread.call_thread(client.committed, tp)
+
+    async def reread_from(self, tp: TP, offset: int) -> int:
+        """Fetch ``tp`` again from ``offset``, or from the first offset still in the topic if
+        retention deleted it (the offset returned)."""
+        earliest = (await self.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > offset:
+            await self.skip_deleted(tp, offset, earliest - 1)
+            offset = earliest
+        await self.seek(tp, offset)
+        return offset
+
+    def hold(self, message: Any) -> None:
+        """A message that will be fetched again: it must never count as processed (acknowledged),
+        nor be waited for on shutdown."""
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
 
 
-class FetchTunedTransport(faust_aiokafka.Transport):
-    Consumer = FetchTunedConsumer
+class WorkerTransport(faust_aiokafka.Transport):
+    Consumer = WorkerConsumer
 
     def __init__(self, *args: Any, fetch_min_bytes: int, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,9 +105,28 @@ class FetchTunedTransport(faust_aiokafka.Transport):
         self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
-def use_fetch_tuned_transport(app: Any, fetch_min_bytes: int, fetch_max_wait_ms: int) -> FetchTunedTransport:
-    """Make ``app`` consume through :class:`FetchTunedTransport` (before it starts)."""
-    transport = FetchTunedTransport(app.conf.broker_consumer, app, fetch_min_bytes=fetch_min_bytes,
+def use_worker_transport(app: Any, fetch_min_bytes: int, fetch_max_wait_ms: int) -> WorkerTransport:
+    """Make ``app`` consume through :class:`WorkerTransport` (before it starts)."""
+    transport = WorkerTransport(app.conf.broker_consumer, app, fetch_min_bytes=fetch_min_bytes,
                                     fetch_max_wait_ms=fetch_max_wait_ms)
     app.transport = transport
     return transport
+
+
+async def first_offset_from(bootstrap: str, client_kwargs: dict[str, Any], tp: TP, offset: int,
+                            timeout_s: float = 5.0) -> int | None:
+    """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
+    within ``timeout_s``), read by a consumer of its own, outside the group. Offsets with no
+    message (transaction markers, compacted records) are skipped by Kafka itself."""
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         **client_kwargs)
+    await consumer.start()
+    try:
+        partition = aiokafka.TopicPartition(tp.topic, tp.partition)
+        consumer.assign([partition])
+        consumer.seek(partition, offset)
+        records = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000), max_records=1)
+        found = records.get(partition)
+        return found[0].offset if found else None
+    finally:
+        await consumer.stop()

@@ -1,4 +1,5 @@
-"""The runnable examples in the docstrings of the pure engine (``models``) run and hold."""
+"""The runnable examples in the docstrings of the pure engine (``models``) and of the delivery guard
+run and hold."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 import models
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models."))
+# Plus the worker's modules whose logic is pure enough to show by example.
+MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models.")) + ["streams.delivery_guard"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -8,7 +8,7 @@ import pytest
 
 from streams.agents import flush_now
 from streams.app import create_app
-from streams.kafka_transport import FetchTunedConsumerThread, FetchTunedTransport
+from streams.kafka_transport import WorkerConsumerThread, WorkerTransport
 from streams.settings import Settings
 from tests.kafka_helpers import consume
 
@@ -24,9 +24,9 @@ def _settings(bootstrap: str, prefix: str = "segstream.", **worker: object) -> S
 
 async def test_the_worker_consumer_fetches_in_the_configured_windows() -> None:
     app = create_app(_settings("127.0.0.1:9", fetch_min_bytes=12345, fetch_max_wait_ms=7)).app
-    assert isinstance(app.transport, FetchTunedTransport)
+    assert isinstance(app.transport, WorkerTransport)
     thread = app.consumer._thread
-    assert isinstance(thread, FetchTunedConsumerThread)
+    assert isinstance(thread, WorkerConsumerThread)
     client = thread._create_worker_consumer(app.transport)  # what the consumer thread starts
     try:
         assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (12345, 7)

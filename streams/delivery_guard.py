@@ -1,0 +1,184 @@
+"""Every input partition processed in offset order, without holes, whatever faust delivers.
+
+The state recognises a redelivery by the highest offset it applied per customer and event type
+(:mod:`models.state`). That is exact only while each partition is processed as a prefix: no
+offset applied while an earlier one of the same partition was never seen. faust-streaming
+0.15.3 can break that. Its consumer drops a fetched message when the flow is suspended at the
+wrong moment or the generation changes mid-fetch (``Consumer.getmany`` and ``_drain_messages``),
+marks the jump it sees next as a "gap", and commits past it (``_add_gap``, ``_new_offset``).
+The crash test caught it: a restarted worker applied purchases 386-405 of a partition with 389
+missing, and 389 was never delivered again (read back from the changelog and
+``__consumer_offsets``).
+
+:class:`DeliveryGuard` keeps, per topic-partition, the next offset to process. A message past it
+is a hole: the message is held (not processed, not acknowledged) and the worker re-reads the
+partition from the hole (:mod:`streams.agents`), while the consumer refuses to commit past it
+(:mod:`streams.kafka_transport`). A message before it is a re-read from an earlier offset, which
+faust does after a rebalance: processed again, recognised by the state, in order.
+
+>>> guard = DeliveryGuard()
+>>> tp = ("purchases", 0)
+>>> guard.admit(tp, 5, committed=5)
+True
+>>> guard.admit(tp, 7, committed=5)    # 6 never came: hold 7
+False
+>>> guard.expected(tp)
+6
+>>> guard.admit(tp, 6, committed=5), guard.admit(tp, 7, committed=5)   # re-read from the hole
+(True, True)
+>>> guard.admit(tp, 4, committed=5)    # faust re-reads from an earlier offset: in order again
+True
+>>> guard.expected(tp)
+5
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
+
+log = logging.getLogger("segstream.worker")
+
+
+class DeliveryGuard:
+    """The next offset to process of each topic-partition it has seen since it last forgot it."""
+
+    def __init__(self) -> None:
+        self._next: dict[Hashable, int] = {}
+
+    def admit(self, tp: Hashable, offset: int, committed: int | None) -> bool:
+        """Whether the message at ``offset`` may be processed now. ``committed``: the partition's
+        committed offset, where delivery starts after an assignment (``None`` if unknown: the
+        first offset seen is then the start)."""
+        expected = self._next.get(tp)
+        if expected is None:
+            expected = committed if committed is not None else offset
+        if offset > expected:
+            self._next[tp] = expected
+            return False
+        self._next[tp] = offset + 1
+        return True
+
+    def expected(self, tp: Hashable) -> int | None:
+        """The next offset to process (the start of the hole while messages are held)."""
+        return self._next.get(tp)
+
+    def skip_to(self, tp: Hashable, offset: int) -> None:
+        """Offsets before ``offset`` are gone from the topic (retention): do not wait for them."""
+        self._next[tp] = max(offset, self._next.get(tp, offset))
+
+    def forget(self, tps: Iterable[Hashable]) -> None:
+        """Partitions revoked or assigned: delivery starts again from their committed offsets."""
+        for tp in tps:
+            self._next.pop(tp, None)
+
+
+class OrderedIntake:
+    """The customer agent's side of the guard: of each batch faust hands over, the messages that
+    may be processed now; the others are held and their partitions re-read from the hole.
+
+    ``consumer``: the worker's consumer (:class:`streams.kafka_transport.WorkerConsumer`).
+    """
+
+    REREAD_EVERY_S = 1.0  # a re-read can race a fetch already under way: ask again, not more often
+
+    PROBE_AFTER = 2  # re-reads of the same hole before asking Kafka whether the offset exists
+
+    def __init__(self, consumer: Any, probe: Callable[[Any, int], Awaitable[int | None]],
+                 on_hole: Callable[[str], None] = lambda _topic: None):
+        """``probe(tp, offset)``: the first offset at or after ``offset`` holding a message
+        (:func:`streams.kafka_transport.first_offset_from`)."""
+        self.consumer = consumer
+        self.guard = DeliveryGuard()
+        self.probe = probe
+        self.on_hole = on_hole  # called with the topic of each new hole: for the metrics
+        self._holes: dict[Any, tuple[int, float, int]] = {}  # tp -> (hole, when last re-read, re-reads)
+
+    async def admit(self, events: Sequence[Any]) -> list[Any]:
+        """The events (faust's) of ``events`` to process, in order."""
+        admitted, held = [], {}
+        for event in events:
+            message = event.message
+            tp = message.tp
+            committed = None
+            if self.guard.expected(tp) is None:
+                committed = await self._committed(tp)
+            if self.guard.admit(tp, message.offset, committed):
+                admitted.append(event)
+                hole = self._holes.get(tp)
+                if hole is not None and message.offset >= hole[0]:
+                    del self._holes[tp]  # filled
+            else:
+                self.consumer.hold(message)
+                held.setdefault(tp, []).append(message.offset)
+        for tp, offsets in held.items():
+            await self._reread(tp, len(offsets))
+        return admitted
+
+    async def _committed(self, tp: Any) -> int | None:
+        try:
+            return await self.consumer.committed_offset(tp)
+        except Exception as exc:  # the broker away: the first offset delivered counts as the start
+            log.warning("%s[%d]: committed offset unknown (%s)", tp.topic, tp.partition, exc)
+            return None
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        tps = list(tps)
+        self.guard.forget(tps)
+        for tp in tps:
+            self._holes.pop(tp, None)
+
+    async def retry_stalled(self) -> None:
+        """Re-read again the partitions whose hole is still open (a timer calls this): a re-read
+        can lose a race with a fetch already under way, and a quiet partition sends nothing
+        that would show it."""
+        for tp in list(self._holes):
+            await self._reread(tp, 0)
+
+    async def _reread(self, tp: Any, held: int) -> None:
+        hole = self.guard.expected(tp)
+        if hole is None:  # forgotten (revoked) meanwhile
+            self._holes.pop(tp, None)
+            return
+        now = time.monotonic()
+        last = self._holes.get(tp)
+        rereads = last[2] if last is not None and last[0] == hole else 0
+        if rereads and now - last[1] < self.REREAD_EVERY_S:  # type: ignore[index]
+            return  # asked already; these were fetched before the re-read took effect
+        if not rereads:
+            log.warning("%s[%d]: offset %d was never delivered by faust but %d later ones were; "
+                        "holding them and reading the partition again from %d",
+                        tp.topic, tp.partition, hole, held, hole)
+            self.on_hole(tp.topic)
+        try:
+            if rereads >= self.PROBE_AFTER and await self._absent(tp, hole):
+                return
+            start = await self.consumer.reread_from(tp, hole)
+        except Exception as exc:  # the broker away: the timer asks again
+            log.warning("%s[%d]: reading again from %d failed (%s); retrying", tp.topic, tp.partition, hole, exc)
+            self._remember(tp, hole, now, rereads + 1)
+            return
+        if start != hole:
+            log.warning("%s[%d]: offsets %d-%d were deleted by retention before they were processed",
+                        tp.topic, tp.partition, hole, start - 1)
+            self.guard.skip_to(tp, start)
+        self._remember(tp, start, now, rereads + 1 if start == hole else 1)
+
+    def _remember(self, tp: Any, hole: int, at: float, rereads: int) -> None:
+        if self.guard.expected(tp) is not None:  # not revoked while the re-read was under way
+            self._holes[tp] = (hole, at, rereads)
+
+    async def _absent(self, tp: Any, hole: int) -> bool:
+        """Whether the hole holds no message at all (a transaction marker, a compacted record):
+        then it is skipped, and the partition read again from the first offset that does."""
+        first = await self.probe(tp, hole)
+        if first is None or first == hole:
+            return False  # the message is there: faust keeps missing it, read again
+        log.warning("%s[%d]: offsets %d-%d hold no messages (transaction markers or compaction); skipped",
+                    tp.topic, tp.partition, hole, first - 1)
+        await self.consumer.skip_deleted(tp, hole, first - 1)
+        self.guard.skip_to(tp, first)
+        self._holes.pop(tp, None)
+        await self.consumer.reread_from(tp, first)
+        return True

@@ -1,0 +1,229 @@
+"""Offsets processed in order without holes, whatever faust delivers (streams.delivery_guard), and
+the worker's consumer never committing past an offset it did not process (streams.kafka_transport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP
+
+from streams.app import create_app
+from streams.delivery_guard import OrderedIntake
+from streams.kafka_transport import WorkerConsumer
+from streams.settings import Settings
+
+PURCHASES = TP("purchases", 0)
+
+
+@dataclass(eq=False)
+class FakeMessage:
+    tp: TP
+    offset: int
+    acked: bool = False
+
+
+@dataclass
+class FakeEvent:
+    message: FakeMessage
+
+
+@dataclass
+class FakeConsumer:
+    """What OrderedIntake uses of WorkerConsumer, recorded."""
+    committed: dict[TP, int | None] = field(default_factory=dict)
+    earliest: dict[TP, int] = field(default_factory=dict)
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    skipped: list[tuple[TP, int, int]] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+
+    async def committed_offset(self, tp: TP) -> int | None:
+        return self.committed.get(tp)
+
+    async def reread_from(self, tp: TP, offset: int) -> int:
+        earliest = self.earliest.get(tp, 0)
+        if earliest > offset:
+            await self.skip_deleted(tp, offset, earliest - 1)
+            offset = earliest
+        self.seeks.append((tp, offset))
+        return offset
+
+    async def skip_deleted(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.skipped.append((tp, offset_from, offset_to))
+
+    def hold(self, message: Any) -> None:
+        message.acked = True
+        self.held.append(message.offset)
+
+
+def events(*offsets: int, tp: TP = PURCHASES) -> list[FakeEvent]:
+    return [FakeEvent(FakeMessage(tp, o)) for o in offsets]
+
+
+def offsets(admitted: list[FakeEvent]) -> list[int]:
+    return [e.message.offset for e in admitted]
+
+
+async def no_probe(_tp: TP, _offset: int) -> int | None:
+    raise AssertionError("not expected to probe")
+
+
+async def test_a_hole_holds_the_later_messages_and_reads_the_partition_again_from_it() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: 10})
+    holes: list[str] = []
+    intake = OrderedIntake(consumer, no_probe, on_hole=holes.append)
+    assert offsets(await intake.admit(events(10, 11, 13, 14))) == [10, 11]
+    assert consumer.held == [13, 14]
+    assert consumer.seeks == [(PURCHASES, 12)]
+    assert holes == ["purchases"]
+    # Messages fetched before the re-read took effect: held too, and no second re-read at once.
+    assert offsets(await intake.admit(events(15))) == []
+    assert consumer.seeks == [(PURCHASES, 12)]
+    # The re-read delivers the hole, then the held ones again: all processed, in order.
+    assert offsets(await intake.admit(events(12, 13, 14, 15, 16))) == [12, 13, 14, 15, 16]
+    await intake.retry_stalled()
+    assert consumer.seeks == [(PURCHASES, 12)]  # nothing open any more
+    assert holes == ["purchases"]
+
+
+async def test_delivery_starts_at_the_committed_offset() -> None:
+    """A worker restarted after a crash: faust dropping the first messages is a hole too."""
+    consumer = FakeConsumer(committed={PURCHASES: 100})
+    intake = OrderedIntake(consumer, no_probe)
+    assert offsets(await intake.admit(events(103, 104))) == []
+    assert consumer.seeks == [(PURCHASES, 100)]
+    assert offsets(await intake.admit(events(100, 101, 102, 103, 104))) == [100, 101, 102, 103, 104]
+
+
+async def test_a_group_without_commits_starts_at_the_first_message() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: None})
+    intake = OrderedIntake(consumer, no_probe)
+    assert offsets(await intake.admit(events(7, 8))) == [7, 8]
+    assert consumer.seeks == []
+
+
+async def test_a_re_read_from_an_earlier_offset_is_processed_again_in_order() -> None:
+    """faust seeks back to the committed offset after a rebalance: redeliveries the state knows."""
+    intake = OrderedIntake(FakeConsumer(committed={PURCHASES: 0}), no_probe)
+    assert offsets(await intake.admit(events(0, 1, 2, 3))) == [0, 1, 2, 3]
+    assert offsets(await intake.admit(events(1, 2, 3, 4))) == [1, 2, 3, 4]
+    assert offsets(await intake.admit(events(6))) == []  # and 5 is still required
+
+
+async def test_partitions_are_guarded_apart() -> None:
+    other = TP("engagements", 0)
+    consumer = FakeConsumer(committed={PURCHASES: 0, other: 50})
+    intake = OrderedIntake(consumer, no_probe)
+    batch = events(0, 2) + events(50, 51, tp=other)
+    assert [(e.message.tp.topic, e.message.offset) for e in await intake.admit(batch)] == [
+        ("purchases", 0), ("engagements", 50), ("engagements", 51)]
+    assert consumer.seeks == [(PURCHASES, 1)]
+
+
+async def test_a_hole_still_open_is_read_again_by_the_timer() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: 0})
+    intake = OrderedIntake(consumer, no_probe)
+    intake.REREAD_EVERY_S = 0.0
+    await intake.admit(events(0, 2))
+    await intake.retry_stalled()  # the first re-read lost its race: nothing came
+    assert consumer.seeks == [(PURCHASES, 1), (PURCHASES, 1)]
+
+
+async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> None:
+    """Transaction markers and compacted records leave offsets no fetch returns."""
+    consumer = FakeConsumer(committed={PURCHASES: 0})
+    probes: list[int] = []
+
+    async def probe(tp: TP, offset: int) -> int | None:
+        probes.append(offset)
+        return 3  # offsets 1 and 2 hold nothing
+
+    intake = OrderedIntake(consumer, probe)
+    intake.REREAD_EVERY_S = 0.0
+    await intake.admit(events(0, 3))
+    for _ in range(intake.PROBE_AFTER):
+        await intake.retry_stalled()
+    assert probes == [1]
+    assert consumer.skipped == [(PURCHASES, 1, 2)]  # committed past, as faust would for a gap
+    assert consumer.seeks[-1] == (PURCHASES, 3)
+    assert offsets(await intake.admit(events(3, 4))) == [3, 4]
+
+
+async def test_a_message_kafka_still_has_is_never_skipped() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: 0})
+
+    async def probe(tp: TP, offset: int) -> int | None:
+        return offset  # it is there: faust keeps missing it
+
+    intake = OrderedIntake(consumer, probe)
+    intake.REREAD_EVERY_S = 0.0
+    await intake.admit(events(0, 2))
+    for _ in range(intake.PROBE_AFTER + 2):
+        await intake.retry_stalled()
+    assert consumer.skipped == []
+    assert offsets(await intake.admit(events(2))) == []
+    assert offsets(await intake.admit(events(1, 2))) == [1, 2]
+
+
+async def test_offsets_deleted_by_retention_are_not_waited_for() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: 5}, earliest={PURCHASES: 8})
+    intake = OrderedIntake(consumer, no_probe)
+    assert offsets(await intake.admit(events(8, 9))) == []  # held, then the re-read starts at 8
+    assert consumer.skipped == [(PURCHASES, 5, 7)]
+    assert consumer.seeks == [(PURCHASES, 8)]
+    assert offsets(await intake.admit(events(8, 9))) == [8, 9]
+
+
+async def test_a_revoked_partition_is_not_read_again() -> None:
+    consumer = FakeConsumer(committed={PURCHASES: 0})
+    intake = OrderedIntake(consumer, no_probe)
+    intake.REREAD_EVERY_S = 0.0
+    await intake.admit(events(0, 2))
+    intake.forget([PURCHASES])
+    await intake.retry_stalled()
+    assert consumer.seeks == [(PURCHASES, 1)]
+
+
+# ---- the consumer's commits ---------------------------------------------------------------------
+
+
+def _consumer() -> WorkerConsumer:
+    base = Settings()
+    app = create_app(base.model_copy(update={"bootstrap_servers": "127.0.0.1:9"})).app
+    consumer = app.consumer
+    assert isinstance(consumer, WorkerConsumer)
+    assert "segstream.purchases" in consumer.guarded_topics  # the customer agent's topics
+    return consumer
+
+
+def test_no_commit_past_an_unprocessed_offset_of_a_guarded_topic() -> None:
+    consumer = _consumer()
+    tp = TP("segstream.purchases", 0)
+    consumer._committed_offset[tp] = 10
+    consumer._acked[tp] = [11, 12]  # 10 never acknowledged (faust itself would commit 13)
+    consumer._acked_index[tp] = {11, 12}
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp].insert(0, 10)
+    consumer._acked_index[tp].add(10)
+    assert consumer._new_offset(tp) == 13
+
+
+async def test_a_jump_in_a_guarded_topic_is_not_acknowledged_as_a_gap() -> None:
+    consumer = _consumer()
+    tp = TP("segstream.purchases", 0)
+    consumer._committed_offset[tp] = 10
+    await consumer._add_gap(tp, 10, 14)  # what faust's fetch loop does when it sees 15 after 9
+    consumer._acked[tp] = [15]
+    assert consumer._new_offset(tp) is None
+    # Offsets retention deleted do count as done.
+    await consumer.skip_deleted(tp, 10, 14)
+    assert consumer._new_offset(tp) == 16
+
+
+async def test_other_topics_keep_fausts_gaps() -> None:
+    consumer = _consumer()
+    tp = TP("elsewhere", 0)
+    consumer._committed_offset[tp] = 10
+    await consumer._add_gap(tp, 10, 14)
+    consumer._acked[tp] = [15]
+    assert consumer._new_offset(tp) == 16
