@@ -74,7 +74,8 @@ class WorkerMetrics:
                                       "change_id and content; also counted in segment_changes_total).", registry=r)
         self.delivery_holes = Counter("segstream_delivery_holes_total", "Offsets faust skipped in an input "
                                       "partition: the later messages were held and the partition read again "
-                                      "from the hole (streams.delivery_guard).", ["topic"], registry=r)
+                                      "from the hole (streams.delivery_guard; the log names the partition).",
+                                      registry=r)
         self.flaps = Counter("segstream_segment_flaps_total", "Cluster moves back to a segment the customer left "
                              "within the dwell period.", registry=r)
         # ---- populations ----

@@ -139,7 +139,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     async def probe(tp: Any, offset: int) -> int | None:
         return await first_offset_from(rt.settings.bootstrap_servers, rt.settings.kafka_client_kwargs(), tp, offset)
 
-    intake = OrderedIntake(app.consumer, probe, on_hole=lambda topic: rt.metrics.delivery_holes.labels(topic).inc())
+    intake = OrderedIntake(app.consumer, probe, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:

@@ -37,6 +37,7 @@ KNOWN_METRICS = {
     "up",
     "segstream_events_total",
     "segstream_dead_letters_total",
+    "segstream_delivery_holes_total",
     "segstream_processing_seconds",
     "segstream_batch_messages",
     "segstream_event_to_change_seconds",
