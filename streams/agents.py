@@ -136,8 +136,11 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
+    isolation = "read_committed" if app.in_transaction else "read_uncommitted"  # as faust's consumer
+
     async def probe(tp: Any, offset: int) -> int | None:
-        return await first_offset_from(rt.settings.bootstrap_servers, rt.settings.kafka_client_kwargs(), tp, offset)
+        return await first_offset_from(rt.settings.bootstrap_servers, rt.settings.kafka_client_kwargs(), tp, offset,
+                                       isolation)
 
     intake = OrderedIntake(app.consumer, probe, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 

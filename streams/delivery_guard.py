@@ -83,7 +83,7 @@ class OrderedIntake:
 
     REREAD_EVERY_S = 1.0  # a re-read can race a fetch already under way: ask again, not more often
 
-    PROBE_AFTER = 2  # re-reads of the same hole before asking Kafka whether the offset exists
+    PROBE_AFTER = 1  # re-reads of the same hole before asking Kafka whether the offset holds a message
 
     def __init__(self, consumer: Any, probe: Callable[[Any, int], Awaitable[int | None]],
                  on_hole: Callable[[str], None] = lambda _topic: None):

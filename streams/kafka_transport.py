@@ -114,12 +114,13 @@ def use_worker_transport(app: Any, fetch_min_bytes: int, fetch_max_wait_ms: int)
 
 
 async def first_offset_from(bootstrap: str, client_kwargs: dict[str, Any], tp: TP, offset: int,
-                            timeout_s: float = 5.0) -> int | None:
+                            isolation_level: str = "read_uncommitted", timeout_s: float = 5.0) -> int | None:
     """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
-    within ``timeout_s``), read by a consumer of its own, outside the group. Offsets with no
-    message (transaction markers, compacted records) are skipped by Kafka itself."""
+    within ``timeout_s``), read by a consumer of its own, outside the group, with the worker's
+    isolation level. Offsets with no message for it (transaction markers, aborted transactions
+    under ``read_committed``, compacted records) are skipped by Kafka itself."""
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         **client_kwargs)
+                                         isolation_level=isolation_level, **client_kwargs)
     await consumer.start()
     try:
         partition = aiokafka.TopicPartition(tp.topic, tp.partition)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from streams.app import create_app
 from streams.delivery_guard import OrderedIntake
-from streams.kafka_transport import WorkerConsumer
+from streams.kafka_transport import WorkerConsumer, first_offset_from
 from streams.settings import Settings
 
 PURCHASES = TP("purchases", 0)
@@ -120,9 +121,13 @@ async def test_partitions_are_guarded_apart() -> None:
     assert consumer.seeks == [(PURCHASES, 1)]
 
 
+async def message_is_there(_tp: TP, offset: int) -> int | None:
+    return offset
+
+
 async def test_a_hole_still_open_is_read_again_by_the_timer() -> None:
     consumer = FakeConsumer(committed={PURCHASES: 0})
-    intake = OrderedIntake(consumer, no_probe)
+    intake = OrderedIntake(consumer, message_is_there)
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
     await intake.retry_stalled()  # the first re-read lost its race: nothing came
@@ -151,11 +156,7 @@ async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> 
 
 async def test_a_message_kafka_still_has_is_never_skipped() -> None:
     consumer = FakeConsumer(committed={PURCHASES: 0})
-
-    async def probe(tp: TP, offset: int) -> int | None:
-        return offset  # it is there: faust keeps missing it
-
-    intake = OrderedIntake(consumer, probe)
+    intake = OrderedIntake(consumer, message_is_there)  # faust keeps missing it
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
     for _ in range(intake.PROBE_AFTER + 2):
@@ -227,3 +228,29 @@ async def test_other_topics_keep_fausts_gaps() -> None:
     await consumer._add_gap(tp, 10, 14)
     consumer._acked[tp] = [15]
     assert consumer._new_offset(tp) == 16
+
+
+# ---- asking Kafka whether a hole holds a message ---------------------------------------------------
+
+
+@pytest.mark.kafka
+async def test_the_probe_finds_the_offsets_a_transaction_marker_leaves_empty(kafka_bootstrap: str,
+                                                                             unique_prefix: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"{unique_prefix}probe"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{unique_prefix}tx",
+                                enable_idempotence=True)
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(topic, b"in a transaction", partition=0)  # offset 0, marker at 1
+        async with producer.transaction():
+            await producer.send_and_wait(topic, b"after it", partition=0)  # offset 2
+    finally:
+        await producer.stop()
+    tp = TP(topic, 0)
+    assert await first_offset_from(kafka_bootstrap, {}, tp, 0) == 0
+    assert await first_offset_from(kafka_bootstrap, {}, tp, 1) == 2  # 1 is the first commit marker
+    assert await first_offset_from(kafka_bootstrap, {}, tp, 2, isolation_level="read_committed") == 2
+    assert await first_offset_from(kafka_bootstrap, {}, tp, 4, timeout_s=0.5) is None  # nothing there yet
