@@ -24,8 +24,8 @@ from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
 from streams.delivery_guard import OrderedIntake
 from streams.durable_table import DurableTable
-from streams.kafka_transport import first_offset_from
 from streams.lag import LagMonitor
+from streams.outside_view import OutsideView
 from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
 from streams.shutdown import exit_now
 from streams.snapshots import SNAPSHOT_KEY
@@ -137,12 +137,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
     isolation = "read_committed" if app.in_transaction else "read_uncommitted"  # as faust's consumer
-
-    async def probe(tp: Any, offset: int) -> int | None:
-        return await first_offset_from(rt.settings.bootstrap_servers, rt.settings.kafka_client_kwargs(), tp, offset,
-                                       isolation)
-
-    intake = OrderedIntake(app.consumer, probe, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
+    view = OutsideView(rt.settings.bootstrap_servers, w.app_id, isolation, **rt.settings.kafka_client_kwargs())
+    intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
@@ -216,7 +212,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
         except Exception:
             log.exception("training failed; the current model stays in force")
 
-    lag_monitor = LagMonitor(rt.settings.bootstrap_servers, w.app_id, **rt.settings.kafka_client_kwargs())
+    lag_monitor = LagMonitor(view)
     input_topics = list(topics.inputs.values())
 
     @app.timer(w.lag_interval_s)
@@ -225,7 +221,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
             rt.metrics.lag(await lag_monitor.measure(input_topics, rt.active_partitions()))
         except Exception as exc:  # lag is for dashboards: never let it disturb processing
             log.warning("consumer lag not measured: %s", exc)
-            await lag_monitor.close()
+            await view.close()
 
     @app.task
     async def follow_models() -> None:

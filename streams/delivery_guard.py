@@ -34,9 +34,10 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 log = logging.getLogger("segstream.worker")
 
@@ -83,28 +84,26 @@ class OrderedIntake:
 
     REREAD_EVERY_S = 1.0  # a re-read can race a fetch already under way: ask again, not more often
 
+    LOOKUP_TIMEOUT_S = 10.0
     PROBE_AFTER = 1  # re-reads of the same hole before asking Kafka whether the offset holds a message
 
-    def __init__(self, consumer: Any, probe: Callable[[Any, int], Awaitable[int | None]],
-                 on_hole: Callable[[str], None] = lambda _topic: None):
-        """``probe(tp, offset)``: the first offset at or after ``offset`` holding a message
-        (:func:`streams.kafka_transport.first_offset_from`)."""
+    def __init__(self, consumer: Any, view: Any, on_hole: Callable[[str], None] = lambda _topic: None):
+        """``view``: the group's committed offsets and the partitions' contents, read outside
+        faust's consumer (:class:`streams.outside_view.OutsideView`)."""
         self.consumer = consumer
         self.guard = DeliveryGuard()
-        self.probe = probe
+        self.view = view
         self.on_hole = on_hole  # called with the topic of each new hole: for the metrics
         self._holes: dict[Any, tuple[int, float, int]] = {}  # tp -> (hole, when last re-read, re-reads)
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         """The events (faust's) of ``events`` to process, in order."""
         admitted, held = [], {}
+        committed = await self._committed({e.message.tp for e in events if self.guard.expected(e.message.tp) is None})
         for event in events:
             message = event.message
             tp = message.tp
-            committed = None
-            if self.guard.expected(tp) is None:
-                committed = await self._committed(tp)
-            if self.guard.admit(tp, message.offset, committed):
+            if self.guard.admit(tp, message.offset, committed.get(tp)):
                 admitted.append(event)
                 hole = self._holes.get(tp)
                 if hole is not None and message.offset >= hole[0]:
@@ -116,12 +115,18 @@ class OrderedIntake:
             await self._reread(tp, len(offsets))
         return admitted
 
-    async def _committed(self, tp: Any) -> int | None:
+    async def _committed(self, tps: set[Any]) -> dict[Any, int | None]:
+        """Where delivery starts for partitions seen for the first time since an assignment."""
+        if not tps:
+            return {}
         try:
-            return await self.consumer.committed_offset(tp)
+            found = await asyncio.wait_for(self.view.committed(tps), self.LOOKUP_TIMEOUT_S)
         except Exception as exc:  # the broker away: the first offset delivered counts as the start
-            log.warning("%s[%d]: committed offset unknown (%s)", tp.topic, tp.partition, exc)
-            return None
+            log.warning("committed offsets of %d partitions unknown (%r); starting at the first delivered",
+                        len(tps), exc)
+            await self.view.close()
+            return {}
+        return {tp: found.get((tp.topic, tp.partition)) for tp in tps}
 
     def forget(self, tps: Iterable[Any]) -> None:
         tps = list(tps)
@@ -156,7 +161,8 @@ class OrderedIntake:
                 return
             start = await self.consumer.reread_from(tp, hole)
         except Exception as exc:  # the broker away: the timer asks again
-            log.warning("%s[%d]: reading again from %d failed (%s); retrying", tp.topic, tp.partition, hole, exc)
+            log.warning("%s[%d]: reading again from %d failed (%r); retrying", tp.topic, tp.partition, hole, exc)
+            await self.view.close()
             self._remember(tp, hole, now, rereads + 1)
             return
         if start != hole:
@@ -172,7 +178,7 @@ class OrderedIntake:
     async def _absent(self, tp: Any, hole: int) -> bool:
         """Whether the hole holds no message at all (a transaction marker, a compacted record):
         then it is skipped, and the partition read again from the first offset that does."""
-        first = await self.probe(tp, hole)
+        first = await asyncio.wait_for(self.view.first_offset_from(tp, hole), self.LOOKUP_TIMEOUT_S)
         if first is None or first == hole:
             return False  # the message is there: faust keeps missing it, read again
         log.warning("%s[%d]: offsets %d-%d hold no messages (transaction markers or compaction); skipped",

@@ -69,15 +69,6 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             gaps.addi(offset_from, offset_to + 1)  # intervaltree: the end is excluded
             gaps.merge_overlaps()
 
-    async def committed_offset(self, tp: TP) -> int | None:
-        """Where the group's delivery of ``tp`` starts: the committed offset (asked of the broker
-        if faust has not read it yet), ``None`` if the group has none."""
-        known = self._committed_offset.get(tp)
-        if known is not None:
-            return known
-        client = self._thread._ensure_consumer()
-        return await self._thread.call_thread(client.committed, tp)
-
     async def reread_from(self, tp: TP, offset: int) -> int:
         """Fetch ``tp`` again from ``offset``, or from the first offset still in the topic if
         retention deleted it (the offset returned)."""
@@ -112,22 +103,3 @@ def use_worker_transport(app: Any, fetch_min_bytes: int, fetch_max_wait_ms: int)
     app.transport = transport
     return transport
 
-
-async def first_offset_from(bootstrap: str, client_kwargs: dict[str, Any], tp: TP, offset: int,
-                            isolation_level: str = "read_uncommitted", timeout_s: float = 5.0) -> int | None:
-    """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
-    within ``timeout_s``), read by a consumer of its own, outside the group, with the worker's
-    isolation level. Offsets with no message for it (transaction markers, aborted transactions
-    under ``read_committed``, compacted records) are skipped by Kafka itself."""
-    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         isolation_level=isolation_level, **client_kwargs)
-    await consumer.start()
-    try:
-        partition = aiokafka.TopicPartition(tp.topic, tp.partition)
-        consumer.assign([partition])
-        consumer.seek(partition, offset)
-        records = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000), max_records=1)
-        found = records.get(partition)
-        return found[0].offset if found else None
-    finally:
-        await consumer.stop()

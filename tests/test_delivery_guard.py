@@ -11,7 +11,8 @@ from faust.types import TP
 
 from streams.app import create_app
 from streams.delivery_guard import OrderedIntake
-from streams.kafka_transport import WorkerConsumer, first_offset_from
+from streams.kafka_transport import WorkerConsumer
+from streams.outside_view import OutsideView
 from streams.settings import Settings
 
 PURCHASES = TP("purchases", 0)
@@ -30,16 +31,33 @@ class FakeEvent:
 
 
 @dataclass
+class FakeView:
+    """What OrderedIntake reads outside faust's consumer (streams.outside_view), recorded."""
+    committed_offsets: dict[TP, int | None]
+    first_offsets: Any = None  # (tp, offset) -> the first offset holding a message
+    probes: list[int] = field(default_factory=list)
+    closed: int = 0
+
+    async def committed(self, tps: Any) -> dict[tuple[str, int], int | None]:
+        return {(tp.topic, tp.partition): self.committed_offsets.get(tp) for tp in tps}
+
+    async def first_offset_from(self, tp: TP, offset: int) -> int | None:
+        if self.first_offsets is None:
+            raise AssertionError("not expected to probe")
+        self.probes.append(offset)
+        return self.first_offsets(tp, offset)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+@dataclass
 class FakeConsumer:
     """What OrderedIntake uses of WorkerConsumer, recorded."""
-    committed: dict[TP, int | None] = field(default_factory=dict)
     earliest: dict[TP, int] = field(default_factory=dict)
     seeks: list[tuple[TP, int]] = field(default_factory=list)
     skipped: list[tuple[TP, int, int]] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
-
-    async def committed_offset(self, tp: TP) -> int | None:
-        return self.committed.get(tp)
 
     async def reread_from(self, tp: TP, offset: int) -> int:
         earliest = self.earliest.get(tp, 0)
@@ -65,14 +83,15 @@ def offsets(admitted: list[FakeEvent]) -> list[int]:
     return [e.message.offset for e in admitted]
 
 
-async def no_probe(_tp: TP, _offset: int) -> int | None:
-    raise AssertionError("not expected to probe")
+def intake_with(committed: dict[TP, int | None], first_offsets: Any = None, **consumer: Any) -> tuple:
+    consumer_, view = FakeConsumer(**consumer), FakeView(committed, first_offsets)
+    return OrderedIntake(consumer_, view), consumer_, view
 
 
 async def test_a_hole_holds_the_later_messages_and_reads_the_partition_again_from_it() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: 10})
+    intake, consumer, _ = intake_with({PURCHASES: 10})
     holes: list[str] = []
-    intake = OrderedIntake(consumer, no_probe, on_hole=holes.append)
+    intake.on_hole = holes.append
     assert offsets(await intake.admit(events(10, 11, 13, 14))) == [10, 11]
     assert consumer.held == [13, 14]
     assert consumer.seeks == [(PURCHASES, 12)]
@@ -89,23 +108,33 @@ async def test_a_hole_holds_the_later_messages_and_reads_the_partition_again_fro
 
 async def test_delivery_starts_at_the_committed_offset() -> None:
     """A worker restarted after a crash: faust dropping the first messages is a hole too."""
-    consumer = FakeConsumer(committed={PURCHASES: 100})
-    intake = OrderedIntake(consumer, no_probe)
+    intake, consumer, _ = intake_with({PURCHASES: 100})
     assert offsets(await intake.admit(events(103, 104))) == []
     assert consumer.seeks == [(PURCHASES, 100)]
     assert offsets(await intake.admit(events(100, 101, 102, 103, 104))) == [100, 101, 102, 103, 104]
 
 
 async def test_a_group_without_commits_starts_at_the_first_message() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: None})
-    intake = OrderedIntake(consumer, no_probe)
+    intake, consumer, _ = intake_with({PURCHASES: None})
     assert offsets(await intake.admit(events(7, 8))) == [7, 8]
     assert consumer.seeks == []
 
 
+async def test_with_the_committed_offsets_unknown_the_first_message_is_the_start() -> None:
+    """The broker away when a partition is first delivered: processing goes on, nothing hangs."""
+    intake, consumer, view = intake_with({PURCHASES: 3})
+
+    async def broker_away(_tps: Any) -> dict:
+        raise ConnectionError("broker away")
+
+    view.committed = broker_away
+    assert offsets(await intake.admit(events(5, 6))) == [5, 6]
+    assert view.closed == 1  # started afresh on the next use
+
+
 async def test_a_re_read_from_an_earlier_offset_is_processed_again_in_order() -> None:
     """faust seeks back to the committed offset after a rebalance: redeliveries the state knows."""
-    intake = OrderedIntake(FakeConsumer(committed={PURCHASES: 0}), no_probe)
+    intake, _, _ = intake_with({PURCHASES: 0})
     assert offsets(await intake.admit(events(0, 1, 2, 3))) == [0, 1, 2, 3]
     assert offsets(await intake.admit(events(1, 2, 3, 4))) == [1, 2, 3, 4]
     assert offsets(await intake.admit(events(6))) == []  # and 5 is still required
@@ -113,21 +142,19 @@ async def test_a_re_read_from_an_earlier_offset_is_processed_again_in_order() ->
 
 async def test_partitions_are_guarded_apart() -> None:
     other = TP("engagements", 0)
-    consumer = FakeConsumer(committed={PURCHASES: 0, other: 50})
-    intake = OrderedIntake(consumer, no_probe)
+    intake, consumer, _ = intake_with({PURCHASES: 0, other: 50})
     batch = events(0, 2) + events(50, 51, tp=other)
     assert [(e.message.tp.topic, e.message.offset) for e in await intake.admit(batch)] == [
         ("purchases", 0), ("engagements", 50), ("engagements", 51)]
     assert consumer.seeks == [(PURCHASES, 1)]
 
 
-async def message_is_there(_tp: TP, offset: int) -> int | None:
+def message_is_there(_tp: TP, offset: int) -> int | None:
     return offset
 
 
 async def test_a_hole_still_open_is_read_again_by_the_timer() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: 0})
-    intake = OrderedIntake(consumer, message_is_there)
+    intake, consumer, _ = intake_with({PURCHASES: 0}, message_is_there)
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
     await intake.retry_stalled()  # the first re-read lost its race: nothing came
@@ -136,39 +163,30 @@ async def test_a_hole_still_open_is_read_again_by_the_timer() -> None:
 
 async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> None:
     """Transaction markers and compacted records leave offsets no fetch returns."""
-    consumer = FakeConsumer(committed={PURCHASES: 0})
-    probes: list[int] = []
-
-    async def probe(tp: TP, offset: int) -> int | None:
-        probes.append(offset)
-        return 3  # offsets 1 and 2 hold nothing
-
-    intake = OrderedIntake(consumer, probe)
+    intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 3)  # 1 and 2 hold nothing
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 3))
     for _ in range(intake.PROBE_AFTER):
         await intake.retry_stalled()
-    assert probes == [1]
+    assert view.probes == [1]
     assert consumer.skipped == [(PURCHASES, 1, 2)]  # committed past, as faust would for a gap
     assert consumer.seeks[-1] == (PURCHASES, 3)
     assert offsets(await intake.admit(events(3, 4))) == [3, 4]
 
 
 async def test_a_message_kafka_still_has_is_never_skipped() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: 0})
-    intake = OrderedIntake(consumer, message_is_there)  # faust keeps missing it
+    intake, consumer, view = intake_with({PURCHASES: 0}, message_is_there)  # faust keeps missing it
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
     for _ in range(intake.PROBE_AFTER + 2):
         await intake.retry_stalled()
-    assert consumer.skipped == []
+    assert view.probes and consumer.skipped == []
     assert offsets(await intake.admit(events(2))) == []
     assert offsets(await intake.admit(events(1, 2))) == [1, 2]
 
 
 async def test_offsets_deleted_by_retention_are_not_waited_for() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: 5}, earliest={PURCHASES: 8})
-    intake = OrderedIntake(consumer, no_probe)
+    intake, consumer, _ = intake_with({PURCHASES: 5}, earliest={PURCHASES: 8})
     assert offsets(await intake.admit(events(8, 9))) == []  # held, then the re-read starts at 8
     assert consumer.skipped == [(PURCHASES, 5, 7)]
     assert consumer.seeks == [(PURCHASES, 8)]
@@ -176,8 +194,7 @@ async def test_offsets_deleted_by_retention_are_not_waited_for() -> None:
 
 
 async def test_a_revoked_partition_is_not_read_again() -> None:
-    consumer = FakeConsumer(committed={PURCHASES: 0})
-    intake = OrderedIntake(consumer, no_probe)
+    intake, consumer, _ = intake_with({PURCHASES: 0})
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
     intake.forget([PURCHASES])
@@ -250,7 +267,14 @@ async def test_the_probe_finds_the_offsets_a_transaction_marker_leaves_empty(kaf
     finally:
         await producer.stop()
     tp = TP(topic, 0)
-    assert await first_offset_from(kafka_bootstrap, {}, tp, 0) == 0
-    assert await first_offset_from(kafka_bootstrap, {}, tp, 1) == 2  # 1 is the first commit marker
-    assert await first_offset_from(kafka_bootstrap, {}, tp, 2, isolation_level="read_committed") == 2
-    assert await first_offset_from(kafka_bootstrap, {}, tp, 4, timeout_s=0.5) is None  # nothing there yet
+    view = OutsideView(kafka_bootstrap, f"{unique_prefix}group")
+    committed_view = OutsideView(kafka_bootstrap, f"{unique_prefix}group", isolation_level="read_committed")
+    try:
+        assert await view.first_offset_from(tp, 0) == 0
+        assert await view.first_offset_from(tp, 1) == 2  # 1 is the first commit marker
+        assert await committed_view.first_offset_from(tp, 1) == 2
+        assert await view.first_offset_from(tp, 4, timeout_s=0.5) is None  # nothing there yet
+        assert await view.committed([tp]) == {(topic, 0): None}  # the group has not committed
+    finally:
+        await view.close()
+        await committed_view.close()
