@@ -159,7 +159,7 @@ class OrderedIntake:
         try:
             if rereads >= self.PROBE_AFTER and await self._absent(tp, hole):
                 return
-            start = await self.consumer.reread_from(tp, hole)
+            start = await self._reread_from(tp, hole)
         except Exception as exc:  # the broker away: the timer asks again
             log.warning("%s[%d]: reading again from %d failed (%r); retrying", tp.topic, tp.partition, hole, exc)
             await self.view.close()
@@ -186,5 +186,15 @@ class OrderedIntake:
         await self.consumer.skip_deleted(tp, hole, first - 1)
         self.guard.skip_to(tp, first)
         self._holes.pop(tp, None)
-        await self.consumer.reread_from(tp, first)
+        await self.consumer.seek(tp, first)
         return True
+
+    async def _reread_from(self, tp: Any, offset: int) -> int:
+        """Fetch ``tp`` again from ``offset``, or from the first offset still in the topic if
+        retention deleted it (the offset returned)."""
+        earliest = await asyncio.wait_for(self.view.earliest_offset(tp), self.LOOKUP_TIMEOUT_S)
+        if earliest > offset:
+            await self.consumer.skip_deleted(tp, offset, earliest - 1)
+            offset = earliest
+        await self.consumer.seek(tp, offset)  # faust's: sets its read offset too, so it re-reads
+        return offset

@@ -69,16 +69,6 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             gaps.addi(offset_from, offset_to + 1)  # intervaltree: the end is excluded
             gaps.merge_overlaps()
 
-    async def reread_from(self, tp: TP, offset: int) -> int:
-        """Fetch ``tp`` again from ``offset``, or from the first offset still in the topic if
-        retention deleted it (the offset returned)."""
-        earliest = (await self.earliest_offsets(tp)).get(tp)
-        if earliest is not None and earliest > offset:
-            await self.skip_deleted(tp, offset, earliest - 1)
-            offset = earliest
-        await self.seek(tp, offset)
-        return offset
-
     def hold(self, message: Any) -> None:
         """A message that will be fetched again: it must never count as processed (acknowledged),
         nor be waited for on shutdown."""

@@ -54,6 +54,12 @@ class OutsideView:
         _, consumer = await self._clients()
         return await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
 
+    async def earliest_offset(self, tp: Any) -> int:
+        """The first offset still in ``tp`` (retention deletes from the start)."""
+        _, consumer = await self._clients()
+        partition = TopicPartition(tp.topic, tp.partition)
+        return (await consumer.beginning_offsets([partition]))[partition]
+
     async def first_offset_from(self, tp: Any, offset: int, timeout_s: float = 5.0) -> int | None:
         """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
         within ``timeout_s``). Offsets with no message for this isolation level (transaction

@@ -35,6 +35,7 @@ class FakeView:
     """What OrderedIntake reads outside faust's consumer (streams.outside_view), recorded."""
     committed_offsets: dict[TP, int | None]
     first_offsets: Any = None  # (tp, offset) -> the first offset holding a message
+    earliest: dict[TP, int] = field(default_factory=dict)
     probes: list[int] = field(default_factory=list)
     closed: int = 0
 
@@ -47,6 +48,9 @@ class FakeView:
         self.probes.append(offset)
         return self.first_offsets(tp, offset)
 
+    async def earliest_offset(self, tp: TP) -> int:
+        return self.earliest.get(tp, 0)
+
     async def close(self) -> None:
         self.closed += 1
 
@@ -54,18 +58,12 @@ class FakeView:
 @dataclass
 class FakeConsumer:
     """What OrderedIntake uses of WorkerConsumer, recorded."""
-    earliest: dict[TP, int] = field(default_factory=dict)
     seeks: list[tuple[TP, int]] = field(default_factory=list)
     skipped: list[tuple[TP, int, int]] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
 
-    async def reread_from(self, tp: TP, offset: int) -> int:
-        earliest = self.earliest.get(tp, 0)
-        if earliest > offset:
-            await self.skip_deleted(tp, offset, earliest - 1)
-            offset = earliest
+    async def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
-        return offset
 
     async def skip_deleted(self, tp: TP, offset_from: int, offset_to: int) -> None:
         self.skipped.append((tp, offset_from, offset_to))
@@ -83,8 +81,8 @@ def offsets(admitted: list[FakeEvent]) -> list[int]:
     return [e.message.offset for e in admitted]
 
 
-def intake_with(committed: dict[TP, int | None], first_offsets: Any = None, **consumer: Any) -> tuple:
-    consumer_, view = FakeConsumer(**consumer), FakeView(committed, first_offsets)
+def intake_with(committed: dict[TP, int | None], first_offsets: Any = None, **view_fields: Any) -> tuple:
+    consumer_, view = FakeConsumer(), FakeView(committed, first_offsets, **view_fields)
     return OrderedIntake(consumer_, view), consumer_, view
 
 
@@ -275,6 +273,7 @@ async def test_the_probe_finds_the_offsets_a_transaction_marker_leaves_empty(kaf
         assert await committed_view.first_offset_from(tp, 1) == 2
         assert await view.first_offset_from(tp, 4, timeout_s=0.5) is None  # nothing there yet
         assert await view.committed([tp]) == {(topic, 0): None}  # the group has not committed
+        assert await view.earliest_offset(tp) == 0
     finally:
         await view.close()
         await committed_view.close()
