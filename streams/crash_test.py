@@ -35,6 +35,7 @@ from models.config import ValueConfig
 from models.state import CustomerState
 from schemas.events import parse_event
 from streams import worker_process
+from streams.delivery_guard import HOLE_LOGGED
 from streams.settings import Settings
 
 Log = Callable[[str], None]
@@ -82,6 +83,7 @@ class CrashReport:
     conflicting_duplicates: int = 0
     differing_duplicates: int = 0  # copies not byte-identical (an erasure's rebuilt exits; none here)
     final_view_mismatches: list[str] = field(default_factory=list)
+    delivery_holes: int = 0  # offsets faust skipped that the workers' delivery guard re-read
     seconds: float = 0.0
 
     @property
@@ -107,6 +109,7 @@ class CrashReport:
             f"-> worker consuming again: {spread(self.recovery_times('broker', 'resumed_s'))}",
             f"customers differing from the ground truth: {len(self.mismatched_customers)} "
             f"(missing: {len(self.missing_customers)})",
+            f"offsets faust skipped, re-read by the delivery guard: {self.delivery_holes}",
             f"segment changes: {self.changes}; change_ids delivered twice: {self.duplicate_change_ids}, "
             f"of which with a different decision: {self.conflicting_duplicates}, not byte-identical: "
             f"{self.differing_duplicates}; "
@@ -428,6 +431,8 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
         if "worker" in locals() and worker.proc is not None and worker.proc.poll() is None:
             worker.kill()
         kafka.stop()
+    report.delivery_holes = sum(log_file.read_text(errors="replace").count(HOLE_LOGGED)
+                                for log_file in work_dir.glob("worker-*.log"))
     report.seconds = time.monotonic() - started
     return report
 

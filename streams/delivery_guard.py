@@ -40,6 +40,7 @@ import time
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
 log = logging.getLogger("segstream.worker")
+HOLE_LOGGED = "was never delivered by faust"  # in the warning of each new hole (the crash test counts them)
 
 
 class DeliveryGuard:
@@ -152,7 +153,7 @@ class OrderedIntake:
         if rereads and now - last[1] < self.REREAD_EVERY_S:  # type: ignore[index]
             return  # asked already; these were fetched before the re-read took effect
         if not rereads:
-            log.warning("%s[%d]: offset %d was never delivered by faust but %d later ones were; "
+            log.warning("%s[%d]: offset %d " + HOLE_LOGGED + " but %d later ones were; "
                         "holding them and reading the partition again from %d",
                         tp.topic, tp.partition, hole, held, hole)
             self.on_hole(tp.topic)
