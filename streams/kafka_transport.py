@@ -9,7 +9,7 @@ event cost ten times its backlog cost. With ``fetch_min_bytes`` raised, the brok
 until that much has arrived or ``fetch_max_wait_ms`` passed. faust has no setting for either, so
 the consumer thread sets both before the consumer starts (64 KiB / 10 ms by default; faust's own
 are 1 B / 1500 ms). With them on, faust dropped fetched messages more often in the crash test
-(9-21 holes a run instead of 0-9), which the delivery guard re-reads; before the guard, that
+(6-21 holes a run instead of 0-9), which the delivery guard re-reads; before the guard, that
 was where the crash test's losses came from.
 
 **Holes.** faust-streaming 0.15.3 can drop a fetched message (see :mod:`streams.delivery_guard`).
