@@ -140,6 +140,10 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     view = OutsideView(rt.settings.bootstrap_servers, w.app_id, isolation, **rt.settings.kafka_client_kwargs())
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
+    @app.on_before_shutdown.connect
+    async def close_view(_app: faust.App, **_kwargs: Any) -> None:
+        await view.close()
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
         intake.forget(revoked)
