@@ -19,7 +19,8 @@ the committed one (it takes the committed offset for the last one processed, whe
 next one to read). Either way a message the worker never processed is committed, and lost. For the
 topics the worker guards (:attr:`WorkerConsumer.guarded_topics`: the customer agent's), a jump is
 not a gap but a hole the worker re-reads, and nothing is committed past an offset not
-acknowledged, except ranges the topic's retention deleted (:meth:`WorkerConsumer.skip_deleted`).
+acknowledged, except offsets Kafka confirms hold no message: deleted by retention, transaction
+markers, compacted records (:meth:`WorkerConsumer.skip_deleted`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             committed = self._committed_offset[tp]
             acked = self._acked[tp]
             if committed is not None and acked:
-                gaps = self._gap[tp]  # only ranges deleted by retention (skip_deleted)
+                gaps = self._gap[tp]  # only offsets known to hold no message (skip_deleted)
                 first = min(min(acked), min((g.begin for g in gaps), default=min(acked)))
                 if first > committed:
                     return None  # the committed offset itself is not processed yet
