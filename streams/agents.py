@@ -155,7 +155,11 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(w.batch_max, within=w.batch_within_s):
-            events = await intake.admit(batch)  # in offset order, no holes (streams.delivery_guard)
+            try:
+                events = await intake.admit(batch)  # in offset order, no holes (streams.delivery_guard)
+            except Exception:  # nothing is known to be processed or held: start over from the commits
+                log.exception("the delivery guard failed on a batch of %d", len(batch))
+                exit_now("the batch will be redelivered after a restart")
             if not events:
                 continue
             msgs = [InMessage(e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
