@@ -138,7 +138,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
 
     isolation = "read_committed" if app.in_transaction else "read_uncommitted"  # as faust's consumer
     view = OutsideView(rt.settings.bootstrap_servers, w.app_id, isolation, **rt.settings.kafka_client_kwargs())
-    intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
+    intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc(),
+                           probe_after=0 if app.in_transaction else 1)  # transactions leave markers
 
     @app.on_before_shutdown.connect
     async def close_view(_app: faust.App, **_kwargs: Any) -> None:

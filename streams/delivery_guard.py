@@ -86,12 +86,15 @@ class OrderedIntake:
     REREAD_EVERY_S = 1.0  # a re-read can race a fetch already under way: ask again, not more often
 
     LOOKUP_TIMEOUT_S = 10.0
-    PROBE_AFTER = 1  # re-reads of the same hole before asking Kafka whether the offset holds a message
 
-    def __init__(self, consumer: Any, view: Any, on_hole: Callable[[str], None] = lambda _topic: None):
+    def __init__(self, consumer: Any, view: Any, on_hole: Callable[[str], None] = lambda _topic: None,
+                 probe_after: int = 1):
         """``view``: the group's committed offsets and the partitions' contents, read outside
-        faust's consumer (:class:`streams.outside_view.OutsideView`)."""
+        faust's consumer (:class:`streams.outside_view.OutsideView`). ``probe_after``: re-reads of
+        a hole before asking Kafka whether it holds a message at all (0 where transaction markers
+        are expected: the worker's own topics under ``exactly_once``)."""
         self.consumer = consumer
+        self.probe_after = probe_after
         self.guard = DeliveryGuard()
         self.view = view
         self.on_hole = on_hole  # called with the topic of each new hole: for the metrics
@@ -158,7 +161,7 @@ class OrderedIntake:
                         tp.topic, tp.partition, hole, held, hole)
             self.on_hole(tp.topic)
         try:
-            if rereads >= self.PROBE_AFTER and await self._absent(tp, hole):
+            if rereads >= self.probe_after and await self._absent(tp, hole):
                 return
             start = await self._reread_from(tp, hole)
         except Exception as exc:  # the broker away: the timer asks again

@@ -164,7 +164,7 @@ async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> 
     intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 3)  # 1 and 2 hold nothing
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 3))
-    for _ in range(intake.PROBE_AFTER):
+    for _ in range(intake.probe_after):
         await intake.retry_stalled()
     assert view.probes == [1]
     assert consumer.skipped == [(PURCHASES, 1, 2)]  # committed past, as faust would for a gap
@@ -172,11 +172,20 @@ async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> 
     assert offsets(await intake.admit(events(3, 4))) == [3, 4]
 
 
+async def test_with_transactions_an_empty_offset_is_skipped_without_a_re_read() -> None:
+    intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 2)  # a marker at 1
+    intake.probe_after = 0
+    assert offsets(await intake.admit(events(0, 2))) == [0]
+    assert view.probes == [1] and consumer.skipped == [(PURCHASES, 1, 1)]
+    assert consumer.seeks == [(PURCHASES, 2)]  # straight to the message after the marker
+    assert offsets(await intake.admit(events(2, 3))) == [2, 3]
+
+
 async def test_a_message_kafka_still_has_is_never_skipped() -> None:
     intake, consumer, view = intake_with({PURCHASES: 0}, message_is_there)  # faust keeps missing it
     intake.REREAD_EVERY_S = 0.0
     await intake.admit(events(0, 2))
-    for _ in range(intake.PROBE_AFTER + 2):
+    for _ in range(intake.probe_after + 2):
         await intake.retry_stalled()
     assert view.probes and consumer.skipped == []
     assert offsets(await intake.admit(events(2))) == []
