@@ -155,14 +155,14 @@ class OrderedIntake:
         rereads = last[2] if last is not None and last[0] == hole else 0
         if rereads and now - last[1] < self.REREAD_EVERY_S:  # type: ignore[index]
             return  # asked already; these were fetched before the re-read took effect
-        if not rereads:
-            log.warning("%s[%d]: offset %d " + HOLE_LOGGED + " but %d later ones were; "
-                        "holding them and reading the partition again from %d",
-                        tp.topic, tp.partition, hole, held, hole)
-            self.on_hole(tp.topic)
         try:
             if rereads >= self.probe_after and await self._absent(tp, hole):
                 return
+            if not rereads:  # a message there that faust did not deliver (or not known yet)
+                log.warning("%s[%d]: offset %d " + HOLE_LOGGED + " but %d later ones were; "
+                            "holding them and reading the partition again from %d",
+                            tp.topic, tp.partition, hole, held, hole)
+                self.on_hole(tp.topic)
             start = await self._reread_from(tp, hole)
         except Exception as exc:  # the broker away: the timer asks again
             log.warning("%s[%d]: reading again from %d failed (%r); retrying", tp.topic, tp.partition, hole, exc)
@@ -185,8 +185,8 @@ class OrderedIntake:
         first = await asyncio.wait_for(self.view.first_offset_from(tp, hole), self.LOOKUP_TIMEOUT_S)
         if first is None or first == hole:
             return False  # the message is there: faust keeps missing it, read again
-        log.warning("%s[%d]: offsets %d-%d hold no messages (transaction markers or compaction); skipped",
-                    tp.topic, tp.partition, hole, first - 1)
+        log.info("%s[%d]: offsets %d-%d hold no messages (transaction markers or compaction); skipped",
+                 tp.topic, tp.partition, hole, first - 1)
         await self.consumer.skip_deleted(tp, hole, first - 1)
         self.guard.skip_to(tp, first)
         self._holes.pop(tp, None)

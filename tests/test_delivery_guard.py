@@ -175,7 +175,10 @@ async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> 
 async def test_with_transactions_an_empty_offset_is_skipped_without_a_re_read() -> None:
     intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 2)  # a marker at 1
     intake.probe_after = 0
+    holes: list[str] = []
+    intake.on_hole = holes.append
     assert offsets(await intake.admit(events(0, 2))) == [0]
+    assert holes == []  # a marker is not a message faust skipped
     assert view.probes == [1] and consumer.skipped == [(PURCHASES, 1, 1)]
     assert consumer.seeks == [(PURCHASES, 2)]  # straight to the message after the marker
     assert offsets(await intake.admit(events(2, 3))) == [2, 3]
