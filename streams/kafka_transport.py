@@ -58,7 +58,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             acked = self._acked[tp]
             if committed is not None and acked:
                 gaps = self._gap[tp]  # only offsets known to hold no message (skip_deleted)
-                first = min(min(acked), min((g.begin for g in gaps), default=min(acked)))
+                first = min(acked + [g.begin for g in gaps])
                 if first > committed:
                     return None  # the committed offset itself is not processed yet
         return super()._new_offset(tp)
@@ -92,7 +92,6 @@ class WorkerTransport(faust_aiokafka.Transport):
 def use_worker_transport(app: Any, fetch_min_bytes: int, fetch_max_wait_ms: int) -> WorkerTransport:
     """Make ``app`` consume through :class:`WorkerTransport` (before it starts)."""
     transport = WorkerTransport(app.conf.broker_consumer, app, fetch_min_bytes=fetch_min_bytes,
-                                    fetch_max_wait_ms=fetch_max_wait_ms)
+                                fetch_max_wait_ms=fetch_max_wait_ms)
     app.transport = transport
     return transport
-
