@@ -32,7 +32,7 @@ def main() -> None:
         event = parse_event(orjson.dumps(raw))
         states.setdefault(event.customer_id, CustomerState(event.customer_id)).apply(event, config)
     sizes = sorted(len(s.to_bytes()) for s in states.values())
-    seen = [sum(len(ring) * 8 for ring in s.seen.values()) for s in states.values()]  # raw 8-byte fingerprints
+    seen = [sum(len(ids) * 12 for ids in s.seen.values()) for s in states.values()]  # 8-byte fingerprint + 4-byte minute
     print(f"{len(events):,} events, {len(states):,} customers: mean {statistics.mean(sizes):,.0f} B, "
           f"median {sizes[len(sizes) // 2]:,} B, p99 {sizes[int(0.99 * len(sizes))]:,} B per customer; "
           f"dedupe windows {statistics.mean(seen):,.0f} B on average")

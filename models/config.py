@@ -39,9 +39,18 @@ class ValueConfig(_Config):
     engagement_half_life_days: float = Field(14.0, gt=0, description="Half-life of engagement activity.")
     feedback_half_life_days: float = Field(90.0, gt=0, description="Half-life of the decayed NPS.")
     complaint_weight: float = Field(3.0, ge=0, description="A complaint costs this many support tickets.")
-    dedupe_capacity: int = Field(
-        16, ge=1, le=1024, description="Event-id fingerprints remembered per customer and event type "
-        "(8 bytes each): a redelivered event is recognised if the customer had fewer events of its type since."
+    dedupe_window_days: float = Field(
+        7.0, ge=0, le=366, description="A repeated event_id (same customer and event type) is applied once "
+        "if the original was applied less than this many days of the customer's event time ago "
+        "(models.dedupe: 12 bytes per id remembered)."
+    )
+    dedupe_keep_last: int = Field(
+        16, ge=1, le=1024, description="...or is among the customer's last this many events of its type, "
+        "however long ago."
+    )
+    dedupe_max_ids: int = Field(
+        4096, ge=16, le=100_000, description="At most this many ids remembered per customer and event type "
+        "(49 KiB); a customer past it within the window keeps the most recent."
     )
     base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     currency_rates: dict[str, float] = Field(

@@ -5,20 +5,21 @@ The state is what lives in the worker's table, so it is small and it serialises 
 events). Updates are
 
 * **idempotent against redelivery, exactly**: when the caller passes the event's position in its
-  source (a topic tag and the offset), the state keeps, per event type, the highest offset it has
-  applied. After a crash Kafka redelivers every topic-partition from its last committed offset, in
-  offset order, and a customer's events of one type all live in one partition (keyed by customer):
-  whatever the state already holds is recognised however much is redelivered. The state and its
-  positions are saved together, so they can never disagree;
-* **idempotent against repeated event ids, within a window**: an ``event_id`` seen among the customer's last ``dedupe_capacity`` applied
-  events *of the same type* is ignored (8-byte fingerprints, bounded memory). After a crash Kafka
-  redelivers each topic-partition from its last committed offset, and each event type is its own
-  topic, so the window is kept per type: events of other types, consumed at their own pace, never
-  push a redelivered event out of it. A single window mixing the types did (a customer's purchases
-  consumed hundreds of messages ahead of their engagements);
+  source (a topic tag, the partition and the offset), the state keeps, per source topic-partition,
+  the highest offset it has applied. After a crash Kafka redelivers every topic-partition from its
+  last committed offset, in offset order: whatever the state already holds is recognised however
+  much is redelivered. Positions are kept per partition, not per topic, because producers with
+  different partitioners put one customer's events of one type on several partitions
+  (:mod:`streams.partitioning`). The state and its positions are saved together, so they can never
+  disagree;
+* **idempotent against repeated event ids, for a window of event time**: the identity of an event
+  is (customer, event type, ``event_id``). An id applied less than ``dedupe_window_days`` (7) of
+  the customer's event time ago, or among the customer's last ``dedupe_keep_last`` (16) of its
+  type, is recognised and ignored, whatever came between (:class:`models.dedupe.RecentIds`: 12
+  bytes an id, at most ``dedupe_max_ids`` per customer and type);
 * **order-independent**: every field is a commutative aggregate (integer money in micro-units,
   sets of purchase days, maxima, time-decayed sums anchored at the latest event time), so the same
-  events in any order give the same value fields. Only the dedupe ring depends on arrival order.
+  events in any order give the same value fields. Only the dedupe window depends on arrival order.
 
 Nothing here depends on "now": recency, T, P(alive) and decays are computed as of a given time by
 :mod:`models.profile`.
@@ -42,10 +43,7 @@ from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
-import sys
 import zlib
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +52,7 @@ import orjson
 
 from models.config import ValueConfig
 from models.decay import DecayedSum
+from models.dedupe import RecentIds, fingerprint
 from schemas.events import (
     INFLUENCE_ACTIONS,
     AnyEvent,
@@ -65,7 +64,10 @@ from schemas.events import (
 
 SECONDS_PER_DAY = 86_400
 MICROS = 1_000_000  # money is kept in integer micro-units: sums are exact in any order
-STATE_FORMAT = 2  # 1: JSON (still read), 2: msgpack array
+STATE_FORMAT = 3  # 1: JSON, 2: msgpack array with positions per topic (both still read), 3: per partition
+
+#: Where an event sits in its ordered source: (source tag of the topic, partition, offset).
+Position = tuple[int, int, int]
 
 
 class EngineRejection(ValueError):
@@ -75,11 +77,6 @@ class EngineRejection(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-def fingerprint(event_id: str) -> int:
-    """Stable 64-bit fingerprint of an event id (Python's hash() changes between processes)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
 def source_tag(source: str) -> int:
@@ -145,35 +142,33 @@ class CustomerState:
     applied_events: int = 0
     change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
     incarnation: int = 0  # from the first applied event's id: a new life after an erasure (-> change_id)
-    # fingerprints of recently applied event ids, per event type (= per input topic-partition)
-    # (an array of unsigned 64-bit ints: membership, load and dump all run in C)
-    seen: dict[str, array] = field(default_factory=dict)
-    # per event type: (source tag, highest applied offset) -- see "idempotent against redelivery"
-    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # recently applied event ids, per event type -- see "idempotent against repeated event ids"
+    seen: dict[str, RecentIds] = field(default_factory=dict)
+    # (source tag, partition) -> highest applied offset -- see "idempotent against redelivery"
+    positions: dict[tuple[int, int], int] = field(default_factory=dict)
     # segment changes saved with the state but not yet acknowledged by the broker (JSON documents);
     # empty except across a crash (streams.processor sends them again, as saved)
     outbox: list[str] = field(default_factory=list)
 
     # ---- updates -------------------------------------------------------------------------------
 
-    def apply(self, event: AnyEvent, config: ValueConfig, position: tuple[int, int] | None = None) -> bool:
+    def apply(self, event: AnyEvent, config: ValueConfig, position: Position | None = None) -> bool:
         """Apply one event; False when it is a duplicate (already applied).
 
-        ``position``: (source tag, offset) of the event in its ordered source (see
+        ``position``: (source tag, partition, offset) of the event in its ordered source (see
         :func:`source_tag`); an offset at or below the highest already applied from the same
-        source is a redelivery. Raises :class:`EngineRejection` for events the engine cannot value.
+        topic-partition is a redelivery. Raises :class:`EngineRejection` for events the engine
+        cannot value.
         """
-        if position is not None:
-            held = self.positions.get(event.type)
-            if held is not None and held[0] == position[0] and position[1] <= held[1]:
-                return False
+        if position is not None and self.redelivered(position):
+            return False
         fp = fingerprint(event.event_id)
-        ring = self.seen.get(event.type)
-        if ring is None:
-            ring = self.seen[event.type] = array("Q")
-        elif fp in ring:
+        recent = self.seen.get(event.type)
+        if recent is None:
+            recent = self.seen[event.type] = RecentIds()
+        elif fp in recent:
             if position is not None:
-                self.positions[event.type] = position
+                self._advance(position)
             return False
         ts = event.timestamp.timestamp()
         if isinstance(event, PurchaseEvent):
@@ -184,14 +179,26 @@ class CustomerState:
             self._apply_feedback(event, ts, config)
         if self.applied_events == 0:
             self.incarnation = fp >> 32
-        ring.append(fp)
-        if len(ring) > config.dedupe_capacity:
-            del ring[0]  # at most dedupe_capacity (16) entries: shifting them is cheap
         self.applied_events += 1
         if position is not None:
-            self.positions[event.type] = position
+            self._advance(position)
         self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
+        recent.add(fp, self.last_event_ts)  # applied "at" the customer's event time (never earlier)
+        window_s = config.dedupe_window_days * SECONDS_PER_DAY
+        for ids in self.seen.values():
+            ids.prune(self.last_event_ts, window_s, config.dedupe_keep_last, config.dedupe_max_ids)
         return True
+
+    def redelivered(self, position: Position) -> bool:
+        """True when ``position`` is at or below the highest offset applied from its topic-partition."""
+        held = self.positions.get(position[:2])
+        return held is not None and position[2] <= held
+
+    def _advance(self, position: Position) -> None:
+        source = position[:2]
+        held = self.positions.get(source)
+        if held is None or position[2] > held:
+            self.positions[source] = position[2]
 
     def _apply_purchase(self, event: PurchaseEvent, ts: float, config: ValueConfig) -> None:
         micros = to_micros(event.amount * _rate(event.currency, config))
@@ -311,9 +318,9 @@ class CustomerState:
             d: DecayedSum = getattr(self, name)
             if d.value or d.ref:
                 doc[name] = [d.value, d.ref]
-        doc["seen"] = {etype: list(ring) for etype, ring in self.seen.items()}
+        doc["seen"] = {etype: [list(ids.fingerprints), list(ids.minutes)] for etype, ids in self.seen.items()}
         if self.positions:
-            doc["pos"] = self.positions
+            doc["pos"] = [[tag, partition, offset] for (tag, partition), offset in self.positions.items()]
         if self.outbox:
             doc["outbox"] = self.outbox
         return doc
@@ -326,17 +333,22 @@ class CustomerState:
             self.rules, {k: [d.value, d.ref] for k, d in self.actions.items()},
             {k: [d.value, d.ref] for k, d in self.channels.items()},
             [[d.value, d.ref] for d in (getattr(self, name) for name in _DECAYED)],
-            {etype: _little_endian(ring) for etype, ring in self.seen.items()},
-            {etype: list(pos) for etype, pos in self.positions.items()}, self.outbox,
+            {etype: ids.to_wire() for etype, ids in self.seen.items()},
+            [[tag, partition, offset] for (tag, partition), offset in self.positions.items()], self.outbox,
         ])
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "CustomerState":
+    def from_bytes(cls, raw: bytes, partition: int | None = None) -> "CustomerState":
+        """Decode the table's bytes. ``partition``: the partition the state is read for. Formats 1
+        and 2 kept one position per topic; they came from the partition the state lived on, which
+        for a deployment whose producers used Kafka's default partitioner is the customer's home
+        partition: pass it, and those positions count for it (without it they are dropped, and
+        a redelivery is only recognised by its event id)."""
         if raw[:1] == b"{":
-            return cls._from_json(raw)
+            return cls._from_json(raw, partition)
         (version, customer_id, scalars, deltas, rules, actions, channels, decayed, seen, positions,
          outbox) = msgpack.unpackb(raw)
-        if version != STATE_FORMAT:
+        if version not in (2, STATE_FORMAT):
             raise ValueError(f"unknown customer state format {version!r}")
         state = cls(customer_id)
         for name, value in zip(_SCALARS, scalars):
@@ -347,13 +359,24 @@ class CustomerState:
         state.channels = {k: DecayedSum(v, r) for k, (v, r) in channels.items()}
         for name, (v, r) in zip(_DECAYED, decayed):
             setattr(state, name, DecayedSum(v, r))
-        state.seen = {etype: _fingerprints(ring) for etype, ring in seen.items()}
-        state.positions = {etype: (tag, offset) for etype, (tag, offset) in positions.items()}
+        if version == STATE_FORMAT:
+            state.seen = {etype: RecentIds.from_wire(wire) for etype, wire in seen.items()}
+            state.positions = {(tag, p): offset for tag, p, offset in positions}
+        else:
+            state._load_format2(seen, positions, partition)
         state.outbox = outbox
         return state
 
+    def _load_format2(self, seen: dict[str, bytes], positions: dict[str, list[int]], partition: int | None) -> None:
+        """Fingerprints without the time they were applied (taken as the latest event time) and
+        one position per event type (attributed to ``partition``, see :meth:`from_bytes`)."""
+        at = self.last_event_ts or 0.0
+        self.seen = {etype: RecentIds.from_fingerprints(ring, at) for etype, ring in seen.items()}
+        if partition is not None:
+            self.positions = {(tag, partition): offset for tag, offset in positions.values()}
+
     @classmethod
-    def _from_json(cls, raw: bytes) -> "CustomerState":
+    def _from_json(cls, raw: bytes, partition: int | None = None) -> "CustomerState":
         """Format 1 (JSON, fingerprints in base64): tables written before format 2 still load."""
         doc = orjson.loads(raw)
         if doc.get("v") != 1:
@@ -369,8 +392,8 @@ class CustomerState:
         for name in _DECAYED:
             if name in doc:
                 setattr(state, name, DecayedSum(*doc[name]))
-        state.seen = {etype: _fingerprints(base64.b64decode(b64)) for etype, b64 in doc.get("seen", {}).items()}
-        state.positions = {etype: (tag, offset) for etype, (tag, offset) in doc.get("pos", {}).items()}
+        seen = {etype: base64.b64decode(b64) for etype, b64 in doc.get("seen", {}).items()}
+        state._load_format2(seen, doc.get("pos", {}), partition)
         state.outbox = doc.get("outbox", [])
         return state
 
@@ -396,21 +419,6 @@ def _undelta(deltas: list[int]) -> list[int]:
         acc += delta
         days.append(acc)
     return days
-
-
-def _fingerprints(raw: bytes) -> array:
-    ring = array("Q", raw)
-    if sys.byteorder != "little":  # the serialised form is little-endian everywhere
-        ring.byteswap()
-    return ring
-
-
-def _little_endian(ring: array) -> bytes:
-    if sys.byteorder == "little":
-        return ring.tobytes()
-    swapped = array("Q", ring)
-    swapped.byteswap()
-    return swapped.tobytes()
 
 
 def _decayed(table: dict[str, DecayedSum], key: str) -> DecayedSum:

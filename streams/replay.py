@@ -17,7 +17,7 @@ import orjson
 
 from models.config import EngineConfig
 from models.pipeline import Pipeline
-from models.state import CustomerState, EngineRejection, fingerprint
+from models.state import CustomerState, EngineRejection
 from schemas.segment_change import SegmentChange
 from schemas.events import EventValidationError, parse_event
 
@@ -81,9 +81,6 @@ class Replay:
         self.states: dict[str, CustomerState] = {}
         self.clock = float("-inf")
         self.on_change = on_change
-        # A replay sees the whole history, so it can dedupe exactly; the worker dedupes within
-        # each customer's recent window (models.state), which covers Kafka redelivery.
-        self._seen: set[int] = set()
         self.report = ReplayReport()
 
     def feed(self, number: int, raw: bytes) -> None:
@@ -97,10 +94,8 @@ class Replay:
         if event.timestamp.timestamp() > self.as_of:
             report.after_as_of += 1
             return
-        fp = fingerprint(event.event_id)
-        if fp in self._seen:
-            report.duplicates += 1
-            return
+        # Repeated events are recognised by the state itself, exactly as in the worker: one
+        # identity (customer, event type, event_id) and one window (models.state).
         state = self.states.get(event.customer_id)
         if state is None:
             state = self.states[event.customer_id] = self.engine.new_state(event.customer_id)
@@ -112,7 +107,6 @@ class Replay:
             if state.applied_events == 0:
                 del self.states[event.customer_id]  # a customer known only from a rejected event
             return
-        self._seen.add(fp)
         if outcome.applied:
             report.applied += 1
             report.by_type[event.type] += 1

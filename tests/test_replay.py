@@ -127,3 +127,19 @@ def test_a_customer_known_only_from_rejected_events_gets_no_profile(tmp_path: Pa
                                  "timestamp": "1997-01-01T00:00:00Z", "amount": 5, "currency": "EUR"}))
     assert replay.report.invalid == 1 and "currency" in replay.report.rejected[0].error
     assert "eur-only" not in replay.states and replay.report.reconciles()
+
+
+def test_event_identity_is_the_workers_customer_type_and_event_id() -> None:
+    """cases/09: two shops numbering their orders alike are two customers' events; one id on a
+    purchase and an engagement is two events; the same event twice is one. The replay recognises
+    repeats with the worker's own state (models.state), so both give the same answer."""
+    replay = Replay(EngineConfig(), as_of=datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp())
+    for number, line in enumerate((ROOT / "tests/data/09-event-id-scope.jsonl").read_bytes().splitlines(), 1):
+        replay.feed(number, line)
+    replay.finish()
+    states = replay.states
+    assert (states["anna"].purchase_count, states["anna"].total_spend) == (2, 60.0)
+    assert (states["ben"].purchase_count, states["ben"].total_spend) == (2, 90.0)
+    assert (states["carla"].purchase_count, states["carla"].engagement_count) == (1, 1)
+    assert (states["dora"].purchase_count, states["dora"].total_spend) == (1, 20.0)
+    assert replay.report.duplicates == 1
