@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.config import ValueConfig
-from models.state import CustomerState, EngineRejection, utc_day
+from models.state import CustomerState, EngineRejection, Position, utc_day
 from models.valuation import BtydPopulation, Valuation, fit_valuation, pinned_valuation
 from schemas.events import AnyEvent, PurchaseEvent
 
@@ -47,7 +47,7 @@ class ValueEngine:
         return CustomerState(customer_id)
 
     def apply(self, state: CustomerState, event: AnyEvent, now: float,
-              position: tuple[int, int] | None = None) -> ApplyResult:
+              position: Position | None = None) -> ApplyResult:
         """Apply ``event`` to ``state``. ``now`` (epoch s) bounds how far in the future events may be.
 
         Raises :class:`EngineRejection` for an event that cannot be applied (it goes to the

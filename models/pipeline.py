@@ -28,7 +28,7 @@ from models.profile import build_profile
 from models.rules import RuleChange, RuleSet, diff_memberships
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
-from models.state import CustomerState, utc_day
+from models.state import CustomerState, Position, utc_day
 from models.valuation import Valuation
 from schemas.events import AnyEvent
 from schemas.segment_change import (
@@ -102,7 +102,7 @@ class Pipeline:
         return outcome
 
     def apply(self, state: CustomerState, event: AnyEvent, now: float,
-              position: tuple[int, int] | None = None) -> bool:
+              position: Position | None = None) -> bool:
         """Apply one event without evaluating segments (a worker applies a whole batch, then
         evaluates each customer it touched once). False for a duplicate; ``position`` as in
         :meth:`CustomerState.apply`."""

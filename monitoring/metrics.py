@@ -48,7 +48,12 @@ class WorkerMetrics:
         self.events = {(t, o): self._events.labels(t, o) for t in EVENT_TYPES for o in OUTCOMES}
         self._dead = Counter("segstream_dead_letters_total", "Messages sent to the dead-letter topic.",
                              ["source"], registry=r)
-        self.dead_letters = {s: self._dead.labels(s) for s in (*EVENT_TYPES, "erasure", "reevaluate")}
+        self.dead_letters = {s: self._dead.labels(s) for s in (*EVENT_TYPES, "erasure", "reevaluate", "repartition")}
+        self._repartitioned = Counter("segstream_repartitioned_total", "Input messages that arrived off their "
+                                      "customer's home partition (a producer partitioning with another hash than "
+                                      "Kafka's default murmur2) and were forwarded there through the repartition "
+                                      "topic.", ["source"], registry=r)
+        self.repartitioned = {s: self._repartitioned.labels(s) for s in (*EVENT_TYPES, "erasure")}
         self.processing = Histogram("segstream_processing_seconds", "Time to process one input event "
                                     "(validate, update state, assign, changes acknowledged, table written).",
                                     buckets=PROCESSING_BUCKETS, registry=r)

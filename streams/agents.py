@@ -26,7 +26,8 @@ from streams.delivery_guard import OrderedIntake
 from streams.durable_table import DurableTable
 from streams.lag import LagMonitor
 from streams.outside_view import OutsideView
-from streams.processor import ERASURE, REEVALUATE, CustomerProcessor, InMessage
+from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
+from streams.repartition import origin_header, parse_origin
 from streams.shutdown import exit_now
 from streams.snapshots import SNAPSHOT_KEY
 from streams.topics import Topics
@@ -80,6 +81,11 @@ class KafkaOutputs:
         for fut in pending:  # faust's flush may give up early (see streams.durable_table): these do not
             await fut
 
+    async def forward(self, message: InMessage, partition: int) -> None:
+        header = origin_header(message.topic, message.partition, message.offset)
+        self._sent.append(await self.topics.repartition.send(key=message.key, value=message.value,
+                                                             partition=partition, headers=[header]))
+
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         source = Source.of(message.topic, message.partition, message.offset, message.key)
         letter = dead_letter_for(message.value, source, problems, datetime.now(timezone.utc))
@@ -90,6 +96,17 @@ class KafkaOutputs:
     @property
     def _producer(self) -> Any:
         return self.topics.segment_changes.app.producer
+
+
+def in_message(event: faust.EventT, repartition_topic: str) -> InMessage:
+    """The processor's view of ``event``: a forwarded message as its original (streams.repartition);
+    one on the repartition topic without a readable origin as itself (it is dead-lettered)."""
+    m = event.message
+    if m.topic == repartition_topic:
+        origin = parse_origin(event.headers)
+        if origin is not None:
+            return InMessage(*origin, event.key, event.value, forwarded=True)
+    return InMessage(m.topic, m.partition, m.offset, event.key, event.value)
 
 
 @contextlib.contextmanager
@@ -130,9 +147,11 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes = {name: etype for etype, name in topics.inputs.items()}
     routes[topics.erasures.get_topic_name()] = ERASURE
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
+    repartition_topic = topics.repartition.get_topic_name()
+    routes[repartition_topic] = REPARTITION
     processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics, rt.table), rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
-                                  cache=StateCache(rt.settings.worker.state_cache_size))
+                                  cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home)
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
@@ -163,8 +182,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                 exit_now("the batch will be redelivered after a restart")
             if not events:
                 continue
-            msgs = [InMessage(e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                    for e in events]
+            msgs = [in_message(e, repartition_topic) for e in events]
 
             def bind(index: int, events: list = events) -> contextlib.AbstractContextManager:
                 return current_event_is(events[index])
@@ -222,7 +240,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
             log.exception("training failed; the current model stays in force")
 
     lag_monitor = LagMonitor(view)
-    input_topics = list(topics.inputs.values())
+    input_topics = [*topics.inputs.values(), repartition_topic]
 
     @app.timer(w.lag_interval_s)
     async def measure_lag() -> None:

@@ -24,6 +24,8 @@ from streams.kafka_transport import use_worker_transport
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
+from streams.group_member import group_instance_id
+from streams.partitioning import HomePartitions
 from streams.sweep import Sweeper
 from streams.topics import Topics, declare_topics
 from streams.training import TrainerHost
@@ -78,6 +80,7 @@ class Runtime:
     trainer: TrainerHost
     sweeper: Sweeper
     metrics: WorkerMetrics
+    home: HomePartitions  # where each customer's state lives (streams.partitioning)
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
 
     # ---- model -----------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -
         producer_linger=w.producer_linger_s,
         broker_session_timeout=w.session_timeout_s,
         broker_heartbeat_interval=min(3.0, w.session_timeout_s / 3),  # a few beats per session timeout
-        consumer_group_instance_id=w.group_instance_id,
+        consumer_group_instance_id=group_instance_id(w),
         Monitor=QuietMonitor,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
@@ -224,10 +227,11 @@ def create_app(settings: Settings) -> SegstreamApp:
     listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots.get_topic_name(),
                               **settings.kafka_client_kwargs())
     trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
+    home = HomePartitions(settings.topics.partitions)
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
                       clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,
-                      sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s),
-                      metrics=metrics)
+                      sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s, home),
+                      metrics=metrics, home=home)
     listener.on_snapshot = runtime.install
     trainer.publish = functools.partial(publish_snapshot, runtime)
     register_agents(app, runtime)

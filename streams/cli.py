@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 import typer
 
 from streams.log_throttle import throttle_kafka_client_logs, throttle_worker_logs
+from streams.partitioning import PartitionerName
 from streams.settings import Settings
 
 cli = typer.Typer(
@@ -31,6 +32,10 @@ schemas_cli = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help
 cli.add_typer(schemas_cli, name="schemas")
 
 log = logging.getLogger("segstream")
+
+_PARTITIONER_HELP = ("How the {who} partitions: murmur2 (Java/aiokafka default), crc32 (librdkafka/kcat/"
+                     "confluent-kafka default), fnv1a, or mixed (a different one per input topic: "
+                     "purchases murmur2, engagements crc32, feedback fnv1a).")
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -126,13 +131,26 @@ def _create_topics(settings: Settings) -> None:
     from streams.kafka_admin import ensure_topics
     from streams.topics import topic_specs
 
-    asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
+    except KafkaConnectionError:
+        typer.secho(f"no Kafka broker answers at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)",
+                    err=True, fg="red")
+        raise typer.Exit(2) from None
 
 
 def _run_worker(settings: Settings) -> None:
     from streams.app import create_app, use_event_loop
+    from streams.group_member import DataDirInUse, lock_data_dir
     from streams.shutdown import BoundedShutdownWorker
 
+    try:  # held until the process ends: one worker per data directory (streams.group_member)
+        _data_dir_lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841
+    except DataDirInUse as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
     use_event_loop(settings)  # before _create_topics runs the first loop
     _create_topics(settings)
     sapp = create_app(settings)
@@ -216,6 +234,8 @@ def produce(
                                     "from the first line, else JSONL)."),
     rate: float = typer.Option(0.0, min=0.0, help="Events per second (0 = as fast as possible)."),
     limit: int = typer.Option(0, min=0, help="Send at most this many events (0 = all)."),
+    partitioner: Optional[PartitionerName] = typer.Option(
+        None, help=_PARTITIONER_HELP.format(who="producer") + " Default: the producer client's own (murmur2)."),
 ) -> None:
     """Send events to their topics, keyed by customer_id: JSONL by 'type', CDNOW lines as purchases."""
     from rich.console import Console
@@ -250,6 +270,7 @@ def produce(
         report = asyncio.run(produce_file(
             settings, file, file_format, rate=rate, limit=limit,  # type: ignore[arg-type]
             on_progress=lambda done: progress.update(task, completed=done), on_skip=report_skip,
+            partitioner=partitioner,
         ))
     if skipped_seen > show_skipped:
         console.print(f"... and {skipped_seen - show_skipped} more skipped lines")
@@ -438,6 +459,7 @@ def crash_test(
     rate: float = typer.Option(0.0, min=0.0, help="Events per second produced (0: spread over the kills)."),
     store: str = typer.Option("memory://", help="Table store of the worker: memory:// or rocksdb://."),
     seed: int = typer.Option(7, help="Random seed of the stream and of the kill times."),
+    partitioner: PartitionerName = typer.Option("murmur2", help=_PARTITIONER_HELP.format(who="test's producer")),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker logs (default: a new temp dir)."),
 ) -> None:
@@ -447,7 +469,7 @@ def crash_test(
     from streams import crash_test as ct
 
     plan = ct.CrashPlan(customers=customers, kills=kills, broker_restarts=broker_restarts, rate=rate,
-                        store=store, seed=seed)
+                        store=store, seed=seed, partitioner=partitioner)
     _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out)
 
 

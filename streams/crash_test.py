@@ -36,6 +36,7 @@ from models.state import CustomerState
 from schemas.events import parse_event
 from streams import worker_process
 from streams.delivery_guard import HOLE_LOGGED
+from streams.partitioning import MIXED_PARTITIONERS, PARTITIONER_CHOICES, PartitionerName, partitioner_for
 from streams.settings import Settings
 
 Log = Callable[[str], None]
@@ -52,6 +53,14 @@ class CrashPlan:
     min_run_s: float = 1.0  # a worker processes for a random time in [min_run_s, max_run_s] before its kill
     max_run_s: float = 5.0
     catch_up_timeout_s: float = 300.0
+    # How the test's producer partitions (see streams.partitioning): anything but murmur2 sends
+    # messages off their customer's home partition, which the worker must forward.
+    partitioner: PartitionerName = "murmur2"
+
+    def __post_init__(self) -> None:
+        if self.partitioner not in PARTITIONER_CHOICES:
+            raise ValueError(f"unknown partitioner {self.partitioner!r}; "
+                             f"expected one of {', '.join(PARTITIONER_CHOICES)}")
 
     def rate_for(self, events: int) -> float:
         """The rate at which the stream lasts about as long as the kills (a restart takes ~7 s)."""
@@ -85,6 +94,7 @@ class CrashReport:
     final_view_mismatches: list[str] = field(default_factory=list)
     delivery_holes: int = 0  # offsets faust skipped that the workers' delivery guard re-read
     seconds: float = 0.0
+    partitioner: str = "murmur2"  # how the test's producer partitioned the stream
 
     @property
     def ok(self) -> bool:
@@ -101,6 +111,7 @@ class CrashReport:
             return f"median {sorted(values)[len(values) // 2]:.1f} s, max {max(values):.1f} s (n={len(values)})"
 
         return [
+            f"partitioner: {describe_partitioner(self.partitioner)}",
             f"stream: {self.events} events for {self.customers} customers; {self.kills} SIGKILLs, "
             f"{self.broker_restarts} broker restart(s); {self.seconds:.0f} s",
             f"worker restart -> ready: {spread(self.recovery_times('worker', 'ready_s'))}",
@@ -119,6 +130,13 @@ class CrashReport:
 
     def to_json(self) -> bytes:
         return orjson.dumps({**asdict(self), "ok": self.ok}, option=orjson.OPT_INDENT_2)
+
+
+def describe_partitioner(name: str) -> str:
+    """``name`` for the report, with the partitioner of each event type spelled out for ``mixed``."""
+    if name != "mixed":
+        return name
+    return f"mixed ({', '.join(f'{etype}: {p}' for etype, p in MIXED_PARTITIONERS.items())})"
 
 
 # ---- the stream and its ground truth ----------------------------------------------------------
@@ -149,11 +167,17 @@ def matches(profile: dict[str, Any], state: CustomerState) -> bool:
 class BackgroundProducer(threading.Thread):
     """Sends the messages at ``rate`` per second with an idempotent producer (no duplicates when
     it retries across the broker restart); ``sent`` counts acknowledged sends. The last tenth
-    waits for ``release``, so that every kill happens while events still flow."""
+    waits for ``release``, so that every kill happens while events still flow.
 
-    def __init__(self, settings: Settings, messages: list[tuple[str, bytes, bytes]], rate: float):
+    Each message goes to the partition ``partitioner`` gives its key (``partitioner_for``), out of
+    ``settings.topics.partitions``: explicit even for murmur2, so that the test, not the client's
+    default, decides where the messages land."""
+
+    def __init__(self, settings: Settings, messages: list[tuple[str, bytes, bytes]], rate: float,
+                 partitioner: PartitionerName = "murmur2"):
         super().__init__(name="crash-test-producer", daemon=True)
         self.settings, self.messages, self.rate = settings, messages, rate
+        self.partitioner = partitioner
         self.sent = 0
         self.error: BaseException | None = None
         self.release = threading.Event()
@@ -168,6 +192,8 @@ class BackgroundProducer(threading.Thread):
         from aiokafka import AIOKafkaProducer
 
         topics = self.settings.topics.input_topics
+        partitions = self.settings.topics.partitions
+        partition_of = {etype: partitioner_for(self.partitioner, etype) for etype in topics}
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, enable_idempotence=True,
                                     linger_ms=5, request_timeout_ms=120_000, retry_backoff_ms=500,
                                     **self.settings.kafka_client_kwargs())
@@ -181,7 +207,8 @@ class BackgroundProducer(threading.Thread):
                     while not self.release.is_set():
                         await asyncio.sleep(0.1)
                     started = time.monotonic() - i / self.rate
-                pending.append(await producer.send(topics[etype], value, key=key))
+                partition = partition_of[etype](key, partitions)
+                pending.append(await producer.send(topics[etype], value, key=key, partition=partition))
                 if len(pending) >= 200:
                     await asyncio.gather(*pending)
                     self.sent += len(pending)
@@ -373,7 +400,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
     started = time.monotonic()
     rng = random.Random(plan.seed)
     messages, truth = build_stream(plan.customers, plan.seed)
-    report = CrashReport(events=len(messages), customers=len(truth))
+    report = CrashReport(events=len(messages), customers=len(truth), partitioner=plan.partitioner)
     rate = plan.rate_for(len(messages))
     log(f"stream: {len(messages)} events for {len(truth)} customers at {rate:.0f}/s (~{len(messages) / rate:.0f} s)")
     kafka = LocalKafka.from_settings(base.local_kafka, run_dir=work_dir / "kafka")
@@ -383,7 +410,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
         asyncio.run(create_topics(settings))
         port = free_port()
         worker = Worker(crash_env(settings, port, work_dir / "worker-data", plan.store), port, work_dir)
-        producer = BackgroundProducer(settings, messages, rate)
+        producer = BackgroundProducer(settings, messages, rate, plan.partitioner)
         producer.start()
         worker.start()
         broker_after = {plan.kills * (i + 1) // (plan.broker_restarts + 1) for i in range(plan.broker_restarts)}

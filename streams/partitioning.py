@@ -51,10 +51,12 @@ def crc32_partition(key: bytes, partitions: int) -> int:
 
 
 def fnv1a_partition(key: bytes, partitions: int) -> int:
-    """librdkafka's ``fnv1a`` partitioner: 32-bit FNV-1a of the key, modulo ``partitions``."""
+    """librdkafka's ``fnv1a`` partitioner (Sarama's default): ``abs(int32(fnv1a_32(key))) % partitions``."""
     h = 0x811C9DC5
     for byte in key:
         h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    if h >= 0x80000000:  # librdkafka (like Sarama) takes the absolute value of the signed hash
+        h = (1 << 32) - h
     return h % partitions
 
 

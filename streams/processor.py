@@ -1,18 +1,24 @@
 """What the customer agent does with each message: the adapter between Kafka and the pure engine.
 
 One agent (concurrency 1) consumes every per-customer topic: the three event types, erase
-requests and the sweep's re-evaluation batches. One agent, not one per topic, because they all
-read-modify-write the same table entry: two agents would interleave at their ``await`` points
-and lose updates.
+requests, the sweep's re-evaluation batches and the repartition topic. One agent, not one per
+topic, because they all read-modify-write the same table entry: two agents would interleave at
+their ``await`` points and lose updates.
+
+An input message off its customer's home partition (a producer with another partitioner) is not
+processed where it arrived: it is forwarded to the home partition through the repartition topic
+(:mod:`streams.partitioning`, :mod:`streams.repartition`), and acknowledged only once the
+forward is, like every other output of its batch. Every customer therefore has one state.
 
 Messages come in batches (``stream.take``: faust's per-message machinery is paid once per batch).
 Within a batch, chosen for at-least-once delivery:
 
 1. a bad message goes to the dead-letter topic with the reason and processing goes on;
 2. each event updates its customer's state in memory, idempotently: the state records the highest
-   offset it applied per input topic, so an event redelivered after a crash is recognised however
-   many came back (and a repeated ``event_id`` within a window, see :mod:`models.state`); each
-   customer is loaded from the table once per batch;
+   offset it applied per source topic-partition (a forwarded message counts for its source), so an
+   event redelivered after a crash is recognised however many came back (and a repeated
+   ``event_id`` within a window, see :mod:`models.state`); each customer is loaded from the table
+   once per batch;
 3. each customer touched is evaluated once, after all its events of the batch;
 4. customers with segment changes are saved first **with the changes in an outbox**, and the
    producer is flushed: the new state (with its offsets) is durable before anyone sees a change;
@@ -43,7 +49,7 @@ from typing import Callable, Iterable, MutableMapping, Protocol
 import orjson
 
 from models.pipeline import Pipeline
-from models.state import CustomerState, EngineRejection, source_tag
+from models.state import CustomerState, EngineRejection, Position, source_tag
 from models.state_cache import StateCache
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
@@ -54,16 +60,20 @@ from streams.sampling import SampleForwarder
 
 log = logging.getLogger("segstream.worker")
 
-ERASURE, REEVALUATE = "erasure", "reevaluate"
+ERASURE, REEVALUATE, REPARTITION = "erasure", "reevaluate", "repartition"
 
 
 @dataclass(frozen=True, slots=True)
 class InMessage:
+    """A message as the processor sees it. For a message forwarded through the repartition topic
+    (``forwarded``), topic, partition and offset are those of the original."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    forwarded: bool = False
 
 
 class Outputs(Protocol):
@@ -71,6 +81,9 @@ class Outputs(Protocol):
         """Send the changes and return once the broker has acknowledged every one."""
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None: ...
+
+    async def forward(self, message: InMessage, partition: int) -> None:
+        """Send ``message`` to ``partition`` of the repartition topic (acknowledged by ``flush``)."""
 
     async def flush(self) -> None:
         """Return once everything sent so far (table changelog writes and dead letters included)
@@ -109,9 +122,11 @@ class CustomerProcessor:
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
                  routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None,
-                 cache: StateCache | None = None):
-        """``routes``: topic name -> event type, ``"erasure"`` or ``"reevaluate"``. ``cache``: decoded
-        states kept between batches (default: 20,000 customers)."""
+                 cache: StateCache | None = None, home: Callable[[bytes], int] | None = None):
+        """``routes``: topic name -> event type, ``"erasure"``, ``"reevaluate"`` or ``"repartition"``.
+        ``cache``: decoded states kept between batches (default: 20,000 customers). ``home``: a
+        customer key's home partition (:class:`streams.partitioning.HomePartitions`); None
+        processes every message where it arrives (a single partition, tests)."""
         self.pipeline = pipeline
         self.table = table
         self.outputs = outputs
@@ -121,6 +136,7 @@ class CustomerProcessor:
         self.routes = routes
         self.populations = PopulationTally(active_partitions)
         self.cache = cache if cache is not None else StateCache(20_000)
+        self.home = home
         self._tags: dict[str, int] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()  # of the current batch, counted at its end
 
@@ -140,6 +156,11 @@ class CustomerProcessor:
             route = self.routes.get(msg.topic)
             if route == REEVALUATE:
                 await self._reevaluate(msg, i, touched)
+            elif route == REPARTITION:  # on the repartition topic without a readable origin
+                await self._dead(msg, REPARTITION, [FieldProblem(
+                    field="headers", error="invalid", message="forwarded message without a valid origin header")])
+            elif route is not None and await self._forwarded_home(msg, route):
+                continue
             elif route == ERASURE:
                 exits.extend(await self._erase(msg, i, touched))
             elif route is not None:
@@ -173,6 +194,18 @@ class CustomerProcessor:
             if entry.state is not None and entry.raw is not None:
                 self.cache.put(key, entry.raw, entry.state)
         return changes
+
+    async def _forwarded_home(self, msg: InMessage, route: str) -> bool:
+        """Forward ``msg`` if it arrived off its customer's home partition (see the module doc).
+        A message without a key stays: the contract rejects it wherever it is."""
+        if self.home is None or msg.forwarded or msg.key is None:
+            return False
+        home = self.home(msg.key)
+        if home == msg.partition:
+            return False
+        await self.outputs.forward(msg, home)
+        self.metrics.repartitioned[route].inc()
+        return True
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -279,12 +312,12 @@ class CustomerProcessor:
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _position(self, msg: InMessage) -> tuple[int, int]:
-        """Where the event sits in its topic: a redelivery after a crash is recognised by it."""
+    def _position(self, msg: InMessage) -> Position:
+        """Where the event sits in its source: a redelivery after a crash is recognised by it."""
         tag = self._tags.get(msg.topic)
         if tag is None:
             tag = self._tags[msg.topic] = source_tag(msg.topic)
-        return tag, msg.offset
+        return tag, msg.partition, msg.offset
 
     def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched]) -> Touched:
         entry = touched.get(key)
@@ -292,7 +325,8 @@ class CustomerProcessor:
             raw = self.table.get(key)
             state = None
             if raw is not None:
-                state = self.cache.take(key, raw) or CustomerState.from_bytes(raw)
+                state = self.cache.take(key, raw) or CustomerState.from_bytes(
+                    raw, partition=self.home(key) if self.home is not None else None)
             entry = touched[key] = Touched(state, raw, index)
             if state is not None and state.outbox:  # a crash between saving and sending: send as saved
                 entry.changes = [SegmentChange.model_validate_json(c) for c in state.outbox]

@@ -7,6 +7,9 @@ Two input formats:
 - ``cdnow``: CDNOW-style transaction lines (``models.cdnow``), each converted to a purchase event.
 
 Every message is keyed by its ``customer_id``: the worker's tables are co-partitioned on it.
+The client's own partitioner (aiokafka: murmur2) places it, unless ``partitioner`` names another
+(``streams.partitioning``): then the message goes to that partitioner's partition, the way other
+teams' producers (librdkafka: crc32, ...) would send it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.cdnow import is_cdnow_file, transaction_to_event
 from schemas.events import EventValidationError, parse_event
+from streams.partitioning import Partitioner, PartitionerName, partitioner_for
 from streams.settings import Settings
 
 FileFormat = Literal["auto", "jsonl", "cdnow"]
@@ -149,6 +153,40 @@ class _Pacer:
             await asyncio.sleep(ahead)
 
 
+def topic_partitioners(partitioner: PartitionerName | None, topics: dict[str, str]) -> dict[str, Partitioner]:
+    """Topic -> the partitioner ``partitioner`` uses for it (``mixed``: one per topic), from
+    ``topics`` (event type -> topic); empty for None, the client's own partitioner."""
+    if partitioner is None:
+        return {}
+    return {topic: partitioner_for(partitioner, etype) for etype, topic in topics.items()}
+
+
+class ExplicitPartitions:
+    """The partition each message goes to: its topic's partitioner applied to its key, or None
+    (the client's own partitioner) for a topic without one.
+
+    The partition count is each topic's real one, from the producer's metadata, not the
+    configured ``topics.partitions``: the topic may exist with another count, and a producer
+    hashes over the partitions the topic has.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, by_topic: dict[str, Partitioner]) -> None:
+        self.producer, self.by_topic = producer, by_topic
+        self.counts: dict[str, int] = {}
+
+    async def count(self, topic: str) -> int:
+        """The partitions ``topic`` has on the broker (fetched once)."""
+        if topic not in self.counts:
+            self.counts[topic] = len(await self.producer.partitions_for(topic))
+        return self.counts[topic]
+
+    async def __call__(self, record: Outgoing) -> int | None:
+        choose = self.by_topic.get(record.topic)
+        if choose is None:
+            return None
+        return choose(record.key, await self.count(record.topic))
+
+
 async def produce_file(
     settings: Settings,
     path: Path,
@@ -157,15 +195,20 @@ async def produce_file(
     limit: int = 0,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
+    partitioner: PartitionerName | None = None,
 ) -> ProduceReport:
     """Send the events of ``path``; ``limit`` > 0 stops after that many sent events.
 
     ``on_progress`` receives the number of bytes read so far; ``on_skip`` each skipped line.
+    ``partitioner`` (see ``streams.partitioning``) sends each message to an explicit partition;
+    None leaves it to the client's own partitioner.
     """
     report = ProduceReport(file_format=resolve_format(path, file_format))
+    by_topic = topic_partitioners(partitioner, settings.topics.input_topics)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
                                 enable_idempotence=True, **settings.kafka_client_kwargs())
     await producer.start()
+    partition_of = ExplicitPartitions(producer, by_topic)
     started = time.monotonic()
     pacer = _Pacer(rate)
     done = 0
@@ -177,7 +220,7 @@ async def produce_file(
                     on_skip(record)
                 continue
             # send() only enqueues into a batch; flush() below waits for the acknowledgements.
-            await producer.send(record.topic, record.value, key=record.key)
+            await producer.send(record.topic, record.value, key=record.key, partition=await partition_of(record))
             report.sent += 1
             await pacer.wait(report.sent)
             if on_progress and report.sent % _PROGRESS_EVERY == 0:

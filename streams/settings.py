@@ -50,6 +50,8 @@ class TopicSettings(_Section):
     dead_letter: str = "dead-letter"
     erasures: str = Field("erasures", description="Erase requests (key = customer_id).")
     reevaluate: str = Field("reevaluate", description="Internal: clock-driven re-evaluation batches.")
+    repartition: str = Field("repartition", description="Internal: input messages forwarded to their "
+                             "customer's home partition (producers with another partitioner than murmur2).")
     trainer_samples: str = Field("trainer-samples", description="Internal: sampled customers to the trainer.")
     model_snapshots: str = Field("model-snapshots", description="Compacted: the latest model for every worker.")
 
@@ -176,9 +178,12 @@ class WorkerSettings(_Section):
                             "uvloop (faust's per-message machinery about a fifth faster), or asyncio.")
     session_timeout_s: float = Field(30.0, ge=6, le=300, description="A worker that stops heartbeating is "
                                      "out of the group after this; its partitions move to the others.")
-    group_instance_id: Annotated[str | None, EmptyIsUnset] = Field(None, description="Static group membership (e.g. the host name): "
-                                          "a worker restarted under the same id gets its partitions back "
-                                          "at once instead of after a rebalance. Unique per worker.")
+    static_membership: bool = Field(True, description="Join the consumer group as a static member: a "
+                                    "restarted worker gets its partitions back at once instead of after a "
+                                    "rebalance (streams.group_member).")
+    group_instance_id: Annotated[str | None, EmptyIsUnset] = Field(None, description="The static member's id, "
+                                          "unique per worker (default: the host name and a hash of the data "
+                                          "directory, e.g. a pod name in a StatefulSet).")
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
     shutdown_timeout_s: float = Field(30.0, gt=0, description="A graceful stop (SIGTERM) taking longer than "
                                       "this ends the process anyway (exit code 1; nothing is lost).")

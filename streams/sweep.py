@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import orjson
-from aiokafka.partitioner import murmur2
 
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (Java client, aiokafka) gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+from streams.partitioning import HomePartitions
 
 
 class Sweeper:
-    def __init__(self, partitions: int, batch: int, period_s: float):
-        self.partitions = partitions
+    """Each customer is re-evaluated on its home partition (:mod:`streams.partitioning`), where
+    its state lives whatever partitioner its events were produced with."""
+
+    def __init__(self, partitions: int, batch: int, period_s: float, home: HomePartitions | None = None):
+        self.home = home if home is not None else HomePartitions(partitions)
         self.batch = batch
         self.period_s = period_s
         self._queue: deque[tuple[bytes, int]] = deque()
@@ -50,7 +49,7 @@ class Sweeper:
         if not self._queue:
             if self._pass_started is not None and now - self._pass_started < self.period_s:
                 return {}
-            self._queue = deque((k, p) for k in keys if (p := partition_of(k, self.partitions)) in active)
+            self._queue = deque((k, p) for k in keys if (p := self.home(k)) in active)
             self._remaining = Counter(p for _, p in self._queue)
             self._pass_started = now
             self.passes += 1

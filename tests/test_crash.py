@@ -1,6 +1,7 @@
 """The crash test in its short form (CI): a worker SIGKILLed 3 times at random points and the
 broker stopped and restarted once while a known stream flows, on a broker of its own.
-``segstream crash-test`` (README) runs the long form: 10 kills, more customers."""
+``segstream crash-test`` (README) runs the long form: 10 kills, more customers. Its producer's
+partitioner (``--partitioner``) is checked here without a broker."""
 
 from __future__ import annotations
 
@@ -8,11 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from streams.crash_test import CrashPlan, run
+from streams.crash_test import CrashPlan, CrashReport, run
+from streams.partitioning import crc32_partition, fnv1a_partition, home_partition, partitioner_for
 
-pytestmark = pytest.mark.kafka
+
+def test_mixed_partitioner_is_one_per_input_topic() -> None:
+    assert [partitioner_for("mixed", etype) for etype in ("purchase", "engagement", "feedback")] == [
+        home_partition, crc32_partition, fnv1a_partition]
+    assert {partitioner_for("fnv1a", etype) for etype in ("purchase", "engagement", "feedback")} == {fnv1a_partition}
+    with pytest.raises(ValueError, match="unknown event type"):
+        partitioner_for("mixed", "erasure")
 
 
+def test_plan_takes_a_known_partitioner_and_the_report_states_it_first() -> None:
+    assert CrashPlan().partitioner == "murmur2"
+    with pytest.raises(ValueError, match="unknown partitioner 'round_robin'"):
+        CrashPlan(partitioner="round_robin")  # type: ignore[arg-type]
+    report = CrashReport(events=10, customers=2, partitioner=CrashPlan(partitioner="mixed").partitioner)
+    assert report.lines()[0] == "partitioner: mixed (purchase: murmur2, engagement: crc32, feedback: fnv1a)"
+    assert CrashReport(events=10, customers=2).lines()[0] == "partitioner: murmur2"
+
+
+@pytest.mark.kafka
 def test_sigkills_and_a_broker_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
     plan = CrashPlan(customers=100, kills=3, broker_restarts=1, seed=11)
     report = run(plan, tmp_path, log=print)

@@ -1,5 +1,5 @@
-"""The runnable examples in the docstrings of the pure engine (``models``) and of the delivery guard
-run and hold."""
+"""The runnable examples in the docstrings of the pure engine (``models``), of the delivery guard
+and of the partitioners run and hold."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import models
 
 # Plus the worker's modules whose logic is pure enough to show by example.
-MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models.")) + ["streams.delivery_guard"]
+MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models.")) + [
+    "streams.delivery_guard", "streams.partitioning"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,17 +1,28 @@
-"""``segstream produce`` of a CDNOW file through the real CLI to a real broker."""
+"""``segstream produce`` of a CDNOW file through the real CLI to a real broker; its
+``--partitioner`` on a real broker; and librdkafka's partitioners (kcat) against ours."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from schemas.events import parse_event
-from streams.kafka_admin import ensure_topics
-from streams.producer import cdnow_record, resolve_format
+from streams.kafka_admin import TopicSpec, ensure_topics
+from streams.partitioning import (
+    MIXED_PARTITIONERS,
+    PARTITIONERS,
+    Partitioner,
+    crc32_partition,
+    fnv1a_partition,
+    home_partition,
+)
+from streams.producer import cdnow_record, produce_file, resolve_format, topic_partitioners
 from streams.settings import Settings, TopicSettings
 from streams.topics import topic_specs
 from tests.kafka_helpers import ROOT, consume, run
@@ -75,3 +86,109 @@ def test_produce_limit(kafka_bootstrap: str, unique_prefix: str, tmp_path: Path)
 
     assert done.returncode == 0, done.stderr
     assert "sent 2 events" in done.stdout
+
+
+# --- partitioners -------------------------------------------------------------------------------
+
+# A few hundred distinct keys: enough that any two of the partitioners disagree on many of them.
+KEYS = [f"cust-{i:05d}".encode() for i in range(300)]
+
+
+def write_events(tmp_path: Path) -> Path:
+    """One event of each input type for every key in KEYS (routed by 'type', keyed by customer_id)."""
+    path = tmp_path / "events.jsonl"
+    with path.open("wb") as f:
+        for i, key in enumerate(KEYS):
+            for etype in MIXED_PARTITIONERS:
+                f.write(orjson.dumps({"type": etype, "event_id": f"{etype}-{i}", "customer_id": key.decode()}) + b"\n")
+    return path
+
+
+def placements(bootstrap: str, topic: str, count: int) -> dict[bytes, int]:
+    """Key -> partition of every record of ``topic``, read back from the broker (``count`` records)."""
+    records = run(consume(bootstrap, topic, count, timeout_s=30))
+    assert len(records) == count
+    return {r.key: r.partition for r in records}
+
+
+def assert_placed_by(placed: dict[bytes, int], partitioner: Partitioner, partitions: int) -> None:
+    """Every key sits where ``partitioner`` puts it, and no other partitioner would have put them
+    all there (the check tells the partitioners apart)."""
+    assert placed == {key: partitioner(key, partitions) for key in placed}
+    for other in PARTITIONERS.values():
+        if other is not partitioner:
+            assert any(other(key, partitions) != p for key, p in placed.items()), other.__name__
+
+
+def test_topic_partitioners_mixed_uses_one_per_input_topic() -> None:
+    topics = TopicSettings().input_topics
+    assert topic_partitioners(None, topics) == {}  # the client's own partitioner
+    assert topic_partitioners("crc32", topics) == {topic: crc32_partition for topic in topics.values()}
+    assert topic_partitioners("mixed", topics) == {topics["purchase"]: home_partition,
+                                                   topics["engagement"]: crc32_partition,
+                                                   topics["feedback"]: fnv1a_partition}
+
+
+@pytest.mark.kafka
+def test_produce_with_partitioner_crc32_puts_each_message_on_crc32_of_its_key(
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    settings = Settings(topics=TopicSettings(prefix=unique_prefix))
+    run(ensure_topics(kafka_bootstrap, topic_specs(settings)))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": unique_prefix}
+
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "produce", "--partitioner", "crc32",
+                           str(write_events(tmp_path))], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert f"sent {3 * len(KEYS)} events (jsonl)" in done.stdout
+    for topic in settings.topics.input_topics.values():
+        assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), crc32_partition, settings.topics.partitions)
+
+
+@pytest.mark.kafka
+def test_produce_with_partitioner_mixed_uses_each_topics_partitioner_over_its_real_partition_count(
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    # The topics have 6 partitions, the settings say 4: the producer must hash over the real 6.
+    settings = Settings(topics=TopicSettings(prefix=unique_prefix, partitions=4))
+    settings = settings.model_copy(update={"bootstrap_servers": kafka_bootstrap})
+    topics = settings.topics.input_topics
+    run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 6) for topic in topics.values()]))
+
+    report = run(produce_file(settings, write_events(tmp_path), "jsonl", partitioner="mixed"))
+
+    assert report.sent == 3 * len(KEYS) and report.skipped == []
+    for etype, topic in topics.items():
+        expected = PARTITIONERS[MIXED_PARTITIONERS[etype]]
+        assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), expected, 6)
+
+
+def kcat() -> str:
+    exe = shutil.which("kcat")
+    if exe is None:
+        pytest.fail("kcat is not installed: run scripts/install-system-deps.sh (Debian package 'kcat')")
+    return exe
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("options", "partitioner"), [
+    ([], crc32_partition),  # librdkafka's default, consistent_random: crc32 for a non-empty key
+    (["-X", "partitioner=murmur2"], home_partition),
+    (["-X", "partitioner=fnv1a"], fnv1a_partition),
+], ids=["default", "murmur2", "fnv1a"])
+def test_kcat_puts_keys_where_our_partitioners_say(
+    kafka_bootstrap: str, unique_prefix: str, options: list[str], partitioner: Partitioner
+) -> None:
+    """Our functions are librdkafka's: what the worker computes for a key is where kcat,
+    confluent-kafka & co. really put it."""
+    topic, partitions = f"{unique_prefix}kcat", 6
+    run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, partitions)]))
+    lines = "".join(f"{key.decode()}:v{i}\n" for i, key in enumerate(KEYS))
+
+    done = subprocess.run([kcat(), "-P", "-b", kafka_bootstrap, "-t", topic, "-K:", *options],
+                          input=lines, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), partitioner, partitions)

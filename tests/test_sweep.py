@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streams.sweep import Sweeper, partition_of
+from streams.partitioning import home_partition
+from streams.sweep import Sweeper
 
 KEYS = [f"c{i}".encode() for i in range(10)]
 ALL = {0, 1}
@@ -31,4 +32,4 @@ def test_start_pass_now_starts_the_next_pass_at_the_next_tick() -> None:
     batches = sweeper.tick(KEYS, ALL, now=6.0)
     assert _swept(batches) == len(KEYS) and sweeper.passes == 2
     assert {p: sorted(b.customers) for p, b in batches.items()} == {
-        p: sorted(k.decode() for k in KEYS if partition_of(k, 2) == p) for p in ALL}
+        p: sorted(k.decode() for k in KEYS if home_partition(k, 2) == p) for p in ALL}
