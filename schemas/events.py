@@ -104,7 +104,10 @@ class _Event(BaseModel):
         strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False
     )
 
-    event_id: Identifier = Field(description="Unique per event; a repeated event_id is applied once.")
+    event_id: Identifier = Field(description="Unique per customer and event type. A repeated event_id is "
+                                 "applied once if the original was applied less than 7 days (of the customer's "
+                                 "event time) before, or is among the customer's last 16 events of its type "
+                                 "(docs/contracts.md); a message Kafka redelivers is recognised however old.")
     customer_id: Identifier = Field(description="Also the Kafka message key.")
     timestamp: AwareDatetime = Field(
         description="ISO-8601 with a UTC offset (e.g. 2026-01-02T03:04:05+02:00); normalised to UTC."

@@ -55,7 +55,7 @@ def test_restart_mid_stream_recovers_the_table_without_loss_or_double_counting(
         # the same type (models.state), which these fit in.
         redelivered = messages[-300:]
         per_window = Counter((e["customer_id"], e["type"]) for e in events[-300:])
-        assert max(per_window.values()) <= ValueConfig().dedupe_capacity
+        assert max(per_window.values()) <= ValueConfig().dedupe_keep_last
         run(produce(kafka_bootstrap, redelivered))
         truth = ground_truth(events)
         wait_until(lambda: _all_match(second, truth), 180, "every profile to equal the ground truth")
