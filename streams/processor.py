@@ -156,7 +156,7 @@ class CustomerProcessor:
             route = self.routes.get(msg.topic)
             if route == REEVALUATE:
                 await self._reevaluate(msg, i, touched)
-            elif route == REPARTITION:  # on the repartition topic without a readable origin
+            elif route == REPARTITION or (route is None and msg.forwarded):  # only the worker writes there
                 await self._dead(msg, REPARTITION, [FieldProblem(
                     field="headers", error="invalid", message="forwarded message without a valid origin header")])
             elif route is not None and await self._forwarded_home(msg, route):

@@ -163,3 +163,20 @@ def test_an_erasure_sent_with_another_partitioner_reaches_the_state() -> None:
 
 def _off_home_with_crc32(key: bytes) -> bool:
     return PARTITIONERS["crc32"](key, PARTITIONS) != home_partition(key, PARTITIONS)
+
+
+def test_a_forwarded_message_without_a_known_origin_is_dead_lettered() -> None:
+    letters: list[tuple[InMessage, str]] = []
+
+    class Letters(PartitionOutputs):
+        async def dead_letter(self, message: InMessage, source_type: str, problems: list) -> None:
+            letters.append((message, problems[0].field))
+
+    group = Group(HomePartitions(PARTITIONS))
+    processor = group.processors[0]
+    processor.outputs = Letters()
+    processor.routes = {**processor.routes, TOPICS.name("repartition"): "repartition"}
+    unreadable = InMessage(TOPICS.name("repartition"), 0, 5, b"c", b"{}")  # no origin header
+    forged = InMessage("someone.elses.topic", 2, 9, b"c", b"{}", forwarded=True)
+    asyncio.run(processor.handle_batch([unreadable, forged]))
+    assert letters == [(unreadable, "headers"), (forged, "headers")]
