@@ -383,9 +383,8 @@ def check_changes(records: list[Any], held: dict[str, CustomerState]) -> tuple[i
 def crash_env(settings: Settings, port: int, data_dir: Path, store: str) -> dict[str, str]:
     return worker_process.env_for(
         settings, port, data_dir, SEGSTREAM_WORKER__STORE=store,
-        # Static membership: the restarted worker takes its partitions back without waiting for
-        # the killed one's session to time out (the setting production restarts want too).
-        SEGSTREAM_WORKER__GROUP_INSTANCE_ID="crash-test-worker",
+        # Static membership is the default (streams.group_member): the restarted worker, on the
+        # same data directory and port, takes its partitions back at once.
         SEGSTREAM_WORKER__TRAIN_INTERVAL_S="5",  # new models keep arriving during the test
         SEGSTREAM_WORKER__SWEEP_PERIOD_S="5",
         SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN="40",

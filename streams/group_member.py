@@ -4,8 +4,13 @@
 gets its partitions back at once, without a rebalance; a dynamic member that restarts is a new
 member, and the group waits for the old one's session to time out (30 s) before the rebalance
 that hands its partitions out again. Every worker is a static member by default, with an id that
-stays the same across restarts and differs between workers: the host name and the data
-directory (``<host>-<10 hex digits of the directory's absolute path>``). ``GROUP_INSTANCE_ID``
+stays the same across restarts and differs between workers: the host name, the data directory
+and the web address (``<host>-<10 hex digits of a hash of the directory's absolute path and the
+web host and port>``). The web address is in it because faust hands every member the addresses
+of the others in the assignment (lookups are forwarded there), and a static member that rejoins
+is given its previous assignment without a rebalance: a worker restarted on another port must
+join as a new member, or faust's assignor refuses the old address (``assert metadata.url ==
+self._url``) and the worker never gets ready. ``GROUP_INSTANCE_ID``
 overrides it (e.g. a pod name in a StatefulSet); ``STATIC_MEMBERSHIP=false`` makes workers dynamic
 members. A static member that stops for good does not leave the group: its partitions move
 after ``SESSION_TIMEOUT_S``, as in Kafka Streams.
@@ -35,17 +40,18 @@ class DataDirInUse(RuntimeError):
     """Another live worker holds the data directory."""
 
 
-def default_instance_id(data_dir: Path, host: str | None = None) -> str:
-    """``<host>-<hash of the absolute data directory>``: stable across restarts, one per worker."""
-    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:10]
-    return f"{host or socket.gethostname()}-{digest}"
+def default_instance_id(worker: WorkerSettings, host: str | None = None) -> str:
+    """``<host>-<hash of the absolute data directory and the web address>``: stable across
+    restarts with the same settings, one per worker."""
+    where = f"{worker.data_dir.resolve()}\n{worker.web_host}:{worker.web_port}"
+    return f"{host or socket.gethostname()}-{hashlib.sha1(where.encode()).hexdigest()[:10]}"
 
 
 def group_instance_id(worker: WorkerSettings) -> str | None:
     """The ``group.instance.id`` the worker joins with (None: a dynamic member)."""
     if not worker.static_membership:
         return None
-    return worker.group_instance_id or default_instance_id(worker.data_dir)
+    return worker.group_instance_id or default_instance_id(worker)
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:

@@ -20,7 +20,9 @@ def test_workers_are_static_members_with_a_stable_id_per_data_directory(tmp_path
     a, b = WorkerSettings(data_dir=tmp_path / "a"), WorkerSettings(data_dir=tmp_path / "b")
     assert group_instance_id(a) == group_instance_id(WorkerSettings(data_dir=tmp_path / "a"))  # a restart
     assert group_instance_id(a) != group_instance_id(b)
-    assert default_instance_id(tmp_path / "a", host="h1") != default_instance_id(tmp_path / "a", host="h2")
+    assert default_instance_id(a, host="h1") != default_instance_id(a, host="h2")
+    # Another web address is another member: faust's assignment carries each member's address.
+    assert group_instance_id(a) != group_instance_id(WorkerSettings(data_dir=tmp_path / "a", web_port=6070))
     # The same directory however it is written (relative or absolute).
     relative = WorkerSettings(data_dir=Path("."))
     assert group_instance_id(relative) == group_instance_id(WorkerSettings(data_dir=Path.cwd()))

@@ -47,7 +47,9 @@ def test_restart_mid_stream_recovers_the_table_without_loss_or_double_counting(
                    "a third of the events applied")
     finally:
         assert first.stop() == 0, first.log_tail()  # graceful stop, mid-stream
-    second = WorkerProcess(env, tmp_path / "second.log")
+    # Restarted as a deployment restarts it, on the same data directory and port: the same static
+    # member (streams.group_member), which gets its partitions back without a rebalance.
+    second = WorkerProcess({**env, "SEGSTREAM_WORKER__WEB_PORT": str(first.port)}, tmp_path / "second.log")
     try:
         second.wait_ready()
         # Redeliver the latest events, as Kafka does after a crash (from the committed offsets):
