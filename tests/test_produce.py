@@ -74,15 +74,17 @@ def test_produce_cdnow_file_sends_purchases_and_reports_bad_lines(
     assert sorted(e.amount for e in events) == [10.0, 14.96, 29.33, 29.73]
 
 
+def produce_cli(bootstrap: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
+    """``segstream produce ARGS`` against topics of ``prefix`` (created first)."""
+    run(ensure_topics(bootstrap, topic_specs(Settings(topics=TopicSettings(prefix=prefix)))))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SEGSTREAM_TOPICS__PREFIX": prefix}
+    return subprocess.run([sys.executable, "-m", "streams.cli", "produce", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.kafka
 def test_produce_limit(kafka_bootstrap: str, unique_prefix: str, tmp_path: Path) -> None:
-    settings = Settings(topics=TopicSettings(prefix=unique_prefix))
-    run(ensure_topics(kafka_bootstrap, topic_specs(settings)))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": unique_prefix}
-
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "produce", "--limit", "2",
-                           str(write_cdnow(tmp_path))], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = produce_cli(kafka_bootstrap, unique_prefix, "--limit", "2", str(write_cdnow(tmp_path)))
 
     assert done.returncode == 0, done.stderr
     assert "sent 2 events" in done.stdout
@@ -134,12 +136,7 @@ def test_produce_with_partitioner_crc32_puts_each_message_on_crc32_of_its_key(
     kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
 ) -> None:
     settings = Settings(topics=TopicSettings(prefix=unique_prefix))
-    run(ensure_topics(kafka_bootstrap, topic_specs(settings)))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": unique_prefix}
-
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "produce", "--partitioner", "crc32",
-                           str(write_events(tmp_path))], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = produce_cli(kafka_bootstrap, unique_prefix, "--partitioner", "crc32", str(write_events(tmp_path)))
 
     assert done.returncode == 0, done.stderr
     assert f"sent {3 * len(KEYS)} events (jsonl)" in done.stdout
