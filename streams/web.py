@@ -8,13 +8,16 @@ and the data agree (with faust's default JSON keys most lookups would go to the 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
+import logging
 import re
 import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+import aiohttp
 import faust
 import orjson
 from faust.web import Request, Response, View
@@ -25,6 +28,8 @@ from schemas.erasure import erasure_now
 
 if TYPE_CHECKING:
     from streams.app import Runtime
+
+log = logging.getLogger("segstream.web")
 
 # Same as the contracts' Identifier: printable ASCII without spaces, 1-128 characters.
 _CUSTOMER_ID = re.compile(r"^[\x21-\x7E]{1,128}$")
@@ -60,6 +65,28 @@ def requires_token(token: str | None) -> Callable:
     return decorate
 
 
+#: Seconds a client is told to wait when the customer's owner cannot be reached: a restarted
+#: static member is back within seconds; a dead one's partitions move within the session timeout.
+RETRY_AFTER_S = 5
+
+
+def owner_unreachable_is_503(handler: Callable) -> Callable:
+    """A lookup forwarded to the worker that owns the customer (``table_route``) fails when that
+    worker has just died or restarts: answer 503 with ``Retry-After`` instead of faust's 500 and a
+    traceback. Wraps the routed handler, so a failure of the owner's own handler is not hidden."""
+
+    @functools.wraps(handler)
+    async def routed(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(view, request, *args, **kwargs)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("lookup not forwarded: the owning worker is unreachable (%s)", type(exc).__name__)
+            return _json(view, {"error": "the worker that holds this customer is unreachable; retry shortly"},
+                         503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    return routed
+
+
 def register_web(app: faust.App, rt: "Runtime") -> None:
     table = rt.table
     token = rt.settings.worker.api_token.get_secret_value() if rt.settings.worker.api_token else None
@@ -67,6 +94,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
     @app.page("/customers/{customer_id}")
     class CustomerView(View):
         @requires_token(token)
+        @owner_unreachable_is_503
         @app.table_route(table=table, match_info="customer_id")
         async def get(self, request: Request, customer_id: str) -> Response:
             if not _CUSTOMER_ID.match(customer_id):
