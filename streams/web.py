@@ -101,7 +101,8 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
                 return _json(self, {"error": "invalid customer id"}, 400)
             if not rt.app.tables.recovery.completed.is_set():
                 # Not "unknown customer": the table is still being restored from its changelog.
-                return _json(self, {"error": "recovering: try again shortly"}, 503)
+                return _json(self, {"error": "recovering: try again shortly"}, 503,
+                             headers={"Retry-After": str(RETRY_AFTER_S)})
             raw = table.get(customer_id.encode())
             if raw is None:
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
