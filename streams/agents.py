@@ -155,10 +155,12 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
-    isolation = "read_committed" if app.in_transaction else "read_uncommitted"  # as faust's consumer
-    view = OutsideView(rt.settings.bootstrap_servers, w.app_id, isolation, **rt.settings.kafka_client_kwargs())
+    # The isolation level of faust's consumer at at_least_once (the only guarantee the settings
+    # accept). Not read from app.in_transaction: faust caches that property, and reading it here,
+    # before faust marks the app as a worker, cached False and kept its transactions off.
+    view = OutsideView(rt.settings.bootstrap_servers, w.app_id, "read_uncommitted", **rt.settings.kafka_client_kwargs())
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc(),
-                           probe_after=0 if app.in_transaction else 1)  # transactions leave markers
+                           probe_after=1)
 
     @app.on_before_shutdown.connect
     async def close_view(_app: faust.App, **_kwargs: Any) -> None:

@@ -507,7 +507,29 @@ def schemas_export(
 
 
 def main() -> None:
-    cli()
+    from pydantic import ValidationError
+
+    try:
+        cli()
+    except ValidationError as exc:  # Settings() read from the environment: name the variable
+        if exc.title != "Settings":
+            raise
+        for line in settings_errors(exc):
+            typer.secho(line, err=True, fg="red")
+        raise SystemExit(2) from None
+
+
+def settings_errors(exc: Any) -> list[str]:
+    """One line per invalid setting, named by its environment variable."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        var = "KAFKA_BOOTSTRAP_SERVERS" if loc == ["bootstrap_servers"] else "SEGSTREAM_" + "__".join(loc).upper()
+        value = error.get("input")
+        secret = any(word in var for word in ("PASSWORD", "TOKEN", "SECRET"))
+        shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
+        lines.append(f"invalid configuration: {var}: {error['msg']}{shown}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import EngineConfig
@@ -149,7 +149,9 @@ class WorkerSettings(_Section):
                                         "metrics and /segments stay open.")
     data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
     store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
-    processing_guarantee: str = Field("at_least_once", pattern="^(at_least_once|exactly_once)$")
+    processing_guarantee: str = Field("at_least_once", description="Only at_least_once: with the offsets "
+                                      "in the state and the outbox, every event is applied once and a repeated "
+                                      "change_id carries the same content (docs/reliability.md).")
     log_level: str = Field("info", pattern="^(?i)(debug|info|warning|error)$")
     standby_replicas: int = Field(1, ge=0, le=3, description="Standby copies of each table partition "
                                   "on other workers (faster failover, more memory).")
@@ -184,6 +186,18 @@ class WorkerSettings(_Section):
     group_instance_id: Annotated[str | None, EmptyIsUnset] = Field(None, description="The static member's id, "
                                           "unique per worker (default: the host name and a hash of the data "
                                           "directory, e.g. a pod name in a StatefulSet).")
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _only_at_least_once(cls, value: str) -> str:
+        if value == "exactly_once":
+            raise ValueError("exactly_once is not supported: faust-streaming's transactions were never "
+                             "started by the worker, so it ran at-least-once anyway. Use at_least_once (the "
+                             "default): with the offsets in the state every event is applied once "
+                             "(docs/reliability.md)")
+        if value != "at_least_once":
+            raise ValueError("must be at_least_once")
+        return value
+
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
     shutdown_timeout_s: float = Field(30.0, gt=0, description="A graceful stop (SIGTERM) taking longer than "
                                       "this ends the process anyway (exit code 1; nothing is lost).")
