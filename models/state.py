@@ -149,6 +149,42 @@ class CustomerState:
     # segment changes saved with the state but not yet acknowledged by the broker (JSON documents);
     # empty except across a crash (streams.processor sends them again, as saved)
     outbox: list[str] = field(default_factory=list)
+    # erasure: (source tag, partition) -> first offset produced after the request was accepted;
+    # events before it are the erased customer's and are dropped however late they arrive
+    erased_before: dict[tuple[int, int], int] = field(default_factory=dict)
+    erasures: list[int] = field(default_factory=list)  # fingerprints of the erase requests applied
+
+    # ---- erasure -------------------------------------------------------------------------------
+
+    @classmethod
+    def erased(cls, customer_id: str, previous: "CustomerState | None", request_id: str,
+               cutoff: dict[tuple[int, int], int]) -> "CustomerState":
+        """What is left of a customer after the erase request ``request_id``: no data, only the
+        marker that keeps it erased. ``cutoff``: per source topic-partition, the first offset
+        produced after the request was accepted (the end offsets then); an event before it is
+        dropped whenever it arrives (:meth:`before_erasure`), one after it starts a new life.
+        Earlier requests' cutoffs and ids are kept (a repeat of any of them is a no-op)."""
+        marker = cls(customer_id)
+        if previous is not None:
+            marker.erased_before = dict(previous.erased_before)
+            marker.erasures = list(previous.erasures)
+        for source, offset in cutoff.items():
+            marker.erased_before[source] = max(offset, marker.erased_before.get(source, 0))
+        marker.erasures.append(fingerprint(request_id))
+        return marker
+
+    @property
+    def holds_data(self) -> bool:
+        """False for a new state and for the marker an erasure leaves (nothing to show or segment)."""
+        return self.applied_events > 0
+
+    def erasure_applied(self, request_id: str) -> bool:
+        return fingerprint(request_id) in self.erasures
+
+    def before_erasure(self, position: Position) -> bool:
+        """True when the event at ``position`` was produced before an erase request was accepted."""
+        cutoff = self.erased_before.get(position[:2])
+        return cutoff is not None and position[2] < cutoff
 
     # ---- updates -------------------------------------------------------------------------------
 
@@ -293,7 +329,7 @@ class CustomerState:
     def value_fields(self) -> dict[str, Any]:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
-        for key in ("seen", "pos", "outbox", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
+        for key in ("seen", "pos", "outbox", "erased_before", "erasures", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
                     "previous_cluster", "switched_at", "flaps", "rules"):
             doc.pop(key, None)
         return doc
@@ -323,6 +359,9 @@ class CustomerState:
             doc["pos"] = [[tag, partition, offset] for (tag, partition), offset in self.positions.items()]
         if self.outbox:
             doc["outbox"] = self.outbox
+        if self.erasures:
+            doc["erased_before"] = [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()]
+            doc["erasures"] = self.erasures
         return doc
 
     def to_bytes(self) -> bytes:
@@ -335,6 +374,7 @@ class CustomerState:
             [[d.value, d.ref] for d in (getattr(self, name) for name in _DECAYED)],
             {etype: ids.to_wire() for etype, ids in self.seen.items()},
             [[tag, partition, offset] for (tag, partition), offset in self.positions.items()], self.outbox,
+            [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()], self.erasures,
         ])
 
     @classmethod
@@ -347,7 +387,7 @@ class CustomerState:
         if raw[:1] == b"{":
             return cls._from_json(raw, partition)
         (version, customer_id, scalars, deltas, rules, actions, channels, decayed, seen, positions,
-         outbox) = msgpack.unpackb(raw)
+         outbox, *erasure) = msgpack.unpackb(raw)
         if version not in (2, STATE_FORMAT):
             raise ValueError(f"unknown customer state format {version!r}")
         state = cls(customer_id)
@@ -362,6 +402,8 @@ class CustomerState:
         if version == STATE_FORMAT:
             state.seen = {etype: RecentIds.from_wire(wire) for etype, wire in seen.items()}
             state.positions = {(tag, p): offset for tag, p, offset in positions}
+            erased_before, state.erasures = erasure
+            state.erased_before = {(tag, p): offset for tag, p, offset in erased_before}
         else:
             state._load_format2(seen, positions, partition)
         state.outbox = outbox

@@ -19,7 +19,7 @@ from schemas.segment_change import ReasonCode, SegmentKind
 disable_created_metrics()
 
 EVENT_TYPES = ("purchase", "engagement", "feedback")
-OUTCOMES = ("applied", "duplicate", "invalid", "rejected")
+OUTCOMES = ("applied", "duplicate", "invalid", "rejected", "erased")
 NONE = "none"  # the "from" of an entry and the "to" of an exit
 
 #: The reasons each kind of change can have (the children bound up front).
@@ -44,7 +44,8 @@ class WorkerMetrics:
         # ---- input ----
         self._events = Counter("segstream_events_total", "Input events consumed, by type and outcome "
                                "(applied, duplicate = event_id seen before, invalid = broke the contract, "
-                               "rejected = valid but not applicable).", ["event_type", "outcome"], registry=r)
+                               "rejected = valid but not applicable, erased = produced before an erase request of its "
+                               "customer).", ["event_type", "outcome"], registry=r)
         self.events = {(t, o): self._events.labels(t, o) for t in EVENT_TYPES for o in OUTCOMES}
         self._dead = Counter("segstream_dead_letters_total", "Messages sent to the dead-letter topic.",
                              ["source"], registry=r)

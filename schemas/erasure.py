@@ -12,8 +12,9 @@ training sample and emits one segment exit with reason ``erased`` per segment it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from schemas.events import EventValidationError, Identifier
 
@@ -24,6 +25,12 @@ class ErasureRequest(BaseModel):
     customer_id: Identifier = Field(description="Also the Kafka message key.")
     request_id: Identifier = Field(description="The requester's reference, echoed in logs and details.")
     requested_at: AwareDatetime
+    cutoff: dict[str, Annotated[list[NonNegativeInt], Field(max_length=10_000)]] | None = Field(
+        None, max_length=64,
+        description="When the request was accepted: each input topic's end offsets, one per partition. Every "
+                    "event of the customer before them is erased, whenever it is consumed; none after them. "
+                    "Set by DELETE /customers/{id}; without it, the worker takes the end offsets when it "
+                    "reaches the request.")
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -36,8 +43,8 @@ def parse_erasure(raw: bytes | str) -> ErasureRequest:
         raise EventValidationError.from_pydantic(exc) from None
 
 
-def erasure_now(customer_id: str, request_id: str) -> ErasureRequest:
+def erasure_now(customer_id: str, request_id: str, cutoff: dict[str, list[int]] | None = None) -> ErasureRequest:
     from datetime import timezone
 
     return ErasureRequest(customer_id=customer_id, request_id=request_id,
-                          requested_at=datetime.now(timezone.utc))
+                          requested_at=datetime.now(timezone.utc), cutoff=cutoff)

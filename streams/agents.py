@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
 from datetime import datetime, timezone
-from typing import Any, TYPE_CHECKING, Iterator
+from typing import Any, TYPE_CHECKING, Awaitable, Callable, Iterator
 
 import faust
 from faust.streams import _current_event as _faust_current_event  # what faust's tables read
@@ -25,7 +26,6 @@ from schemas.segment_change import SegmentChange
 from streams.delivery_guard import OrderedIntake
 from streams.durable_table import DurableTable
 from streams.lag import LagMonitor
-from streams.outside_view import OutsideView
 from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
 from streams.repartition import origin_header, parse_origin
 from streams.shutdown import exit_now
@@ -59,9 +59,11 @@ class KafkaOutputs:
     """Segment changes and dead letters, sent through the app's producer; ``flush`` returns once
     they and the table's changelog writes are acknowledged."""
 
-    def __init__(self, topics: Topics, table: DurableTable | None = None):
+    def __init__(self, topics: Topics, table: DurableTable | None = None,
+                 end_offsets: Callable[[], Awaitable[dict[str, list[int]]]] | None = None):
         self.topics = topics
         self.table = table
+        self._end_offsets = end_offsets
         self._sent: list[Any] = []  # futures of dead letters not yet seen acknowledged
 
     async def changes(self, changes: list[SegmentChange]) -> None:
@@ -85,6 +87,9 @@ class KafkaOutputs:
         header = origin_header(message.topic, message.partition, message.offset)
         self._sent.append(await self.topics.repartition.send(key=message.key, value=message.value,
                                                              partition=partition, headers=[header]))
+
+    async def input_end_offsets(self) -> dict[str, list[int]]:
+        return await self._end_offsets() if self._end_offsets is not None else {}
 
     async def dead_letter(self, message: InMessage, source_type: str, problems: list[FieldProblem]) -> None:
         source = Source.of(message.topic, message.partition, message.offset, message.key)
@@ -149,16 +154,15 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
     repartition_topic = topics.repartition.get_topic_name()
     routes[repartition_topic] = REPARTITION
-    processor = CustomerProcessor(rt.pipeline, rt.table, KafkaOutputs(topics, rt.table), rt.clock, rt.forwarder,
+    outputs = KafkaOutputs(topics, rt.table, functools.partial(
+        rt.view.end_offsets_by_topic, list(topics.inputs.values()), rt.settings.topics.partitions))
+    processor = CustomerProcessor(rt.pipeline, rt.table, outputs, rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home)
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
-    # The isolation level of faust's consumer at at_least_once (the only guarantee the settings
-    # accept). Not read from app.in_transaction: faust caches that property, and reading it here,
-    # before faust marks the app as a worker, cached False and kept its transactions off.
-    view = OutsideView(rt.settings.bootstrap_servers, w.app_id, "read_uncommitted", **rt.settings.kafka_client_kwargs())
+    view = rt.view
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc(),
                            probe_after=1)
 

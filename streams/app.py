@@ -25,6 +25,7 @@ from streams.sampling import SampleForwarder
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
 from streams.group_member import group_instance_id
+from streams.outside_view import OutsideView
 from streams.partitioning import HomePartitions
 from streams.sweep import Sweeper
 from streams.topics import Topics, declare_topics
@@ -81,6 +82,7 @@ class Runtime:
     sweeper: Sweeper
     metrics: WorkerMetrics
     home: HomePartitions  # where each customer's state lives (streams.partitioning)
+    view: OutsideView  # committed and end offsets, read outside faust's consumer
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
 
     # ---- model -----------------------------------------------------------------------------
@@ -228,10 +230,14 @@ def create_app(settings: Settings) -> SegstreamApp:
                               **settings.kafka_client_kwargs())
     trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
     home = HomePartitions(settings.topics.partitions)
+    # The isolation level of faust's consumer at at_least_once (the only guarantee the settings
+    # accept). Not read from app.in_transaction: faust caches that property, and reading it this
+    # early, before faust marks the app as a worker, cached False and kept its transactions off.
+    view = OutsideView(settings.bootstrap_servers, w.app_id, "read_uncommitted", **settings.kafka_client_kwargs())
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
                       clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,
                       sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s, home),
-                      metrics=metrics, home=home)
+                      metrics=metrics, home=home, view=view)
     listener.on_snapshot = runtime.install
     trainer.publish = functools.partial(publish_snapshot, runtime)
     register_agents(app, runtime)

@@ -21,6 +21,15 @@ topics the worker guards (:attr:`WorkerConsumer.guarded_topics`: the customer ag
 not a gap but a hole the worker re-reads, and nothing is committed past an offset not
 acknowledged, except offsets Kafka confirms hold no message: deleted by retention, transaction
 markers, compacted records (:meth:`WorkerConsumer.skip_deleted`).
+
+**Seeks in the consumer's thread.** faust runs the aiokafka consumer in a thread of its own, but
+its ``seek`` calls aiokafka's ``seek`` straight from the caller's thread, where it deletes the
+partition's fetched records while the consumer thread may be draining them: under load the
+drain raised ``KeyError(TopicPartition(...))`` in aiokafka's ``fetched_records``, faust crashed
+the worker, and the batch in flight failed with "Producer not Running" (seen by a new user's
+crash test with a CRC32 producer, whose forwards make the delivery guard seek more often). The
+worker's seeks go through faust's own ``call_thread``, like its commits (:meth:`WorkerConsumer._seek`).
+Can go when faust-streaming seeks in its consumer thread.
 """
 
 from __future__ import annotations
@@ -34,6 +43,10 @@ from faust.types.tuples import ack_lock
 
 
 class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_here(self, tp: TP, offset: int) -> None:
+        """``seek``, run by the consumer's own thread (see the module doc)."""
+        self._ensure_consumer().seek(tp, offset)
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_min_bytes = transport.fetch_min_bytes
@@ -46,6 +59,9 @@ class WorkerConsumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> WorkerConsumerThread:
         return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        await self._thread.call_thread(self._thread.seek_here, partition, offset)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         if tp.topic in self.guarded_topics:

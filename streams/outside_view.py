@@ -54,6 +54,11 @@ class OutsideView:
         _, consumer = await self._clients()
         return await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
 
+    async def end_offsets_by_topic(self, topics: Iterable[str], partitions: int) -> dict[str, list[int]]:
+        """Each topic's end offsets, one per partition ``0..partitions-1`` (an erasure's cutoff)."""
+        ends = await self.end_offsets([TopicPartition(t, p) for t in topics for p in range(partitions)])
+        return {t: [ends[TopicPartition(t, p)] for p in range(partitions)] for t in topics}
+
     async def earliest_offset(self, tp: Any) -> int:
         """The first offset still in ``tp`` (retention deletes from the start)."""
         _, consumer = await self._clients()

@@ -85,6 +85,9 @@ class Outputs(Protocol):
     async def forward(self, message: InMessage, partition: int) -> None:
         """Send ``message`` to ``partition`` of the repartition topic (acknowledged by ``flush``)."""
 
+    async def input_end_offsets(self) -> dict[str, list[int]]:
+        """The input topics' end offsets, by topic, one per partition (an erasure's cutoff)."""
+
     async def flush(self) -> None:
         """Return once everything sent so far (table changelog writes and dead letters included)
         is acknowledged; raise if any of it failed."""
@@ -215,11 +218,15 @@ class CustomerProcessor:
             return 0
         entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
         if entry.state is None:
-            entry.state = self.pipeline.new_state(event.customer_id)  # new, or back after an erasure
+            entry.state = self.pipeline.new_state(event.customer_id)  # new
+        position = self._position(msg)
+        if entry.state.before_erasure(position):  # produced before an erase request was accepted
+            self._outcomes[(event_type, "erased")] += 1
+            return 0
         ts = event.timestamp.timestamp()
         self.clock.observe(ts)
         try:
-            applied = self.pipeline.apply(entry.state, event, now=time.time(), position=self._position(msg))
+            applied = self.pipeline.apply(entry.state, event, now=time.time(), position=position)
         except EngineRejection as exc:
             self._outcomes[(event_type, "rejected")] += 1
             await self._dead(msg, event_type, [FieldProblem(field=exc.field, error="rejected", message=exc.message)])
@@ -273,8 +280,8 @@ class CustomerProcessor:
         tally = self.populations.batch(msg.partition, batch.get("pass", 0))
         for customer_id in customer_ids:
             entry = self._touch(customer_id.encode(), index, touched)
-            if entry.state is None:
-                continue  # erased since the sweep listed it
+            if entry.state is None or not entry.state.holds_data:
+                continue  # erased since the sweep listed it: only the erasure marker is left
             entry.changes.extend(self.pipeline.evaluate(entry.state, at))
             entry.evaluate = False
             tally.count(entry.state)
@@ -296,28 +303,50 @@ class CustomerProcessor:
             return []
         entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
         state = entry.state
+        # The request id, not the customer id: logs are for ops and must not hold customer data.
+        if state is not None and state.erasure_applied(request.request_id):  # redelivered: deletes nothing new
+            log.info("erase request %s: already applied", request.request_id)
+            return []
+        cutoff = await self._cutoff(request.cutoff)
         # Changes found earlier in this batch (or left in an outbox) come before the exits.
         changes, entry.changes = entry.changes, []
         self.forwarder.forget(request.customer_id)
-        if state is not None:
+        held = state is not None and state.holds_data
+        if held:
             at = self.clock.now() or time.time()
             if entry.evaluate:
                 changes.extend(self.pipeline.evaluate(state, at))
             changes.extend(self.pipeline.erase(state, at))
-            entry.state, entry.evaluate = None, False
-        self.metrics.erasures_found[state is not None].inc()
-        # The request id, not the customer id: logs are for ops and must not hold customer data.
-        log.info("erase request %s: %s", request.request_id, "state deleted" if state else "no state held")
+            after = sum(offset >= cutoff.get(source, offset + 1) for source, offset in state.positions.items())
+            if after:
+                log.warning("erase request %s: events produced after it were consumed before it, from %d "
+                            "partition(s); they are erased too", request.request_id, after)
+        # The marker, saved in place of the state: keeps earlier events out and repeats a no-op.
+        entry.state, entry.evaluate = CustomerState.erased(request.customer_id, state, request.request_id, cutoff), False
+        self.metrics.erasures_found[held].inc()
+        log.info("erase request %s: %s", request.request_id, "state deleted" if held else "no state held")
         return changes
+
+    async def _cutoff(self, accepted: dict[str, list[int]] | None) -> dict[tuple[int, int], int]:
+        """Per source topic-partition, the first offset produced after the request was accepted:
+        as the API recorded it, else the input topics' end offsets now (a request produced to the
+        erasures topic directly is accepted when the worker reaches it)."""
+        if accepted is None:
+            accepted = await self.outputs.input_end_offsets()
+        return {(self._tag(topic), partition): offset
+                for topic, offsets in accepted.items() for partition, offset in enumerate(offsets)}
 
     # ---- helpers -------------------------------------------------------------------------------
 
     def _position(self, msg: InMessage) -> Position:
         """Where the event sits in its source: a redelivery after a crash is recognised by it."""
-        tag = self._tags.get(msg.topic)
+        return self._tag(msg.topic), msg.partition, msg.offset
+
+    def _tag(self, topic: str) -> int:
+        tag = self._tags.get(topic)
         if tag is None:
-            tag = self._tags[msg.topic] = source_tag(msg.topic)
-        return tag, msg.partition, msg.offset
+            tag = self._tags[topic] = source_tag(topic)
+        return tag
 
     def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched]) -> Touched:
         entry = touched.get(key)

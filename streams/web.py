@@ -104,21 +104,45 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
                 return _json(self, {"error": "recovering: try again shortly"}, 503,
                              headers={"Retry-After": str(RETRY_AFTER_S)})
             raw = table.get(customer_id.encode())
-            if raw is None:
+            state = CustomerState.from_bytes(raw) if raw is not None else None
+            if state is None or not state.holds_data:  # unknown, or erased (only the marker is left)
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
-            return _json(self, rt.profile(CustomerState.from_bytes(raw)))
+            return _json(self, rt.profile(state))
 
         @requires_token(token)
         async def delete(self, request: Request, customer_id: str) -> Response:
-            """Erasure: the request goes to the erasures topic, whose owner deletes the state."""
+            """Erasure: the request, with the input topics' end offsets as its cutoff, goes to the
+            erasures topic, whose owner deletes the state (streams.processor)."""
             if not _CUSTOMER_ID.match(customer_id):
                 return _json(self, {"error": "invalid customer id"}, 400)
-            req = erasure_now(customer_id, request_id=f"api-{uuid.uuid4()}")
-            ack = await rt.topics.erasures.send(key=customer_id.encode(), value=req.to_json())
-            await ack
-            return _json(self, {"status": "accepted", "request_id": req.request_id,
-                                "detail": "the state is deleted and a segment exit with reason "
-                                          "'erased' is emitted shortly"}, 202)
+            try:
+                cutoff = await rt.view.end_offsets_by_topic(list(rt.topics.inputs.values()),
+                                                            rt.settings.topics.partitions)
+                req = erasure_now(customer_id, request_id=f"api-{uuid.uuid4()}", cutoff=cutoff)
+                await (await rt.topics.erasures.send(key=customer_id.encode(), value=req.to_json()))
+            except Exception as exc:  # nothing was accepted: say so, and when to retry
+                log.warning("erase request not accepted: %s", type(exc).__name__)
+                return _json(self, {"error": "Kafka did not accept the request; nothing was changed, retry"},
+                             503, headers={"Retry-After": str(RETRY_AFTER_S)})
+            return _json(self, {
+                "status": "accepted", "request_id": req.request_id,
+                "status_url": f"/customers/{customer_id}/erasures/{req.request_id}",
+                "guarantee": "every event of this customer produced before now is erased, whether it has been "
+                             "consumed yet or not, and no event produced after now; segment exits with reason "
+                             "'erased' follow. Applied when the worker that owns the customer reaches the "
+                             "request, usually within seconds: status_url says when."}, 202)
+
+    @app.page("/customers/{customer_id}/erasures/{request_id}")
+    class ErasureStatusView(View):
+        @requires_token(token)
+        @owner_unreachable_is_503
+        @app.table_route(table=table, match_info="customer_id")
+        async def get(self, request: Request, customer_id: str, request_id: str) -> Response:
+            if not _CUSTOMER_ID.match(customer_id) or not _CUSTOMER_ID.match(request_id):
+                return _json(self, {"error": "invalid customer or request id"}, 400)
+            raw = table.get(customer_id.encode())
+            applied = raw is not None and CustomerState.from_bytes(raw).erasure_applied(request_id)
+            return _json(self, {"customer_id": customer_id, "request_id": request_id, "applied": applied})
 
     @app.page("/segments")
     class SegmentsView(View):

@@ -98,10 +98,12 @@ def erase_off_home(a: WorkerProcess, b: WorkerProcess, truth: dict) -> None:
     """An erasure through the API of either worker reaches a customer whose events kcat put on
     another partition than its home."""
     customer = next(cid for cid in truth if crc32_partition(cid.encode(), 4) != home_partition(cid.encode(), 4))
-    status, _ = b.request(f"/customers/{customer}", method="DELETE")
+    status, accepted = b.request(f"/customers/{customer}", method="DELETE")
     assert status == 202
     wait_until(lambda: a.request(f"/customers/{customer}")[0] == 404, 60, "the erasure applied")
     assert b.request(f"/customers/{customer}")[0] == 404
+    assert a.get(accepted["status_url"])["applied"] is True  # type: ignore[index]
+    assert b.get(f"/customers/{customer}/erasures/some-other-request")["applied"] is False  # type: ignore[index]
 
 
 def assert_no_change_id_with_two_contents(bootstrap: str, prefix: str) -> None:

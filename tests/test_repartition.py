@@ -52,6 +52,9 @@ class PartitionOutputs:
     async def forward(self, message: InMessage, partition: int) -> None:
         self.forwards.append((message, partition))
 
+    async def input_end_offsets(self) -> dict[str, list[int]]:
+        return {}
+
 
 class Group:
     """``PARTITIONS`` processors, partition p's tables apart from the others'."""
@@ -154,7 +157,8 @@ def test_an_erasure_sent_with_another_partitioner_reaches_the_state() -> None:
     p = PARTITIONERS["crc32"](key, PARTITIONS)
     group.deliver({**{q: [] for q in range(PARTITIONS)},
                    p: [InMessage(ERASURES, p, 0, key, erasure_now(customer, "req-1").to_json())]})
-    assert key not in group.states()
+    [(where, marker)] = group.states()[key]  # at home, only the erasure's marker is left
+    assert where == home_partition(key, PARTITIONS) and not marker.holds_data and marker.erasure_applied("req-1")
     exits = [orjson.loads(c) for out in group.outputs for c in out.published]
     assert sum(c["customer_id"] == customer and c["reason"]["code"] == "erased" for c in exits) == segments
     home = group.processors[home_partition(key, PARTITIONS)]

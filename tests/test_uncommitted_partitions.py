@@ -1,0 +1,45 @@
+"""A partition the group never committed is read from its earliest offset after a restart: what
+was written to it while its owner was down is applied (control topics included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.synthetic import generate_population
+from schemas.erasure import erasure_now
+from tests.kafka_helpers import WorkerProcess, produce, run, wait_until
+from tests.test_worker_e2e import to_messages, worker_env
+
+pytestmark = pytest.mark.kafka
+
+
+def test_an_erasure_written_while_the_owner_was_down_is_applied_after_its_restart(kafka_bootstrap: str,
+                                                                                 tmp_path: Path) -> None:
+    prefix = f"uncommitted-{tmp_path.name[-6:]}."
+    events = generate_population(30, seed=6).events
+    customer = events[0]["customer_id"]
+    env = worker_env(kafka_bootstrap, prefix, tmp_path / "data")
+    first = WorkerProcess(env, tmp_path / "first.log")
+    env = {**env, "SEGSTREAM_WORKER__WEB_PORT": str(first.port)}  # restarted as a deployment restarts it
+    try:
+        first.wait_ready()
+        run(produce(kafka_bootstrap, to_messages(prefix, events)))
+        wait_until(lambda: first.request(f"/customers/{customer}")[0] == 200, 90, "the customer's state")
+    finally:
+        first.proc.kill()  # SIGKILL: the erasures partitions never had a commit
+        first.proc.wait()
+    request = erasure_now(customer, "req-while-down")
+    run(produce(kafka_bootstrap, [(f"{prefix}erasures", customer.encode(), request.to_json())]))
+    second = WorkerProcess(env, tmp_path / "second.log")
+    try:
+        second.wait_ready()
+        wait_until(lambda: second.request(f"/customers/{customer}")[0] == 404, 90,
+                   "the erasure written while the owner was down to be applied")
+        assert "req-while-down" in second.log_tail(50_000)
+        assert second.get(f"/customers/{customer}/erasures/req-while-down")["applied"] is True  # type: ignore[index]
+        # Its events, redelivered after the kill (their offsets were not committed), stay erased.
+        assert second.metric("segstream_events_total", outcome="erased") > 0
+    finally:
+        assert second.stop() == 0, second.log_tail()
