@@ -442,7 +442,11 @@ def _run_check(name: str, check: Callable[[Path, Callable[[str], None]], Any], r
     work_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"segstream-{name}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
-    report = check(work_dir, lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    try:
+        report = check(work_dir, lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    except (RuntimeError, TimeoutError) as exc:  # a worker died or never got ready: the check failed
+        typer.secho(f"{name} test: FAILED: {str(exc).splitlines()[0]} (logs in {work_dir})", err=True, fg="red")
+        raise typer.Exit(1) from None
     if json_out:
         json_out.write_bytes(report.to_json())
     for line in report.lines():
@@ -460,16 +464,18 @@ def crash_test(
     store: str = typer.Option("memory://", help="Table store of the worker: memory:// or rocksdb://."),
     seed: int = typer.Option(7, help="Random seed of the stream and of the kill times."),
     partitioner: PartitionerName = typer.Option("murmur2", help=_PARTITIONER_HELP.format(who="test's producer")),
+    erasures: int = typer.Option(10, min=0, help="Customers erased through the API during the kills (each once "
+                                                  "its events are sent); each must be gone at the end."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker logs (default: a new temp dir)."),
 ) -> None:
     """Kill the worker (SIGKILL) at random points and restart the broker while a known stream
-    flows; then check every customer against the ground truth and the changes for duplicates.
-    Exits 1 if anything was lost, counted twice or contradicted."""
+    flows, erasing customers meanwhile; then check every customer against the ground truth and
+    the changes for duplicates. Exits 1 if anything was lost, counted twice or contradicted."""
     from streams import crash_test as ct
 
     plan = ct.CrashPlan(customers=customers, kills=kills, broker_restarts=broker_restarts, rate=rate,
-                        store=store, seed=seed, partitioner=partitioner)
+                        store=store, seed=seed, partitioner=partitioner, erasures=erasures)
     _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out)
 
 

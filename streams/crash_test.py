@@ -56,6 +56,10 @@ class CrashPlan:
     # How the test's producer partitions (see streams.partitioning): anything but murmur2 sends
     # messages off their customer's home partition, which the worker must forward.
     partitioner: PartitionerName = "murmur2"
+    # Customers erased through the API while the kills go on, each once all its events are sent
+    # (customers who stopped early, then asked to be forgotten): after the test each must be gone,
+    # however many of its events Kafka redelivered after the request.
+    erasures: int = 10
 
     def __post_init__(self) -> None:
         if self.partitioner not in PARTITIONER_CHOICES:
@@ -87,6 +91,8 @@ class CrashReport:
     recoveries: list[Recovery] = field(default_factory=list)
     mismatched_customers: list[str] = field(default_factory=list)
     missing_customers: list[str] = field(default_factory=list)
+    erased_customers: int = 0
+    erasures_not_applied: list[str] = field(default_factory=list)  # still answered, or status not applied
     changes: int = 0
     duplicate_change_ids: int = 0
     conflicting_duplicates: int = 0
@@ -98,7 +104,8 @@ class CrashReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatched_customers or self.missing_customers or self.conflicting_duplicates
+        return not (self.mismatched_customers or self.missing_customers or self.erasures_not_applied
+                    or self.conflicting_duplicates
                     or self.differing_duplicates or self.final_view_mismatches)
 
     def recovery_times(self, what: str, attr: str) -> list[float]:
@@ -120,6 +127,8 @@ class CrashReport:
             f"-> worker consuming again: {spread(self.recovery_times('broker', 'resumed_s'))}",
             f"customers differing from the ground truth: {len(self.mismatched_customers)} "
             f"(missing: {len(self.missing_customers)})",
+            f"customers erased through the API during the kills: {self.erased_customers}; "
+            f"with data left or not applied: {len(self.erasures_not_applied)}",
             f"offsets faust skipped, re-read by the delivery guard: {self.delivery_holes}",
             f"segment changes: {self.changes}; change_ids delivered twice: {self.duplicate_change_ids}, "
             f"of which with a different decision: {self.conflicting_duplicates}, not byte-identical: "
@@ -292,6 +301,63 @@ def restart_broker(kafka: Any, worker: Worker) -> Recovery:
 # ---- the checks -------------------------------------------------------------------------------
 
 
+def pick_erased(messages: list[tuple[str, bytes, bytes]], count: int, rng: random.Random) -> dict[str, int]:
+    """Up to ``count`` customers whose last event comes in the first 80 % of the stream, each with
+    the number of messages after which all its events are sent."""
+    last: dict[str, int] = {}
+    for i, (_, key, _) in enumerate(messages, 1):
+        last[key.decode()] = i
+    early = sorted(c for c, i in last.items() if i < len(messages) * 8 // 10)
+    return {c: last[c] for c in rng.sample(early, min(count, len(early)))}
+
+
+class Erasures:
+    """``DELETE /customers/{id}`` for each picked customer once its events are all sent, retried
+    while the worker is down; afterwards each must answer 404 and its request be applied."""
+
+    def __init__(self, port: int, due: dict[str, int]):
+        self.port = port
+        self.due = dict(sorted(due.items(), key=lambda item: item[1]))
+        self.sent: dict[str, str] = {}  # customer id -> status URL
+
+    def send_due(self, sent_messages: int, until_done: bool = False, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for customer_id, after in list(self.due.items()):
+            if after > sent_messages:
+                continue
+            while True:
+                accepted = self._delete(customer_id)
+                if accepted is not None:
+                    self.sent[customer_id] = accepted["status_url"]
+                    del self.due[customer_id]
+                    break
+                if not until_done or time.monotonic() > deadline:
+                    return  # the worker is restarting: after the next restart
+                time.sleep(1.0)
+
+    def _delete(self, customer_id: str) -> dict[str, Any] | None:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/customers/{customer_id}", method="DELETE")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return orjson.loads(resp.read()) if resp.status == 202 else None
+        except OSError:
+            return None
+
+    def not_applied(self) -> list[str]:
+        from streams.bench import _get
+
+        left = []
+        for customer_id, status_url in self.sent.items():
+            status = _get(self.port, status_url, timeout=10)
+            if _get(self.port, f"/customers/{customer_id}", timeout=10) is not None \
+                    or status is None or not orjson.loads(status)["applied"]:
+                left.append(customer_id)
+        return left + list(self.due)
+
+
 def check_customers(port: int, truth: dict[str, CustomerState]) -> tuple[list[str], list[str], dict[str, dict]]:
     """(mismatched ids, missing ids, profiles)."""
     from streams.bench import _get
@@ -413,8 +479,10 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
         producer.start()
         worker.start()
         broker_after = {plan.kills * (i + 1) // (plan.broker_restarts + 1) for i in range(plan.broker_restarts)}
+        erasures = Erasures(port, pick_erased(messages, plan.erasures, rng))
         for k in range(plan.kills):
             time.sleep(rng.uniform(plan.min_run_s, plan.max_run_s))
+            erasures.send_due(producer.sent)
             worker.kill()
             report.kills += 1
             rec = worker.start()
@@ -430,8 +498,13 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
                 report.recoveries.append(rec)
                 log(f"broker restarted: answering after {rec.ready_s:.1f} s, worker consuming again after "
                     f"{rec.resumed_s if rec.resumed_s is not None else float('nan'):.1f} s")
+        erasures.send_due(producer.sent)
         producer.release.set()
         producer.join(timeout=plan.catch_up_timeout_s + len(messages) / rate)
+        erasures.send_due(producer.sent, until_done=True)
+        for customer_id in erasures.sent:
+            truth.pop(customer_id, None)
+        report.erased_customers = len(erasures.sent)
         if producer.error is not None or producer.is_alive():
             raise RuntimeError(f"the producer did not finish: {producer.error!r}")
         log(f"stream sent ({producer.sent} events); waiting for the worker to catch up")
@@ -445,6 +518,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
         time.sleep(3.0)  # nothing may change any more: a late duplicate would show now
         mismatched, missing, _ = check_customers(port, truth)
         report.mismatched_customers, report.missing_customers = mismatched, missing
+        report.erasures_not_applied = erasures.not_applied()
         # The model keeps retraining and the sweep keeps re-deciding: compare the changes with
         # the states once the worker has stopped, both read from Kafka (no race with a live worker).
         if worker.stop() != 0:

@@ -126,7 +126,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
                              503, headers={"Retry-After": str(RETRY_AFTER_S)})
             return _json(self, {
                 "status": "accepted", "request_id": req.request_id,
-                "status_url": f"/customers/{customer_id}/erasures/{req.request_id}",
+                "status_url": f"/customers/{customer_id}/erasures/{req.request_id}", "cutoff": cutoff,
                 "guarantee": "every event of this customer produced before now is erased, whether it has been "
                              "consumed yet or not, and no event produced after now; segment exits with reason "
                              "'erased' follow. Applied when the worker that owns the customer reaches the "

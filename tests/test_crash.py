@@ -41,6 +41,7 @@ def test_sigkills_and_a_broker_restart_lose_nothing_and_count_nothing_twice(tmp_
     assert report.customers == 100 and report.events > 10_000
     assert report.missing_customers == []
     assert report.mismatched_customers == []  # purchase_count, total_spend, ... equal the ground truth
+    assert report.erased_customers > 0 and report.erasures_not_applied == []  # erased, and stayed erased
     assert report.conflicting_duplicates == 0  # a change_id seen twice carries the same decision...
     assert report.differing_duplicates == 0  # ...and is the same message, byte for byte (the outbox)
     assert report.final_view_mismatches == []  # a subscriber dropping repeats ends where the worker is
