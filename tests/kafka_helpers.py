@@ -149,3 +149,27 @@ def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def start_pair(env: dict[str, str], work_dir: Path, name: str = "") -> tuple[WorkerProcess, WorkerProcess]:
+    """Two workers of one group (data directories ``<name>a`` and ``<name>b``), both ready."""
+    a = WorkerProcess({**env, "SEGSTREAM_WORKER__DATA_DIR": str(work_dir / f"{name}a")}, work_dir / f"{name}a.log")
+    b = WorkerProcess({**env, "SEGSTREAM_WORKER__DATA_DIR": str(work_dir / f"{name}b")}, work_dir / f"{name}b.log")
+    try:
+        for worker in (a, b):
+            worker.wait_ready()
+    except BaseException:
+        for worker in (a, b):
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait()
+        raise
+    return a, b
+
+
+def wait_split(a: WorkerProcess, b: WorkerProcess, partitions: int = 4) -> tuple[list[int], list[int]]:
+    """The partitions of each once the group has split all ``partitions`` between them."""
+    def split() -> tuple[list[int], list[int]] | None:
+        pa, pb = a.get("/ready")["partitions"], b.get("/ready")["partitions"]  # type: ignore[index]
+        return (pa, pb) if pa and pb and sorted(pa + pb) == list(range(partitions)) else None
+    return wait_until(split, 90, "the partitions to be split between the workers")

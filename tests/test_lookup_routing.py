@@ -10,7 +10,7 @@ import pytest
 
 from models.synthetic import generate_population
 from streams.partitioning import home_partition
-from tests.kafka_helpers import WorkerProcess, produce, run, wait_until
+from tests.kafka_helpers import produce, run, start_pair, wait_split, wait_until
 from tests.test_worker_e2e import to_messages, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -20,17 +20,9 @@ def test_a_lookup_whose_owner_is_unreachable_answers_503_with_retry_after(kafka_
                                                                            tmp_path: Path) -> None:
     prefix = f"owner-{tmp_path.name[-6:]}."
     events = generate_population(40, seed=4).events
-    env = worker_env(kafka_bootstrap, prefix, tmp_path / "a")
-    a = WorkerProcess(env, tmp_path / "a.log")
-    b = WorkerProcess({**env, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "b")}, tmp_path / "b.log")
+    a, b = start_pair(worker_env(kafka_bootstrap, prefix, tmp_path / "unused"), tmp_path)
     try:
-        a.wait_ready()
-        b.wait_ready()
-
-        def b_partitions() -> list[int]:
-            parts = [a.get("/ready")["partitions"], b.get("/ready")["partitions"]]  # type: ignore[index]
-            return parts[1] if all(parts) and sorted(parts[0] + parts[1]) == [0, 1, 2, 3] else []
-        owned_by_b = wait_until(b_partitions, 90, "the partitions to be split")
+        _, owned_by_b = wait_split(a, b)
         run(produce(kafka_bootstrap, to_messages(prefix, events)))
         customer = next(e["customer_id"] for e in events if home_partition(e["customer_id"].encode(), 4) in owned_by_b)
         wait_until(lambda: a.request(f"/customers/{customer}")[0] == 200, 90, "the lookup forwarded to b")

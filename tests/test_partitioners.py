@@ -19,7 +19,7 @@ import pytest
 
 from models.synthetic import generate_population
 from streams.partitioning import crc32_partition, home_partition
-from tests.kafka_helpers import WorkerProcess, consume, run, wait_until
+from tests.kafka_helpers import WorkerProcess, consume, run, start_pair, wait_split, wait_until
 from tests.test_produce import kcat
 from tests.test_worker_e2e import ground_truth, matches_truth, worker_env
 
@@ -52,18 +52,10 @@ def produce_with_kcat(bootstrap: str, prefix: str, options: dict[str, list[str]]
 def one_run(bootstrap: str, tmp_path: Path, name: str) -> dict[str, dict]:
     """Two workers, the events produced the ``name`` way; the value profiles once all are in."""
     prefix = f"part-{name}-{tmp_path.name[-6:]}."
-    env = worker_env(bootstrap, prefix, tmp_path / f"{name}-a")
-    a = WorkerProcess(env, tmp_path / f"{name}-a.log")
-    b = WorkerProcess({**env, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / f"{name}-b")}, tmp_path / f"{name}-b.log")
+    a, b = start_pair(worker_env(bootstrap, prefix, tmp_path / "unused"), tmp_path, f"{name}-")
     workers = (a, b)
     try:
-        for w in workers:
-            w.wait_ready()
-
-        def split() -> bool:
-            parts = [w.get("/ready")["partitions"] for w in workers]  # type: ignore[index]
-            return all(parts) and sorted(parts[0] + parts[1]) == [0, 1, 2, 3]
-        wait_until(split, 90, "the partitions to be split between the workers")
+        wait_split(a, b)
         produce_with_kcat(bootstrap, prefix, RUNS[name])
         truth = ground_truth(EVENTS)
 

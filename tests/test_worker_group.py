@@ -13,7 +13,7 @@ from models.config import ValueConfig
 from models.snapshot import ModelSnapshot
 from models.synthetic import generate_population
 from schemas.segment_change import SegmentChange
-from tests.kafka_helpers import WorkerProcess, consume, produce, run, wait_until
+from tests.kafka_helpers import WorkerProcess, consume, produce, run, start_pair, wait_split, wait_until
 from tests.test_worker_e2e import ground_truth, matches_truth, to_messages, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -78,17 +78,9 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
 ) -> None:
     prefix = _prefix("pair")
     events = generate_population(160, seed=9).events
-    env = worker_env(kafka_bootstrap, prefix, tmp_path / "data-a")
-    a = WorkerProcess(env, tmp_path / "a.log")
-    b = WorkerProcess({**env, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data-b")}, tmp_path / "b.log")
+    a, b = start_pair(worker_env(kafka_bootstrap, prefix, tmp_path / "unused"), tmp_path)
     try:
-        a.wait_ready()
-        b.wait_ready()
-
-        def split() -> tuple[list[int], list[int]] | None:
-            pa, pb = a.get("/ready")["partitions"], b.get("/ready")["partitions"]  # type: ignore[index]
-            return (pa, pb) if pa and pb and sorted(pa + pb) == [0, 1, 2, 3] else None
-        parts_a, parts_b = wait_until(split, 90, "the partitions to be split between the workers")
+        parts_a, parts_b = wait_split(a, b)
         assert not set(parts_a) & set(parts_b)
 
         run(produce(kafka_bootstrap, to_messages(prefix, events)))
