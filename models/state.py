@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import bisect
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,11 +164,15 @@ class CustomerState:
         marker that keeps it erased. ``cutoff``: per source topic-partition, the first offset
         produced after the request was accepted (the end offsets then); an event before it is
         dropped whenever it arrives (:meth:`before_erasure`), one after it starts a new life.
-        Earlier requests' cutoffs and ids are kept (a repeat of any of them is a no-op)."""
+        Earlier requests' cutoffs and ids are kept (a repeat of any of them is a no-op), and so
+        are the ids of the events recently applied (fingerprints, no content): the same event
+        sent again after the erasure is still a repeat, not a new life."""
         marker = cls(customer_id)
         if previous is not None:
             marker.erased_before = dict(previous.erased_before)
             marker.erasures = list(previous.erasures)
+            marker.seen = {etype: RecentIds(array("Q", ids.fingerprints), array("i", ids.minutes))
+                           for etype, ids in previous.seen.items()}
         for source, offset in cutoff.items():
             marker.erased_before[source] = max(offset, marker.erased_before.get(source, 0))
         marker.erasures.append(fingerprint(request_id))

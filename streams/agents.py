@@ -193,6 +193,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
             def bind(index: int, events: list = events) -> contextlib.AbstractContextManager:
                 return current_event_is(events[index])
 
+            intake.busy = True  # until the batch is done: no delivery is expected meanwhile
             try:
                 await processor.handle_batch(msgs, bind)
             except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
@@ -206,6 +207,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                     # the process instead, so the batch is redelivered to the next owner.
                     log.exception("a batch could neither be processed nor dead-lettered")
                     exit_now("the batch will be redelivered after a restart")
+            finally:
+                intake.busy = False
 
     @app.agent(topics.trainer_samples, name="segstream.trainer", concurrency=1)
     async def collect_samples(stream: faust.StreamT) -> None:
@@ -221,6 +224,15 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
             await intake.retry_stalled()
         except Exception:  # the next tick tries again
             log.exception("re-reading a partition from its hole failed")
+
+    @app.timer(OrderedIntake.TAIL_GRACE_S / 4)
+    async def reread_stuck_tails() -> None:
+        if not app.tables.recovery.completed.is_set():
+            return  # faust pauses delivery while it restores the table
+        try:
+            await intake.check_tails(tp for tp in app.consumer.assignment() if tp.topic in routes)
+        except Exception as exc:  # the next tick tries again
+            log.warning("checking partitions for undelivered messages failed: %r", exc)
 
     @app.timer(w.sweep_interval_s)
     async def sweep() -> None:

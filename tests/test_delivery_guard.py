@@ -38,6 +38,10 @@ class FakeView:
     earliest: dict[TP, int] = field(default_factory=dict)
     probes: list[int] = field(default_factory=list)
     closed: int = 0
+    ends: dict[TP, int] = field(default_factory=dict)
+
+    async def end_offsets(self, tps: Any) -> dict[tuple[str, int], int]:
+        return {(tp.topic, tp.partition): self.ends[tp] for tp in tps}
 
     async def committed(self, tps: Any) -> dict[tuple[str, int], int | None]:
         return {(tp.topic, tp.partition): self.committed_offsets.get(tp) for tp in tps}
@@ -102,6 +106,46 @@ async def test_a_hole_holds_the_later_messages_and_reads_the_partition_again_fro
     await intake.retry_stalled()
     assert consumer.seeks == [(PURCHASES, 12)]  # nothing open any more
     assert holes == ["purchases"]
+
+
+async def test_a_message_dropped_at_the_end_of_a_quiet_partition_is_read_again() -> None:
+    """No later message arrives to show the hole: the partition's end offset does."""
+    intake, consumer, view = intake_with({PURCHASES: 10}, ends={PURCHASES: 13})
+    intake.TAIL_GRACE_S = 0.0
+    holes: list[str] = []
+    intake.on_hole = holes.append
+    assert offsets(await intake.admit(events(10, 11))) == [10, 11]
+    await intake.check_tails([PURCHASES])  # first look: where delivery stands
+    intake.busy = True
+    await intake.check_tails([PURCHASES])  # a batch under way: nothing is expected meanwhile
+    assert consumer.seeks == []
+    intake.busy = False
+    await intake.check_tails([PURCHASES])  # 12 and 13 never came
+    assert consumer.seeks == [(PURCHASES, 12)] and holes == ["purchases"]
+    assert offsets(await intake.admit(events(12))) == [12]
+    view.ends[PURCHASES] = 13
+    await intake.check_tails([PURCHASES])
+    await intake.check_tails([PURCHASES])
+    assert consumer.seeks == [(PURCHASES, 12)]  # delivered up to the end: nothing to read again
+
+
+async def test_a_partition_never_delivered_since_its_assignment_is_read_from_its_commit() -> None:
+    """An erase request written while its owner was down, dropped by faust after the restart."""
+    intake, consumer, _ = intake_with({PURCHASES: 1}, ends={PURCHASES: 3})
+    intake.TAIL_GRACE_S = 0.0
+    await intake.check_tails([PURCHASES])
+    await intake.check_tails([PURCHASES])
+    assert consumer.seeks == [(PURCHASES, 1)]
+    assert offsets(await intake.admit(events(1, 2))) == [1, 2]
+
+
+async def test_a_partition_delivered_to_its_end_is_left_alone() -> None:
+    intake, consumer, _ = intake_with({PURCHASES: 4}, ends={PURCHASES: 6})
+    intake.TAIL_GRACE_S = 0.0
+    assert offsets(await intake.admit(events(4, 5))) == [4, 5]
+    for _ in range(3):
+        await intake.check_tails([PURCHASES])
+    assert consumer.seeks == []
 
 
 async def test_delivery_starts_at_the_committed_offset() -> None:

@@ -69,6 +69,17 @@ def test_earlier_events_consumed_after_the_erasure_are_erased_later_ones_kept() 
     assert worker.outcome("erased") == 1
 
 
+def test_an_erased_event_sent_again_by_its_producer_stays_erased() -> None:
+    """A producer's retry of an old event arrives at a new offset, after the cutoff: recognised by
+    its id (the duplicate window survives the erasure), not a new life."""
+    worker = Worker()
+    worker.feed(purchase(0), purchase(1), erase("r-1", purchases_end=2, offset=0))
+    resent = purchase(1)
+    worker.feed(InMessage(resent.topic, 0, 7, resent.key, resent.value))  # same event, new offset
+    assert not worker.ann.holds_data
+    assert worker.outcome("duplicate") == 1
+
+
 def test_the_same_request_again_deletes_nothing_new() -> None:
     worker = Worker()
     worker.feed(purchase(0), erase("r-1", purchases_end=1, offset=0), purchase(1, 5.0))
