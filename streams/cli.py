@@ -133,11 +133,16 @@ def _create_topics(settings: Settings) -> None:
 
     from aiokafka.errors import KafkaConnectionError
 
+    from streams.kafka_admin import TopicMismatch
+
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
     except KafkaConnectionError:
         typer.secho(f"no Kafka broker answers at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)",
                     err=True, fg="red")
+        raise typer.Exit(2) from None
+    except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
+        typer.secho(str(exc).splitlines()[0], err=True, fg="red")
         raise typer.Exit(2) from None
 
 

@@ -148,7 +148,7 @@ class WorkerSettings(_Section):
                                         "data) require 'Authorization: Bearer <token>'. Health, readiness, "
                                         "metrics and /segments stay open.")
     data_dir: Path = Field(Path("./.segstream-data"), description="Faust data directory (tables, RocksDB).")
-    store: str = Field("memory://", description="Table store: memory:// or rocksdb://")
+    store: str = Field("memory://", pattern="^(memory|rocksdb)://$", description="Table store: memory:// or rocksdb://")
     processing_guarantee: str = Field("at_least_once", description="Only at_least_once: with the offsets "
                                       "in the state and the outbox, every event is applied once and a repeated "
                                       "change_id carries the same content (docs/reliability.md).")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,3 +50,16 @@ def test_a_broker_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "no Kafka broker answers at 127.0.0.1:9 (KAFKA_BOOTSTRAP_SERVERS)"
+
+
+@pytest.mark.kafka
+def test_topics_with_another_partition_count_are_refused_in_one_line(kafka_bootstrap: str,
+                                                                     unique_prefix: str) -> None:
+    assert segstream("topics", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+                     SEGSTREAM_TOPICS__PREFIX=unique_prefix).returncode == 0
+    done = segstream("topics", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, SEGSTREAM_TOPICS__PREFIX=unique_prefix,
+                     SEGSTREAM_TOPICS__PARTITIONS="8")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert line.startswith("existing topics do not match the configuration")
