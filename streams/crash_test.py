@@ -512,7 +512,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
         while True:
             worker_process.check_alive(worker.proc, worker.log_file)
             mismatched, missing, profiles = check_customers(port, truth)
-            if not (mismatched or missing) or time.monotonic() > deadline:
+            if not (mismatched or missing or erasures.not_applied()) or time.monotonic() > deadline:
                 break
             time.sleep(2.0)
         time.sleep(3.0)  # nothing may change any more: a late duplicate would show now
