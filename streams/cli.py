@@ -135,6 +135,9 @@ def _create_topics(settings: Settings) -> None:
 
     from streams.kafka_admin import TopicMismatch
 
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)  # an unreachable broker is said once, below, not by each retry
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
     except KafkaConnectionError:
@@ -144,6 +147,8 @@ def _create_topics(settings: Settings) -> None:
     except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
         typer.secho(str(exc).splitlines()[0], err=True, fg="red")
         raise typer.Exit(2) from None
+    finally:
+        client_log.setLevel(level)
 
 
 def _run_worker(settings: Settings) -> None:

@@ -48,8 +48,7 @@ def test_secrets_are_not_echoed() -> None:
 def test_a_broker_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     done = segstream("topics", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "no Kafka broker answers at 127.0.0.1:9 (KAFKA_BOOTSTRAP_SERVERS)"
+    assert done.stderr.strip().splitlines() == ["no Kafka broker answers at 127.0.0.1:9 (KAFKA_BOOTSTRAP_SERVERS)"]
 
 
 @pytest.mark.kafka
