@@ -135,20 +135,38 @@ def _create_topics(settings: Settings) -> None:
 
     from streams.kafka_admin import TopicMismatch
 
-    client_log = logging.getLogger("aiokafka")
-    level = client_log.level
-    client_log.setLevel(logging.CRITICAL)  # an unreachable broker is said once, below, not by each retry
+    # aiokafka logs each failed attempt, and only there says why (refused, authentication failed):
+    # kept, to be said once, in the one line below.
+    client_log, said = logging.getLogger("aiokafka"), _LastError()
+    level, propagate = client_log.level, client_log.propagate
+    client_log.addHandler(said)
+    client_log.setLevel(logging.ERROR)
+    client_log.propagate = False
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
     except KafkaConnectionError:
-        typer.secho(f"no Kafka broker answers at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)",
+        why = f": {said.message}" if said.message else ""
+        typer.secho(f"cannot connect to Kafka at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS){why}",
                     err=True, fg="red")
         raise typer.Exit(2) from None
     except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
         typer.secho(str(exc).splitlines()[0], err=True, fg="red")
         raise typer.Exit(2) from None
     finally:
+        client_log.removeHandler(said)
         client_log.setLevel(level)
+        client_log.propagate = propagate
+
+
+class _LastError(logging.Handler):
+    """The last error a library logged (its message only)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage().splitlines()[0][:300]
 
 
 def _run_worker(settings: Settings) -> None:

@@ -48,7 +48,9 @@ def test_secrets_are_not_echoed() -> None:
 def test_a_broker_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     done = segstream("topics", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["no Kafka broker answers at 127.0.0.1:9 (KAFKA_BOOTSTRAP_SERVERS)"]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("cannot connect to Kafka at 127.0.0.1:9 (KAFKA_BOOTSTRAP_SERVERS): ")
+    assert "Errno 111" in line  # why, as the client saw it (connection refused)
 
 
 @pytest.mark.kafka
