@@ -173,3 +173,14 @@ def wait_split(a: WorkerProcess, b: WorkerProcess, partitions: int = 4) -> tuple
         pa, pb = a.get("/ready")["partitions"], b.get("/ready")["partitions"]  # type: ignore[index]
         return (pa, pb) if pa and pb and sorted(pa + pb) == list(range(partitions)) else None
     return wait_until(split, 90, "the partitions to be split between the workers")
+
+
+def wait_settled(worker: WorkerProcess, metric: str, what: str, timeout_s: float = 60.0) -> None:
+    """Wait until ``metric`` (summed over its series) is the same two polls in a row, 3 s apart."""
+    last = [-1.0]
+
+    def settled() -> bool:
+        now = worker.metric(metric)
+        done, last[0] = now == last[0], now
+        return done
+    wait_until(settled, timeout_s, what, interval_s=3.0)

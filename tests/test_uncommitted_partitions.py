@@ -9,7 +9,7 @@ import pytest
 
 from models.synthetic import generate_population
 from schemas.erasure import erasure_now
-from tests.kafka_helpers import WorkerProcess, produce, run, wait_until
+from tests.kafka_helpers import WorkerProcess, produce, run, wait_settled, wait_until
 from tests.test_worker_e2e import to_messages, worker_env
 
 pytestmark = pytest.mark.kafka
@@ -41,13 +41,7 @@ def test_an_erasure_written_while_the_owner_was_down_is_applied_after_its_restar
         assert second.get(f"/customers/{customer}/erasures/req-while-down")["applied"] is True  # type: ignore[index]
         # Whatever of its events Kafka redelivered after the kill (those whose offsets were not yet
         # committed: how many depends on timing) stays erased: still 404 once the worker is idle.
-        consumed = [-1.0]
-
-        def idle() -> bool:
-            now = second.metric("segstream_events_total")
-            settled, consumed[0] = now == consumed[0], now
-            return settled
-        wait_until(idle, 60, "the worker to consume everything", interval_s=3.0)
+        wait_settled(second, "segstream_events_total", "the worker to consume everything")
         assert second.request(f"/customers/{customer}")[0] == 404
     finally:
         assert second.stop() == 0, second.log_tail()

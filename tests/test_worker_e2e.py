@@ -21,7 +21,7 @@ from models.synthetic import generate_population
 from schemas.dead_letter import DeadLetter
 from schemas.events import parse_event
 from schemas.segment_change import SegmentChange
-from tests.kafka_helpers import WorkerProcess, consume, produce, run, wait_until
+from tests.kafka_helpers import WorkerProcess, consume, produce, run, wait_settled, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -118,13 +118,7 @@ def processed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):  
         wait_until(lambda: worker.metric("segstream_events_total", outcome="applied") >= len(good), 180,
                    "every valid event applied")
         # Quiet: no more changes from sweeps and retraining before the tests look.
-        last = [-1.0]
-
-        def settled() -> bool:
-            now = worker.metric("segstream_segment_changes_total")
-            done, last[0] = now == last[0], now
-            return done
-        wait_until(settled, 60, "segment changes to settle", interval_s=3)
+        wait_settled(worker, "segstream_segment_changes_total", "segment changes to settle")
         yield {"worker": worker, "prefix": prefix, "events": events, "bad": bad,
                "truth": ground_truth(events), "bootstrap": kafka_bootstrap}
     finally:
