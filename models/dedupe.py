@@ -56,6 +56,9 @@ class RecentIds:
         if len(self.fingerprints) != len(self.minutes):
             raise ValueError("fingerprints and minutes differ in length")
 
+    def copy(self) -> "RecentIds":
+        return RecentIds(array("Q", self.fingerprints), array("i", self.minutes))
+
     def __contains__(self, fp: int) -> bool:
         return fp in self.fingerprints
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import bisect
 import zlib
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,8 +170,7 @@ class CustomerState:
         if previous is not None:
             marker.erased_before = dict(previous.erased_before)
             marker.erasures = list(previous.erasures)
-            marker.seen = {etype: RecentIds(array("Q", ids.fingerprints), array("i", ids.minutes))
-                           for etype, ids in previous.seen.items()}
+            marker.seen = {etype: ids.copy() for etype, ids in previous.seen.items()}
         for source, offset in cutoff.items():
             marker.erased_before[source] = max(offset, marker.erased_before.get(source, 0))
         marker.erasures.append(fingerprint(request_id))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import weakref
 from datetime import datetime, timezone
@@ -154,8 +153,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     routes[topics.reevaluate.get_topic_name()] = REEVALUATE
     repartition_topic = topics.repartition.get_topic_name()
     routes[repartition_topic] = REPARTITION
-    outputs = KafkaOutputs(topics, rt.table, functools.partial(
-        rt.view.end_offsets_by_topic, list(topics.inputs.values()), rt.settings.topics.partitions))
+    outputs = KafkaOutputs(topics, rt.table, rt.input_end_offsets)
     processor = CustomerProcessor(rt.pipeline, rt.table, outputs, rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home)
@@ -163,8 +161,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
     view = rt.view
-    intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc(),
-                           probe_after=1)
+    intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
     @app.on_before_shutdown.connect
     async def close_view(_app: faust.App, **_kwargs: Any) -> None:

@@ -110,6 +110,10 @@ class Runtime:
         topic = self.topics.inputs["purchase"]
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
+    async def input_end_offsets(self) -> dict[str, list[int]]:
+        """The input topics' end offsets, one per partition: an erase request's cutoff."""
+        return await self.view.end_offsets_by_topic(list(self.topics.inputs.values()), self.settings.topics.partitions)
+
     def is_trainer(self) -> bool:
         topic = self.topics.trainer_samples.get_topic_name()
         return any(tp.topic == topic for tp in self.app.assignor.assigned_actives())

@@ -116,8 +116,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
             if not _CUSTOMER_ID.match(customer_id):
                 return _json(self, {"error": "invalid customer id"}, 400)
             try:
-                cutoff = await rt.view.end_offsets_by_topic(list(rt.topics.inputs.values()),
-                                                            rt.settings.topics.partitions)
+                cutoff = await rt.input_end_offsets()
                 req = erasure_now(customer_id, request_id=f"api-{uuid.uuid4()}", cutoff=cutoff)
                 await (await rt.topics.erasures.send(key=customer_id.encode(), value=req.to_json()))
             except Exception as exc:  # nothing was accepted: say so, and when to retry
