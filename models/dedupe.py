@@ -59,6 +59,12 @@ class RecentIds:
     def copy(self) -> "RecentIds":
         return RecentIds(array("Q", self.fingerprints), array("i", self.minutes))
 
+    def joined(self, later: "RecentIds", cap: int) -> "RecentIds":
+        """These ids then ``later``'s (another life's: its minutes may be earlier), at most the
+        last ``cap``. Only for membership: :meth:`prune` expects one life's sorted minutes."""
+        fps, minutes = self.fingerprints + later.fingerprints, self.minutes + later.minutes
+        return RecentIds(fps[-cap:] if cap else array("Q"), minutes[-cap:] if cap else array("i"))
+
     def __contains__(self, fp: int) -> bool:
         return fp in self.fingerprints
 

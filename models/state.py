@@ -65,6 +65,7 @@ from schemas.events import (
 SECONDS_PER_DAY = 86_400
 MICROS = 1_000_000  # money is kept in integer micro-units: sums are exact in any order
 STATE_FORMAT = 3  # 1: JSON, 2: msgpack array with positions per topic (both still read), 3: per partition
+ERASED_IDS_CAP = 4096  # ids of erased events kept per event type, the latest (12 B each)
 
 #: Where an event sits in its ordered source: (source tag of the topic, partition, offset).
 Position = tuple[int, int, int]
@@ -153,6 +154,12 @@ class CustomerState:
     # events before it are the erased customer's and are dropped however late they arrive
     erased_before: dict[tuple[int, int], int] = field(default_factory=dict)
     erasures: list[int] = field(default_factory=list)  # fingerprints of the erase requests applied
+    # ids of the erased events (fingerprints, no content), per event type: the same event sent
+    # again after the erasure is a repeat, not a new life
+    erased_ids: dict[str, RecentIds] = field(default_factory=dict)
+    # (source tag, partition) -> highest offset applied before the erasure although produced after
+    # it: those events were erased with the rest and are read again (see :meth:`erased`)
+    replay_to: dict[tuple[int, int], int] = field(default_factory=dict)
 
     # ---- erasure -------------------------------------------------------------------------------
 
@@ -164,17 +171,31 @@ class CustomerState:
         produced after the request was accepted (the end offsets then); an event before it is
         dropped whenever it arrives (:meth:`before_erasure`), one after it starts a new life.
         Earlier requests' cutoffs and ids are kept (a repeat of any of them is a no-op), and so
-        are the ids of the events recently applied (fingerprints, no content): the same event
-        sent again after the erasure is still a repeat, not a new life."""
+        are the ids of the erased events (fingerprints, no content): the same event sent again
+        after the erasure is still a repeat, not a new life.
+
+        Events produced after the cutoff but consumed before the request (its topic is read
+        independently of the inputs) went with the state. The marker's :attr:`replay_to` says
+        which sources hold such events and up to which offset: the caller reads those sources
+        again from the cutoff (:meth:`replay_pending`), and those events, re-applied, start the
+        new life as if the request had come first."""
         marker = cls(customer_id)
         if previous is not None:
             marker.erased_before = dict(previous.erased_before)
             marker.erasures = list(previous.erasures)
-            marker.seen = {etype: ids.copy() for etype, ids in previous.seen.items()}
+            marker.erased_ids = _union(previous.erased_ids, previous.seen)
+            marker.replay_to = {source: offset for source, offset in previous.positions.items()
+                                if offset >= cutoff.get(source, offset + 1)}
         for source, offset in cutoff.items():
             marker.erased_before[source] = max(offset, marker.erased_before.get(source, 0))
         marker.erasures.append(fingerprint(request_id))
         return marker
+
+    def replay_pending(self) -> dict[tuple[int, int], int]:
+        """Per source, the offset to read again from (the erasure's cutoff), while events the
+        last erasure took although produced after it are not applied again yet."""
+        return {source: self.erased_before[source] for source, upto in self.replay_to.items()
+                if self.positions.get(source, -1) < upto}
 
     @property
     def holds_data(self) -> bool:
@@ -202,6 +223,11 @@ class CustomerState:
         if position is not None and self.redelivered(position):
             return False
         fp = fingerprint(event.event_id)
+        erased = self.erased_ids.get(event.type)
+        if erased is not None and fp in erased and not self._replayed(position):
+            if position is not None:
+                self._advance(position)
+            return False
         recent = self.seen.get(event.type)
         if recent is None:
             recent = self.seen[event.type] = RecentIds()
@@ -233,11 +259,21 @@ class CustomerState:
         held = self.positions.get(position[:2])
         return held is not None and position[2] <= held
 
+    def _replayed(self, position: Position | None) -> bool:
+        """True for an event read again after an erasure took it although produced after it."""
+        if position is None:
+            return False
+        upto = self.replay_to.get(position[:2])
+        return upto is not None and position[2] <= upto
+
     def _advance(self, position: Position) -> None:
         source = position[:2]
         held = self.positions.get(source)
         if held is None or position[2] > held:
             self.positions[source] = position[2]
+        upto = self.replay_to.get(source)
+        if upto is not None and position[2] >= upto:
+            del self.replay_to[source]  # read again to where the erasure took it
 
     def _apply_purchase(self, event: PurchaseEvent, ts: float, config: ValueConfig) -> None:
         micros = to_micros(event.amount * _rate(event.currency, config))
@@ -332,7 +368,7 @@ class CustomerState:
     def value_fields(self) -> dict[str, Any]:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
-        for key in ("seen", "pos", "outbox", "erased_before", "erasures", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
+        for key in ("seen", "pos", "outbox", "erased_before", "erasures", "erased_ids", "replay_to", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
                     "previous_cluster", "switched_at", "flaps", "rules"):
             doc.pop(key, None)
         return doc
@@ -365,6 +401,8 @@ class CustomerState:
         if self.erasures:
             doc["erased_before"] = [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()]
             doc["erasures"] = self.erasures
+            doc["erased_ids"] = {etype: list(ids.fingerprints) for etype, ids in self.erased_ids.items()}
+            doc["replay_to"] = [[tag, partition, offset] for (tag, partition), offset in self.replay_to.items()]
         return doc
 
     def to_bytes(self) -> bytes:
@@ -378,6 +416,8 @@ class CustomerState:
             {etype: ids.to_wire() for etype, ids in self.seen.items()},
             [[tag, partition, offset] for (tag, partition), offset in self.positions.items()], self.outbox,
             [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()], self.erasures,
+            {etype: ids.to_wire() for etype, ids in self.erased_ids.items()},
+            [[tag, partition, offset] for (tag, partition), offset in self.replay_to.items()],
         ])
 
     @classmethod
@@ -405,8 +445,12 @@ class CustomerState:
         if version == STATE_FORMAT:
             state.seen = {etype: RecentIds.from_wire(wire) for etype, wire in seen.items()}
             state.positions = {(tag, p): offset for tag, p, offset in positions}
-            erased_before, state.erasures = erasure
+            erased_before, state.erasures, *replay = erasure
             state.erased_before = {(tag, p): offset for tag, p, offset in erased_before}
+            if replay:  # written since erasures re-read what they took (earlier: no erased ids kept apart)
+                erased_ids, replay_to = replay
+                state.erased_ids = {etype: RecentIds.from_wire(wire) for etype, wire in erased_ids.items()}
+                state.replay_to = {(tag, p): offset for tag, p, offset in replay_to}
         else:
             state._load_format2(seen, positions, partition)
         state.outbox = outbox
@@ -451,6 +495,15 @@ _SCALARS = (
     "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
+
+
+def _union(*ids: dict[str, RecentIds]) -> dict[str, RecentIds]:
+    """The ids of several lives, per event type, the latest :data:`ERASED_IDS_CAP` of each kept."""
+    union: dict[str, RecentIds] = {}
+    for table in ids:
+        for etype, recent in table.items():
+            union[etype] = union[etype].joined(recent, ERASED_IDS_CAP) if etype in union else recent.copy()
+    return union
 
 
 def _deltas(days: list[int]) -> list[int]:

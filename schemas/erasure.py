@@ -27,8 +27,9 @@ class ErasureRequest(BaseModel):
     requested_at: AwareDatetime
     cutoff: dict[str, Annotated[list[NonNegativeInt], Field(max_length=10_000)]] | None = Field(
         None, max_length=64,
-        description="When the request was accepted: each input topic's end offsets, one per partition. Every "
-                    "event of the customer before them is erased, whenever it is consumed; none after them. "
+        description="When the request was accepted: each input topic's end offsets, one per partition (and "
+                    "the repartition topic's, to read forwarded events again). Every event of the customer "
+                    "before them is erased, whenever it is consumed; none after them. "
                     "Set by DELETE /customers/{id}; without it, the worker takes the end offsets when it "
                     "reaches the request.")
 

@@ -16,6 +16,7 @@ from typing import Any, TYPE_CHECKING, Awaitable, Callable, Iterator
 
 import faust
 from faust.streams import _current_event as _faust_current_event  # what faust's tables read
+from faust.types import TP
 
 from models.snapshot import ModelSnapshot
 from models.state_cache import StateCache
@@ -109,7 +110,7 @@ def in_message(event: faust.EventT, repartition_topic: str) -> InMessage:
     if m.topic == repartition_topic:
         origin = parse_origin(event.headers)
         if origin is not None:
-            return InMessage(*origin, event.key, event.value, forwarded=True)
+            return InMessage(*origin, event.key, event.value, forwarded=True, delivered_on=(m.topic, m.partition))
     return InMessage(m.topic, m.partition, m.offset, event.key, event.value)
 
 
@@ -129,10 +130,21 @@ def current_event_is(event: faust.EventT) -> Iterator[None]:
         _faust_current_event.reset(token)
 
 
-async def process_one(processor: CustomerProcessor, msg: InMessage, bind, routes: dict[str, str]) -> None:  # noqa: ANN001
+async def settle(processor: CustomerProcessor, intake: OrderedIntake, events: list[faust.EventT]) -> None:
+    """What the processor left for the delivery path after ``events``: messages it did not process
+    stay unacknowledged (they come again), partitions to read again from an offset are re-read."""
+    for index in processor.held:
+        intake.consumer.hold(events[index].message)
+    for (topic, partition), offset in processor.rewinds.items():
+        await intake.rewind(TP(topic, partition), offset)
+
+
+async def process_one(processor: CustomerProcessor, intake: OrderedIntake, event: faust.EventT, msg: InMessage,
+                      bind, routes: dict[str, str]) -> None:  # noqa: ANN001
     """One message on its own; an unexpected error dead-letters it (the worker never stops on input)."""
     try:
         await processor.handle_batch([msg], bind)
+        await settle(processor, intake, [event])
     except Exception as exc:
         log.exception("internal error on %s[%d]@%d; dead-lettered", msg.topic, msg.partition, msg.offset)
         problem = FieldProblem(field="", error="internal_error", message=f"{type(exc).__name__}: {exc}"[:500])
@@ -193,11 +205,13 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
             intake.busy = True  # until the batch is done: no delivery is expected meanwhile
             try:
                 await processor.handle_batch(msgs, bind)
+                await settle(processor, intake, events)
             except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
                 log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
                 try:
                     for index, msg in enumerate(msgs):
-                        await process_one(processor, msg, lambda _i, index=index: bind(index), routes)
+                        await process_one(processor, intake, events[index], msg,
+                                          lambda _i, index=index: bind(index), routes)
                 except Exception:
                     # Not even a dead letter could be written. Letting the exception out would
                     # have faust ack the batch (take_events acks in a finally) and lose it: stop

@@ -111,8 +111,10 @@ class Runtime:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     async def input_end_offsets(self) -> dict[str, list[int]]:
-        """The input topics' end offsets, one per partition: an erase request's cutoff."""
-        return await self.view.end_offsets_by_topic(list(self.topics.inputs.values()), self.settings.topics.partitions)
+        """The input topics' end offsets, one per partition: an erase request's cutoff. The
+        repartition topic's too: where to read forwarded events again from (CustomerState.erased)."""
+        topics = [*self.topics.inputs.values(), self.topics.repartition.get_topic_name()]
+        return await self.view.end_offsets_by_topic(topics, self.settings.topics.partitions)
 
     def is_trainer(self) -> bool:
         topic = self.topics.trainer_samples.get_topic_name()

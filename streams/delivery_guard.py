@@ -70,6 +70,10 @@ class DeliveryGuard:
         """Offsets before ``offset`` are gone from the topic (retention): do not wait for them."""
         self._next[tp] = max(offset, self._next.get(tp, offset))
 
+    def rewind(self, tp: Hashable, offset: int) -> None:
+        """Process ``tp`` again from ``offset``: later messages already fetched are held."""
+        self._next[tp] = min(offset, self._next.get(tp, offset))
+
     def forget(self, tps: Iterable[Hashable]) -> None:
         """Partitions revoked or assigned: delivery starts again from their committed offsets."""
         for tp in tps:
@@ -134,6 +138,19 @@ class OrderedIntake:
             await self.view.close()
             return {}
         return {tp: found.get((tp.topic, tp.partition)) for tp in tps}
+
+    async def rewind(self, tp: Any, offset: int) -> None:
+        """Read ``tp`` again from ``offset`` (an erasure took events produced after it: they are
+        applied again, and every other message of the partition is recognised as a redelivery).
+        Retried like a hole until delivery reaches ``offset``."""
+        self.guard.rewind(tp, offset)
+        offset = self.guard.expected(tp)  # type: ignore[assignment]
+        try:
+            offset = await self._reread_from(tp, offset)
+        except Exception as exc:  # the broker away: the timer asks again
+            log.warning("%s[%d]: reading again from %d failed (%r); retrying", tp.topic, tp.partition, offset, exc)
+            await self.view.close()
+        self._remember(tp, offset, time.monotonic(), 1)
 
     def forget(self, tps: Iterable[Any]) -> None:
         tps = list(tps)

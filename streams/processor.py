@@ -74,6 +74,12 @@ class InMessage:
     key: bytes | None
     value: bytes | None
     forwarded: bool = False
+    delivered_on: tuple[str, int] | None = None  # the topic-partition it came from, if not its own
+
+    @property
+    def delivered(self) -> tuple[str, int]:
+        """The topic-partition the message was consumed from."""
+        return self.delivered_on or (self.topic, self.partition)
 
 
 class Outputs(Protocol):
@@ -142,6 +148,12 @@ class CustomerProcessor:
         self.home = home
         self._tags: dict[str, int] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()  # of the current batch, counted at its end
+        self._repartition = next((topic for topic, route in routes.items() if route == REPARTITION), None)
+        # Of the current batch: topic-partitions to read again from an offset (an erasure took
+        # events produced after it, see CustomerState.erased), and the indexes of the messages
+        # not processed because they come after such a point (the caller leaves them unacknowledged).
+        self.rewinds: dict[tuple[str, int], int] = {}
+        self.held: list[int] = []
 
     async def handle(self, msg: InMessage) -> None:
         await self.handle_batch([msg])
@@ -152,10 +164,14 @@ class CustomerProcessor:
         ``i`` the current one (faust writes a key to the changelog partition of the current message)."""
         started = time.perf_counter()
         self._outcomes.clear()  # a batch that failed half-way is retried message by message
+        self.rewinds, self.held = {}, []
         touched: dict[bytes, Touched] = {}
         exits: list[SegmentChange] = []  # of customers erased in this batch (no state to hold them)
         applied = 0
         for i, msg in enumerate(msgs):
+            if msg.delivered in self.rewinds:  # read again from an earlier offset: comes again
+                self.held.append(i)
+                continue
             route = self.routes.get(msg.topic)
             if route == REEVALUATE:
                 await self._reevaluate(msg, i, touched)
@@ -223,6 +239,9 @@ class CustomerProcessor:
         if entry.state.before_erasure(position):  # produced before an erase request was accepted
             self._outcomes[(event_type, "erased")] += 1
             return 0
+        if self._replay_missed(entry.state, position, msg):
+            self.held.append(index)
+            return 0
         ts = event.timestamp.timestamp()
         self.clock.observe(ts)
         try:
@@ -280,6 +299,8 @@ class CustomerProcessor:
         tally = self.populations.batch(msg.partition, batch.get("pass", 0))
         for customer_id in customer_ids:
             entry = self._touch(customer_id.encode(), index, touched)
+            if entry.state is not None and entry.state.replay_to:  # see _replay_missed
+                self._rewind(entry.state, customer_id.encode())
             if entry.state is None or not entry.state.holds_data:
                 continue  # erased since the sweep listed it: only the erasure marker is left
             entry.changes.extend(self.pipeline.evaluate(entry.state, at))
@@ -317,12 +338,13 @@ class CustomerProcessor:
             if entry.evaluate:
                 changes.extend(self.pipeline.evaluate(state, at))
             changes.extend(self.pipeline.erase(state, at))
-            after = sum(offset >= cutoff.get(source, offset + 1) for source, offset in state.positions.items())
-            if after:
-                log.warning("erase request %s: events produced after it were consumed before it, from %d "
-                            "partition(s); they are erased too", request.request_id, after)
         # The marker, saved in place of the state: keeps earlier events out and repeats a no-op.
-        entry.state, entry.evaluate = CustomerState.erased(request.customer_id, state, request.request_id, cutoff), False
+        marker = CustomerState.erased(request.customer_id, state, request.request_id, cutoff)
+        entry.state, entry.evaluate = marker, False
+        if marker.replay_to:
+            log.info("erase request %s: events produced after it were consumed before it, from %d partition(s); "
+                     "reading them again", request.request_id, len(marker.replay_to))
+            self._rewind(marker, msg.key)  # type: ignore[arg-type]
         self.metrics.erasures_found[held].inc()
         log.info("erase request %s: %s", request.request_id, "state deleted" if held else "no state held")
         return changes
@@ -335,6 +357,34 @@ class CustomerProcessor:
             accepted = await self.outputs.input_end_offsets()
         return {(self._tag(topic), partition): offset
                 for topic, offsets in accepted.items() for partition, offset in enumerate(offsets)}
+
+    def _replay_missed(self, state: CustomerState, position: Position, msg: InMessage) -> bool:
+        """True when ``msg`` comes after events an erasure took although produced after it and
+        they were not read again (a crash right after the erasure): read them first."""
+        upto = state.replay_to.get(position[:2])
+        if upto is None or position[2] <= upto:
+            return False
+        self._rewind(state, msg.key)  # type: ignore[arg-type]
+        return msg.delivered in self.rewinds
+
+    def _rewind(self, state: CustomerState, key: bytes) -> None:
+        """Ask for the sources of ``state``'s pending replay to be read again from the erasure's
+        cutoff: a source on the home partition directly, one forwarded to it through the
+        repartition topic from where that topic ended when the request was accepted."""
+        home = self.home(key) if self.home is not None else None
+        for (tag, partition), offset in state.replay_pending().items():
+            tp = (self._topic_of(tag), partition)
+            if home is not None and partition != home and self._repartition is not None:
+                tp = (self._repartition, home)
+                offset = state.erased_before.get((self._tag(self._repartition), home), 0)  # 0: from the earliest kept
+            if tp[0] is not None:
+                self.rewinds[tp] = min(offset, self.rewinds.get(tp, offset))
+
+    def _topic_of(self, tag: int) -> str | None:
+        for topic, route in self.routes.items():
+            if route not in (ERASURE, REEVALUATE, REPARTITION) and self._tag(topic) == tag:
+                return topic
+        return None
 
     # ---- helpers -------------------------------------------------------------------------------
 

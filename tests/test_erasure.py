@@ -1,6 +1,7 @@
 """An erasure covers exactly the customer's events produced before the request was accepted,
 whenever they are consumed, and none produced after; applying the same request again deletes
-nothing new. The processor in process (the real broker: test_erasure_kafka.py)."""
+nothing new. The processor in process (the real broker: test_erasure_kafka.py and
+test_uncommitted_partitions.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from models.pipeline import Pipeline
-from models.state import CustomerState
+from models.state import CustomerState, source_tag
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import erasure_now
 from streams.clock import WorkerClock
@@ -107,3 +108,51 @@ def test_an_erased_customer_leaves_its_segments_with_reason_erased_once() -> Non
     exits = [orjson.loads(c) for c in worker.outputs.published[before:]]
     assert all(c["reason"]["code"] == "erased" for c in exits)
     assert len(exits) == (held.cluster is not None) + len(held.rules)
+
+
+def test_events_produced_after_the_request_but_consumed_before_it_are_read_again_and_kept() -> None:
+    """The request's topic is read independently of the inputs: offsets 2 and 3, produced after
+    the request was accepted, were applied before it reached the worker. They go with the state,
+    and the processor asks for the partition to be read again from the cutoff."""
+    worker = Worker()
+    worker.feed(purchase(0), purchase(1), purchase(2, 5.0), purchase(3, 7.0))
+    worker.feed(erase("r-1", purchases_end=2, offset=0))
+    assert not worker.ann.holds_data
+    assert worker.processor.rewinds == {(PURCHASES, 0): 2}
+    worker.feed(purchase(2, 5.0), purchase(3, 7.0), purchase(4, 11.0))  # the re-read, then on
+    assert (worker.ann.purchase_count, worker.ann.total_spend) == (3, 23.0)
+    assert worker.processor.rewinds == {} and not worker.ann.replay_to  # read again once
+    worker.feed(purchase(0), purchase(3, 7.0))  # redelivered again: erased, applied
+    assert (worker.ann.purchase_count, worker.ann.total_spend) == (3, 23.0)
+
+
+def test_messages_after_the_erasure_in_its_batch_wait_for_the_re_read() -> None:
+    worker = Worker()
+    worker.feed(purchase(0), purchase(1, 5.0))
+    other = InMessage(PURCHASES, 1, 0, b"bob", purchase(0).value.replace(b'"ann"', b'"bob"'))  # type: ignore[union-attr]
+    worker.feed(erase("r-1", purchases_end=1, offset=0), purchase(2, 7.0), other)
+    assert worker.processor.held == [1]  # offset 2 of the re-read partition comes again; bob's partition goes on
+    assert b"bob" in worker.table and not worker.ann.holds_data
+    worker.feed(purchase(1, 5.0), purchase(2, 7.0))
+    assert (worker.ann.purchase_count, worker.ann.total_spend) == (2, 12.0)
+
+
+def test_a_re_read_cut_short_by_a_crash_is_asked_for_again() -> None:
+    """The worker died after saving the erasure, before reading the partition again, and the
+    commit had passed those events: the next event of that partition shows it; it waits."""
+    worker = Worker()
+    worker.feed(purchase(0), purchase(1, 5.0), erase("r-1", purchases_end=1, offset=0))
+    worker.processor.rewinds.clear()  # "crash": the rewind never happened
+    worker.feed(purchase(2, 7.0))
+    assert worker.processor.held == [0] and worker.processor.rewinds == {(PURCHASES, 0): 1}
+    assert not worker.ann.holds_data
+    worker.feed(purchase(1, 5.0), purchase(2, 7.0))
+    assert (worker.ann.purchase_count, worker.ann.total_spend) == (2, 12.0)
+
+
+def test_the_marker_keeps_what_the_re_read_needs_across_a_restart() -> None:
+    worker = Worker()
+    worker.feed(purchase(0), purchase(1, 5.0), erase("r-1", purchases_end=1, offset=0))
+    restored = CustomerState.from_bytes(worker.ann.to_bytes())
+    assert restored.replay_to == worker.ann.replay_to == {(source_tag(PURCHASES), 0): 1}
+    assert restored.erased_ids == worker.ann.erased_ids and len(restored.erased_ids["purchase"]) == 2
