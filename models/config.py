@@ -7,7 +7,10 @@ environment variables (``SEGSTREAM_ENGINE__VALUE__HORIZON_DAYS=365`` and so on).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Config(BaseModel):
@@ -60,6 +63,20 @@ class ValueConfig(_Config):
     max_future_skew_s: float = Field(
         300.0, ge=0, description="Events stamped further than this past 'now' are rejected."
     )
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _iso_codes(cls, rates: dict[str, float]) -> dict[str, float]:
+        # Environment variables are case-insensitive (CURRENCY_RATES__EUR arrives as "eur"): a
+        # key that is not an upper-case ISO 4217 code would never match an event's currency.
+        codes = {code.upper(): rate for code, rate in rates.items()}
+        bad = [code for code in codes if not re.fullmatch(r"[A-Z]{3}", code)]
+        if bad:
+            raise ValueError(f"currency codes must be ISO 4217 (three letters): {', '.join(bad)}")
+        bad = [code for code, rate in codes.items() if not (math.isfinite(rate) and rate > 0)]
+        if bad:
+            raise ValueError(f"rates must be positive numbers: {', '.join(bad)}")
+        return codes
     refit_every_events: int = Field(
         50_000, ge=1, description="Refit BG/NBD and Gamma-Gamma after this many applied purchases."
     )

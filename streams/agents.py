@@ -172,6 +172,17 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
+    rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
+                     state_cache_size=processor.cache.capacity)
+    timers = rt.wiring.setdefault("timers", {})
+
+    def every(interval_s: float) -> Callable:
+        """faust's ``app.timer``, with the interval recorded under the timer's name (GET /config)."""
+        def register(fun: Callable) -> Any:
+            timers[fun.__name__] = interval_s
+            return app.timer(interval_s)(fun)
+        return register
+
     view = rt.view
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
@@ -245,13 +256,13 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
         except Exception as exc:  # the next tick tries again
             log.warning("checking partitions for undelivered messages failed: %r", exc)
 
-    @app.timer(w.sweep_interval_s)
+    @every(w.sweep_interval_s)
     async def sweep() -> None:
         batches = rt.sweeper.tick(rt.table.keys(), rt.active_partitions())
         for partition, batch in batches.items():
             await topics.reevaluate.send(value=batch.to_json(), partition=partition)
 
-    @app.timer(w.sample_flush_interval_s)
+    @every(w.sample_flush_interval_s)
     async def flush_samples() -> None:
         sent_before = rt.forwarder.sent
         for value in rt.forwarder.drain(rt.clock.now()):
@@ -271,7 +282,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     lag_monitor = LagMonitor(view)
     input_topics = [*topics.inputs.values(), repartition_topic]
 
-    @app.timer(w.lag_interval_s)
+    @every(w.lag_interval_s)
     async def measure_lag() -> None:
         try:
             rt.metrics.lag(await lag_monitor.measure(input_topics, rt.active_partitions()))

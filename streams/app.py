@@ -84,6 +84,8 @@ class Runtime:
     home: HomePartitions  # where each customer's state lives (streams.partitioning)
     view: OutsideView  # committed and end offsets, read outside faust's consumer
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
+    # What the agents, timers and web views were set up with, as they were given it (GET /config)
+    wiring: dict[str, Any] = field(default_factory=dict)
 
     # ---- model -----------------------------------------------------------------------------
 

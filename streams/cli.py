@@ -184,6 +184,7 @@ def _run_worker(settings: Settings) -> None:
     sapp = create_app(settings)
     worker = BoundedShutdownWorker(sapp.app, loglevel=settings.worker.log_level, quiet=True,
                                    shutdown_timeout_s=settings.worker.shutdown_timeout_s)
+    sapp.runtime.wiring["shutdown_timeout_s"] = worker.shutdown_timeout_s
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     throttle_kafka_client_logs()
     throttle_worker_logs()
@@ -555,13 +556,22 @@ def main() -> None:
 
 def settings_errors(exc: Any) -> list[str]:
     """One line per invalid setting, named by its environment variable."""
+    from streams.settings import unknown_variables
+
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        if not loc:  # a check of the whole environment: its message names the variables
+            lines.extend(f"invalid configuration: {problem}"
+                         for problem in error["msg"].removeprefix("Value error, ").split("; "))
+            continue
         var = "KAFKA_BOOTSTRAP_SERVERS" if loc == ["bootstrap_servers"] else "SEGSTREAM_" + "__".join(loc).upper()
         value = error.get("input")
         secret = any(word in var for word in ("PASSWORD", "TOKEN", "SECRET"))
         shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
+        if error["type"] == "extra_forbidden":  # a name within a section that is no setting
+            lines.extend(f"invalid configuration: {problem}" for problem in unknown_variables({var: ""}))
+            continue
         lines.append(f"invalid configuration: {var}: {error['msg']}{shown}")
     return lines
 

@@ -7,8 +7,11 @@ bootstrap address also answers to the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import ssl
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -221,6 +224,72 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     engine: EngineConfig = EngineConfig()
 
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> "Settings":
+        # pydantic-settings ignores a SEGSTREAM_ variable that names no setting (a typo in a
+        # section name, SEGSTREAM_WORKERS__BATCH_MAX): the user would run with the default.
+        unknown = unknown_variables(os.environ)
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return self
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security options for every aiokafka client (producer, consumer, admin)."""
         return self.kafka.aiokafka_kwargs()
+
+
+ENV_PREFIX = "SEGSTREAM_"
+#: Variables with the prefix that are not settings of the application.
+NOT_SETTINGS = frozenset({"SEGSTREAM_IMAGE"})  # docker-compose.yml's image tag
+
+
+def setting_variables() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every environment variable that names a setting (sections too: a JSON value), and the
+    prefixes under which any name is a key (dict-valued settings such as currency rates)."""
+    names: set[str] = {"KAFKA_BOOTSTRAP_SERVERS", "SEGSTREAM_BOOTSTRAP_SERVERS"}
+    open_prefixes: list[str] = []
+    for name, annotation in _fields(Settings, ENV_PREFIX):
+        names.add(name)
+        if _is_mapping(annotation):
+            open_prefixes.append(name + "__")
+    return frozenset(names), tuple(open_prefixes)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``SEGSTREAM_`` variable of ``environ`` that names no setting, with the
+    closest real name when there is one."""
+    names, open_prefixes = setting_variables()
+    problems = []
+    for var in sorted(environ):
+        upper = var.upper()
+        if (not upper.startswith(ENV_PREFIX) or upper in names or upper in NOT_SETTINGS
+                or upper.startswith(open_prefixes)):
+            continue
+        close = difflib.get_close_matches(upper, names, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (docs/worker.md lists the settings)"
+        problems.append(f"unknown setting {var}{hint}")
+    return problems
+
+
+def _fields(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, Any]]:
+    for field_name, info in model.model_fields.items():
+        if field_name == "bootstrap_servers":
+            continue  # its names are its aliases
+        name = prefix + field_name.upper()
+        yield name, info.annotation
+        for member in _model_types(info.annotation):
+            yield from _fields(member, name + "__")
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside ``annotation`` (``X``, ``X | None``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _model_types(arg)]
+
+
+def _is_mapping(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (dict, Mapping):
+        return True
+    return any(_is_mapping(arg) for arg in typing.get_args(annotation) if arg is not type(None))

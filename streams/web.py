@@ -25,6 +25,7 @@ from faust.web import Request, Response, View
 from models.state import CustomerState
 from monitoring.metrics import CONTENT_TYPE_LATEST
 from schemas.erasure import erasure_now
+from streams.effective_config import effective_config
 
 if TYPE_CHECKING:
     from streams.app import Runtime
@@ -90,6 +91,7 @@ def owner_unreachable_is_503(handler: Callable) -> Callable:
 def register_web(app: faust.App, rt: "Runtime") -> None:
     table = rt.table
     token = rt.settings.worker.api_token.get_secret_value() if rt.settings.worker.api_token else None
+    rt.wiring["api_token"] = token is not None  # what the customer views below require (GET /config)
 
     @app.page("/customers/{customer_id}")
     class CustomerView(View):
@@ -152,6 +154,11 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
     class HealthView(View):
         async def get(self, request: Request) -> Response:
             return _json(self, {"status": "ok"})
+
+    @app.page("/config")
+    class ConfigView(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, effective_config(rt))  # read from the parts it configures; no secrets
 
     @app.page("/ready")
     class ReadyView(View):

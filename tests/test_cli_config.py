@@ -64,3 +64,31 @@ def test_topics_with_another_partition_count_are_refused_in_one_line(kafka_boots
     assert "Traceback" not in done.stderr
     [line] = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert line.startswith("existing topics do not match the configuration")
+
+
+@pytest.mark.parametrize("var, meant", [
+    ("SEGSTREAM_WORKERS__BATCH_MAX", "SEGSTREAM_WORKER__BATCH_MAX"),  # the section misspelt: pydantic ignores it
+    ("SEGSTREAM_WORKER__BATCHMAX", "SEGSTREAM_WORKER__BATCH_MAX"),
+    ("SEGSTREAM_ENGINE__SEGMENTATION__NSEGMENTS", "SEGSTREAM_ENGINE__SEGMENTATION__N_SEGMENTS"),
+])
+def test_a_variable_that_names_no_setting_is_refused_with_the_closest_name(var: str, meant: str) -> None:
+    done = segstream("topics", **{var: "5"})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"invalid configuration: unknown setting {var} (did you mean {meant}?)"]
+
+
+def test_settings_that_are_keys_of_a_mapping_and_compose_variables_are_accepted() -> None:
+    from streams.settings import unknown_variables
+
+    assert unknown_variables({"SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES__EUR": "1.08", "SEGSTREAM_IMAGE": "x",
+                              "SEGSTREAM_WORKER": "{}", "KAFKA_BOOTSTRAP_SERVERS": "h:9092", "PATH": "/bin"}) == []
+
+
+def test_currency_rates_from_the_environment_are_iso_codes() -> None:
+    """Environment variables are case-insensitive: CURRENCY_RATES__EUR arrives as "eur", which
+    would never match an event's "EUR" (the rate silently unused)."""
+    from models.config import ValueConfig
+
+    assert ValueConfig(currency_rates={"eur": 1.08}).currency_rates == {"EUR": 1.08}
+    with pytest.raises(ValueError, match="ISO 4217"):
+        ValueConfig(currency_rates={"euro": 1.08})
