@@ -64,7 +64,7 @@ SERIES_NAMES = (KNOWN_METRICS - HISTOGRAMS) | {f"{h}{s}" for h in HISTOGRAMS for
 
 REQUIRED_ALERTS = {
     "SegstreamWorkerDown", "SegstreamNoEvents", "SegstreamInvalidEventRate", "SegstreamConsumerLagGrowing",
-    "SegstreamFlapping", "SegstreamDriftDetected", "SegstreamModelStale",
+    "SegstreamFlapping", "SegstreamDriftDetected", "SegstreamModelStale", "SegstreamChangesWithoutInput",
 }
 WORKERS = ("worker-1", "worker-2")
 
