@@ -7,6 +7,7 @@ assign-only engine, the clock, the model listener and the trainer host.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,7 +161,7 @@ class Runtime:
         partitions = sorted(self.active_partitions())
         snap = self.pipeline.snapshot
         return {
-            "ready": recovered and model_feed and self.app.consumer is not None,
+            "ready": recovered and model_feed and self.app.consumer is not None, "pid": os.getpid(),
             "tables_recovered": recovered, "model_feed": model_feed,
             "partitions": partitions, "trainer": self.is_trainer(),
             "trainer_status": self.trainer.status(),

@@ -169,11 +169,35 @@ class _LastError(logging.Handler):
         self.message = record.getMessage().splitlines()[0][:300]
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be listened on now (another process holds it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _require_free_web_port(settings: Settings) -> None:
+    """A busy web port is one line and exit 2, before anything starts (faust would fail later,
+    with a traceback, after the topics and the group)."""
+    w = settings.worker
+    host = w.web_bind or w.web_host
+    if _port_in_use(host, w.web_port):
+        typer.secho(f"web port {host}:{w.web_port} is in use (another worker or 'segstream run'?): stop it, or "
+                    "choose another with --web-port or SEGSTREAM_WORKER__WEB_PORT", err=True, fg="red")
+        raise typer.Exit(2)
+
+
 def _run_worker(settings: Settings) -> None:
     from streams.app import create_app, use_event_loop
     from streams.group_member import DataDirInUse, lock_data_dir
     from streams.shutdown import BoundedShutdownWorker
 
+    _require_free_web_port(settings)
     try:  # held until the process ends: one worker per data directory (streams.group_member)
         _data_dir_lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841
     except DataDirInUse as exc:
@@ -220,6 +244,8 @@ def run(
     rate: float = typer.Option(300.0, min=0.0, help="Replay rate in events per second (0 = as fast as possible)."),
     replay: bool = typer.Option(True, help="--no-replay: only the broker and a worker; produce from elsewhere."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs (default: a new temp dir)."),
+    web_port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                           help="Port of the worker's web API (default 6066)."),
 ) -> None:
     """The whole pipeline: a local Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), a worker, a history
     replayed through Kafka and the segment changes printed live. Ctrl-C stops everything."""
@@ -229,12 +255,17 @@ def run(
 
     _setup_logging()
     settings = Settings()
+    if web_port:
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
+    _require_free_web_port(settings)  # before the broker: a second 'run' must not start one
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-run-"))
     with _broker(settings, run_dir / "kafka") as bootstrap:
         settings = _with_bootstrap(settings, bootstrap)
         _create_topics(settings)
         log_file = run_dir / "worker.log"
-        worker_proc = worker_process.start(demo.worker_env(bootstrap, replaying=replay), log_file)
+        env = demo.worker_env(bootstrap, replaying=replay)
+        env["SEGSTREAM_WORKER__WEB_PORT"] = str(settings.worker.web_port)
+        worker_proc = worker_process.start(env, log_file)
         url = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
         try:
             typer.secho(f"Worker starting (log: {log_file})...", err=True, fg="cyan")
@@ -565,14 +596,15 @@ def settings_errors(exc: Any) -> list[str]:
             lines.extend(f"invalid configuration: {problem}"
                          for problem in error["msg"].removeprefix("Value error, ").split("; "))
             continue
-        var = "KAFKA_BOOTSTRAP_SERVERS" if loc == ["bootstrap_servers"] else "SEGSTREAM_" + "__".join(loc).upper()
+        bootstrap = len(loc) == 1 and loc[0].lower().endswith("bootstrap_servers")  # the field or an alias
+        var = "KAFKA_BOOTSTRAP_SERVERS" if bootstrap else "SEGSTREAM_" + "__".join(loc).upper()
         value = error.get("input")
         secret = any(word in var for word in ("PASSWORD", "TOKEN", "SECRET"))
         shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
         if error["type"] == "extra_forbidden":  # a name within a section that is no setting
             lines.extend(f"invalid configuration: {problem}" for problem in unknown_variables({var: ""}))
             continue
-        lines.append(f"invalid configuration: {var}: {error['msg']}{shown}")
+        lines.append(f"invalid configuration: {var}: {error['msg'].removeprefix('Value error, ')}{shown}")
     return lines
 
 

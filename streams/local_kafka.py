@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.child_process import dies_with_parent
 from streams.settings import LocalKafkaSettings
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class LocalKafka:
         self._proc = subprocess.Popen(
             self._java("kafka.Kafka", str(config)), stdout=stdout, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop the broker cleanly
+            preexec_fn=dies_with_parent(),  # and if we are killed, it stops too (streams.child_process)
         )
         self._wait_ready(t0)
         self.started_in_s = time.monotonic() - t0

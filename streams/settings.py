@@ -220,6 +220,19 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSecurity = KafkaSecurity()
     topics: TopicSettings = TopicSettings()
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str | None) -> str | None:
+        # Checked here, not by the Kafka client: aiokafka raises a bare ValueError deep in its
+        # start-up for "localhost:9092x", a traceback instead of one line.
+        if not value:
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"expected host:port[,host:port...] with ports 1-65535, not {server.strip()!r}")
+        return value
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     worker: WorkerSettings = WorkerSettings()
     engine: EngineConfig = EngineConfig()

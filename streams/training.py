@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import logging
 import multiprocessing
 import math
 import os
 import signal
-import sys
 import time
 from typing import Awaitable, Callable
 
 from models.config import EngineConfig
 from models.snapshot import ModelSnapshot
 from models.trainer import ModelTrainer, train_detached
+from streams.child_process import arm_parent_death_signal
 from streams.clock import WorkerClock
 from streams.sampling import decode_samples
 from streams.snapshots import SnapshotListener
@@ -35,7 +34,6 @@ log = logging.getLogger("segstream.trainer")
 
 #: Added to the training process's niceness: it yields the cores to the worker and the broker.
 TRAINER_NICENESS = 10
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 #: A resumed trainer waits for this share of the previous sample before training again.
 REFILL_SHARE = 0.9
 
@@ -46,11 +44,7 @@ def training_process_init(worker_pid: int) -> None:
     a crash test) cannot stop its pool, and the orphaned process would wait for work forever:
     Linux's parent-death signal ends it with the worker."""
     os.nice(TRAINER_NICENESS)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != worker_pid:  # the worker died before the signal was armed
-        os._exit(1)
+    arm_parent_death_signal(signal.SIGKILL, worker_pid)
 
 
 class TrainerHost:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from streams.child_process import dies_with_parent
+
 if TYPE_CHECKING:
     from streams.settings import Settings
 
@@ -37,7 +39,7 @@ def start(env: dict[str, str], log_file: Path) -> subprocess.Popen:
     """Start a worker with ``env``; its output is appended to ``log_file``."""
     with log_file.open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent())
 
 
 def ready(port: int, host: str = "127.0.0.1") -> dict | None:
@@ -51,11 +53,16 @@ def ready(port: int, host: str = "127.0.0.1") -> dict | None:
 
 def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout_s: float = 180.0,
                model: bool = False, host: str = "127.0.0.1") -> dict:
-    """Until /ready answers 200 (and, with ``model``, a model version is installed)."""
+    """Until ``proc``'s /ready answers 200 (and, with ``model``, a model version is installed).
+    Only ``proc``'s own answer counts (the ``pid`` in it): another worker on the same port (a
+    second ``segstream run``) must not pass for it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         check_alive(proc, log_file)
         status = ready(port, host)
+        if status is not None and status.get("pid") not in (None, proc.pid):
+            check_alive(proc, log_file)  # ours may just have died of the busy port
+            raise RuntimeError(f"another process (pid {status['pid']}) answers on port {port}; log {log_file}")
         if status is not None and (not model or status.get("model_version") is not None):
             return status
         time.sleep(0.25)

@@ -1,0 +1,119 @@
+"""Nothing a command starts outlives it, however it is stopped; a busy web port is one line and
+exit 2 before anything starts; readiness is read from the process that was started."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streams import worker_process
+from streams.local_kafka import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def segstream(*args: str, env: dict[str, str], **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("SEGSTREAM_", "KAFKA_"))},
+            "PYTHONUNBUFFERED": "1", **extra}
+
+
+@pytest.mark.parametrize("command", [["run", "--no-replay"], ["worker"]])
+def test_a_busy_web_port_is_one_line_before_anything_starts(command: list[str], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(SEGSTREAM_WORKER__WEB_PORT=str(port), SEGSTREAM_WORKER__DATA_DIR=str(tmp_path))
+        if command[0] == "worker":
+            env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:9"  # never reached: the port is checked first
+        started = time.monotonic()
+        out, err = segstream(*command, env=env).communicate(timeout=60)
+    assert err.splitlines() == [f"web port 127.0.0.1:{port} is in use (another worker or 'segstream run'?): stop "
+                                "it, or choose another with --web-port or SEGSTREAM_WORKER__WEB_PORT"], err
+    assert time.monotonic() - started < 20  # no broker was started for nothing
+
+
+def test_readiness_is_read_from_the_process_that_was_started(tmp_path: Path) -> None:
+    """Another worker answering on the port (pid 1 here) does not make ours ready."""
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = orjson.dumps({"ready": True, "pid": 1})
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(RuntimeError, match="another process"):
+            worker_process.wait_ready(ours, server.server_address[1], tmp_path / "log", timeout_s=10)
+    finally:
+        ours.kill()
+        server.shutdown()
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.kafka
+def test_run_killed_leaves_neither_broker_nor_worker(tmp_path: Path) -> None:
+    """SIGKILL: no finally block runs; the kernel's parent-death signal stops the children."""
+    env = clean_env(SEGSTREAM_WORKER__WEB_PORT=str(free_port()), SEGSTREAM_WORKER__DATA_DIR=str(tmp_path / "data"))
+    proc = segstream("run", "--no-replay", "--run-dir", str(tmp_path), env=env)
+    try:
+        deadline = time.monotonic() + 150
+        started: set[int] = set()
+        while time.monotonic() < deadline and len(started) < 2:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            started = children(proc.pid)  # the broker (java) and the worker
+            time.sleep(0.5)
+        assert len(started) == 2, started
+        time.sleep(3)  # both running, not only forked
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and any(alive(pid) for pid in started):
+        time.sleep(0.5)
+    left = [pid for pid in started if alive(pid)]
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
