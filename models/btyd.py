@@ -993,15 +993,18 @@ def expected_average_spend(gg: GammaGammaParams, x: ArrayLike, m: ArrayLike) -> 
 
 
 @functools.lru_cache(maxsize=32)
-def _month_grid(n_months: int, monthly_discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Month boundaries ``0, 30, ..., 30 n`` in days and the discount factors of months 1..n.
+def _month_grid(horizon_days: float, monthly_discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Period boundaries ``0, 30, ..., 30 (n-1), horizon_days`` in days (``n = ceil(horizon / 30)``:
+    whole months, then what is left of the horizon) and each period's discount factor
+    ``(1 + rate) ** -(end / 30)``, at its end (month ``i``: ``(1 + rate) ** -i``).
 
-    Cached because a stream processor values every event with the same horizon and rate;
-    the arrays are made read-only since they are shared between calls.
+    The horizon is covered exactly: a 365-day CLV sums 12 months and 5 days, not 13 months.
+    Cached because a stream processor values every event with the same horizon and rate; the
+    arrays are made read-only since they are shared between calls.
     """
-    months = np.arange(n_months + 1, dtype=float)
-    days = DAYS_PER_MONTH * months
-    discounts = (1.0 + monthly_discount_rate) ** -months[1:]
+    n_months = math.ceil(horizon_days / DAYS_PER_MONTH)
+    days = np.minimum(DAYS_PER_MONTH * np.arange(n_months + 1, dtype=float), horizon_days)
+    discounts = (1.0 + monthly_discount_rate) ** -(days[1:] / DAYS_PER_MONTH)
     days.flags.writeable = False
     discounts.flags.writeable = False
     return days, discounts
@@ -1019,9 +1022,11 @@ def customer_lifetime_value(
 ) -> float | np.ndarray:
     """Discounted expected spend over the next ``horizon_days`` (lifetimes' CLV, ``freq="D"``).
 
-    Sums, over months ``i = 1 .. ceil(horizon_days / 30)``, the expected purchases in days
-    ``(30 (i-1), 30 i]`` times :func:`expected_average_spend`, discounted by
-    ``(1 + monthly_discount_rate) ** i``.
+    Sums, over the periods ``(30 (i-1), min(30 i, horizon_days)]``, ``i = 1 .. ceil(horizon_days /
+    30)``, the expected purchases in the period times :func:`expected_average_spend`, discounted
+    at the period's end, ``(1 + monthly_discount_rate) ** -(end / 30)``: exactly the horizon, the
+    last period partial when the horizon is not whole months (lifetimes' ``freq="D"`` CLV counts a
+    partial month as a whole one, 390 days for a 365-day horizon).
 
     Parameters
     ----------
@@ -1030,7 +1035,7 @@ def customer_lifetime_value(
     x, t_x, T, m
         Frequency, recency (days), age (days) and mean repeat spend; scalars or arrays.
     horizon_days
-        Horizon in days (scalar, ``>= 0``); partial months count as whole months.
+        Horizon in days (scalar, ``>= 0``), covered exactly (a partial last month is partial).
     monthly_discount_rate
         Discount rate per 30 days (scalar, ``> -1``).
 
@@ -1067,7 +1072,7 @@ def customer_lifetime_value(
             return 0.0
         fx, fT = float(x), float(T)
         scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
-        days, discounts = _month_grid(n_months, monthly_discount_rate)
+        days, discounts = _month_grid(horizon_days, monthly_discount_rate)
         c = a + b + fx - 1.0
         if 0.0 < c <= _FAST_MAX_C and r - (a + b - 1.0) <= _FAST_MAX_R_EXCESS and a != 1.0:
             k_factor = c / (a - 1.0)
@@ -1100,7 +1105,7 @@ def customer_lifetime_value(
     if n_months == 0:
         return _to_float_or_array(np.zeros(shape))
     scale = prob_alive(bg, x, t_x, T) * expected_average_spend(gg, x, m)
-    days, discounts = _month_grid(n_months, monthly_discount_rate)
+    days, discounts = _month_grid(horizon_days, monthly_discount_rate)
     # Month boundaries along a new leading axis, broadcast against the customers.
     xt_shape = np.broadcast_shapes(x.shape, T.shape)
     trailing = (1,) * len(xt_shape)

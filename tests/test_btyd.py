@@ -536,14 +536,17 @@ def test_expected_average_spend_is_a_credibility_weighted_mean() -> None:
 
 
 def reference_clv(bg, gg, x, t_x, T, m, horizon_days, rate) -> float:
-    """lifetimes' _customer_lifetime_value(freq="D") with the plain-Python reference."""
+    """lifetimes' _customer_lifetime_value(freq="D") with the plain-Python reference, over exactly
+    the horizon (lifetimes counts a partial last month as whole: 390 days for 365), each period
+    discounted at its end."""
     spend = expected_average_spend(gg, x, m)
     total = 0.0
     for i in range(1, math.ceil(horizon_days / 30) + 1):
-        purchases = reference_expected_purchases(bg, 30.0 * i, x, t_x, T) - reference_expected_purchases(
-            bg, 30.0 * (i - 1), x, t_x, T
+        start, end = 30.0 * (i - 1), min(30.0 * i, horizon_days)
+        purchases = reference_expected_purchases(bg, end, x, t_x, T) - reference_expected_purchases(
+            bg, start, x, t_x, T
         )
-        total += spend * purchases / (1 + rate) ** i
+        total += spend * purchases / (1 + rate) ** (end / 30)
     return total
 
 
@@ -562,9 +565,10 @@ def test_clv_without_discount_is_expected_purchases_times_spend() -> None:
     assert value == pytest.approx(expected, rel=1e-10)
 
 
-def test_clv_counts_partial_months_as_whole_months_and_zero_horizon_is_zero() -> None:
+def test_clv_covers_a_partial_month_partly_and_zero_horizon_is_zero() -> None:
     args = (PUBLISHED_BG_DAYS, PUBLISHED_GG, 2, 213.0, 272.0, 22.35)
-    assert customer_lifetime_value(*args, 31, 0.01) == customer_lifetime_value(*args, 60, 0.01)
+    assert customer_lifetime_value(*args, 30, 0.01) < customer_lifetime_value(*args, 31, 0.01) < \
+        customer_lifetime_value(*args, 60, 0.01)
     assert customer_lifetime_value(*args, 0, 0.01) == 0.0
     np.testing.assert_array_equal(
         customer_lifetime_value(PUBLISHED_BG_DAYS, PUBLISHED_GG, np.array([1, 2]), np.array([5.0, 9.0]), 10.0, 3.0, 0, 0.01),
