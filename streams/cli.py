@@ -169,16 +169,22 @@ class _LastError(logging.Handler):
         self.message = record.getMessage().splitlines()[0][:300]
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    """Whether ``host:port`` cannot be listened on now (another process holds it)."""
+def _port_in_use(host: str, port: int, tries: int = 4) -> bool:
+    """Whether ``host:port`` cannot be listened on (another process listens there). Bound as the
+    web server binds (SO_REUSEADDR: connections of a stopped worker in TIME_WAIT do not count),
+    and asked a few times over a second and a half: a worker just killed frees it in a moment."""
     import socket
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+    for attempt in range(tries):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+                return False
+            except OSError:
+                if attempt + 1 < tries:
+                    time.sleep(0.5)
+    return True
 
 
 def _require_free_web_port(settings: Settings) -> None:
