@@ -1,8 +1,11 @@
 """The time a worker evaluates segments at.
 
-``wall``: now. ``event``: the latest event time seen (a watermark), for replaying history through
-Kafka: a CDNOW purchase from 1997 is valued as of 1997, and customers lapse as the replayed
-history moves on, exactly as they would have live.
+``wall``: now. ``event``: the latest time of an *applied* event (a watermark), for replaying
+history through Kafka: a CDNOW purchase from 1997 is valued as of 1997, and customers lapse as the
+replayed history moves on, exactly as they would have live. The processor observes an event only
+once the engine applied it, so a rejected, repeated or erased event never moves the clock, and an
+accepted one is at most ``max_future_skew_s`` past wall time (docs/worker.md, "How far the event
+clock may jump").
 """
 
 from __future__ import annotations

@@ -221,11 +221,13 @@ def test_line_order_does_not_matter_with_a_model_trained_mid_stream_and_repeated
     assert {orjson.loads(c)["kind"] for c in outputs[0][1].splitlines()} == {"cluster", "rule"}
 
 
-def test_a_rejected_event_does_not_move_the_replays_clock() -> None:
+@pytest.mark.parametrize("sweep_every_s", [0.0, DAY])
+def test_a_rejected_event_does_not_move_the_replays_clock(sweep_every_s: float) -> None:
     """bob's purchase in a currency without a rate, stamped April, is rejected: ann's later January
-    purchase is still evaluated in January (she does not lapse), and bob has no profile."""
+    purchase is still evaluated in January and no sweep tick runs past it (she does not lapse),
+    and bob has no profile."""
     changes: list = []
-    replay = Replay(rules_config(sweep_every_s=0), APRIL_END, on_change=changes.append)
+    replay = Replay(rules_config(sweep_every_s=sweep_every_s), APRIL_END, on_change=changes.append)
     lines = [
         {"type": "purchase", "event_id": "a1", "customer_id": "ann", "timestamp": "2026-01-01T00:00:00Z", "amount": 5},
         {"type": "purchase", "event_id": "b1", "customer_id": "bob", "timestamp": "2026-04-01T00:00:00Z",
