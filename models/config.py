@@ -105,6 +105,11 @@ class ReplayConfig(_Config):
         "day-based features; costs one evaluation per customer and tick (docs/benchmarks.md). "
         "0: no sweep (evaluated at their own events and at the as-of time only)."
     )
+    sort_buffer_events: int = Field(
+        1_000_000, ge=1, description="The replay orders the file's events in memory up to this many "
+        "(about 0.4 KB each with the line: 0.4 GB); past it, in sorted runs of this many spilled to "
+        "temporary files and merged."
+    )
 
 
 class EngineConfig(_Config):

@@ -18,19 +18,24 @@ in event time:
   of their own events changes segment at the first tick after the crossing, not at their next
   event (or never). Ticks run up to the as-of time; the last evaluation is at the as-of time.
 
-The file is ordered in memory: one valid line costs its bytes plus about 220 bytes of key, about
-0.4 GB per million events (``docs/benchmarks.md``).
+Ordering holds one valid line's bytes plus about 220 bytes of key in memory, about 0.4 GB per
+million events (``docs/benchmarks.md``); past ``replay.sort_buffer_events`` lines, sorted runs are
+spilled to temporary files and merged (an external merge sort), so a file larger than memory
+replays too.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
+import msgpack
 import orjson
 
 from models.config import EngineConfig
@@ -98,6 +103,43 @@ def order_key(number: int, raw: bytes, event: AnyEvent) -> OrderKey:
     return event.timestamp.timestamp(), event.customer_id, event.type, event.event_id, raw, number
 
 
+def ordered(keys: Iterable[OrderKey], buffer: int) -> Iterator[OrderKey]:
+    """``keys`` in order, at most ``buffer`` of them in memory: beyond that, sorted runs of
+    ``buffer`` keys are spilled to temporary files and merged.
+
+    >>> keys = [(3.0, "c", "purchase", "e3", b"x", 1), (1.0, "a", "purchase", "e1", b"y", 2),
+    ...         (2.0, "b", "purchase", "e2", b"z", 3)]
+    >>> [k[-1] for k in ordered(keys, buffer=1)] == [k[-1] for k in ordered(keys, buffer=10)] == [2, 3, 1]
+    True
+    """
+    runs: list[IO[bytes]] = []
+    chunk: list[OrderKey] = []
+    try:
+        for key in keys:
+            chunk.append(key)
+            if len(chunk) >= buffer:
+                runs.append(_spill(sorted(chunk)))
+                chunk = []
+        chunk.sort()
+        yield from heapq.merge(chunk, *map(_read_run, runs)) if runs else chunk
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _spill(chunk: list[OrderKey]) -> IO[bytes]:
+    run = tempfile.TemporaryFile()
+    packer = msgpack.Packer()  # bytes stay bytes, str stay str, floats stay float64: keys compare alike
+    for key in chunk:
+        run.write(packer.pack(key))
+    run.seek(0)
+    return run
+
+
+def _read_run(run: IO[bytes]) -> Iterator[OrderKey]:
+    return iter(msgpack.Unpacker(run, use_list=False, raw=False))  # tuples, as the keys in memory
+
+
 class Replay:
     """Holds the pipeline and the states; ``feed`` lines (or ``feed_all``), ``finish``, then ``profiles``.
 
@@ -128,13 +170,14 @@ class Replay:
 
     def feed_all(self, lines: Iterable[tuple[int, bytes]]) -> None:
         """Apply ``lines`` (number, bytes) in the replay's order, whatever order they come in."""
-        keys: list[OrderKey] = []
-        for number, raw in lines:
-            event = self._parse(number, raw)
-            if event is not None:
-                keys.append(order_key(number, raw, event))
-        keys.sort()
-        for *_, raw, number in keys:  # parsed again: a key and the bytes take far less memory than an event
+        def keys() -> Iterator[OrderKey]:
+            for number, raw in lines:
+                event = self._parse(number, raw)
+                if event is not None:
+                    yield order_key(number, raw, event)
+
+        # Parsed again in order: a key and the bytes take far less memory than an event.
+        for *_, raw, number in ordered(keys(), self.config.replay.sort_buffer_events):
             self.apply(number, parse_event(raw))
         self.report.rejected.sort(key=lambda r: r.line)
 
