@@ -110,7 +110,7 @@ def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
 class Touched:
     """A customer's state while a batch is processed: loaded once, written once."""
 
-    state: CustomerState | None  # None: erased in this batch
+    state: CustomerState | None  # None: not in the table and no event applied yet (then nothing is written)
     raw: bytes | None  # as loaded from the table
     last_index: int  # the batch position of its latest message (its partition context for the write)
     evaluate: bool = False  # events were applied: evaluate once at the end of the batch
