@@ -64,7 +64,7 @@ class ReplayReport:
     valuation: dict | None = None
     changes: int = 0
     model_version: int | None = None
-    sweeps: int = 0  # event-time sweep ticks run
+    sweeps: int = 0  # event-time sweep ticks run (those before any model or rule are skipped)
 
     @property
     def invalid(self) -> int:
@@ -229,10 +229,13 @@ class Replay:
         """Run the sweep ticks before ``until``: every customer re-evaluated as of each tick
         (never before the clock: events applied out of order can have moved it past a tick)."""
         while self._next_tick < until:
-            at = max(self._next_tick, self.clock)
-            for customer_id in sorted(self.states):
-                self._emit(self.pipeline.evaluate(self.states[customer_id], at))
-            self.report.sweeps += 1
+            # Without a model and without rules an evaluation changes nothing (and offers the
+            # sample only the bases it already has): such ticks are skipped, not run.
+            if self.pipeline.snapshot is not None or self.pipeline.rules is not None:
+                at = max(self._next_tick, self.clock)
+                for customer_id in sorted(self.states):
+                    self._emit(self.pipeline.evaluate(self.states[customer_id], at))
+                self.report.sweeps += 1
             self._next_tick += self.sweep_every_s
 
     def _emit(self, changes: list[SegmentChange]) -> None:
