@@ -15,15 +15,26 @@ import time
 
 
 class WorkerClock:
-    def __init__(self, mode: str = "wall"):
+    """>>> clock = WorkerClock("event", max_ahead_s=300)
+    >>> clock.observe(1_767_225_600.0)          # an applied event of 2026-01-01
+    >>> clock.observe(time.time() + 86_400)     # a time further ahead of wall time than allowed
+    >>> clock.now()
+    1767225600.0
+    """
+
+    def __init__(self, mode: str = "wall", max_ahead_s: float = math.inf):
+        """``max_ahead_s``: a time further than this past wall time is ignored (the engine's
+        ``max_future_skew_s``: no accepted event is further ahead, so only a time derived from an
+        older worker's clock, in a sample or a model snapshot, can be)."""
         if mode not in ("wall", "event"):
             raise ValueError(f"clock mode must be 'wall' or 'event', not {mode!r}")
         self.mode = mode
+        self.max_ahead_s = max_ahead_s
         self.watermark = -math.inf
 
     def observe(self, ts: float) -> None:
-        """An event (or a model trained) at ``ts``: the event clock never goes back."""
-        if ts > self.watermark:
+        """An applied event (or a model trained) at ``ts``: the event clock never goes back."""
+        if ts > self.watermark and ts <= time.time() + self.max_ahead_s:
             self.watermark = ts
 
     def now(self) -> float | None:

@@ -120,3 +120,16 @@ def test_an_erased_event_does_not_move_the_event_clock() -> None:
     worker.feed(InMessage(ERASURES, 0, 0, b"ann", erasure_now("ann", "r-1", cutoff).to_json()))
     worker.feed(worker.purchase("ann", START + timedelta(days=30)))  # produced before the request
     assert worker.clock.now() == START.timestamp()
+
+
+def test_a_time_from_another_worker_too_far_ahead_of_wall_time_is_ignored() -> None:
+    """Samples and model snapshots carry other workers' clocks; one written before this fix (or by
+    a worker with another skew setting) could be years ahead. The trainer's clock, like every
+    worker's, stays within the engine's skew of wall time."""
+    from streams.sampling import encode_samples
+    from streams.training import TrainerHost
+
+    host = TrainerHost(ENGINE, "event", train_interval_s=1, refill_wait_s=1, listener=None)  # type: ignore[arg-type]
+    host.on_samples(encode_samples([], ["x"], clock=START.timestamp()))
+    host.on_samples(encode_samples([], ["x"], clock=datetime(2031, 1, 1, tzinfo=timezone.utc).timestamp()))
+    assert host.clock.now() == START.timestamp()
