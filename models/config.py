@@ -95,7 +95,8 @@ class SegmentationConfig(_Config):
 
 
 class ReplayConfig(_Config):
-    """How the offline replay (``streams.replay``) stands in for a live worker."""
+    """How the offline replay (``streams.replay``, ``segstream replay``) stands in for a live
+    worker. Read by the replay only: a worker sweeps on wall time (``SEGSTREAM_WORKER__SWEEP_*``)."""
 
     sweep_every_s: float = Field(
         86_400.0, ge=0, description="Event-time cadence of the replay's sweep: at every multiple of this "
