@@ -111,8 +111,28 @@ class SegmentationConfig(_Config):
     seed: int = 42
 
 
+class ReplayConfig(_Config):
+    """How the offline replay (``streams.replay``, ``segstream replay``) stands in for a live
+    worker. Read by the replay only: a worker sweeps on wall time (``SEGSTREAM_WORKER__SWEEP_*``)."""
+
+    sweep_every_s: float = Field(
+        86_400.0, ge=0, description="Event-time cadence of the replay's sweep: at every multiple of this "
+        "many seconds since the epoch (UTC midnights by default) every customer is re-evaluated as of "
+        "that time, as a live worker's sweep re-evaluates everyone as of its clock; a time-driven change "
+        "(a lapse) appears at the first tick after it happens. One day matches the resolution of the "
+        "day-based features; costs one evaluation per customer and tick (docs/benchmarks.md). "
+        "0: no sweep (evaluated at their own events and at the as-of time only)."
+    )
+    sort_buffer_events: int = Field(
+        1_000_000, ge=1, description="The replay orders the file's events in memory up to this many "
+        "(about 0.4 KB each with the line: 0.4 GB); past it, in sorted runs of this many spilled to "
+        "temporary files and merged."
+    )
+
+
 class EngineConfig(_Config):
     """Everything the pure engine needs; one object shared by worker, replay and benchmarks."""
 
     value: ValueConfig = ValueConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
+    replay: ReplayConfig = ReplayConfig()

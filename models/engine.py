@@ -66,6 +66,25 @@ class ValueEngine:
                 refitted = self.refit(now)
         return ApplyResult(applied=True, refitted=refitted)
 
+    def accepts(self, state: CustomerState, event: AnyEvent, now: float) -> bool:
+        """True when :meth:`apply` would apply ``event`` to ``state`` (not rejected, not a repeat);
+        ``state`` is left as it is (a copy is tried). A replay asks before letting the event's time
+        drive its clock (:mod:`streams.replay`).
+
+        >>> from datetime import datetime, timezone
+        >>> engine = ValueEngine(ValueConfig())
+        >>> state, at = engine.new_state("c1"), datetime(2026, 1, 5, tzinfo=timezone.utc)
+        >>> eur = PurchaseEvent(event_id="e1", customer_id="c1", timestamp=at, amount=5.0, currency="EUR")
+        >>> engine.accepts(state, eur, now=at.timestamp()), state.seen    # no EUR rate configured
+        (False, {})
+        """
+        if event.timestamp.timestamp() > now + self.config.max_future_skew_s:
+            return False
+        try:
+            return CustomerState.from_bytes(state.to_bytes()).apply(event, self.config)
+        except EngineRejection:
+            return False
+
     def track(self, state: CustomerState) -> None:
         """Record a customer's BTYD statistics for the next refit."""
         if state.purchase_days:

@@ -124,22 +124,23 @@ class Pipeline:
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
         records = [self._cluster_record(state, change, now)] if change else []
-        if self.rules is not None and self.snapshot is not None:
+        if self.rules is not None:  # plain clauses need no model (percentile ones are false until one exists)
             records.extend(self._rule_records(state, now))
         return records
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
         snap = self.snapshot
-        assert snap is not None and self.rules is not None
+        assert self.rules is not None
         profile = build_profile(state, now, self.values.valuation, self.config.value)
-        evaluation = self.rules.evaluate(profile, snap.rule_thresholds)
+        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else {})
         changes = diff_memberships(frozenset(state.rules), evaluation)
         if not changes:
             return []
         state.rules = sorted(evaluation.memberships)
-        return [self._rule_record(state, change, now, snap.version) for change in changes]
+        return [self._rule_record(state, change, now, snap.version if snap else None) for change in changes]
 
-    def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int) -> SegmentChange:
+    def _rule_record(self, state: CustomerState, change: RuleChange, now: float,
+                     model_version: int | None) -> SegmentChange:
         ref = SegmentRef(id=change.segment_id, label=change.label)
         return SegmentChange(
             change_id=next_change_id(state),

@@ -229,9 +229,7 @@ class CustomerState:
                 self._advance(position)
             return False
         recent = self.seen.get(event.type)
-        if recent is None:
-            recent = self.seen[event.type] = RecentIds()
-        elif fp in recent:
+        if recent is not None and fp in recent:
             if position is not None:
                 self._advance(position)
             return False
@@ -242,6 +240,9 @@ class CustomerState:
             self._apply_engagement(event, ts, config)
         elif isinstance(event, FeedbackEvent):
             self._apply_feedback(event, ts, config)
+        # Nothing above raised (a rejection leaves the state exactly as it was): record the id now.
+        if recent is None:
+            recent = self.seen[event.type] = RecentIds()
         if self.applied_events == 0:
             self.incarnation = fp >> 32
         self.applied_events += 1

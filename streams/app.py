@@ -243,8 +243,9 @@ def create_app(settings: Settings) -> SegstreamApp:
     # accept). Not read from app.in_transaction: faust caches that property, and reading it this
     # early, before faust marks the app as a worker, cached False and kept its transactions off.
     view = OutsideView(settings.bootstrap_servers, w.app_id, "read_uncommitted", **settings.kafka_client_kwargs())
+    clock = WorkerClock(w.clock, settings.engine.value.max_future_skew_s)  # docs/worker.md: how far it may jump
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
-                      clock=WorkerClock(w.clock), forwarder=forwarder, listener=listener, trainer=trainer,
+                      clock=clock, forwarder=forwarder, listener=listener, trainer=trainer,
                       sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s, home),
                       metrics=metrics, home=home, view=view)
     listener.on_snapshot = runtime.install

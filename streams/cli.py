@@ -429,7 +429,8 @@ def replay(
         f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
     )
     console.print(f"BG/NBD (days): {val.get('beta_geo')}; Gamma-Gamma: {val.get('gamma_gamma')}", highlight=False)
-    console.print(f"{report.changes} segment changes; model version {report.model_version}", highlight=False)
+    console.print(f"{report.changes} segment changes ({report.sweeps} event-time sweeps); "
+                  f"model version {report.model_version}", highlight=False)
     if report.invalid:
         raise typer.Exit(1 if report.applied == 0 else 0)
 

@@ -110,7 +110,7 @@ def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
 class Touched:
     """A customer's state while a batch is processed: loaded once, written once."""
 
-    state: CustomerState | None  # None: erased in this batch
+    state: CustomerState | None  # None: not in the table and no event applied yet (then nothing is written)
     raw: bytes | None  # as loaded from the table
     last_index: int  # the batch position of its latest message (its partition context for the write)
     evaluate: bool = False  # events were applied: evaluate once at the end of the batch
@@ -233,19 +233,20 @@ class CustomerProcessor:
         if event is None:
             return 0
         entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
-        if entry.state is None:
-            entry.state = self.pipeline.new_state(event.customer_id)  # new
+        # A new customer's state is kept only once an event is applied to it: a rejected event
+        # must not leave a profile behind (GET /customers/{id} would answer, the sweep segment it).
+        state = entry.state if entry.state is not None else self.pipeline.new_state(event.customer_id)
         position = self._position(msg)
-        if entry.state.before_erasure(position):  # produced before an erase request was accepted
+        if state.before_erasure(position):  # produced before an erase request was accepted
             self._outcomes[(event_type, "erased")] += 1
             return 0
-        if self._replay_missed(entry.state, position, msg):
+        if self._replay_missed(state, position, msg):
             self.held.append(index)
             return 0
-        ts = event.timestamp.timestamp()
-        self.clock.observe(ts)
         try:
-            applied = self.pipeline.apply(entry.state, event, now=time.time(), position=position)
+            # The future-skew bound is wall time in both clock modes: it is what bounds the event
+            # clock (docs/worker.md, "How far the event clock may jump").
+            applied = self.pipeline.apply(state, event, now=time.time(), position=position)
         except EngineRejection as exc:
             self._outcomes[(event_type, "rejected")] += 1
             await self._dead(msg, event_type, [FieldProblem(field=exc.field, error="rejected", message=exc.message)])
@@ -253,6 +254,9 @@ class CustomerProcessor:
         if not applied:
             self._outcomes[(event_type, "duplicate")] += 1
             return 0
+        ts = event.timestamp.timestamp()
+        self.clock.observe(ts)  # only accepted data moves the event clock
+        entry.state = state
         self._outcomes[(event_type, "applied")] += 1
         entry.evaluate = True
         entry.latest_event_ts = max(entry.latest_event_ts, ts)

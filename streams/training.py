@@ -58,7 +58,7 @@ class TrainerHost:
         self.listener = listener
         self.publish = publish
         self.trainer: ModelTrainer | None = None
-        self.clock = WorkerClock(clock_mode)
+        self.clock = WorkerClock(clock_mode, config.value.max_future_skew_s)
         self._since = 0.0  # monotonic time this worker became the trainer
         self._resumed_from: ModelSnapshot | None = None
         self._resumed = False
@@ -143,7 +143,7 @@ class TrainerHost:
         if self.trainer is None:
             log.info("this worker is the trainer now")
             self.trainer = ModelTrainer(self.config)
-            self.clock = WorkerClock(self.clock_mode)
+            self.clock = WorkerClock(self.clock_mode, self.config.value.max_future_skew_s)
             self._since = time.monotonic()
             self._resumed = False
         return self.trainer

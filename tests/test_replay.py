@@ -143,3 +143,114 @@ def test_event_identity_is_the_workers_customer_type_and_event_id() -> None:
     assert (states["carla"].purchase_count, states["carla"].engagement_count) == (1, 1)
     assert (states["dora"].purchase_count, states["dora"].total_spend) == (1, 20.0)
     assert replay.report.duplicates == 1
+
+
+# ---- replay = worker: one order, one clock, the sweep in event time ------------------------------
+
+CASES = ROOT / "tests/data"
+LAPSE_RULES = CASES / "12-lapse-without-events.toml"
+APRIL_END = datetime(2026, 5, 1, tzinfo=timezone.utc).timestamp()
+DAY = 86_400.0
+
+
+def rules_config(**replay: float) -> EngineConfig:
+    return EngineConfig.model_validate({"segmentation": {"rules_file": str(LAPSE_RULES)}, "replay": replay})
+
+
+def changes_of(path: Path, config: EngineConfig, as_of: float = APRIL_END) -> list[dict]:
+    changes: list = []
+    replay = Replay(config, as_of, on_change=changes.append)
+    replay.feed_all(enumerate(path.read_bytes().splitlines(), 1))
+    replay.finish()
+    return [orjson.loads(c.model_dump_json()) for c in changes]
+
+
+def rule_moves(changes: list[dict], customer: str) -> list[tuple[str, str, str]]:
+    return [(c["changed_at"], c["reason"]["code"], (c["segment"] or c["previous_segment"])["id"])
+            for c in changes if c["customer_id"] == customer and c["kind"] == "rule"]
+
+
+def test_a_customer_lapses_between_their_own_events_at_the_sweep_tick_after_the_crossing() -> None:
+    """cases/12b: returner-i buys on January 10+i and April 10+i (10:00 UTC). Sixty days after the
+    first purchase they lapse, with no event of their own: the replay's daily sweep (UTC midnights)
+    shows it at the first tick after the crossing, and the April purchase brings them back."""
+    changes = changes_of(CASES / "12b-lapse-and-return.jsonl", rules_config())
+    for i in range(4):
+        bought = datetime(2026, 1, 10 + i, 10, tzinfo=timezone.utc).timestamp()
+        lapsed = bought + 60 * DAY
+        tick = (lapsed // DAY + 1) * DAY  # the first midnight after the crossing
+        back = datetime(2026, 4, 10 + i, 10, tzinfo=timezone.utc).timestamp()
+        iso = lambda ts: datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")  # noqa: E731
+        assert ("rule_entered", "lapsed_60") in [m[1:] for m in rule_moves(changes, f"returner-{i}")]
+        assert (iso(tick), "rule_entered", "lapsed_60") in rule_moves(changes, f"returner-{i}")
+        assert (iso(back), "rule_left", "lapsed_60") in rule_moves(changes, f"returner-{i}")
+
+
+def test_the_same_data_in_another_line_order_gives_the_same_changes() -> None:
+    """cases/12b: the file and its sorted copy hold the same lines."""
+    shuffled = changes_of(CASES / "12b-lapse-and-return.jsonl", rules_config())
+    ordered = changes_of(CASES / "12b-lapse-and-return.sorted.jsonl", rules_config())
+    assert shuffled == ordered and shuffled
+
+
+def test_line_order_does_not_matter_with_a_model_trained_mid_stream_and_repeated_ids(tmp_path: Path) -> None:
+    """Clusters trained every 500 events and rules on a synthetic population, lines shuffled, one
+    event_id sent twice with two contents (the first in the replay's order wins, in any line order).
+    The second run orders the file in sorted runs of 97 lines spilled to disk: the same answer."""
+    import random
+
+    from models.synthetic import generate_population
+
+    pop = generate_population(60, seed=4, activity=0.3)
+    lines = [orjson.dumps(e) for e in pop.events]
+    first = pop.events[len(pop.events) // 2]
+    lines.append(orjson.dumps({**first, "amount": 999.0} if first["type"] == "purchase" else {**first}))
+    outputs = []
+    for seed, buffer in ((1, 1_000_000), (2, 97)):
+        config = EngineConfig.model_validate({
+            "segmentation": {"rules_file": str(ROOT / "examples/segments.toml"), "n_segments": 3,
+                             "min_customers_to_train": 20, "train_every_events": 500},
+            "value": {"min_customers_for_fit": 20},
+            "replay": {"sweep_every_s": 7 * DAY, "sort_buffer_events": buffer}})
+        random.Random(seed).shuffle(lines)
+        path = tmp_path / f"events-{seed}.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        out, changes = tmp_path / f"p-{seed}.jsonl", tmp_path / f"c-{seed}.jsonl"
+        report = run_replay(path, pop.end, config, out, changes_out=changes)
+        assert report.duplicates == 1 and report.reconciles() and report.model_version
+        outputs.append((out.read_bytes(), changes.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert {orjson.loads(c)["kind"] for c in outputs[0][1].splitlines()} == {"cluster", "rule"}
+
+
+@pytest.mark.parametrize("sweep_every_s", [0.0, DAY])
+def test_a_rejected_event_does_not_move_the_replays_clock(sweep_every_s: float) -> None:
+    """bob's purchase in a currency without a rate, stamped April, is rejected: ann's later January
+    purchase is still evaluated in January and no sweep tick runs past it (she does not lapse),
+    and bob has no profile."""
+    changes: list = []
+    replay = Replay(rules_config(sweep_every_s=sweep_every_s), APRIL_END, on_change=changes.append)
+    lines = [
+        {"type": "purchase", "event_id": "a1", "customer_id": "ann", "timestamp": "2026-01-01T00:00:00Z", "amount": 5},
+        {"type": "purchase", "event_id": "b1", "customer_id": "bob", "timestamp": "2026-04-01T00:00:00Z",
+         "amount": 5, "currency": "EUR"},
+        {"type": "purchase", "event_id": "a2", "customer_id": "ann", "timestamp": "2026-01-20T00:00:00Z", "amount": 5},
+    ]
+    for number, line in enumerate(lines, 1):  # fed as they come, not ordered first
+        replay.feed(number, orjson.dumps(line))
+    assert replay.clock == datetime(2026, 1, 20, tzinfo=timezone.utc).timestamp()
+    assert "bob" not in replay.states and replay.report.invalid == 1
+    assert [(c.changed_at.isoformat(), c.reason.code.value) for c in changes] == [
+        ("2026-01-01T00:00:00+00:00", "rule_entered")]
+
+
+def test_the_sweep_cadence_is_configurable_and_zero_turns_it_off() -> None:
+    """Weekly ticks (multiples of 7 days since the epoch: Thursdays) show the lapse later than
+    daily ones; without a sweep it shows only at the as-of time, if at all."""
+    path = CASES / "12b-lapse-and-return.jsonl"
+    weekly = rule_moves(changes_of(path, rules_config(sweep_every_s=7 * DAY)), "lapser-0")
+    daily = rule_moves(changes_of(path, rules_config()), "lapser-0")
+    off = rule_moves(changes_of(path, rules_config(sweep_every_s=0)), "returner-0")
+    lapse = lambda moves: next(at for at, code, seg in moves if (code, seg) == ("rule_entered", "lapsed_60"))  # noqa: E731
+    assert lapse(daily) < lapse(weekly)
+    assert ("rule_entered", "lapsed_60") not in [m[1:] for m in off]  # the gap the sweep closes

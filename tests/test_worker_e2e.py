@@ -9,18 +9,19 @@ engine from the same events.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
 
-from models.config import ValueConfig
+from models.config import EngineConfig, ValueConfig
 from models.state import CustomerState
 from models.synthetic import generate_population
 from schemas.dead_letter import DeadLetter
 from schemas.events import parse_event
 from schemas.segment_change import SegmentChange
+from streams.replay import Replay
 from tests.kafka_helpers import WorkerProcess, consume, produce, run, wait_settled, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -120,7 +121,7 @@ def processed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):  
         # Quiet: no more changes from sweeps and retraining before the tests look.
         wait_settled(worker, "segstream_segment_changes_total", "segment changes to settle")
         yield {"worker": worker, "prefix": prefix, "events": events, "bad": bad,
-               "truth": ground_truth(events), "bootstrap": kafka_bootstrap}
+               "truth": ground_truth(events), "bootstrap": kafka_bootstrap, "rules": rules}
     finally:
         assert worker.stop() == 0, worker.log_tail()
 
@@ -185,6 +186,30 @@ def test_lapsing_customer_gets_a_change_without_an_event_of_its_own(processed: d
     # The change happened on the clock, long after the customer's last event: a sweep found it.
     assert (lapsed[0].changed_at - last_purchase).days >= 30
     assert lapsed[0].value.recency_days is not None and lapsed[0].value.recency_days > 30
+
+
+def test_the_offline_replay_finds_the_same_time_driven_change(processed: dict) -> None:
+    """Replay = worker: replayed offline, the same events give the lapser the same entry without
+    an event of its own, from the replay's event-time sweep: at the first midnight after the
+    crossing, where the worker's sweep found it at some clock after the crossing."""
+    config = EngineConfig.model_validate({
+        "segmentation": {"n_segments": 4, "min_customers_to_train": 40, "rules_file": str(processed["rules"])},
+        "value": {"min_customers_for_fit": 30}})
+    events = processed["events"]
+    replayed: list[SegmentChange] = []
+    replay = Replay(config, as_of=datetime.fromisoformat(events[-1]["timestamp"]).timestamp(),
+                    on_change=replayed.append)
+    replay.feed_all(enumerate(map(orjson.dumps, events), 1))
+    replay.finish()
+
+    def lapse(changes: list[SegmentChange]) -> datetime:
+        return next(c.changed_at for c in changes if c.customer_id == LAPSER and c.kind.value == "rule"
+                    and c.segment and c.segment.id == "lapsed")
+
+    last_purchase = max(datetime.fromisoformat(e["timestamp"]) for e in events if e["customer_id"] == LAPSER)
+    crossing = last_purchase + timedelta(days=30)
+    assert crossing < lapse(replayed) <= crossing + timedelta(days=1)
+    assert lapse(all_changes(processed)) > crossing
 
 
 def test_erasure_deletes_state_and_emits_erased_exits(processed: dict) -> None:
