@@ -25,7 +25,7 @@ from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FeatureBasis, basis_of, vector_at
 from models.profile import build_profile
-from models.rules import RuleChange, RuleSet, diff_memberships
+from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState, Position, utc_day
@@ -69,6 +69,7 @@ class Pipeline:
         self.auto_train = auto_train and train_locally
         self._on_basis: BasisSink | None = self.segmenter.observe if train_locally else on_basis
         self._events_since_train = 0
+        self.rule_sizes = RuleSizes()  # exact rule segment sizes over the customers evaluated here
 
     def install(self, snapshot: ModelSnapshot) -> bool:
         """Assign with ``snapshot`` (and value with its BTYD parameters) from now on, unless a newer
@@ -124,22 +125,28 @@ class Pipeline:
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
         records = [self._cluster_record(state, change, now)] if change else []
-        if self.rules is not None and self.snapshot is not None:
+        if self.rules is not None:
             records.extend(self._rule_records(state, now))
         return records
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
+        """Rules need no clustering model: literal clauses hold from the first event, percentile
+        clauses once a snapshot brings their thresholds (false, and saying so, until then).
+        Members are held to the relaxed percentiles (``rule_band``)."""
         snap = self.snapshot
-        assert snap is not None and self.rules is not None
+        assert self.rules is not None
         profile = build_profile(state, now, self.values.valuation, self.config.value)
-        evaluation = self.rules.evaluate(profile, snap.rule_thresholds)
-        changes = diff_memberships(frozenset(state.rules), evaluation)
+        members = frozenset(state.rules)
+        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
+                                         self.config.segmentation.rule_band)
+        changes = diff_memberships(members, evaluation)
         if not changes:
             return []
         state.rules = sorted(evaluation.memberships)
-        return [self._rule_record(state, change, now, snap.version) for change in changes]
+        self.rule_sizes.record(changes)
+        return [self._rule_record(state, change, now, snap.version if snap else None) for change in changes]
 
-    def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int) -> SegmentChange:
+    def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int | None) -> SegmentChange:
         ref = SegmentRef(id=change.segment_id, label=change.label)
         return SegmentChange(
             change_id=next_change_id(state),
@@ -173,6 +180,8 @@ class Pipeline:
             ))
         if state.cluster is not None:
             self.segmenter.counters.remove(state.cluster)
+        for rid in state.rules:
+            self.rule_sizes.remove(rid)
         self.values.forget(state.customer_id)
         self.segmenter.sample.forget(state.customer_id)
         return records
