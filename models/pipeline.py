@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FeatureBasis, basis_of, vector_at
 from models.profile import build_profile
-from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships
+from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState, Position, utc_day
@@ -145,6 +145,59 @@ class Pipeline:
         state.rules = sorted(evaluation.memberships)
         self.rule_sizes.record(changes)
         return [self._rule_record(state, change, now, snap.version if snap else None) for change in changes]
+
+    def rule_report(self, sizes: Mapping[str, int] | None = None, size_scope: str | None = None) -> dict[str, Any]:
+        """The rule part of ``/segments`` and of the replay's ``--snapshot-out``: three keys.
+
+        ``rule_segments``: each rule segment with its ``size``, by default the exact count kept by
+        this engine (:class:`~models.rules.RuleSizes`: every customer, in a replay); a worker passes
+        its own ``sizes`` (an id missing there has size None: not counted) and says what they cover
+        in ``size_scope`` (``rule_size_scope``).
+        ``rule_percentiles``: the percentile thresholds in force (entry and relaxed by
+        ``rule_band``), the model version that brought them, and ``pending``: each threshold not
+        known yet and why (clauses on a pending entry threshold are false until it is known).
+
+        >>> from models.config import EngineConfig
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> report = Pipeline(EngineConfig(), rules=rules).rule_report()
+        >>> report["rule_segments"][0]["size"], [p["threshold"] for p in report["rule_percentiles"]["pending"]]
+        (0, ['clv:p80'])
+        """
+        rules, snap, seg = self.rules, self.snapshot, self.config.segmentation
+        if rules is None:
+            return {"rule_segments": [], "rule_size_scope": None, "rule_percentiles": None}
+        thresholds = snap.rule_thresholds if snap is not None else {}
+        entry = {percentile_key(f, p) for f, p in rules.percentiles_needed()}
+        # Before any threshold exists, only the entry ones matter (relaxed ones hold members only).
+        pending = [{"threshold": key, "why": self._pending_why(key, key in entry)}
+                   for key in rules.pending_thresholds(thresholds, seg.rule_band) if snap is not None or key in entry]
+        counts = sizes if sizes is not None else {d.id: self.rule_sizes.size(d.id) for d in rules.definitions.segment}
+        return {
+            "rule_segments": [{"id": d.id, "label": d.label, "description": d.description,
+                               "size": counts.get(d.id)} for d in rules.definitions.segment],
+            "rule_size_scope": size_scope or "exact: every customer this engine evaluated",
+            "rule_percentiles": {
+                "band_percentile_points": seg.rule_band,
+                "thresholds": dict(sorted(thresholds.items())),
+                "model_version": snap.version if snap is not None else None,
+                "pending": pending,
+            },
+        }
+
+    def _pending_why(self, key: str, entry: bool) -> str:
+        snap, seg = self.snapshot, self.config.segmentation
+        field = key.rpartition(":")[0]
+        if snap is None:
+            why = (f"no model trained yet: percentile thresholds are computed at each training, which needs "
+                   f"{seg.min_customers_to_train} customers in the training sample")
+        elif not entry:
+            return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band or "
+                    f"before hysteresis existed): members are held to the entry threshold until the next training")
+        else:
+            why = (f"fewer than {seg.threshold_min_samples} customers of model v{snap.version}'s training sample "
+                   f"have a {field} value")
+        return why + ("; clauses on it are false until then" if entry else "; members are held to the entry threshold")
 
     def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int | None) -> SegmentChange:
         ref = SegmentRef(id=change.segment_id, label=change.label)

@@ -181,12 +181,13 @@ def test_many_retrainings_of_an_unchanged_population_change_no_rule_membership()
 
 def test_case_12_rules_work_without_a_clustering_model(tmp_path: Path) -> None:
     out, changes, rejects = tmp_path / "p.jsonl", tmp_path / "c.jsonl", tmp_path / "r.jsonl"
+    snapshot = tmp_path / "s.json"
     env = {**__import__("os").environ,
            "SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE": str(DATA / "12-lapse-without-events.toml")}
     proc = subprocess.run(
         [sys.executable, "-m", "streams.cli", "replay", str(DATA / "12-lapse-without-events.jsonl"),
          "--as-of", "2026-05-01T00:00:00Z", "--profiles-out", str(out), "--changes-out", str(changes),
-         "--rejects-out", str(rejects)],
+         "--rejects-out", str(rejects), "--snapshot-out", str(snapshot)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stderr
@@ -197,6 +198,10 @@ def test_case_12_rules_work_without_a_clustering_model(tmp_path: Path) -> None:
         assert p["rule_segments"] == (["lapsed_60"] if cid.startswith("lapser-") else ["recent_30"]), cid
     records = [orjson.loads(l) for l in changes.read_bytes().splitlines()]
     assert records and all(r["kind"] == "rule" and r["model_version"] is None for r in records)
+    doc = orjson.loads(snapshot.read_bytes())  # no model, but the rule section is there
+    assert doc["version"] is None and doc["segments"] == []
+    assert {s["id"]: s["size"] for s in doc["rule_segments"]} == {"lapsed_60": 4, "recent_30": 8}
+    assert doc["rule_percentiles"]["pending"] == []  # these rules need no percentile
 
 
 def test_a_percentile_clause_is_false_and_says_so_until_a_model_brings_its_threshold() -> None:
@@ -228,3 +233,25 @@ def test_rule_segment_sizes_are_exact_counts_of_members() -> None:
     erased = replay.states["lapser-0"]
     replay.pipeline.erase(erased, replay.as_of)
     assert sizes.size("lapsed_60") == 3
+
+
+def test_segments_document_shows_rule_sizes_and_pending_thresholds() -> None:
+    """The worker's /segments: rule sizes from its last complete sweep pass, and each percentile
+    threshold not known yet with the reason."""
+    from types import SimpleNamespace
+
+    from streams.app import Runtime
+
+    rt = SimpleNamespace(pipeline=Pipeline(EngineConfig(), rules=VIP),
+                         metrics=SimpleNamespace(population_counts=None))
+    rt.rule_sizes = lambda: Runtime.rule_sizes(rt)  # type: ignore[attr-defined]
+    doc = Runtime.segments(rt)  # type: ignore[arg-type]
+    assert doc["model_version"] is None
+    assert [s["size"] for s in doc["rule_segments"]] == [None, None]
+    assert "not counted yet" in doc["rule_size_scope"]
+    pending = {p["threshold"]: p["why"] for p in doc["rule_percentiles"]["pending"]}
+    assert set(pending) == {"clv:p80", "engagement:p20"}
+    assert "no model trained yet" in pending["clv:p80"] and "false until then" in pending["clv:p80"]
+    rt.metrics.population_counts = {("rule", "vip"): 7, ("cluster", "c1"): 30}
+    doc = Runtime.segments(rt)  # type: ignore[arg-type]
+    assert {s["id"]: s["size"] for s in doc["rule_segments"]} == {"vip": 7, "quiet": 0}
