@@ -384,6 +384,11 @@ class _QuantileUnpickler(pickle.Unpickler):
 class PopulationQuantiles:
     """Streaming percentiles of profile fields over the customer population.
 
+    The trainer does not use these: its thresholds are exact quantiles of its bounded sample, kept
+    until the population moved (:mod:`models.thresholds`), because P² estimates depend on the
+    order of the values and made members flap at every training. This class remains for callers
+    that must follow an unbounded stream in O(1) memory.
+
     One ``river.stats.Quantile`` (the P² algorithm: five markers, O(1) memory and time per value)
     per (field, percentile) pair the rule set references. Values that are None, non-numeric or
     not finite are skipped.
