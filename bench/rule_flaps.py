@@ -12,7 +12,7 @@ evaluated as of the end. Then, with the clock frozen and no input, the model is 
 
 Nothing a rule depends on changes, so every rule change counted is a defect.
 
-    python bench/rule_flaps.py --customers 2000 --trainings 30
+    python bench/rule_flaps.py --customers 2000 --trainings 30 [--band 0] [--z 0]
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from models.synthetic import generate_population  # noqa: E402
 from streams.replay import Replay  # noqa: E402
 
 
-def run(customers: int, trainings: int, seed: int, resample: bool) -> dict:
+def run(customers: int, trainings: int, seed: int, resample: bool, **rule_settings: float) -> dict:
     pop = generate_population(customers, seed=seed, activity=0.3)
-    config = EngineConfig(segmentation=SegmentationConfig(n_segments=5))
+    config = EngineConfig(segmentation=SegmentationConfig(n_segments=5, **rule_settings))
     rules = RuleSet.from_file(ROOT / "examples/segments.toml")
     replay = Replay(config, as_of=pop.end)
     replay.pipeline = Pipeline(config, auto_refit=False, auto_train=False, rules=rules)
@@ -74,9 +74,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--trainings", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--band", type=float, help="rule_band (default: the configuration's)")
+    parser.add_argument("--z", type=float, help="threshold_z (default: the configuration's)")
     args = parser.parse_args()
+    settings = {k: v for k, v in (("rule_band", args.band), ("threshold_z", args.z)) if v is not None}
     for resample in (False, True):
-        result = run(args.customers, args.trainings, args.seed, resample)
+        result = run(args.customers, args.trainings, args.seed, resample, **settings)
         print(("resampled   " if resample else "same sample ") + orjson.dumps(result).decode())
 
 
