@@ -169,9 +169,11 @@ class Pipeline:
             return {"rule_segments": [], "rule_size_scope": None, "rule_percentiles": None}
         thresholds = snap.rule_thresholds if snap is not None else {}
         entry = {percentile_key(f, p) for f, p in rules.percentiles_needed()}
-        # Before any threshold exists, only the entry ones matter (relaxed ones hold members only).
+        missing = rules.pending_thresholds(thresholds, seg.rule_band)
+        # A relaxed threshold only holds members: worth a line only when its entry ones exist.
+        short = {key.rpartition(":")[0] for key in missing if key in entry}
         pending = [{"threshold": key, "why": self._pending_why(key, key in entry)}
-                   for key in rules.pending_thresholds(thresholds, seg.rule_band) if snap is not None or key in entry]
+                   for key in missing if key in entry or key.rpartition(":")[0] not in short]
         counts = sizes if sizes is not None else {d.id: self.rule_sizes.size(d.id) for d in rules.definitions.segment}
         return {
             "rule_segments": [{"id": d.id, "label": d.label, "description": d.description,
@@ -189,15 +191,13 @@ class Pipeline:
         snap, seg = self.snapshot, self.config.segmentation
         field = key.rpartition(":")[0]
         if snap is None:
-            why = (f"no model trained yet: percentile thresholds are computed at each training, which needs "
-                   f"{seg.min_customers_to_train} customers in the training sample")
-        elif not entry:
-            return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band or "
-                    f"before hysteresis existed): members are held to the entry threshold until the next training")
-        else:
-            why = (f"fewer than {seg.threshold_min_samples} customers of model v{snap.version}'s training sample "
-                   f"have a {field} value")
-        return why + ("; clauses on it are false until then" if entry else "; members are held to the entry threshold")
+            return (f"no model trained yet: percentile thresholds are computed at each training, which needs "
+                    f"{seg.min_customers_to_train} customers in the training sample; clauses on it are false until then")
+        if not entry:
+            return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band, or "
+                    f"before hysteresis existed): members are held to the entry threshold until a training brings it")
+        return (f"fewer than {seg.threshold_min_samples} customers of model v{snap.version}'s training sample "
+                f"have a value of {field}; clauses on it are false until then")
 
     def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int | None) -> SegmentChange:
         ref = SegmentRef(id=change.segment_id, label=change.label)

@@ -25,7 +25,7 @@ from models.membership import ClusterMove, decide
 from models.segments import SegmentRegistry, describe
 from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
-from models.thresholds import ThresholdUpdate, update_thresholds
+from models.thresholds import update_thresholds
 
 _VALUE, _SAT = FEATURES.index("value"), FEATURES.index("satisfaction")
 
@@ -87,7 +87,6 @@ class Segmenter:
         self.counters = MembershipCounters()
         self.dwell_s = config.dwell_days * SECONDS_PER_DAY
         self._trainings = 0
-        self.threshold_update: ThresholdUpdate | None = None  # the last training's, for reports
 
     # ---- training (one trainer) --------------------------------------------------------------
 
@@ -190,11 +189,9 @@ class Segmenter:
         if self.rules is None or not self.rules.percentiles_needed():
             return {}
         previous = self.snapshot.rule_thresholds if self.snapshot is not None else None
-        update = update_thresholds(profiles_at(bases, matrix), self.rules.percentiles_needed(self.config.rule_band),
-                                   previous, min_samples=self.config.threshold_min_samples,
-                                   z=self.config.threshold_z)
-        self.threshold_update = update
-        return update.thresholds
+        return update_thresholds(profiles_at(bases, matrix), self.rules.percentiles_needed(self.config.rule_band),
+                                 previous, min_samples=self.config.threshold_min_samples,
+                                 z=self.config.threshold_z).thresholds
 
     def _snapshot_drift(self, snap: ModelSnapshot, stats: dict[str, dict]) -> SnapshotDrift:
         prev = self.snapshot

@@ -151,7 +151,7 @@ def update_thresholds(profiles: list[Mapping[str, Any]], needed: Iterable[tuple[
     >>> richer.moved                                           # the population moved: re-estimated
     ('clv:p80',)
     >>> update_thresholds([{"clv": 1.0}], [("clv", 80.0)]).pending
-    {'clv:p80': 'only 1 customer(s) of the training sample have a clv value; 50 are needed'}
+    {'clv:p80': 'only 1 customer(s) of the training sample have a value of clv; 50 are needed'}
     """
     if min_samples < 1:
         raise ValueError("min_samples must be at least 1")
@@ -172,7 +172,7 @@ def update_thresholds(profiles: list[Mapping[str, Any]], needed: Iterable[tuple[
         for pct in pcts:
             key = percentile_key(f, pct)
             if len(values) < min_samples:
-                pending[key] = (f"only {len(values)} customer(s) of the training sample have a {f} value; "
+                pending[key] = (f"only {len(values)} customer(s) of the training sample have a value of {f}; "
                                 f"{min_samples} are needed")
                 continue
             old = previous.get(key)

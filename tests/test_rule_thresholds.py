@@ -262,3 +262,19 @@ def test_segments_document_shows_rule_sizes_and_pending_thresholds() -> None:
     rt.metrics.population_counts = {("rule", "vip"): 7, ("cluster", "c1"): 30}
     doc = Runtime.segments(rt)  # type: ignore[arg-type]
     assert {s["id"]: s["size"] for s in doc["rule_segments"]} == {"vip": 7, "quiet": 0}
+
+
+def test_pending_thresholds_after_a_model_say_why() -> None:
+    """With a model: an entry threshold missing for lack of values, and a relaxed one missing from
+    an older snapshot, each with its own reason."""
+    rules = RuleSet.from_toml('[[segment]]\nid = "vip"\nlabel = "VIP"\nall = ['
+                              '{field = "clv", op = ">", value = "p80"}, {field = "engagement", op = ">", value = "p50"}]')
+    pipeline = Pipeline(EngineConfig(), rules=rules)
+    pipeline.install(ModelSnapshot(
+        version=2, created_at=0.0, algorithm="kmeans", features=("a",), mean=np.zeros(1), std=np.ones(1),
+        centroids=np.zeros((1, 1)), segment_ids=("c1",), labels=("x",), descriptions=("",),
+        rule_thresholds={"clv:p80": 3.0}))
+    pending = {p["threshold"]: p["why"] for p in pipeline.rule_report()["rule_percentiles"]["pending"]}
+    assert set(pending) == {"clv:p75", "engagement:p50"}  # engagement:p45 only matters once p50 exists
+    assert "members are held to the entry threshold" in pending["clv:p75"]
+    assert "have a value of engagement; clauses on it are false" in pending["engagement:p50"]
