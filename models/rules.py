@@ -599,7 +599,7 @@ class _Clause:
 
     def _held(self, thresholds: Mapping[str, float], entry: float | None, band: float) -> tuple[float | None, str]:
         """A member's threshold (the relaxed one, never stricter than the entry) and its text."""
-        stay = self.stay_key(band)
+        stay = self._stay_keys.get(band) or self.stay_key(band)
         relaxed = thresholds.get(stay[0]) if stay is not None else None
         if relaxed is None or entry is None:  # no relaxed threshold (e.g. an older snapshot): exact
             return entry, self._texts.get(entry) or self._text_for(entry)  # type: ignore[arg-type]
