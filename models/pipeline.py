@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FeatureBasis, basis_of, vector_at
 from models.profile import build_profile
-from models.rules import RuleChange, RuleSet, diff_memberships
+from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState, Position, utc_day
@@ -69,6 +69,7 @@ class Pipeline:
         self.auto_train = auto_train and train_locally
         self._on_basis: BasisSink | None = self.segmenter.observe if train_locally else on_basis
         self._events_since_train = 0
+        self.rule_sizes = RuleSizes()  # exact rule segment sizes over the customers evaluated here
 
     def install(self, snapshot: ModelSnapshot) -> bool:
         """Assign with ``snapshot`` (and value with its BTYD parameters) from now on, unless a newer
@@ -124,23 +125,81 @@ class Pipeline:
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
         records = [self._cluster_record(state, change, now)] if change else []
-        if self.rules is not None:  # plain clauses need no model (percentile ones are false until one exists)
+        if self.rules is not None:
             records.extend(self._rule_records(state, now))
         return records
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
+        """Rules need no clustering model: literal clauses hold from the first event, percentile
+        clauses once a snapshot brings their thresholds (false, and saying so, until then).
+        Members are held to the relaxed percentiles (``rule_band``)."""
         snap = self.snapshot
         assert self.rules is not None
         profile = build_profile(state, now, self.values.valuation, self.config.value)
-        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else {})
-        changes = diff_memberships(frozenset(state.rules), evaluation)
+        members = frozenset(state.rules)
+        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
+                                         self.config.segmentation.rule_band)
+        changes = diff_memberships(members, evaluation)
         if not changes:
             return []
         state.rules = sorted(evaluation.memberships)
+        self.rule_sizes.record(changes)
         return [self._rule_record(state, change, now, snap.version if snap else None) for change in changes]
 
-    def _rule_record(self, state: CustomerState, change: RuleChange, now: float,
-                     model_version: int | None) -> SegmentChange:
+    def rule_report(self, sizes: Mapping[str, int] | None = None, size_scope: str | None = None) -> dict[str, Any]:
+        """The rule part of ``/segments`` and of the replay's ``--snapshot-out``: three keys.
+
+        ``rule_segments``: each rule segment with its ``size``, by default the exact count kept by
+        this engine (:class:`~models.rules.RuleSizes`: every customer, in a replay); a worker passes
+        its own ``sizes`` (an id missing there has size None: not counted) and says what they cover
+        in ``size_scope`` (``rule_size_scope``).
+        ``rule_percentiles``: the percentile thresholds in force (entry and relaxed by
+        ``rule_band``), the model version that brought them, and ``pending``: each threshold not
+        known yet and why (clauses on a pending entry threshold are false until it is known).
+
+        >>> from models.config import EngineConfig
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> report = Pipeline(EngineConfig(), rules=rules).rule_report()
+        >>> report["rule_segments"][0]["size"], [p["threshold"] for p in report["rule_percentiles"]["pending"]]
+        (0, ['clv:p80'])
+        """
+        rules, snap, seg = self.rules, self.snapshot, self.config.segmentation
+        if rules is None:
+            return {"rule_segments": [], "rule_size_scope": None, "rule_percentiles": None}
+        thresholds = snap.rule_thresholds if snap is not None else {}
+        entry = {percentile_key(f, p) for f, p in rules.percentiles_needed()}
+        missing = rules.pending_thresholds(thresholds, seg.rule_band)
+        # A relaxed threshold only holds members: worth a line only when its entry ones exist.
+        short = {key.rpartition(":")[0] for key in missing if key in entry}
+        pending = [{"threshold": key, "why": self._pending_why(key, key in entry)}
+                   for key in missing if key in entry or key.rpartition(":")[0] not in short]
+        counts = sizes if sizes is not None else {d.id: self.rule_sizes.size(d.id) for d in rules.definitions.segment}
+        return {
+            "rule_segments": [{"id": d.id, "label": d.label, "description": d.description,
+                               "size": counts.get(d.id)} for d in rules.definitions.segment],
+            "rule_size_scope": size_scope or "exact: every customer this engine evaluated",
+            "rule_percentiles": {
+                "band_percentile_points": seg.rule_band,
+                "thresholds": dict(sorted(thresholds.items())),
+                "model_version": snap.version if snap is not None else None,
+                "pending": pending,
+            },
+        }
+
+    def _pending_why(self, key: str, entry: bool) -> str:
+        snap, seg = self.snapshot, self.config.segmentation
+        field = key.rpartition(":")[0]
+        if snap is None:
+            return (f"no model trained yet: percentile thresholds are computed at each training, which needs "
+                    f"{seg.min_customers_to_train} customers in the training sample; clauses on it are false until then")
+        if not entry:
+            return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band, or "
+                    f"before hysteresis existed): members are held to the entry threshold until a training brings it")
+        return (f"fewer than {seg.threshold_min_samples} customers of model v{snap.version}'s training sample "
+                f"have a value of {field}; clauses on it are false until then")
+
+    def _rule_record(self, state: CustomerState, change: RuleChange, now: float, model_version: int | None) -> SegmentChange:
         ref = SegmentRef(id=change.segment_id, label=change.label)
         return SegmentChange(
             change_id=next_change_id(state),
@@ -174,6 +233,8 @@ class Pipeline:
             ))
         if state.cluster is not None:
             self.segmenter.counters.remove(state.cluster)
+        for rid in state.rules:
+            self.rule_sizes.remove(rid)
         self.values.forget(state.customer_id)
         self.segmenter.sample.forget(state.customer_id)
         return records

@@ -44,6 +44,7 @@ import os
 import pickle
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,12 @@ __all__ = [
     "RuleDefinitions",
     "RuleEvaluation",
     "RuleSet",
+    "RuleSizes",
     "SegmentDef",
     "SegmentResult",
     "diff_memberships",
+    "percentile_key",
+    "relaxed_percentile",
 ]
 
 Op = Literal[">", ">=", "<", "<=", "==", "!=", "in", "not in"]
@@ -380,6 +384,11 @@ class _QuantileUnpickler(pickle.Unpickler):
 class PopulationQuantiles:
     """Streaming percentiles of profile fields over the customer population.
 
+    The trainer does not use these: its thresholds are exact quantiles of its bounded sample, kept
+    until the population moved (:mod:`models.thresholds`), because P² estimates depend on the
+    order of the values and made members flap at every training. This class remains for callers
+    that must follow an unbounded stream in O(1) memory.
+
     One ``river.stats.Quantile`` (the P² algorithm: five markers, O(1) memory and time per value)
     per (field, percentile) pair the rule set references. Values that are None, non-numeric or
     not finite are skipped.
@@ -524,20 +533,41 @@ def _number_text(x: float) -> str:
     return f"{x:.2f}" if abs(x) >= 1 else f"{x:.4g}"
 
 
+def relaxed_percentile(pct: float, op: str, band: float) -> float:
+    """The percentile a member is held to: ``pct`` moved ``band`` points in the clause's favour.
+
+    ``clv > p80`` with a band of 5 holds a member while ``clv > p75``; ``clv < p20`` while
+    ``clv < p25``. Kept within [0.1, 99.9] (a percentile of 0 or 100 is the sample's extreme).
+
+    >>> relaxed_percentile(80.0, ">", 5.0), relaxed_percentile(20.0, "<=", 5.0), relaxed_percentile(3.0, ">", 5.0)
+    (75.0, 25.0, 0.1)
+    """
+    if band <= 0:
+        return pct
+    relaxed = pct - band if op in (">", ">=") else pct + band
+    return min(max(relaxed, 0.1), 99.9)
+
+
 class _Clause:
     """A clause compiled to a field lookup, an operator and a bound operand."""
 
-    __slots__ = ("field", "op", "test", "operand", "shown", "key", "base", "text", "_texts")
+    __slots__ = ("field", "op", "test", "operand", "shown", "key", "pct", "base", "text", "_texts",
+                 "_stay_keys", "_stay_texts", "_lower_is_looser")
 
     def __init__(self, d: ClauseDef):
         self.field, self.op, self.test = d.field, d.op, _TESTS[d.op]
         self.base = f"{d.field} {d.op} "
         pct = d.percentile
+        self.pct = pct
+        # For > and >= a lower threshold is easier to meet; for < and <= a higher one.
+        self._lower_is_looser = d.op in (">", ">=")
+        self._stay_keys: dict[float, tuple[str, str]] = {}
+        self._stay_texts: dict[float, str] = {}
         if pct is not None:
             self.key: str | None = percentile_key(d.field, pct)
             self.base += d.value
             self.operand = self.shown = None
-            self._texts: dict[float | None, str] = {None: f"{self.base} (n/a)"}
+            self._texts: dict[float | None, str] = {None: f"{self.base} (threshold not known yet)"}
         else:
             self.key = None
             if d.op in MEMBERSHIP_OPS:
@@ -557,13 +587,42 @@ class _Clause:
         text = self._texts[threshold] = f"{self.base} ({_number_text(threshold)})"
         return text
 
-    def __call__(self, profile: Mapping[str, Any], thresholds: Mapping[str, float]) -> ClauseResult:
+    def stay_key(self, band: float) -> tuple[str, str] | None:
+        """The relaxed threshold's key and its ``"> p75"`` spelling, for a percentile clause."""
+        if self.pct is None or band <= 0:
+            return None
+        found = self._stay_keys.get(band)
+        if found is None:
+            relaxed = relaxed_percentile(self.pct, self.op, band)
+            found = self._stay_keys[band] = (percentile_key(self.field, relaxed), f"{self.op} p{relaxed:g}")
+        return found
+
+    def _held(self, thresholds: Mapping[str, float], entry: float | None, band: float) -> tuple[float | None, str]:
+        """A member's threshold (the relaxed one, never stricter than the entry) and its text."""
+        stay = self._stay_keys.get(band) or self.stay_key(band)
+        relaxed = thresholds.get(stay[0]) if stay is not None else None
+        if relaxed is None or entry is None:  # no relaxed threshold (e.g. an older snapshot): exact
+            return entry, self._texts.get(entry) or self._text_for(entry)  # type: ignore[arg-type]
+        looser = min(relaxed, entry) if self._lower_is_looser else max(relaxed, entry)
+        text = self._stay_texts.get(looser)
+        if text is None:
+            if len(self._stay_texts) > 64:
+                self._stay_texts = {}
+            text = self._stay_texts[looser] = f"{self.base} (member while {stay[1]}: {_number_text(looser)})"  # type: ignore[index]
+        return looser, text
+
+    def __call__(self, profile: Mapping[str, Any], thresholds: Mapping[str, float],
+                 member: bool = False, band: float = 0.0) -> ClauseResult:
         actual = profile.get(self.field)
         if self.key is None:
             operand, shown, text = self.operand, self.shown, self.text
         else:
-            operand = shown = thresholds.get(self.key)
-            text = self._texts.get(operand) or self._text_for(operand)  # type: ignore[arg-type]
+            operand = thresholds.get(self.key)
+            if member and band > 0:
+                operand, text = self._held(thresholds, operand, band)
+            else:
+                text = self._texts.get(operand) or self._text_for(operand)  # type: ignore[arg-type]
+            shown = operand
         holds = False
         if actual is not None and operand is not None:
             try:
@@ -667,29 +726,117 @@ class RuleSet:
     def __repr__(self) -> str:
         return f"RuleSet(version={self.version!r}, segments={list(self.ids)})"
 
-    def percentiles_needed(self) -> frozenset[tuple[str, float]]:
-        """The ``(field, percentile)`` pairs referenced anywhere, for ``PopulationQuantiles``."""
-        return frozenset((c.field, c.percentile) for s in self.definitions.segment
-                         for c in s.clauses if c.percentile is not None)
+    def percentiles_needed(self, band: float = 0.0) -> frozenset[tuple[str, float]]:
+        """The ``(field, percentile)`` pairs referenced anywhere, and with ``band`` > 0 also the
+        relaxed percentiles members are held to (:func:`relaxed_percentile`).
+
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> sorted(rules.percentiles_needed()), sorted(rules.percentiles_needed(band=5))
+        ([('clv', 80.0)], [('clv', 75.0), ('clv', 80.0)])
+        """
+        entry = {(c.field, c.percentile) for s in self.definitions.segment
+                 for c in s.clauses if c.percentile is not None}
+        relaxed = {(c.field, relaxed_percentile(c.percentile, c.op, band)) for s in self.definitions.segment
+                   for c in s.clauses if c.percentile is not None and band > 0}
+        return frozenset(entry | relaxed)
+
+    def pending_thresholds(self, thresholds: Mapping[str, float] | None,
+                           band: float = 0.0) -> list[str]:
+        """The threshold keys the rules need that ``thresholds`` lacks, sorted.
+
+        A clause on a missing entry threshold is false for everyone (its text says the threshold
+        is not known yet); a missing relaxed one only means members are held to the entry one.
+
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> rules.pending_thresholds({}, band=5), rules.pending_thresholds({"clv:p80": 3.0, "clv:p75": 2.0}, 5)
+        (['clv:p75', 'clv:p80'], [])
+        """
+        have = thresholds or {}
+        return sorted(k for k in (percentile_key(f, p) for f, p in self.percentiles_needed(band)) if k not in have)
 
     def evaluate(self, profile: Mapping[str, Any],
-                 thresholds: PopulationQuantiles | Mapping[str, float] | None = None) -> RuleEvaluation:
+                 thresholds: PopulationQuantiles | Mapping[str, float] | None = None,
+                 members: Collection[str] = (), band: float = 0.0) -> RuleEvaluation:
         """Every segment's outcome for ``profile``.
 
         ``thresholds`` are the population percentiles: a live ``PopulationQuantiles`` or a
-        snapshot from its ``thresholds()``. A clause whose field is None, whose percentile is not
+        snapshot's ``rule_thresholds``. A clause whose field is None, whose percentile is not
         known yet, or whose types do not compare, is false.
+
+        Hysteresis: for a segment in ``members`` (the customer's current rule segments), each
+        percentile clause is held to the percentile relaxed by ``band`` points (``clv > p80``
+        keeps a member while ``clv > p75``) when ``thresholds`` has that relaxed value; literal
+        clauses stay exact. A non-member always needs the entry thresholds.
+
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> th = {"clv:p80": 100.0, "clv:p75": 90.0}
+        >>> rules.evaluate({"clv": 95.0}, th, band=5).memberships           # not in: needs p80
+        frozenset()
+        >>> held = rules.evaluate({"clv": 95.0}, th, members={"vip"}, band=5)  # in: stays above p75
+        >>> held.memberships, held.segments[0].clauses[0].text
+        (frozenset({'vip'}), 'clv > p80 (member while > p75: 90.00)')
+        >>> rules.evaluate({"clv": 95.0}, {}).segments[0].clauses[0].text
+        'clv > p80 (threshold not known yet)'
         """
         th = thresholds.thresholds() if isinstance(thresholds, PopulationQuantiles) else (thresholds or {})
         results = []
-        members = []
+        in_segments = []
         for seg in self._segments:
-            clauses = tuple([clause(profile, th) for clause in seg.clauses])
+            member = seg.id in members
+            clauses = tuple([clause(profile, th, member, band) for clause in seg.clauses])
             matched = seg.combine([c.holds for c in clauses])
             if matched:
-                members.append(seg.id)
+                in_segments.append(seg.id)
             results.append(SegmentResult(seg.id, seg.label, matched, clauses))
-        return RuleEvaluation(self.version, tuple(results), frozenset(members))
+        return RuleEvaluation(self.version, tuple(results), frozenset(in_segments))
+
+
+class RuleSizes:
+    """Exact member counts of the rule segments, kept where memberships are decided.
+
+    The engine calls :meth:`record` with every change it emits, so the counts are exact for the
+    customers this engine evaluates (all of them in a replay). ``entered`` / ``left`` count the
+    flows since they were last read with :meth:`take_flows`.
+
+    >>> rules = RuleSet.from_toml('[[segment]]\\nid = "new"\\nlabel = "New"\\n'
+    ...                           'all = [{field = "T", op = "<=", value = 30}]')
+    >>> sizes = RuleSizes()
+    >>> sizes.record(diff_memberships(frozenset(), rules.evaluate({"T": 3})))
+    >>> sizes.record(diff_memberships(frozenset(), rules.evaluate({"T": 4})))
+    >>> sizes.record(diff_memberships(frozenset({"new"}), rules.evaluate({"T": 40})))
+    >>> sizes.size("new"), sizes.entered["new"], sizes.left["new"]
+    (1, 2, 1)
+    """
+
+    def __init__(self) -> None:
+        self.sizes: Counter[str] = Counter()
+        self.entered: Counter[str] = Counter()
+        self.left: Counter[str] = Counter()
+
+    def record(self, changes: Iterable[RuleChange]) -> None:
+        for change in changes:
+            self.add(change.segment_id) if change.entered else self.remove(change.segment_id)
+
+    def add(self, segment_id: str) -> None:
+        self.sizes[segment_id] += 1
+        self.entered[segment_id] += 1
+
+    def remove(self, segment_id: str) -> None:
+        self.sizes[segment_id] -= 1
+        self.left[segment_id] += 1
+
+    def size(self, segment_id: str) -> int:
+        return max(self.sizes.get(segment_id, 0), 0)
+
+    def take_flows(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Entries and exits per segment since the last call, then reset."""
+        flows = dict(self.entered), dict(self.left)
+        self.entered.clear()
+        self.left.clear()
+        return flows
 
 
 def diff_memberships(previous: frozenset[str], evaluation: RuleEvaluation,

@@ -19,12 +19,13 @@ from models.clustering import CustomerSample, OnlineClusterer, Scaler
 from models.config import SegmentationConfig, ValueConfig
 from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
 from models.features import FEATURES, FeatureBasis, matrix_at, profiles_at
-from models.rules import PopulationQuantiles, RuleSet
+from models.rules import RuleSet
 from models.valuation import Valuation
 from models.membership import ClusterMove, decide
 from models.segments import SegmentRegistry, describe
 from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
+from models.thresholds import update_thresholds
 
 _VALUE, _SAT = FEATURES.index("value"), FEATURES.index("satisfaction")
 
@@ -181,14 +182,16 @@ class Segmenter:
         self.clusterer.challenge(z, c.restart_candidates, gain, c.train_passes)
 
     def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray, order: np.ndarray) -> dict[str, float]:
-        """Population percentiles the rules refer to, from streaming quantiles over the customer sample."""
+        """Population percentiles the rules refer to, entry and relaxed (``rule_band``): exact
+        quantiles of the customer sample, kept from the previous snapshot while this sample does
+        not contradict them (:func:`models.thresholds.update_thresholds`). ``order`` is not used:
+        the result is the same for any order of the sample."""
         if self.rules is None or not self.rules.percentiles_needed():
             return {}
-        quantiles = PopulationQuantiles.for_rules(self.rules)
-        profiles = profiles_at(bases, matrix)
-        for i in order:
-            quantiles.learn(profiles[i])
-        return quantiles.thresholds()
+        previous = self.snapshot.rule_thresholds if self.snapshot is not None else None
+        return update_thresholds(profiles_at(bases, matrix), self.rules.percentiles_needed(self.config.rule_band),
+                                 previous, min_samples=self.config.threshold_min_samples,
+                                 z=self.config.threshold_z).thresholds
 
     def _snapshot_drift(self, snap: ModelSnapshot, stats: dict[str, dict]) -> SnapshotDrift:
         prev = self.snapshot

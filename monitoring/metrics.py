@@ -41,6 +41,8 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # the last complete sweep pass's (kind, segment) -> members; None before the first
+        self.population_counts: dict[tuple[str, str], int] | None = None
         # ---- input ----
         self._events = Counter("segstream_events_total", "Input events consumed, by type and outcome "
                                "(applied, duplicate = event_id seen before, invalid = broke the contract, "
@@ -142,6 +144,7 @@ class WorkerMetrics:
 
     def populations(self, counts: Mapping[tuple[str, str], int], customers: int) -> None:
         """Replace the per-segment populations (a finished sweep pass over this worker's partitions)."""
+        self.population_counts = dict(counts)  # read by /segments (rule segment sizes)
         self.segment_customers.clear()
         for (kind, segment), n in counts.items():
             self.segment_customers.labels(kind, segment).set(n)

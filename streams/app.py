@@ -133,11 +133,9 @@ class Runtime:
 
     def segments(self) -> dict:
         snap = self.pipeline.snapshot
-        rules = self.pipeline.rules
-        rule_segments = [{"id": d.id, "label": d.label, "description": d.description}
-                         for d in rules.definitions.segment] if rules else []
+        rule_part = self.pipeline.rule_report(*self.rule_sizes())
         if snap is None:
-            return {"model_version": None, "segments": [], "rule_segments": rule_segments}
+            return {"model_version": None, "segments": [], **rule_part}
         population = snap.population_estimate
         segments = []
         for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
@@ -151,9 +149,21 @@ class Runtime:
         return {
             "model_version": snap.version, "trained_at": iso(snap.created_at), "algorithm": snap.algorithm,
             "features": list(snap.features), "population_estimate": population,
-            "segments": segments, "rule_segments": rule_segments,
+            "segments": segments, **rule_part,
             "definition_version": snap.definition_version, "valuation": snap.valuation,
         }
+
+    def rule_sizes(self) -> tuple[dict[str, int], str]:
+        """Rule segment sizes from this worker's last complete sweep pass (the sweep visits every
+        customer of its partitions once per pass), and what they cover; none before that pass."""
+        counts = self.metrics.population_counts
+        if counts is None:
+            return {}, "not counted yet: sizes come from the first complete sweep pass of this worker"
+        sizes = {segment: n for (kind, segment), n in counts.items() if kind == "rule"}
+        rules = self.pipeline.rules
+        if rules is not None:
+            sizes = {d.id: sizes.get(d.id, 0) for d in rules.definitions.segment}
+        return sizes, "exact over this worker's partitions at its last complete sweep pass"
 
     def readiness(self) -> dict:
         recovered = self.app.tables.recovery.completed.is_set()

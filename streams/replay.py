@@ -40,6 +40,7 @@ import orjson
 
 from models.config import EngineConfig
 from models.pipeline import Pipeline
+from models.snapshot import FORMAT as SNAPSHOT_FORMAT
 from models.state import CustomerState, EngineRejection
 from schemas.segment_change import SegmentChange
 from schemas.events import AnyEvent, EventValidationError, parse_event
@@ -288,7 +289,11 @@ def run_replay(
         if changes_file:
             changes_file.close()
     write_jsonl(profiles_out, replay.profiles())
-    if snapshot_out and replay.pipeline.snapshot:
-        snapshot_out.write_bytes(replay.pipeline.snapshot.to_bytes())
+    if snapshot_out and (replay.pipeline.snapshot or replay.pipeline.rules):
+        # The rule section too (sizes, thresholds, pending ones): rules work without a model.
+        snap = replay.pipeline.snapshot
+        doc = snap.to_dict() if snap else {"format": SNAPSHOT_FORMAT, "version": None, "segments": []}
+        snapshot_out.write_bytes(orjson.dumps({**doc, **replay.pipeline.rule_report()},
+                                              option=orjson.OPT_SERIALIZE_NUMPY))
     replay.report.seconds = time.perf_counter() - started
     return replay.report

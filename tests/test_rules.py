@@ -354,7 +354,7 @@ def test_in_not_in_and_any() -> None:
 def test_percentile_not_known_yet_is_false_and_says_so() -> None:
     rules = RuleSet.from_toml(one(clause("clv", ">", "p80") + ", " + clause("clv", ">", 0), mode="any"))
     ev = rules.evaluate({"clv": 5.0})
-    assert [c.text for c in ev.segments[0].clauses] == ["clv > p80 (n/a)", "clv > 0"]
+    assert [c.text for c in ev.segments[0].clauses] == ["clv > p80 (threshold not known yet)", "clv > 0"]
     assert [c.holds for c in ev.segments[0].clauses] == [False, True]
     assert ev.segments[0].clauses[0].threshold is None
     live = PopulationQuantiles.for_rules(rules, min_samples=50)
