@@ -7,11 +7,14 @@ year, and ARI against the personas (online model and batch k-means side by side)
    four never change behaviour, ``at_risk`` lapses once) is replayed for one year through the pure
    engine (:class:`models.pipeline.Pipeline`, local training every ``--train-every`` events, rule
    segments from ``--rules``), evaluating each customer at its events on the event-time clock, as
-   ``segstream replay`` does.
+   ``segstream replay`` does, and re-evaluating every customer once per ``--sweep-days`` of event
+   time, as the worker's sweep does (so time-driven changes such as a lapse happen when they are
+   due, not at the customer's next event).
 2. Then a **quiet hour**: only CSAT answers arrive (``--csat`` per customer; CSAT feeds no feature
    and no rule), so retrainings and refits keep running on unchanged data; the hour ends with a
    sweep that re-evaluates every customer. Every change in that hour is one no data explains.
-3. ARI of the final cluster memberships against the personas, and of batch k-means (scipy's
+3. ARI of the final cluster memberships against the personas (k = ``--segments``, by default the
+   number of personas), and of batch k-means (scipy's
    ``kmeans2``, k-means++ seeding, best of ``--restarts`` by inertia) on the same final
    standardised features with the same k.
 """
@@ -23,6 +26,7 @@ import statistics
 import sys
 import time
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +85,7 @@ class Run:
         self.clock = float("-inf")
         self.changes: dict[str, list[SegmentChange]] = defaultdict(list)
         self.trainings: Counter[str] = Counter()
+        self.verdicts: dict[str, Counter[str]] = defaultdict(Counter)  # adoption rule of each training
 
     def feed(self, raw: dict, phase: str) -> None:
         event = parse_event(orjson.dumps(raw))
@@ -91,7 +96,11 @@ class Run:
         version = self.pipeline.snapshot.version if self.pipeline.snapshot else 0
         outcome = self.pipeline.process(state, event, now=self.as_of, clock=self.clock)
         self.changes[phase].extend(outcome.changes)
-        self.trainings[phase] += self.pipeline._events_since_train == 0
+        if self.pipeline._events_since_train == 0:  # a training ran on this event
+            self.trainings[phase] += 1
+            verdict = getattr(self.pipeline.segmenter, "last_adoption", None)
+            if verdict is not None:
+                self.verdicts[phase][f"{verdict.rule} ({verdict.candidate})"] += 1
         self.trainings[phase + " versions"] += (self.pipeline.snapshot.version if self.pipeline.snapshot else 0) - version
 
     def sweep(self, at: float, phase: str) -> None:
@@ -121,8 +130,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--train-every", type=int, default=2000, help="events between trainings")
+    parser.add_argument("--sweep-days", type=float, default=1.0,
+                        help="re-evaluate every customer this often in event time, as the worker's sweep does (0 = never)")
     parser.add_argument("--csat", type=int, default=5, help="CSAT answers per customer in the quiet hour")
     parser.add_argument("--rules", default=str(ROOT / "examples" / "segments.toml"), help="rules file ('' for none)")
+    parser.add_argument("--segments", type=int, default=len(STABLE_YEAR),
+                        help="k of the online model and of batch k-means (default: the number of personas)")
     parser.add_argument("--restarts", type=int, default=10, help="batch k-means restarts")
     args = parser.parse_args()
 
@@ -130,13 +143,20 @@ def main() -> None:
     pop = generate_population(args.customers, seed=args.seed, personas=STABLE_YEAR)
     end = pop.end
     year = [e for e in pop.events if e["timestamp"] >= _iso(end - YEAR_S)]
-    seg = SegmentationConfig(train_every_events=args.train_every, rules_file=args.rules or None)
+    seg = SegmentationConfig(train_every_events=args.train_every, n_segments=args.segments,
+                             rules_file=args.rules or None)
     config = EngineConfig(segmentation=seg)
     run = Run(config, as_of=end + HOUR)
     print(f"{len(year):,} events for {args.customers:,} customers over one year; training every "
           f"{args.train_every:,} events", flush=True)
     step = max(len(year) // 10, 1)
+    sweep_s = args.sweep_days * 86400.0
+    next_sweep = end - YEAR_S + sweep_s if sweep_s else float("inf")
     for i, raw in enumerate(year, 1):
+        ts = datetime.fromisoformat(raw["timestamp"]).timestamp()
+        while ts > next_sweep:  # the worker's clock-driven sweep, in event time
+            run.sweep(next_sweep, "year")
+            next_sweep += sweep_s
         run.feed(raw, "year")
         if i % step == 0:
             print(f"  {i / len(year):4.0%}  {i:,} events, {run.trainings['year']} trainings, "
@@ -157,6 +177,9 @@ def main() -> None:
           f"({run.trainings['quiet versions']} new model versions), then a sweep; "
           f"{time.perf_counter() - started:,.0f} s", flush=True)
 
+    for phase in ("year", "quiet"):
+        if run.verdicts[phase]:
+            print(f"adoption verdicts, {phase}: " + ", ".join(f"{k} {n}" for k, n in sorted(run.verdicts[phase].items())))
     customers = sorted(run.states)
     quiet_changes = run.changes["quiet"]
     by_reason = Counter(reason_of(c) for c in quiet_changes)
@@ -189,8 +212,6 @@ def main() -> None:
 
 
 def _iso(ts: float) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(round(ts), timezone.utc).isoformat()
 
 
