@@ -25,7 +25,7 @@ from schemas.segment_change import SegmentChange
 
 DWELL_S = 900.0
 CONFIG = EngineConfig(segmentation=SegmentationConfig(
-    n_segments=len(STABLE_YEAR), dwell_days=DWELL_S / 86400, min_customers_to_train=50,
+    dwell_days=DWELL_S / 86400, min_customers_to_train=50,  # k = 6 (the default) for 5 personas
     restart_warmup=3, restart_every=2,  # k-means++ challengers at every other training: many candidates
 ))
 
