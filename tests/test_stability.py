@@ -129,3 +129,17 @@ def _iso(ts: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def test_the_benchmarks_ari_is_the_adjusted_rand_index() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from bench.stability import adjusted_rand_index
+
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        truth, predicted = rng.integers(0, 4, 300), rng.integers(0, 5, 300)
+        predicted[:150] = truth[:150]
+        assert adjusted_rand_index(truth.tolist(), predicted.tolist()) == pytest.approx(
+            adjusted_rand_score(truth, predicted))
+    assert adjusted_rand_index(["a", "a", "b"], ["x", "x", "y"]) == 1.0
