@@ -31,6 +31,9 @@ from river import cluster
 
 from models.config import SegmentationConfig
 
+__all__ = ["CustomerSample", "OnlineClusterer", "SampleFigures", "Scaler", "customer_hash", "in_sample",
+           "kmeans_plus_plus", "lloyd", "population_estimate", "unexplained_variance"]
+
 T = TypeVar("T")
 
 
@@ -165,6 +168,50 @@ def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np
     return np.array(centers)
 
 
+def lloyd(points: np.ndarray, centroids: np.ndarray, iterations: int) -> np.ndarray:
+    """Up to ``iterations`` Lloyd steps (assign each point to its nearest centroid, move each
+    centroid to the mean of its points) from ``centroids``; stops when no assignment changes.
+
+    ``points`` is n x d, ``centroids`` k x d (same space); a centroid left without points stays
+    where it is. Lloyd (1982), "Least squares quantization in PCM". Each step never raises the
+    inertia, so from a model's own fixed point it returns that model unchanged.
+
+    >>> pts = np.array([[0.0], [1.0], [9.0], [11.0]])
+    >>> lloyd(pts, np.array([[2.0], [8.0]]), iterations=10).ravel().tolist()
+    [0.5, 10.0]
+    """
+    centres = np.array(centroids, dtype=float, copy=True)
+    if len(points) == 0 or len(centres) == 0:
+        return centres
+    labels = None
+    for _ in range(iterations):
+        new = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(len(centres)):
+            members = points[labels == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+    return centres
+
+
+def unexplained_variance(points: np.ndarray, centroids: np.ndarray) -> float:
+    """Within-cluster sum of squares over the total sum of squares of ``points`` (n x d) with each
+    point at its nearest of ``centroids`` (k x d): 1 - R² of the clustering, in [0, 1] for k-means
+    centroids; scale-free, so models standardised differently compare. inf without centroids.
+
+    >>> pts = np.array([[0.0], [1.0], [9.0], [11.0]])
+    >>> round(unexplained_variance(pts, np.array([[0.5], [10.0]])), 4)
+    0.027
+    """
+    if len(centroids) == 0 or len(points) == 0:
+        return float("inf")
+    within = ((points[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum()
+    total = ((points - points.mean(axis=0)) ** 2).sum()
+    return float(within / total) if total > 0 else 0.0
+
+
 class OnlineClusterer:
     """A river clusterer over standardised vectors, with centroids as a numpy array."""
 
@@ -219,33 +266,26 @@ class OnlineClusterer:
             return float("inf")
         return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).mean())
 
-    def challenge(self, points: np.ndarray, candidates: int, min_gain: float, passes: int) -> bool:
-        """Replace the model by a freshly k-means++-seeded one when it fits the sample clearly better.
+    def challengers(self, points: np.ndarray, candidates: int, passes: int, polish: int) -> list[np.ndarray]:
+        """Centroids of ``candidates`` freshly k-means++-seeded models, each trained like this one
+        (``passes`` over a subsample, then ``polish`` Lloyd steps on all ``points``).
 
         Online k-means only ever moves centroids locally, so a bad start (or a population that
         changed shape) can leave it in a poor local optimum for good; batch k-means guards against
-        that with restarts (scikit-learn's n_init). Challengers are trained on the same customer
-        sample; one replaces the model only if its inertia is lower by ``min_gain`` (relative),
-        so a well-fitting model (stationary traffic) is never disturbed. Identity matching keeps
-        the ids of the centroids that stay where they were.
+        that with restarts (scikit-learn's n_init). The caller decides whether one replaces the
+        model in force (:meth:`models.segmentation.Segmenter.train`: the adoption rule).
         """
-        if not isinstance(self.model, cluster.KMeans) or not self._initialised or len(points) < 2 * self.config.n_segments:
-            return False
-        current = self.inertia(points)
-        best, best_inertia = None, current
-        # Challengers learn from a subsample (bounded cost) and are judged on the whole sample.
+        if not isinstance(self.model, cluster.KMeans) or len(points) < 2 * self.config.n_segments:
+            return []
+        # Challengers learn from a subsample (bounded cost) and are polished on the whole sample.
         train_on = points[self.rng.permutation(len(points))[: self.CHALLENGE_SAMPLE]]
-        for i in range(candidates):
+        out = []
+        for _ in range(candidates):
             rival = OnlineClusterer(self.config.model_copy(update={"seed": int(self.rng.integers(1 << 31))}), self.dim)
             rival.learn(train_on, passes=passes)
             rival.reseed_empty(train_on)
-            score = rival.inertia(points)
-            if score < best_inertia:
-                best, best_inertia = rival, score
-        if best is not None and best_inertia < (1.0 - min_gain) * current:
-            self.model = best.model
-            return True
-        return False
+            out.append(lloyd(points, rival.centroids(), polish))
+        return out
 
     def reseed_empty(self, points: np.ndarray, min_share: float = 0.002) -> list[int]:
         """Move centroids that (almost) no customer is closest to onto the worst-served customers.

@@ -99,13 +99,26 @@ class SegmentationConfig(_Config):
     train_passes: int = Field(3, ge=1, le=20, description="Passes over the customer sample per training.")
     min_customers_to_train: int = Field(300, ge=10)
     restart_warmup: int = Field(20, ge=0, description="Challenge the model with fresh k-means++ restarts "
-                                "at each of the first this many trainings...")
+                                "at each of the first this many trainings (each goes through the adoption rule)...")
     restart_every: int = Field(10, ge=0, description="...then every this many trainings (0 = never).")
     restart_candidates: int = Field(3, ge=1, le=20)
-    restart_min_gain: float = Field(0.01, ge=0, lt=1, description="A challenger must lower inertia this much "
-                                    "(three times as much after the warm-up).")
-    margin: float = Field(0.15, ge=0, lt=1, description="Switch when the new segment is this much closer.")
-    dwell_days: float = Field(7.0, ge=0, description="...or when it has been closer for this long.")
+    polish_iterations: int = Field(
+        20, ge=0, le=200, description="Lloyd iterations on the customer sample after river's passes (0 = none): "
+        "river's constant-step KMeans leaves centroids jittering around the optimum; Lloyd steps settle them, so "
+        "retraining on unchanged data reproduces the model in force.")
+    adopt_min_gain: float = Field(
+        0.02, ge=0, lt=1, description="A new model (training, challenger restart, BTYD refit) is adopted only if it "
+        "lowers the unexplained share of variance (within / total sum of squares on the sample) by this share...")
+    adopt_max_moved_share: float = Field(
+        0.05, ge=0, le=1, description="...and would move at most this share of the sampled customers (with the "
+        "margin), segment retirements included.")
+    adopt_overhaul_gain: float = Field(
+        0.25, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
+        "model in force no longer describes the population (a young model, a population that changed shape).")
+    margin: float = Field(0.15, ge=0, lt=1, description="A customer moves only to a segment this much closer "
+                          "(relative distance)...")
+    dwell_days: float = Field(7.0, ge=0, description="...that stayed that much closer for this long "
+                              "(event or clock time; margin AND dwell).")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
     rule_band: float = Field(

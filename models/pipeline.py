@@ -60,8 +60,10 @@ class Pipeline:
                  rules: RuleSet | None = None, train_locally: bool = True,
                  on_basis: BasisSink | None = None):
         self.config = config
-        self.values = ValueEngine(config.value, auto_refit=auto_refit and train_locally,
-                                  keep_population=train_locally)
+        # BTYD refits happen in train() only, as part of the candidate model: a refit changes every
+        # customer's CLV and P(alive) features, so it comes into force with the model that was
+        # judged on them, or not at all (``auto_refit`` is kept for callers; trainings refit).
+        self.values = ValueEngine(config.value, auto_refit=False, keep_population=train_locally)
         if rules is None and config.segmentation.rules_file:
             rules = RuleSet.from_file(config.segmentation.rules_file)
         self.rules = rules
@@ -240,9 +242,14 @@ class Pipeline:
         return records
 
     def train(self, now: float) -> ModelSnapshot | None:
+        """Refit BTYD and train a candidate model as of ``now``; the new snapshot, or None when the
+        candidate was not adopted (then the model and the BTYD parameters in force stay)."""
         self._events_since_train = 0
         self.values.refit(now)
-        return self.segmenter.train(now, self.values.valuation, self.config.value)
+        snap = self.segmenter.train(now, self.values.valuation, self.config.value)
+        if self.segmenter.valuation is not None:
+            self.values.valuation = self.segmenter.valuation
+        return snap
 
     def profile(self, state: CustomerState, as_of: float) -> dict:
         doc = build_profile(state, as_of, self.values.valuation, self.config.value)
@@ -277,6 +284,7 @@ class Pipeline:
             "distances": change.distances,
             "drivers": change.drivers,
             "margin": self.config.segmentation.margin,
+            "dwell_days": self.config.segmentation.dwell_days,
         }
         if move.flap:
             details["flap"] = True

@@ -27,6 +27,8 @@ from scipy.optimize import linear_sum_assignment
 
 from models.features import DESCRIPTORS, FEATURES, raw_feature_value
 
+__all__ = ["LifecycleEvent", "Matching", "SegmentRegistry", "describe"]
+
 
 @dataclass(frozen=True)
 class LifecycleEvent:
@@ -56,14 +58,13 @@ class SegmentRegistry:
     born_version: dict[str, int] = field(default_factory=dict)
     history: list[LifecycleEvent] = field(default_factory=list)
 
-    def _new_id(self) -> str:
-        sid = f"c{self._next}"
-        self._next += 1
-        return sid
-
     @property
     def next_number(self) -> int:
         return self._next
+
+    def ids(self) -> list[str]:
+        """The current segment ids, in the order of their centroids."""
+        return list(self._centroids)
 
     def resume(self, ids: tuple[str, ...], centroids: np.ndarray, next_number: int) -> None:
         """Continue from a published model: its ids keep their centroids, and new ids never reuse
@@ -72,35 +73,55 @@ class SegmentRegistry:
         self._next = max(self._next, next_number)
 
     def update(self, centroids: np.ndarray, version: int, at: float) -> Matching:
+        """Match ``centroids`` (k x d) to the current segments and make the result current."""
+        matching = self.match(centroids, version, at)
+        self.commit(matching, centroids)
+        return matching
+
+    def match(self, centroids: np.ndarray, version: int, at: float,
+              previous: np.ndarray | None = None) -> Matching:
+        """The ids ``centroids`` would get, without changing the registry (a candidate model is
+        judged before it is adopted). ``previous``: the current segments' centroids expressed in
+        the space of ``centroids`` (k' x d, in the current ids' order) when the standardisation
+        changed; default the stored ones. New ids are numbered from :attr:`next_number`."""
         old_ids = list(self._centroids)
+        if previous is None:
+            previous = np.array([self._centroids[i] for i in old_ids]) if old_ids else np.empty((0, centroids.shape[1]))
         ids: list[str | None] = [None] * len(centroids)
         lifecycle: list[LifecycleEvent] = []
         moved: dict[str, float] = {}
         if old_ids and len(centroids):
-            old = np.array([self._centroids[i] for i in old_ids])
-            cost = np.linalg.norm(old[:, None, :] - centroids[None, :, :], axis=2)
+            cost = np.linalg.norm(previous[:, None, :] - centroids[None, :, :], axis=2)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] <= self.match_threshold:
                     ids[c] = old_ids[r]
                     moved[old_ids[r]] = float(cost[r, c])
+        number = self._next
         for c, sid in enumerate(ids):
             if sid is None:
-                sid = ids[c] = self._new_id()
-                self.born_version[sid] = version
+                sid = ids[c] = f"c{number}"
+                number += 1
                 lifecycle.append(LifecycleEvent("born", sid, version, at))
         kept = set(moved)
         for r, sid in enumerate(old_ids):
             if sid in kept:
                 continue
-            dist = np.linalg.norm(centroids - self._centroids[sid], axis=1) if len(centroids) else np.array([])
+            dist = np.linalg.norm(centroids - previous[r], axis=1) if len(centroids) else np.array([])
             if len(dist) and dist.min() <= self.match_threshold:
                 lifecycle.append(LifecycleEvent("merged", sid, version, at, into=ids[int(dist.argmin())]))
             else:
                 lifecycle.append(LifecycleEvent("retired", sid, version, at))
-        self._centroids = {sid: centroids[c].copy() for c, sid in enumerate(ids)}  # type: ignore[misc]
-        self.history.extend(lifecycle)
         return Matching(ids=[s for s in ids if s is not None], lifecycle=lifecycle, moved=moved)
+
+    def commit(self, matching: Matching, centroids: np.ndarray) -> None:
+        """Make a :meth:`match` result current: its ids now stand for ``centroids``."""
+        for event in matching.lifecycle:
+            if event.kind == "born":
+                self.born_version[event.segment_id] = event.version
+                self._next = max(self._next, int(event.segment_id[1:]) + 1)
+        self._centroids = {sid: centroids[c].copy() for c, sid in enumerate(matching.ids)}
+        self.history.extend(matching.lifecycle)
 
 
 def describe(z: np.ndarray, raw: np.ndarray, max_terms: int = 4, min_z: float = 0.5) -> tuple[str, str]:

@@ -51,6 +51,9 @@ class ModelSnapshot:
     sample_size: int = 0
     sample_threshold: int | None = None
     next_segment_number: int = 1  # ids are never reused, also by a trainer resuming from here
+    # How this version's cluster model was adopted (models.segmentation.Adoption.to_dict): the
+    # gain over the model it replaced and the share of sampled customers it moves.
+    adoption: dict | None = None
 
     @property
     def population_estimate(self) -> int | None:
@@ -97,7 +100,7 @@ class ModelSnapshot:
             "lifecycle": list(self.lifecycle), "valuation": self.valuation, "drift": self.drift,
             "definition_version": self.definition_version, "rule_thresholds": self.rule_thresholds,
             "sample_size": self.sample_size, "sample_threshold": self.sample_threshold,
-            "next_segment_number": self.next_segment_number,
+            "next_segment_number": self.next_segment_number, "adoption": self.adoption,
         }
 
     def to_bytes(self) -> bytes:
@@ -118,7 +121,7 @@ class ModelSnapshot:
             lifecycle=tuple(doc.get("lifecycle", ())), valuation=doc.get("valuation"), drift=doc.get("drift"),
             definition_version=doc.get("definition_version"), rule_thresholds=doc.get("rule_thresholds") or {},
             sample_size=int(doc.get("sample_size", 0)), sample_threshold=doc.get("sample_threshold"),
-            next_segment_number=int(doc.get("next_segment_number", 1)),
+            next_segment_number=int(doc.get("next_segment_number", 1)), adoption=doc.get("adoption"),
         )
 
     @classmethod

@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -51,6 +51,16 @@ PERSONAS: tuple[Persona, ...] = (
             ("search", "page_view"), "web"),
     Persona("browser", 0.10, None, 0, (0, 10), (60, 400), 9, (6, 8), 0.0,
             ("page_view", "product_view", "search", "wishlist_add"), "web"),
+)
+
+
+#: Five well-separated personas in equal shares with one year of history, for stability
+#: measurements: four never change behaviour (champion, loyal, bargain, browser; no complaints, so
+#: service load is at_risk's alone); ``at_risk`` stops buying 150-260 days before the end, a real,
+#: time-driven change.
+STABLE_YEAR: tuple[Persona, ...] = tuple(
+    replace(p, history_days=(330.0, 365.0), share=1.0, complaint_rate=p.complaint_rate if p.name == "at_risk" else 0.0)
+    for p in PERSONAS if p.name in ("champion", "loyal", "bargain", "browser", "at_risk")
 )
 
 

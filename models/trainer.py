@@ -96,12 +96,14 @@ class ModelTrainer:
         sample = self.segmenter.sample
         self.segmenter.__dict__.update(trained.__dict__)
         self.segmenter.sample = sample
-        self.valuation = valuation
+        self.valuation = self.segmenter.valuation or valuation  # a rejected refit is not in force
 
     def train_with(self, valuation: Valuation, now: float, bases: list[FeatureBasis]) -> ModelSnapshot | None:
         """Train the clusterer on ``bases`` valued with ``valuation`` (from :meth:`refit`)."""
-        self.valuation = valuation
-        return self.segmenter.train(now, valuation, self.config.value, bases=bases)
+        snap = self.segmenter.train(now, valuation, self.config.value, bases=bases)
+        # The refit comes into force with the model judged on it; a rejected one leaves the old.
+        self.valuation = self.segmenter.valuation or valuation
+        return snap
 
 
 def train_detached(segmenter: Segmenter, previous: Valuation, now: float, value_config: ValueConfig,

@@ -13,25 +13,35 @@ from models.state import CustomerState
 DAY = 86400.0
 
 
-def test_hysteresis_needs_the_margin_or_the_dwell_time() -> None:
+def test_hysteresis_needs_the_margin_and_the_dwell_time() -> None:
     s = CustomerState("c")
     assert decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY).reason == "first_assignment"
     assert decide(s, {"a": 1.0, "b": 0.9}, DAY, 0.2, 7 * DAY) is None          # closer, not by 20 %
-    assert s.candidate == "b"
-    assert decide(s, {"a": 1.0, "b": 1.1}, 2 * DAY, 0.2, 7 * DAY) is None      # back to a: candidate dropped
     assert s.candidate is None
-    move = decide(s, {"a": 1.0, "b": 0.7}, 3 * DAY, 0.2, 7 * DAY)              # 30 % closer
+    assert decide(s, {"a": 1.0, "b": 0.9}, 30 * DAY, 0.2, 7 * DAY) is None     # ...however long
+    assert decide(s, {"a": 1.0, "b": 0.7}, 31 * DAY, 0.2, 7 * DAY) is None     # 30 % closer: candidate
+    assert (s.candidate, s.candidate_since) == ("b", 31 * DAY)
+    assert decide(s, {"a": 1.0, "b": 0.7}, 37 * DAY, 0.2, 7 * DAY) is None     # not for 7 days yet
+    assert decide(s, {"a": 1.0, "b": 0.95}, 37.5 * DAY, 0.2, 7 * DAY) is None  # the margin lapsed...
+    assert s.candidate is None
+    assert decide(s, {"a": 1.0, "b": 0.7}, 39 * DAY, 0.2, 7 * DAY) is None     # ...so the dwell starts again
+    assert decide(s, {"a": 1.0, "b": 0.7}, 45 * DAY, 0.2, 7 * DAY) is None
+    move = decide(s, {"a": 1.0, "b": 0.7}, 46 * DAY, 0.2, 7 * DAY)
     assert (move.previous, move.new, move.reason, move.flap) == ("a", "b", "better_fit", False)
 
 
-def test_going_straight_back_is_a_flap_and_needs_twice_the_margin() -> None:
+def test_going_straight_back_needs_twice_the_margin() -> None:
     s = CustomerState("c")
-    decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY)
-    decide(s, {"a": 1.0, "b": 0.7}, DAY, 0.2, 7 * DAY)
+    decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 0.0)
+    decide(s, {"a": 1.0, "b": 0.7}, DAY, 0.2, 0.0)                              # no dwell: margin alone
     assert s.cluster == "b"
-    assert decide(s, {"a": 0.7, "b": 1.0}, 2 * DAY, 0.2, 7 * DAY) is None      # 30 % < 2 x 20 %
-    move = decide(s, {"a": 0.5, "b": 1.0}, 2 * DAY, 0.2, 7 * DAY)
-    assert move.new == "a" and move.flap and s.flaps == 1
+    s_dwell = 7 * DAY
+    assert decide(s, {"a": 0.7, "b": 1.0}, 2 * DAY, 0.2, s_dwell) is None       # 30 % < 2 x 20 %
+    assert s.candidate is None
+    assert decide(s, {"a": 0.5, "b": 1.0}, 2 * DAY, 0.2, s_dwell) is None       # 50 %: a candidate
+    assert s.candidate == "a"
+    move = decide(s, {"a": 0.5, "b": 1.0}, 9 * DAY, 0.2, s_dwell)
+    assert move.new == "a" and move.reason == "better_fit"
 
 
 def test_retired_segment_moves_the_customer() -> None:
