@@ -91,6 +91,14 @@ class SegmentationConfig(_Config):
     dwell_days: float = Field(7.0, ge=0, description="...or when it has been closer for this long.")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
+    label_min_z: float = Field(0.5, gt=0, description="A label word needs the segment this many standard "
+                               "deviations from the population on the word's feature (and a figure that "
+                               "backs it: models.labels.WORDS).")
+    driver_min_z: float = Field(0.5, gt=0, description="A change's driver needs the customer this many standard "
+                                "deviations from the population on the feature, and the two segments this "
+                                "far apart on it (a feature on which the customer is average explains nothing).")
+    retired_labels_kept: int = Field(1000, ge=0, description="Labels of retired segment ids kept in each snapshot "
+                                     "(a change leaving one names it); the oldest go first. 30 bytes each.")
     seed: int = 42
 
 

@@ -163,7 +163,8 @@ def run_replay(
         if changes_file:
             changes_file.close()
     write_jsonl(profiles_out, replay.profiles())
-    if snapshot_out and replay.pipeline.snapshot:
-        snapshot_out.write_bytes(replay.pipeline.snapshot.to_bytes())
+    final = replay.pipeline.segmenter.with_current_sizes()  # sizes after the last re-evaluation
+    if snapshot_out and final:
+        snapshot_out.write_bytes(final.to_bytes())
     replay.report.seconds = time.perf_counter() - started
     return replay.report
