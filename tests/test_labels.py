@@ -204,6 +204,18 @@ def test_cdnow_has_no_nps_so_its_mix_is_all_unknown(cdnow_run) -> None:
         assert st["nps_mix"]["unknown"] == 1.0 and st["nps_mix"]["passive"] is None
 
 
+def test_a_passive_answer_is_an_answer() -> None:
+    from datetime import datetime, timezone
+
+    from models.features import basis_of
+    state = Pipeline(EngineConfig()).new_state("c")
+    event = parse_event(orjson.dumps({"type": "feedback", "event_id": "f1", "customer_id": "c", "kind": "nps",
+                                      "score": 7, "timestamp": "2026-01-01T00:00:00+00:00"}))
+    Pipeline(EngineConfig()).apply(state, event, now=datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp())
+    basis = basis_of(state, EngineConfig().value)
+    assert basis.satisfaction == NEUTRAL_NPS and basis.answered_nps
+
+
 def test_a_basis_from_an_older_worker_says_whether_nps_was_answered() -> None:
     old_wire = FeatureBasis(satisfaction=NEUTRAL_NPS).to_list()[:-1]  # without nps_known
     assert not FeatureBasis.from_list(old_wire).answered_nps
@@ -260,7 +272,8 @@ def test_offline_snapshot_sizes_are_the_segments_members(cdnow_run) -> None:
 def driver_snapshot() -> ModelSnapshot:
     d = len(FEATURES)
     old, new = np.zeros(d), np.zeros(d)
-    new[F["value"]], new[F["recency"]], new[F["engagement"]] = 2.0, -1.5, 1.0  # segments differ on these
+    new[F["value"]], new[F["recency"]], new[F["engagement"]], new[F["p_alive"]] = 2.0, -1.5, 1.0, 0.6
+    new[F["order_value"]] = 0.3  # hardly apart on order value
     median = {f: 1.0 for f in FEATURES}
     pop = PopulationFigures(p25=median, median={**median, "value": 95.0}, p75=median)
     stats = {"c1": {"figures": {"median": {**median, "value": 60.0}}},
@@ -276,13 +289,14 @@ def test_drivers_leave_out_average_and_non_separating_features() -> None:
     z = np.zeros(len(FEATURES))
     z[F["value"]] = math.log1p(812.0)  # std 1, mean 0: z is the feature itself (log CLV ≈ 6.7)
     z[F["recency"]] = -0.1  # segments differ on recency, but the customer is average: explains nothing
-    z[F["order_value"]] = 3.0  # the customer stands out, but the segments do not differ on it
+    z[F["p_alive"]] = 0.4  # average too, although closer to the new segment's 0.6 than the old 0
+    z[F["order_value"]] = 3.0  # the customer stands out, but the segments hardly differ on it
     z[F["engagement"]] = 0.9  # stands out and the segments differ
     z[F["satisfaction"]] = 2.0
     drivers = seg._drivers(snap, list(z), "c1", "c2", frozenset(FEATURES))
     names = [d["feature"] for d in drivers]
     assert names[0] == "value" and "engagement" in names
-    assert "recency" not in names and "order_value" not in names and "satisfaction" not in names
+    assert not {"recency", "p_alive", "order_value", "satisfaction"} & set(names)
     value = drivers[0]
     assert value["text"] == "CLV 812 USD, segment typical 640 USD (previous segment 60 USD), population median 95 USD"
     assert format_drivers({"drivers": drivers}).startswith("CLV 812 USD, segment typical 640 USD")
