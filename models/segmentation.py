@@ -344,8 +344,8 @@ class Segmenter:
               and gain[i] > 0 and math.isfinite(gain[i])]
         ok.sort(key=lambda i: -gain[i])
         population = PopulationFigures.from_dict(snap.population)
-        return [self._driver(snap, i, vector[i], z[i], new, previous if old is not None else None, population)
-                for i in ok[:top]]
+        return [{**self._driver(snap, i, vector[i], z[i], new, previous if old is not None else None, population),
+                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in ok[:top]]
 
     @staticmethod
     def _driver(snap: ModelSnapshot, i: int, value: float, z: float, new: str, previous: str | None,
