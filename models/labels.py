@@ -198,8 +198,9 @@ def describe_words(words: list[str], figures: SegmentFigures, population: Popula
         w = _BY_WORD[word]
         v = figures.mean_clv if w.feature == "value" and w.direction > 0 else figures.median.get(w.feature)
         stat = "mean" if w.feature == "value" and w.direction > 0 else "median"
+        typical = format_figure(w.feature, population.median.get(w.feature), population.currency, with_name=False)
         parts.append(f"{word} ({stat} {format_figure(w.feature, v, population.currency)}; "
-                     f"population median {format_figure(w.feature, population.median.get(w.feature), population.currency, with_name=False)})")
+                     f"population median {typical})")
     return "; ".join(parts)
 
 

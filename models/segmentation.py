@@ -366,7 +366,8 @@ class Segmenter:
         seg = typical(new)
         prev = typical(previous) if previous is not None else None
         pop_median = population.median.get(feature) if population else None
-        text = f"{format_figure(feature, raw, currency)}, segment typical {format_figure(feature, seg, currency, False)}"
+        text = (f"{format_figure(feature, raw, currency)}, "
+                f"segment typical {format_figure(feature, seg, currency, False)}")
         if previous is not None:
             text += f" (previous segment {format_figure(feature, prev, currency, False)})"
         if pop_median is not None:

@@ -16,7 +16,7 @@ from models.cdnow import read_transactions
 from models.config import EngineConfig, SegmentationConfig
 from models.features import FEATURES, NEUTRAL_NPS, PURCHASE_FEATURES, FeatureBasis, matrix_at, raw_matrix
 from models.figures import PopulationFigures, SegmentFigures
-from models.labels import WORDS, backed, choose_words, stable_labels
+from models.labels import WORDS, choose_words, stable_labels
 from models.pipeline import Pipeline
 from models.segmentation import Segmenter
 from models.snapshot import ModelSnapshot
@@ -131,11 +131,13 @@ def test_an_id_keeps_its_label_while_the_figures_back_it(trained) -> None:
     words = snap.stats[sid]["words"]
     kept_words = words[::-1]  # other wording, every word still backed
     i = snap.index(sid)
-    other = next(s for s in snap.segment_ids if s != sid and (snap.stats[s]["figures"]["median"]["tenure"] or 0) > 90)
+    other = next(s for s in snap.segment_ids
+                 if s != sid and (snap.stats[s]["figures"]["median"]["tenure"] or 0) > 90)
     j = snap.index(other)
     labels = list(snap.labels)
     labels[i], labels[j] = " · ".join(kept_words), "new"  # "new" is false for `other`
-    stats = {**snap.stats, sid: {**snap.stats[sid], "words": kept_words}, other: {**snap.stats[other], "words": ["new"]}}
+    stats = {**snap.stats, sid: {**snap.stats[sid], "words": kept_words},
+             other: {**snap.stats[other], "words": ["new"]}}
     seg.install(replace(snap, labels=tuple(labels), stats=stats))
     again = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
     assert again.label(sid) == " · ".join(kept_words)  # kept: still true
