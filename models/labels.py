@@ -47,10 +47,6 @@ MIN_ANSWERED_SHARE = 0.5
 Rule = Callable[[SegmentFigures, PopulationFigures], bool]
 
 
-def _median(feature: str) -> Callable[[SegmentFigures], float | None]:
-    return lambda f: f.median.get(feature)
-
-
 def _le(feature: str, bound: Callable[[PopulationFigures], float | None]) -> Rule:
     def rule(f: SegmentFigures, pop: PopulationFigures) -> bool:
         v, b = f.median.get(feature), bound(pop)

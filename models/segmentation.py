@@ -49,7 +49,8 @@ class MembershipCounters:
     """Exact membership flows seen by this engine (sizes, churn in/out, transitions, flaps)."""
 
     sizes: Counter[str] = field(default_factory=Counter)
-    entered: Counter[str] = field(default_factory=Counter)  # since the last snapshot
+    # Since this engine's last training (a worker never trains: since it started; streams.app)
+    entered: Counter[str] = field(default_factory=Counter)
     left: Counter[str] = field(default_factory=Counter)
     transitions: Counter[tuple[str | None, str]] = field(default_factory=Counter)
     moves: int = 0
