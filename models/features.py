@@ -185,7 +185,9 @@ def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str,
             "days_since_last_purchase": float(np.expm1(row[2])) if bought else None,
             "average_order_value": b.order_value,
             "engagement": float(np.expm1(row[5])),
-            "nps_decayed": b.satisfaction,
+            # None for a customer who never answered, as in the profile (models.profile): a
+            # percentile of NPS must not count the neutral placeholder as answers.
+            "nps_decayed": b.satisfaction if b.answered_nps else None,
             "cost_to_serve": float(np.expm1(row[7])),
             "purchase_count": b.purchase_count, "total_spend": b.total_spend,
         })

@@ -218,6 +218,13 @@ def test_a_passive_answer_is_an_answer() -> None:
     assert basis.satisfaction == NEUTRAL_NPS and basis.answered_nps
 
 
+def test_rule_percentiles_see_no_nps_for_a_customer_who_never_answered() -> None:
+    from models.features import profiles_at
+    never, passive = FeatureBasis(nps_known=False), FeatureBasis(nps_known=True)
+    rows = profiles_at([never, passive], np.zeros((2, len(FEATURES))))
+    assert [r["nps_decayed"] for r in rows] == [None, NEUTRAL_NPS]
+
+
 def test_a_basis_from_an_older_worker_says_whether_nps_was_answered() -> None:
     old_wire = FeatureBasis(satisfaction=NEUTRAL_NPS).to_list()[:-1]  # without nps_known
     assert not FeatureBasis.from_list(old_wire).answered_nps
