@@ -91,8 +91,8 @@ class Runtime:
     metrics: WorkerMetrics
     home: HomePartitions  # where each customer's state lives (streams.partitioning)
     view: OutsideView  # committed and end offsets, read outside faust's consumer
-    installed: list[int] = field(default_factory=list)  # model versions installed, in order
     started_at: float = field(default_factory=time.time)  # since when this worker counts its changes
+    installed: list[int] = field(default_factory=list)  # model versions installed, in order
 
     # ---- model -----------------------------------------------------------------------------
 
