@@ -138,6 +138,14 @@ class SegmentationConfig(_Config):
         50, ge=1, description="A percentile threshold needs this many customers with a value of the field "
         "in the training sample; until then its clauses are false."
     )
+    label_min_z: float = Field(0.5, gt=0, description="A label word needs the segment this many standard "
+                               "deviations from the population on the word's feature (and a figure that "
+                               "backs it: models.labels.WORDS).")
+    driver_min_z: float = Field(0.5, gt=0, description="A change's driver needs the customer this many standard "
+                                "deviations from the population on the feature, and the two segments this "
+                                "far apart on it (a feature on which the customer is average explains nothing).")
+    retired_labels_kept: int = Field(1000, ge=0, description="Labels of retired segment ids kept in each snapshot "
+                                     "(a change leaving one names it); the oldest go first. 30 bytes each.")
     seed: int = 42
 
 

@@ -45,18 +45,6 @@ NEVER_BOUGHT_DAYS = 1000.0
 NEUTRAL_NPS = 7.0
 _NEVER = math.log1p(NEVER_BOUGHT_DAYS)
 
-#: (when high, when low) words for segment descriptions; None = not worth saying.
-DESCRIPTORS: dict[str, tuple[str | None, str | None]] = {
-    "value": ("high value", "low value"),
-    "frequency": ("frequent", "infrequent"),
-    "recency": ("lapsed", "recent"),
-    "p_alive": ("likely active", "churn risk"),
-    "order_value": ("big baskets", "small baskets"),
-    "engagement": ("engaged", "disengaged"),
-    "satisfaction": ("promoter", "detractor"),
-    "cost_to_serve": ("costly to serve", None),
-    "tenure": ("long-standing", "new"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +69,14 @@ class FeatureBasis:
     service_ref: float = 0.0
     purchase_count: int = 0
     total_spend: float = 0.0
+    # Whether the customer ever answered an NPS survey: ``satisfaction`` is NEUTRAL_NPS for both a
+    # passive and a customer never asked, and statistics must tell them apart. None = a basis from
+    # an older worker (the field came later): known when its satisfaction is not the neutral value.
+    nps_known: bool | None = None
+
+    @property
+    def answered_nps(self) -> bool:
+        return self.nps_known if self.nps_known is not None else self.satisfaction != NEUTRAL_NPS
 
     def to_list(self) -> list:
         return list(_basis_fields(self))  # every evaluated sampled customer is sent to the trainer
@@ -107,7 +103,7 @@ def basis_of(state: CustomerState, config: ValueConfig) -> FeatureBasis:
         last_purchase_ts=state.last_purchase_ts or 0.0, monetary=state.monetary_value,
         order_value=state.average_order_value, engagement=engagement, engagement_ref=ref,
         satisfaction=satisfaction, service_load=state.service_load.value, service_ref=state.service_load.ref,
-        purchase_count=state.purchase_count, total_spend=state.total_spend,
+        purchase_count=state.purchase_count, total_spend=state.total_spend, nps_known=weights > 1e-9,
     )
 
 
@@ -189,7 +185,9 @@ def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str,
             "days_since_last_purchase": float(np.expm1(row[2])) if bought else None,
             "average_order_value": b.order_value,
             "engagement": float(np.expm1(row[5])),
-            "nps_decayed": b.satisfaction,
+            # None for a customer who never answered, as in the profile (models.profile): a
+            # percentile of NPS must not count the neutral placeholder as answers.
+            "nps_decayed": b.satisfaction if b.answered_nps else None,
             "cost_to_serve": float(np.expm1(row[7])),
             "purchase_count": b.purchase_count, "total_spend": b.total_spend,
         })
@@ -201,6 +199,36 @@ def feature_vector(state: CustomerState, now: float, valuation: Valuation, confi
     return vector_at(basis_of(state, config), now, valuation, config)
 
 
+#: Features that exist only for a customer who bought (a never-buyer's recency of 1000 days or
+#: P(alive) of 0 is a placeholder, not a figure to average or to quote).
+PURCHASE_FEATURES = frozenset({"value", "frequency", "recency", "p_alive", "order_value", "tenure"})
+_UNSCALED = ("p_alive", "satisfaction")
+
+
 def raw_feature_value(name: str, value: float) -> float:
     """Undo the log scaling for explanations (e.g. 'recency 42 days')."""
-    return value if name in ("p_alive", "satisfaction") else math.expm1(value)
+    return value if name in _UNSCALED else math.expm1(value)
+
+
+def raw_matrix(matrix: np.ndarray) -> np.ndarray:
+    """:func:`raw_feature_value` for a whole feature matrix (n x len(FEATURES)), in feature units:
+    CLV and order value in the base currency, recency and tenure in days, P(alive) and NPS as is.
+
+    >>> raw_matrix(np.array([[math.log1p(99.0)] + [0.5] * 8]))[0, :4].round(3).tolist()
+    [99.0, 0.649, 0.649, 0.5]
+    """
+    out = np.expm1(matrix)
+    for name in _UNSCALED:
+        i = FEATURES.index(name)
+        out[:, i] = matrix[:, i]
+    return out
+
+
+def known_features(bought: bool, answered_nps: bool) -> frozenset[str]:
+    """The features that carry a figure of this customer (placeholders left out).
+
+    >>> sorted(known_features(bought=False, answered_nps=False))
+    ['cost_to_serve', 'engagement']
+    """
+    return frozenset(f for f in FEATURES if (bought or f not in PURCHASE_FEATURES)
+                     and (answered_nps or f != "satisfaction"))

@@ -19,11 +19,14 @@ import numpy as np
 from models.clustering import CustomerSample, OnlineClusterer, Scaler, lloyd, unexplained_variance
 from models.config import SegmentationConfig, ValueConfig
 from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
-from models.features import FEATURES, FeatureBasis, matrix_at, profiles_at
+from models.features import (FEATURES, FeatureBasis, known_features, matrix_at, profiles_at, raw_feature_value,
+                             raw_matrix)
+from models.figures import PopulationFigures, SegmentFigures, figures_of, format_figure, population_figures
+from models.labels import choose_words, describe_words, stable_labels
 from models.rules import RuleSet
 from models.valuation import Valuation
 from models.membership import ClusterMove, decide
-from models.segments import Matching, SegmentRegistry, describe
+from models.segments import Matching, SegmentRegistry
 from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
 from models.thresholds import update_thresholds
@@ -76,7 +79,8 @@ class MembershipCounters:
     """Exact membership flows seen by this engine (sizes, churn in/out, transitions, flaps)."""
 
     sizes: Counter[str] = field(default_factory=Counter)
-    entered: Counter[str] = field(default_factory=Counter)  # since the last snapshot
+    # Since this engine's last training (a worker never trains: since it started; streams.app)
+    entered: Counter[str] = field(default_factory=Counter)
     left: Counter[str] = field(default_factory=Counter)
     transitions: Counter[tuple[str | None, str]] = field(default_factory=Counter)
     moves: int = 0
@@ -163,19 +167,15 @@ class Segmenter:
         self.scaler = scaler
         self.clusterer.warm_start(centroids)
         self.registry.commit(matching, centroids)
-        labels, descriptions = [], []
-        for c in centroids:
-            label, desc = describe(c, scaler.inverse(c))
-            labels.append(label)
-            descriptions.append(desc)
-        labels = _unique_labels(labels, matching.ids)
+        naming = self._name_segments(matching.ids, centroids, matrix, z, bases, value_config.base_currency)
         snap = ModelSnapshot(
             version=version, created_at=now, algorithm=self.config.algorithm, features=FEATURES,
             mean=scaler.mean, std=scaler.std, centroids=centroids, segment_ids=tuple(matching.ids),
-            labels=tuple(labels), descriptions=tuple(descriptions),
+            labels=tuple(naming.labels), descriptions=tuple(naming.descriptions),
             lifecycle=tuple(e.to_dict() for e in matching.lifecycle), valuation=valuation.to_dict(),
+            retired_labels=self._retired_labels(matching.ids), population=naming.population.to_dict(),
         )
-        stats = self._segment_stats(snap, matrix, z)
+        stats = self._segment_stats(snap, matrix, z, naming)
         drift = self._snapshot_drift(snap, stats)
         new_signals.extend(drift.signals)
         self.signals.extend(new_signals)
@@ -321,40 +321,99 @@ class Segmenter:
         prev_shares = {sid: st.get("sample_share", 0.0) for sid, st in prev.stats.items()}
         return self.drift.compare_snapshots(prev_centroids, new_centroids, prev_shares, new_shares)
 
-    def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray) -> dict[str, dict]:
-        """What a marketer needs to judge each segment: substantial, profitable, distinct, stable."""
-        nearest = snap.assign_many(matrix)
+    def _name_segments(self, ids: list[str], centroids: np.ndarray, matrix: np.ndarray, z: np.ndarray,
+                       bases: list[FeatureBasis], currency: str) -> "Naming":
+        """Figures, label words and descriptions of each new segment, from its members' raw
+        features (nearest centroid over the sample); an id keeps its previous label while its
+        figures still back every word of it (models.labels)."""
+        nearest = ((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        raw = raw_matrix(matrix)
+        bought = np.array([b.first_day is not None for b in bases], dtype=bool)
+        answered = np.array([b.answered_nps for b in bases], dtype=bool)
+        population = population_figures(raw, bought, answered, currency)
+        figures = [figures_of(raw[nearest == i], bought[nearest == i], answered[nearest == i])
+                   for i in range(len(centroids))]
+        fresh = [choose_words(c, f, population, min_z=self.config.label_min_z) for c, f in zip(centroids, figures)]
+        previous: dict[str, tuple[str, list[str] | None]] = {}
+        if self.snapshot is not None:
+            for sid, label in zip(self.snapshot.segment_ids, self.snapshot.labels):
+                previous[sid] = (label, self.snapshot.stats.get(sid, {}).get("words"))
+        labels, words = stable_labels(ids, fresh, figures, population, previous)
+        descriptions = [describe_words(w, f, population) for w, f in zip(words, figures)]
+        return Naming(labels, descriptions, words, figures, population, nearest, answered, bought)
+
+    def _retired_labels(self, ids: list[str]) -> dict[str, str]:
+        """The previous snapshot's retired labels plus its ids that left the model, newest last,
+        at most ``retired_labels_kept``."""
+        prev = self.snapshot
+        if prev is None:
+            return {}
+        keep = set(ids)
+        out = {sid: lab for sid, lab in prev.retired_labels.items() if sid not in keep}
+        out.update((sid, lab) for sid, lab in zip(prev.segment_ids, prev.labels) if sid not in keep)
+        limit = self.config.retired_labels_kept
+        return dict(list(out.items())[-limit:]) if limit else {}
+
+    def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray,
+                       naming: "Naming") -> dict[str, dict]:
+        """What a marketer needs to judge each segment: substantial, profitable, distinct, stable.
+
+        Every figure is over the members who have it: CLV over buyers, the NPS mix over members
+        who answered (``unknown`` is the share who never did), so a missing value never counts
+        as a value."""
+        nearest = naming.nearest
         stats: dict[str, dict] = {}
         k = len(snap.segment_ids)
         gaps = np.linalg.norm(snap.centroids[:, None, :] - snap.centroids[None, :, :], axis=2)
         np.fill_diagonal(gaps, np.inf)
+        assigns = self.counters.moves > 0  # this engine assigns customers (a replay), not only trains
         for i, sid in enumerate(snap.segment_ids):
-            members = matrix[nearest == i]
-            spread = float(np.linalg.norm(z[nearest == i] - snap.centroids[i], axis=1).mean()) if len(members) else 0.0
-            clv = np.expm1(members[:, _VALUE]) if len(members) else np.empty(0)
-            sat = members[:, _SAT] if len(members) else np.empty(0)
+            inside = nearest == i
+            n = int(inside.sum())
+            spread = float(np.linalg.norm(z[inside] - snap.centroids[i], axis=1).mean()) if n else 0.0
+            buyers = inside & naming.bought
+            clv = np.expm1(matrix[buyers, _VALUE])
             # Exact sizes where this engine assigns (a replay); a trainer that only sees a sample
             # estimates them from the sample share and the sample's population estimate.
-            size = (max(self.counters.sizes.get(sid, 0), 0) if self.counters.moves
-                    else round(len(members) / len(matrix) * self.sample.population_estimate()))
+            size = (max(self.counters.sizes.get(sid, 0), 0) if assigns
+                    else round(n / len(matrix) * self.sample.population_estimate()))
             stats[sid] = {
-                "sample_share": round(len(members) / len(matrix), 4),
+                "sample_share": round(n / len(matrix), 4),
                 "size": size,
-                "mean_clv": round(float(clv.mean()), 2) if len(clv) else 0.0,
-                "total_clv_estimate": round(float(clv.mean()) * size, 2) if len(clv) else 0.0,
-                "nps_mix": {
-                    "promoter": round(float((sat >= 9).mean()), 3) if len(sat) else 0.0,
-                    "passive": round(float(((sat >= 7) & (sat < 9)).mean()), 3) if len(sat) else 0.0,
-                    "detractor": round(float((sat < 7).mean()), 3) if len(sat) else 0.0,
-                },
+                "mean_clv": round(float(clv.mean()), 2) if len(clv) else None,
+                # Non-buyers add no value (not an average of their missing CLV).
+                "total_clv_estimate": round(float(clv.sum()) / n * size, 2) if n else 0.0,
+                "nps_mix": nps_mix(matrix[inside, _SAT], naming.answered[inside]),
                 "nearest_segment": snap.segment_ids[int(gaps[i].argmin())] if k > 1 else None,
                 "separation": round(float(gaps[i].min()) / max(spread, 1e-9), 3) if k > 1 else None,
-                "entered": self.counters.entered.get(sid, 0),
-                "left": self.counters.left.get(sid, 0),
+                "words": naming.words[i],
+                "figures": naming.figures[i].to_dict(),
             }
+            if assigns:
+                stats[sid]["entered_since_previous_version"] = self.counters.entered.get(sid, 0)
+                stats[sid]["left_since_previous_version"] = self.counters.left.get(sid, 0)
         self.counters.entered.clear()
         self.counters.left.clear()
         return stats
+
+    def with_current_sizes(self) -> ModelSnapshot | None:
+        """The snapshot in force with each segment's size as assigned now by this engine (a replay
+        after its last re-evaluation): the sizes at training time predate the assignments under
+        this very model (a segment born in it holds nobody yet)."""
+        snap = self.snapshot
+        if snap is None or self.counters.moves == 0:
+            return snap
+        stats = {}
+        for sid, st in snap.stats.items():
+            size = max(self.counters.sizes.get(sid, 0), 0)
+            fig = st.get("figures", {})
+            clv_per_member = (fig["mean_clv"] or 0.0) * fig["buyers_share"] if "mean_clv" in fig else None
+            stats[sid] = {**st, "size": size,
+                          "entered_since_previous_version": self.counters.entered.get(sid, 0),
+                          "left_since_previous_version": self.counters.left.get(sid, 0)}
+            if clv_per_member is not None:
+                stats[sid]["total_clv_estimate"] = round(clv_per_member * size, 2)
+        return ModelSnapshot(**{**snap.__dict__, "stats": stats})
 
     # ---- assignment (every worker) -----------------------------------------------------------
 
@@ -385,27 +444,67 @@ class Segmenter:
             move=move, model_version=snap.version, label=snap.label(move.new),
             previous_label=snap.label(previous) if previous else None,
             distances={k: round(v, 4) for k, v in distances.items()},
-            drivers=self._drivers(snap, vector, previous, move.new),
+            drivers=self._drivers(snap, vector, previous, move.new,
+                                  known_features(bool(state.purchase_days), state.nps_weights.value > 1e-9)),
         )
 
-    @staticmethod
-    def _drivers(snap: ModelSnapshot, vector: list[float], previous: str | None, new: str,
-                 top: int = 3) -> list[dict[str, Any]]:
-        """Features that pull the customer toward the new segment and away from the old one."""
+    def _drivers(self, snap: ModelSnapshot, vector: list[float], previous: str | None, new: str,
+                 known: frozenset[str], top: int = 3) -> list[dict[str, Any]]:
+        """What sets the customer apart and makes the difference between the two segments.
+
+        A feature is a driver only when (1) the customer has a figure for it (``known``: no
+        placeholder for a never-buyer or an unanswered NPS), (2) the customer is at least
+        ``driver_min_z`` standard deviations from the population on it, in the direction of the
+        new segment's side, and (3) the segments are that far apart on it (new vs previous centroid; vs
+        the population average on a first assignment or from a retired segment). Ranked by how
+        much closer the feature brings the customer to the new segment; possibly none.
+        """
+        min_z = self.config.driver_min_z
         z = snap.standardise(vector)
         c_new = snap.centroids[snap.index(new)]
-        if previous is None or snap.index(previous) is None:
-            # What sets the segment apart (centroid far from average) that the customer shares;
-            # a feature on which everyone is alike explains nothing.
-            gain = np.abs(c_new) - np.abs(z - c_new)
-        else:
-            c_old = snap.centroids[snap.index(previous)]
-            gain = (z - c_old) ** 2 - (z - c_new) ** 2
-        order = [i for i in np.argsort(-gain)[:top] if math.isfinite(gain[i])]
-        # Only features that speak for the new segment (the best one even if none does).
-        order = [i for n, i in enumerate(order) if n == 0 or gain[i] > 0]
-        return [{"feature": FEATURES[i], "value": round(float(vector[i]), 4), "z": round(float(z[i]), 3),
-                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in order]
+        old = snap.index(previous) if previous is not None else None
+        c_old = snap.centroids[old] if old is not None else np.zeros_like(c_new)
+        gain = (z - c_old) ** 2 - (z - c_new) ** 2
+        apart = np.abs(c_new - c_old) >= min_z
+        ok = [i for i, f in enumerate(FEATURES) if f in known and abs(z[i]) >= min_z and apart[i]
+              and gain[i] > 0 and math.isfinite(gain[i])]
+        ok.sort(key=lambda i: -gain[i])
+        population = PopulationFigures.from_dict(snap.population)
+        return [{**self._driver(snap, i, vector[i], z[i], new, previous if old is not None else None, population),
+                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in ok[:top]]
+
+    @staticmethod
+    def _driver(snap: ModelSnapshot, i: int, value: float, z: float, new: str, previous: str | None,
+                population: PopulationFigures | None) -> dict[str, Any]:
+        """One driver: the customer's figure, what it is compared with, and a sentence saying so."""
+        feature = FEATURES[i]
+        raw = raw_feature_value(feature, value)
+        currency = population.currency if population else "USD"
+
+        def typical(sid: str) -> float | None:
+            med = snap.stats.get(sid, {}).get("figures", {}).get("median", {})
+            if feature in med:
+                return med[feature]
+            # An older snapshot without figures: its centroid in feature units.
+            c = snap.centroids[snap.index(sid)][i] * snap.std[i] + snap.mean[i]
+            return raw_feature_value(feature, float(c))
+
+        seg = typical(new)
+        prev = typical(previous) if previous is not None else None
+        pop_median = population.median.get(feature) if population else None
+        text = (f"{format_figure(feature, raw, currency)}, "
+                f"segment typical {format_figure(feature, seg, currency, False)}")
+        if previous is not None:
+            text += f" (previous segment {format_figure(feature, prev, currency, False)})"
+        if pop_median is not None:
+            text += f", population median {format_figure(feature, pop_median, currency, False)}"
+        return {"feature": feature, "value": round(raw, 4), "z": round(float(z), 3),
+                "segment_typical": _round_or_none(seg), "previous_segment_typical": _round_or_none(prev),
+                "population_median": _round_or_none(pop_median), "text": text}
+
+
+def _round_or_none(value: float | None) -> float | None:
+    return round(float(value), 4) if value is not None else None
 
 
 def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -430,6 +529,33 @@ def _finite_or_none(value: float) -> float | None:
     return round(float(value), 4) if value is not None and math.isfinite(value) else None
 
 
-def _unique_labels(labels: list[str], ids: list[str]) -> list[str]:
-    seen = Counter(labels)
-    return [f"{lab} ({sid})" if seen[lab] > 1 else lab for lab, sid in zip(labels, ids)]
+@dataclass(frozen=True)
+class Naming:
+    """What :meth:`Segmenter._name_segments` works out for one training (per new segment)."""
+
+    labels: list[str]
+    descriptions: list[str]
+    words: list[list[str]]
+    figures: list[SegmentFigures]
+    population: PopulationFigures
+    nearest: np.ndarray  # segment index of each sample row
+    answered: np.ndarray  # sample rows that answered NPS
+    bought: np.ndarray  # sample rows that bought
+
+
+def nps_mix(nps: np.ndarray, answered: np.ndarray) -> dict[str, float | None]:
+    """Shares of promoters (9-10), passives (7-8) and detractors (0-6) **among the members who
+    answered**, plus ``unknown``: the share of members who never answered (Reichheld's NPS bands
+    on the decayed score).
+
+    >>> nps_mix(np.array([10.0, 7.0, 7.0, 3.0]), np.array([True, True, False, True]))
+    {'unknown': 0.25, 'promoter': 0.333, 'passive': 0.333, 'detractor': 0.333}
+    >>> nps_mix(np.array([7.0]), np.array([False]))["passive"] is None
+    True
+    """
+    n = len(nps)
+    known = nps[answered]
+    share = (lambda mask: round(float(mask.mean()), 3)) if len(known) else (lambda mask: None)
+    return {"unknown": round(1 - len(known) / n, 3) if n else None,
+            "promoter": share(known >= 9), "passive": share((known >= 7) & (known < 9)),
+            "detractor": share(known < 7)}

@@ -1,4 +1,4 @@
-"""Stable segment identities across model updates, their lifecycle and human-readable labels.
+"""Stable segment identities across model updates and their lifecycle (labels: ``models.labels``).
 
 An online model's cluster numbers mean nothing from one update to the next (river's DBSTREAM
 renumbers macro-clusters on every recluster). Each new set of centroids is therefore matched to
@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from models.features import DESCRIPTORS, FEATURES, raw_feature_value
 
-__all__ = ["LifecycleEvent", "Matching", "SegmentRegistry", "describe"]
+__all__ = ["LifecycleEvent", "Matching", "SegmentRegistry"]
 
 
 @dataclass(frozen=True)
@@ -123,42 +122,3 @@ class SegmentRegistry:
         self._centroids = {sid: centroids[c].copy() for c, sid in enumerate(matching.ids)}
         self.history.extend(matching.lifecycle)
 
-
-def describe(z: np.ndarray, raw: np.ndarray, max_terms: int = 4, min_z: float = 0.5) -> tuple[str, str]:
-    """(label, description) of a centroid: its most distinctive features relative to the population.
-
-    ``z`` is the centroid in standard deviations from the population mean, ``raw`` the same point
-    in feature units. Satisfaction uses NPS bands rather than z-scores, since "promoter" means an
-    NPS of 9-10 whatever the population says.
-    """
-    terms: list[tuple[float, str, str]] = []
-    for i, name in enumerate(FEATURES):
-        high, low = DESCRIPTORS[name]
-        if name == "satisfaction":
-            word = high if raw[i] >= 8.5 else low if raw[i] <= 6.5 else None
-            strength = abs(raw[i] - 7.5) / 1.5
-        else:
-            word = high if z[i] >= min_z else low if z[i] <= -min_z else None
-            strength = abs(float(z[i]))
-        if word:
-            terms.append((strength, word, _detail(name, raw[i])))
-    terms.sort(key=lambda t: -t[0])
-    chosen = terms[:max_terms]
-    if not chosen:
-        return "typical", "close to the population average on every feature"
-    return " · ".join(w for _, w, _ in chosen), "; ".join(f"{w} ({d})" for _, w, d in chosen)
-
-
-def _detail(name: str, value: float) -> str:
-    v = raw_feature_value(name, value)
-    return {
-        "value": f"CLV ≈ {v:,.0f}",
-        "frequency": f"{v:.1f} repeat purchase days",
-        "recency": f"last purchase ≈ {v:.0f} days ago",
-        "p_alive": f"P(alive) ≈ {v:.2f}",
-        "order_value": f"average order ≈ {v:,.0f}",
-        "engagement": f"decayed engagement ≈ {v:.1f}",
-        "satisfaction": f"NPS ≈ {v:.1f}",
-        "cost_to_serve": f"service load ≈ {v:.1f}",
-        "tenure": f"first purchase ≈ {v:.0f} days ago",
-    }[name]

@@ -54,6 +54,11 @@ class ModelSnapshot:
     # How this version's cluster model was adopted (models.segmentation.Adoption.to_dict): the
     # gain over the model it replaced and the share of sampled customers it moves.
     adoption: dict | None = None
+    # Last label of each segment id no longer in the model (retired or merged), so a change that
+    # leaves it still names it; carried from version to version (models.segmentation).
+    retired_labels: dict[str, str] = field(default_factory=dict)
+    # Quartiles of the raw features over the training sample (models.figures.PopulationFigures).
+    population: dict | None = None
 
     @property
     def population_estimate(self) -> int | None:
@@ -67,8 +72,17 @@ class ModelSnapshot:
             return None
 
     def label(self, segment_id: str) -> str:
+        """The segment's label, also for an id retired from the model (its last label); the
+        bare id only for an id this snapshot never heard of.
+
+        >>> snap = ModelSnapshot(version=2, created_at=0.0, algorithm="kmeans", features=("a",),
+        ...     mean=np.zeros(1), std=np.ones(1), centroids=np.zeros((1, 1)), segment_ids=("c2",),
+        ...     labels=("recent",), descriptions=("",), retired_labels={"c1": "lapsed"})
+        >>> snap.label("c2"), snap.label("c1"), snap.label("c9")
+        ('recent', 'lapsed', 'c9')
+        """
         i = self.index(segment_id)
-        return self.labels[i] if i is not None else segment_id
+        return self.labels[i] if i is not None else self.retired_labels.get(segment_id, segment_id)
 
     def standardise(self, vector: list[float] | np.ndarray) -> np.ndarray:
         return (np.asarray(vector, dtype=float) - self.mean) / self.std
@@ -101,6 +115,7 @@ class ModelSnapshot:
             "definition_version": self.definition_version, "rule_thresholds": self.rule_thresholds,
             "sample_size": self.sample_size, "sample_threshold": self.sample_threshold,
             "next_segment_number": self.next_segment_number, "adoption": self.adoption,
+            "retired_labels": self.retired_labels, "population": self.population,
         }
 
     def to_bytes(self) -> bytes:
@@ -122,6 +137,7 @@ class ModelSnapshot:
             definition_version=doc.get("definition_version"), rule_thresholds=doc.get("rule_thresholds") or {},
             sample_size=int(doc.get("sample_size", 0)), sample_threshold=doc.get("sample_threshold"),
             next_segment_number=int(doc.get("next_segment_number", 1)), adoption=doc.get("adoption"),
+            retired_labels=dict(doc.get("retired_labels") or {}), population=doc.get("population"),
         )
 
     @classmethod

@@ -37,14 +37,17 @@ class ReasonCode(str, Enum):
 
 class SegmentRef(_Output):
     id: str = Field(description="Stable segment id, e.g. 'c3' for a cluster or 'vip_at_risk' for a rule.")
-    label: str = Field(description="Human-readable label, e.g. 'high value · frequent · recent'.")
+    label: str = Field(description="Human-readable label, e.g. 'high value · frequent · recent': each word backed "
+                       "by the segment's figures (docs/segmentation.md); a segment retired from the model keeps its "
+                       "last label.")
 
 
 class Reason(_Output):
     code: ReasonCode
     details: dict[str, Any] = Field(
         default_factory=dict,
-        description="For clusters: distances and the features that moved the customer; "
+        description="For clusters: distances and the drivers (features on which the customer stands out and the "
+        "segments differ, each with its figure, the segments' typical values and the population median); "
         "for rules: the clauses that turned true or false.",
     )
 

@@ -16,6 +16,7 @@ import faust
 from faust.sensors.monitor import Monitor
 
 from models.pipeline import Pipeline
+from models.segmentation import MembershipCounters
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
@@ -65,6 +66,13 @@ class QuietMonitor(Monitor):
         return None
 
 
+def worker_changes(counters: MembershipCounters, segment_id: str) -> dict[str, int]:
+    """Cluster changes into and out of a segment emitted by this worker since it started
+    (cumulative: not reset by a new model version)."""
+    return {"entered_since_worker_start": counters.entered.get(segment_id, 0),
+            "left_since_worker_start": counters.left.get(segment_id, 0)}
+
+
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
@@ -84,6 +92,7 @@ class Runtime:
     metrics: WorkerMetrics
     home: HomePartitions  # where each customer's state lives (streams.partitioning)
     view: OutsideView  # committed and end offsets, read outside faust's consumer
+    started_at: float = field(default_factory=time.time)  # since when this worker counts its changes
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
     # What the agents, timers and web views were set up with, as they were given it (GET /config)
     wiring: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +146,7 @@ class Runtime:
         if snap is None:
             return {"model_version": None, "segments": [], **rule_part}
         population = snap.population_estimate
+        counters = self.pipeline.segmenter.counters
         segments = []
         for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
             stats = snap.stats.get(sid, {})
@@ -144,9 +154,15 @@ class Runtime:
             segments.append({
                 "id": sid, "label": label, "description": desc,
                 "size_estimate": round(share * population) if share is not None and population else None,
-                "stats": stats,
+                "stats": stats, **worker_changes(counters, sid),
             })
+        # Segments retired from the model that this worker's customers left since it started.
+        retired = [{"id": sid, "label": snap.label(sid), **worker_changes(counters, sid)}
+                   for sid in sorted(set(counters.entered) | set(counters.left)) if snap.index(sid) is None]
         return {
+            "changes_counted": {"since": iso(self.started_at), "by": "this worker, for the customers of its "
+                                "partitions (each worker counts the changes it emits)"},
+            "retired_segments": retired,
             "model_version": snap.version, "trained_at": iso(snap.created_at), "algorithm": snap.algorithm,
             "features": list(snap.features), "population_estimate": population,
             "segments": segments, **rule_part,

@@ -291,7 +291,7 @@ def run_replay(
     write_jsonl(profiles_out, replay.profiles())
     if snapshot_out and (replay.pipeline.snapshot or replay.pipeline.rules):
         # The rule section too (sizes, thresholds, pending ones): rules work without a model.
-        snap = replay.pipeline.snapshot
+        snap = replay.pipeline.segmenter.with_current_sizes()  # sizes after the last re-evaluation
         doc = snap.to_dict() if snap else {"format": SNAPSHOT_FORMAT, "version": None, "segments": []}
         snapshot_out.write_bytes(orjson.dumps({**doc, **replay.pipeline.rule_report()},
                                               option=orjson.OPT_SERIALIZE_NUMPY))

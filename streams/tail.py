@@ -71,7 +71,9 @@ def _transition(change: SegmentChange) -> tuple[str, str, str]:
 def _format_driver(driver: Any) -> str | None:
     if not isinstance(driver, dict) or "feature" not in driver:
         return None
-    text = str(driver["feature"])
+    if isinstance(driver.get("text"), str):  # the engine's own sentence (figure and comparisons)
+        return driver["text"]
+    text = str(driver["feature"])  # a change from an older engine: feature, value and z
     if isinstance(driver.get("value"), (int, float)):
         text += f"={driver['value']:g}"
     if isinstance(driver.get("z"), (int, float)):
@@ -80,12 +82,13 @@ def _format_driver(driver: Any) -> str | None:
 
 
 def format_drivers(details: dict[str, Any], top: int = _TOP_DRIVERS) -> str:
-    """The top features behind a cluster change, e.g. 'clv=310 (z +1.20), nps=9 (z +0.80)'."""
+    """The top features behind a cluster change, e.g. 'CLV 812 USD, segment typical 640 USD,
+    population median 95 USD; ...' (older records: 'clv=310 (z +1.20), nps=9 (z +0.80)')."""
     drivers = details.get("drivers")
     if not isinstance(drivers, list):
         return ""
     texts = [t for t in (_format_driver(d) for d in drivers[:top]) if t]
-    return ", ".join(texts)
+    return ("; " if any(isinstance(d, dict) and "text" in d for d in drivers[:top]) else ", ").join(texts)
 
 
 def _versions(change: SegmentChange) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 
 from models.clustering import CustomerSample
 from models.membership import decide
-from models.segments import SegmentRegistry, describe
+from models.segments import SegmentRegistry
 from models.snapshot import ModelSnapshot
 from models.state import CustomerState
 
@@ -63,15 +63,6 @@ def test_registry_keeps_ids_records_birth_merge_and_retirement() -> None:
     kinds = {e.kind for e in third.lifecycle}
     assert "merged" in kinds or "retired" in kinds
     assert len(set(third.ids)) == 2
-
-
-def test_describe_names_the_distinctive_features() -> None:
-    z = np.array([2.0, 1.5, -1.2, 0.0, 0.1, 1.0, 0.0, 0.0, 0.3])
-    raw = np.array([7.0, 2.0, 1.0, 0.9, 4.0, 2.0, 9.5, 0.0, 5.0])
-    label, description = describe(z, raw)
-    assert label.split(" · ")[:2] == ["high value", "promoter"] or "high value" in label
-    assert "promoter" in label and "recent" in label
-    assert "CLV ≈" in description
 
 
 def test_snapshot_round_trip_and_assignment_agree() -> None:

@@ -53,15 +53,20 @@ def test_final_segments_recover_the_personas(personas_run) -> None:
 
 
 def test_each_segment_has_a_label_description_and_marketer_stats(personas_run) -> None:
-    _, r = personas_run
+    pop, r = personas_run
     snap = r.pipeline.snapshot
     assert len(set(snap.labels)) == len(snap.labels)
-    champions = [lab for lab in snap.labels if "promoter" in lab and "frequent" in lab]
-    assert champions, snap.labels
+    # The segment of the champions is called high value, the browsers' says they never bought
+    # (labels are chosen from figures: models.labels; tests/test_labels.py).
+    home = {p: Counter(r.states[c].cluster for c in r.states if pop.personas[c] == p).most_common(1)[0][0]
+            for p in ("champion", "browser")}
+    assert "high value" in snap.label(home["champion"]).split(" · "), snap.labels
+    assert "no purchase yet" in snap.label(home["browser"]), snap.labels
     for sid in snap.segment_ids:
         st = snap.stats[sid]
         assert {"size", "sample_share", "mean_clv", "total_clv_estimate", "nps_mix", "separation",
-                "nearest_segment", "entered", "left"} <= set(st)
+                "nearest_segment", "entered_since_previous_version", "left_since_previous_version",
+                "words", "figures"} <= set(st)
         assert st["separation"] > 1.0  # centroids further apart than the segment's own spread
     # Exact membership counts: every customer is in exactly one cluster segment.
     sizes = r.pipeline.segmenter.counters.sizes

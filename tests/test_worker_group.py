@@ -101,9 +101,10 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
         ready_a, ready_b = a.get("/ready"), b.get("/ready")
         assert [ready_a["trainer"], ready_b["trainer"]].count(True) == 1  # type: ignore[index]
         def same_model() -> bool:
-            # (Two workers without a model yet also answer alike: wait for a trained one.)
+            # (Two workers without a model yet also answer alike: wait for a trained one.) The
+            # changes each worker counted itself (streams.app.worker_changes) differ, by design.
             segments = a.get("/segments")
-            return segments["model_version"] is not None and segments == b.get("/segments")  # type: ignore[index]
+            return segments["model_version"] is not None and model_part(segments) == model_part(b.get("/segments"))
         wait_until(same_model, 60, "both workers to hold the same trained model")
         version = a.get("/segments")["model_version"]  # type: ignore[index]
         snapshots = run(consume(kafka_bootstrap, f"{prefix}model-snapshots", version, timeout_s=30))
@@ -121,3 +122,10 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
     finally:
         codes = [w.stop() for w in (a, b)]
     assert codes == [0, 0], a.log_tail() + b.log_tail()
+
+
+def model_part(doc: dict) -> dict:
+    """The /segments document without what each worker counts itself."""
+    local = {"entered_since_worker_start", "left_since_worker_start"}
+    return {**{k: v for k, v in doc.items() if k not in ("changes_counted", "retired_segments")},
+            "segments": [{k: v for k, v in s.items() if k not in local} for s in doc.get("segments", [])]}

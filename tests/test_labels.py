@@ -1,0 +1,321 @@
+"""Words that are true: labels backed by figures and stable per id, retired segments named, NPS
+unknown as unknown, the worker's own entered/left counts, offline sizes, drivers that explain."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import orjson
+import pytest
+
+from models.cdnow import read_transactions
+from models.config import EngineConfig, SegmentationConfig
+from models.features import FEATURES, NEUTRAL_NPS, PURCHASE_FEATURES, FeatureBasis, matrix_at, raw_matrix
+from models.figures import PopulationFigures, SegmentFigures
+from models.labels import WORDS, choose_words, stable_labels
+from models.pipeline import Pipeline
+from models.segmentation import Segmenter
+from models.snapshot import ModelSnapshot
+from models.synthetic import generate_population
+from models.valuation import Valuation
+from schemas.events import parse_event
+from streams.app import Runtime
+from streams.replay import Replay, run_replay
+from streams.tail import format_drivers
+
+F = {name: i for i, name in enumerate(FEATURES)}
+POP = PopulationFigures(p25={f: 1.0 for f in FEATURES}, median={f: 5.0 for f in FEATURES},
+                        p75={f: 20.0 for f in FEATURES})
+
+
+def figures(**median: float) -> SegmentFigures:
+    return SegmentFigures(members=100, buyers_share=1.0, nps_answered_share=1.0, median=median,
+                          mean_clv=median.get("value"))
+
+
+def z_toward(word: str, strength: float = 2.0) -> np.ndarray:
+    w = next(w for w in WORDS if w.word == word)
+    z = np.zeros(len(FEATURES))
+    z[F[w.feature]] = w.direction * strength
+    return z
+
+
+# ---- 1. words backed by absolute figures ---------------------------------------------------------
+
+@pytest.mark.parametrize("word, contradicting, backing", [
+    ("new", {"tenure": 480.0}, {"tenure": 40.0}),
+    ("recent", {"recency": 12_071.0}, {"recency": 12.0}),
+    ("high value", {"value": 0.0}, {"value": 300.0}),
+    ("lapsed", {"recency": 20.0}, {"recency": 400.0}),
+    ("long-standing", {"tenure": 30.0}, {"tenure": 700.0}),
+    ("frequent", {"frequency": 1.0}, {"frequency": 30.0}),
+    ("churn risk", {"p_alive": 0.9}, {"p_alive": 0.1}),
+    ("likely active", {"p_alive": 0.99, "frequency": 0.0, "recency": 20.0},
+     {"p_alive": 0.99, "frequency": 4.0, "recency": 20.0}),
+])
+def test_a_word_the_figures_contradict_is_never_said(word, contradicting, backing) -> None:
+    z = z_toward(word)  # the segment stands out on the word's feature, as far as z-scores go
+    fig = figures(satisfaction=7.5, **contradicting)
+    if "satisfaction" not in contradicting:
+        fig = replace(fig, nps_answered_share=0.0)
+    assert word not in choose_words(z, fig, POP)
+    assert word in choose_words(z, replace(fig, median={**fig.median, **backing}, mean_clv=backing.get("value")), POP)
+
+
+def test_purchase_words_need_buyers_and_nps_words_need_answers() -> None:
+    # Medians are over buyers / answerers; a segment mostly without them gets no such word.
+    few_buyers = replace(figures(recency=5.0, satisfaction=10.0), buyers_share=0.2, nps_answered_share=0.2)
+    words = choose_words(z_toward("recent") + z_toward("promoter"), few_buyers, POP)
+    assert "recent" not in words and "promoter" not in words and words[0] == "no purchase yet"
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Segmenter, ModelSnapshot, np.ndarray, list]:
+    """A segmenter trained on a persona population (1 training), with its sample's features; a
+    third of the customers never answer an NPS survey."""
+    pop = generate_population(800, seed=3)
+    r = Replay(EngineConfig(segmentation=SegmentationConfig(train_every_events=10**9)), pop.end)
+    silent = {c for i, c in enumerate(sorted(pop.personas)) if i % 3 == 0}
+    for i, e in enumerate(pop.events):
+        if not (e.get("kind") == "nps" and e["customer_id"] in silent):
+            r.feed(i, orjson.dumps(e))
+    r.finish()
+    seg = r.pipeline.segmenter
+    bases = seg.sample.values()
+    matrix = matrix_at(bases, pop.end, r.engine.valuation, r.config.value)
+    return seg, seg.snapshot, matrix, bases
+
+
+def test_every_word_of_a_trained_label_holds_on_the_members_own_figures(trained) -> None:
+    """Recomputed here from the members' raw features, independently of models.figures."""
+    seg, snap, matrix, bases = trained
+    raw = raw_matrix(matrix)
+    nearest = snap.assign_many(matrix)
+    bought = np.array([b.first_day is not None for b in bases])
+    said = Counter()
+    for i, sid in enumerate(snap.segment_ids):
+        inside = nearest == i
+        buyers = inside & bought
+
+        def med(feature: str) -> float:
+            return float(np.median(raw[buyers if feature in PURCHASE_FEATURES else inside, F[feature]]))
+
+        for word in snap.stats[sid]["words"]:
+            said[word] += 1
+            if word == "new":
+                assert med("tenure") <= 90
+            elif word == "long-standing":
+                assert med("tenure") >= 365
+            elif word == "recent":
+                assert med("recency") <= 30
+            elif word == "lapsed":
+                assert med("recency") >= 180
+            elif word == "high value":
+                all_clv = raw[bought, F["value"]]
+                assert raw[buyers, F["value"]].mean() > max(np.quantile(all_clv, 0.75), 0)
+            elif word == "no purchase yet":
+                assert bought[inside].mean() < 0.5
+        assert snap.label(sid).startswith(" · ".join(snap.stats[sid]["words"]) or "typical")
+    assert sum(said.values()) >= len(snap.segment_ids)  # the personas are told apart by words
+
+
+# ---- 2. stable labels; retired ids keep theirs --------------------------------------------------
+
+def test_an_id_keeps_its_label_while_the_figures_back_it(trained) -> None:
+    seg, snap, matrix, bases = trained
+    sid = next(s for s in snap.segment_ids if len(snap.stats[s]["words"]) >= 2)
+    words = snap.stats[sid]["words"]
+    kept_words = words[::-1]  # other wording, every word still backed
+    i = snap.index(sid)
+    other = next(s for s in snap.segment_ids
+                 if s != sid and (snap.stats[s]["figures"]["median"]["tenure"] or 0) > 90)
+    j = snap.index(other)
+    labels = list(snap.labels)
+    labels[i], labels[j] = " · ".join(kept_words), "new"  # "new" is false for `other`
+    stats = {**snap.stats, sid: {**snap.stats[sid], "words": kept_words},
+             other: {**snap.stats[other], "words": ["new"]}}
+    seg.install(replace(snap, labels=tuple(labels), stats=stats))
+    again = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
+    assert again.label(sid) == " · ".join(kept_words)  # kept: still true
+    assert again.label(other) != "new" and "new" not in again.stats[other]["words"]  # replaced: false
+
+
+def test_stable_labels_rule() -> None:
+    fig = figures(recency=12.0, tenure=500.0)
+    fresh = [["long-standing"]]
+    assert stable_labels(["c1"], fresh, [fig], POP, {"c1": ("recent", ["recent"])})[0] == ["recent"]
+    assert stable_labels(["c1"], fresh, [fig], POP, {"c1": ("new", ["new"])})[0] == ["long-standing"]
+    assert stable_labels(["c1"], fresh, [fig], POP, {"c1": ("old wording", None)})[0] == ["long-standing"]
+
+
+def test_a_change_leaving_a_retired_segment_names_it_by_its_last_label(trained) -> None:
+    seg, snap, matrix, bases = trained
+    gone = "c999"
+    far = np.full((1, len(FEATURES)), 50.0)
+    snap = seg.snapshot  # the latest version (other tests train too)
+    seg.install(replace(snap, segment_ids=snap.segment_ids + (gone,), labels=snap.labels + ("lapsed big spenders",),
+                        descriptions=snap.descriptions + ("",), centroids=np.vstack([snap.centroids, far])))
+    new = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
+    assert gone not in new.segment_ids and new.label(gone) == "lapsed big spenders"
+    loaded = ModelSnapshot.from_bytes(new.to_bytes())
+    assert loaded.retired_labels[gone] == "lapsed big spenders"
+
+    worker = Pipeline(EngineConfig(), train_locally=False)
+    worker.install(loaded)
+    (e,) = [e for e in generate_population(5, seed=1, end=loaded.created_at).events if e["type"] == "purchase"][:1]
+    state = worker.new_state(e["customer_id"])
+    worker.apply(state, parse_event(orjson.dumps(e)), now=loaded.created_at)
+    state.cluster, state.cluster_since = gone, 0.0
+    (change,) = [c for c in worker.evaluate(state, loaded.created_at) if c.kind.value == "cluster"]
+    assert change.reason.code.value == "segment_retired"
+    assert change.previous_segment.id == gone and change.previous_segment.label == "lapsed big spenders"
+
+
+def test_a_snapshot_from_before_words_and_retired_labels_still_loads(trained) -> None:
+    _, snap, _, _ = trained
+    doc = snap.to_dict()
+    del doc["retired_labels"], doc["population"]
+    old = ModelSnapshot.from_dict(doc)
+    assert old.retired_labels == {} and old.label("c999") == "c999" and old.segment_ids == snap.segment_ids
+
+
+# ---- 3. unknown NPS is unknown ---------------------------------------------------------------------
+
+def test_nps_mix_counts_customers_without_an_answer_as_unknown(trained) -> None:
+    seg, snap, matrix, bases = trained
+    nearest = snap.assign_many(matrix)
+    answered = np.array([b.answered_nps for b in bases])
+    assert answered.any() and not answered.all()
+    for i, sid in enumerate(snap.segment_ids):
+        inside = nearest == i
+        mix = snap.stats[sid]["nps_mix"]
+        assert mix["unknown"] == pytest.approx(1 - answered[inside].mean(), abs=1e-3)
+        if answered[inside].any():
+            nps = matrix[inside & answered, F["satisfaction"]]
+            assert mix["passive"] == pytest.approx(((nps >= 7) & (nps < 9)).mean(), abs=1e-3)
+            assert mix["promoter"] + mix["passive"] + mix["detractor"] == pytest.approx(1, abs=2e-3)
+
+
+def test_cdnow_has_no_nps_so_its_mix_is_all_unknown(cdnow_run) -> None:
+    replay, snap = cdnow_run
+    for st in snap.stats.values():
+        assert st["nps_mix"]["unknown"] == 1.0 and st["nps_mix"]["passive"] is None
+
+
+def test_a_passive_answer_is_an_answer() -> None:
+    from datetime import datetime, timezone
+
+    from models.features import basis_of
+    state = Pipeline(EngineConfig()).new_state("c")
+    event = parse_event(orjson.dumps({"type": "feedback", "event_id": "f1", "customer_id": "c", "kind": "nps",
+                                      "score": 7, "timestamp": "2026-01-01T00:00:00+00:00"}))
+    Pipeline(EngineConfig()).apply(state, event, now=datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp())
+    basis = basis_of(state, EngineConfig().value)
+    assert basis.satisfaction == NEUTRAL_NPS and basis.answered_nps
+
+
+def test_rule_percentiles_see_no_nps_for_a_customer_who_never_answered() -> None:
+    from models.features import profiles_at
+    never, passive = FeatureBasis(nps_known=False), FeatureBasis(nps_known=True)
+    rows = profiles_at([never, passive], np.zeros((2, len(FEATURES))))
+    assert [r["nps_decayed"] for r in rows] == [None, NEUTRAL_NPS]
+
+
+def test_a_basis_from_an_older_worker_says_whether_nps_was_answered() -> None:
+    old_wire = FeatureBasis(satisfaction=NEUTRAL_NPS).to_list()[:-1]  # without nps_known
+    assert not FeatureBasis.from_list(old_wire).answered_nps
+    assert FeatureBasis.from_list(FeatureBasis(satisfaction=9.0).to_list()[:-1]).answered_nps
+
+
+# ---- 4. the worker's entered/left counts; offline sizes ---------------------------------------------
+
+def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) -> None:
+    _, snap, _, _ = trained
+    worker = Pipeline(EngineConfig(), train_locally=False)  # assigns only, as in a worker
+    worker.install(snap)
+    states: dict = {}
+    emitted = Counter()
+    left = Counter()
+    for e in generate_population(120, seed=9, end=snap.created_at).events:
+        state = states.setdefault(e["customer_id"], worker.new_state(e["customer_id"]))
+        out = worker.process(state, parse_event(orjson.dumps(e)), now=snap.created_at)
+        for c in out.changes:
+            if c.kind.value == "cluster":
+                emitted[c.segment.id] += 1
+                if c.previous_segment:
+                    left[c.previous_segment.id] += 1
+    assert sum(emitted.values()) > 0
+    rt = SimpleNamespace(pipeline=worker, started_at=0.0)
+    doc = Runtime.segments(rt)
+    counted = {s["id"]: (s["entered_since_worker_start"], s["left_since_worker_start"]) for s in doc["segments"]}
+    assert counted == {sid: (emitted[sid], left[sid]) for sid in snap.segment_ids}
+    assert doc["changes_counted"]["since"].startswith("1970-01-01")
+
+
+@pytest.fixture(scope="module")
+def cdnow_run(tmp_path_factory) -> tuple[Replay, ModelSnapshot]:
+    """CDNOW through the replay with a training every 1,000 events, as in the demo."""
+    tmp = tmp_path_factory.mktemp("cdnow")
+    events = tmp / "cdnow.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in read_transactions()))
+    config = EngineConfig(segmentation=SegmentationConfig(train_every_events=1000))
+    as_of = 899_251_200.0  # 1998-07-01
+    run_replay(events, as_of, config, tmp / "profiles.jsonl", snapshot_out=tmp / "snap.json")
+    profiles = [orjson.loads(line) for line in (tmp / "profiles.jsonl").read_bytes().splitlines()]
+    return profiles, ModelSnapshot.from_bytes((tmp / "snap.json").read_bytes())
+
+
+def test_offline_snapshot_sizes_are_the_segments_members(cdnow_run) -> None:
+    profiles, snap = cdnow_run
+    members = Counter(p["segment"]["id"] for p in profiles if "segment" in p)
+    assert sum(members.values()) == len(profiles) == 2357
+    assert {sid: st["size"] for sid, st in snap.stats.items()} == {sid: members[sid] for sid in snap.segment_ids}
+
+
+# ---- 5. drivers that explain -----------------------------------------------------------------------
+
+def driver_snapshot() -> ModelSnapshot:
+    d = len(FEATURES)
+    old, new = np.zeros(d), np.zeros(d)
+    new[F["value"]], new[F["recency"]], new[F["engagement"]], new[F["p_alive"]] = 2.0, -1.5, 1.0, 0.6
+    new[F["order_value"]] = 0.3  # hardly apart on order value
+    median = {f: 1.0 for f in FEATURES}
+    pop = PopulationFigures(p25=median, median={**median, "value": 95.0}, p75=median)
+    stats = {"c1": {"figures": {"median": {**median, "value": 60.0}}},
+             "c2": {"figures": {"median": {**median, "value": 640.0}}}}
+    return ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=FEATURES, mean=np.zeros(d),
+                         std=np.ones(d), centroids=np.vstack([old, new]), segment_ids=("c1", "c2"),
+                         labels=("a", "b"), descriptions=("", ""), stats=stats, population=pop.to_dict())
+
+
+def test_drivers_leave_out_average_and_non_separating_features() -> None:
+    snap = driver_snapshot()
+    seg = Segmenter(SegmentationConfig())
+    z = np.zeros(len(FEATURES))
+    z[F["value"]] = math.log1p(812.0)  # std 1, mean 0: z is the feature itself (log CLV ≈ 6.7)
+    z[F["recency"]] = -0.1  # segments differ on recency, but the customer is average: explains nothing
+    z[F["p_alive"]] = 0.4  # average too, although closer to the new segment's 0.6 than the old 0
+    z[F["order_value"]] = 3.0  # the customer stands out, but the segments hardly differ on it
+    z[F["engagement"]] = 0.9  # stands out and the segments differ
+    z[F["satisfaction"]] = 2.0
+    drivers = seg._drivers(snap, list(z), "c1", "c2", frozenset(FEATURES))
+    names = [d["feature"] for d in drivers]
+    assert names[0] == "value" and "engagement" in names
+    assert not {"recency", "p_alive", "order_value", "satisfaction"} & set(names)
+    value = drivers[0]
+    assert value["text"] == "CLV 812 USD, segment typical 640 USD (previous segment 60 USD), population median 95 USD"
+    assert format_drivers({"drivers": drivers}).startswith("CLV 812 USD, segment typical 640 USD")
+
+
+def test_a_feature_the_customer_has_no_figure_for_is_never_a_driver() -> None:
+    snap = driver_snapshot()
+    z = np.zeros(len(FEATURES))
+    z[F["value"]] = 3.0
+    z[F["engagement"]] = 2.0
+    seg = Segmenter(SegmentationConfig())
+    assert [d["feature"] for d in seg._drivers(snap, list(z), "c1", "c2", frozenset({"engagement"}))] == ["engagement"]
+    assert seg._drivers(snap, [0.0] * len(FEATURES), None, "c2", frozenset(FEATURES)) == []  # average everywhere
