@@ -139,9 +139,22 @@ def test_an_id_keeps_its_label_while_the_figures_back_it(trained) -> None:
     stats = {**snap.stats, sid: {**snap.stats[sid], "words": kept_words},
              other: {**snap.stats[other], "words": ["new"]}}
     seg.install(replace(snap, labels=tuple(labels), stats=stats))
-    again = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
+    again = adopted_training(seg, snap, bases)
     assert again.label(sid) == " · ".join(kept_words)  # kept: still true
     assert again.label(other) != "new" and "new" not in again.stats[other]["words"]  # replaced: false
+
+
+def adopted_training(seg: Segmenter, snap: ModelSnapshot, bases: list) -> ModelSnapshot:
+    """A training whose model is adopted whatever its gain: retraining on unchanged data publishes
+    nothing (the adoption rule, docs/segmentation.md 6b), and naming happens at an adoption."""
+    kept = seg.config
+    seg.config = kept.model_copy(update={"adopt_min_gain": -1.0, "adopt_max_moved_share": 1.0})
+    try:
+        new = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
+    finally:
+        seg.config = kept
+    assert new is not None
+    return new
 
 
 def test_stable_labels_rule() -> None:
@@ -159,7 +172,7 @@ def test_a_change_leaving_a_retired_segment_names_it_by_its_last_label(trained) 
     snap = seg.snapshot  # the latest version (other tests train too)
     seg.install(replace(snap, segment_ids=snap.segment_ids + (gone,), labels=snap.labels + ("lapsed big spenders",),
                         descriptions=snap.descriptions + ("",), centroids=np.vstack([snap.centroids, far])))
-    new = seg.train(snap.created_at, Valuation.from_dict(snap.valuation), EngineConfig().value, bases=bases)
+    new = adopted_training(seg, snap, bases)
     assert gone not in new.segment_ids and new.label(gone) == "lapsed big spenders"
     loaded = ModelSnapshot.from_bytes(new.to_bytes())
     assert loaded.retired_labels[gone] == "lapsed big spenders"
@@ -249,7 +262,7 @@ def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) ->
                 if c.previous_segment:
                     left[c.previous_segment.id] += 1
     assert sum(emitted.values()) > 0
-    rt = SimpleNamespace(pipeline=worker, started_at=0.0)
+    rt = SimpleNamespace(pipeline=worker, started_at=0.0, rule_sizes=lambda: ({}, "not counted"))
     doc = Runtime.segments(rt)
     counted = {s["id"]: (s["entered_since_worker_start"], s["left_since_worker_start"]) for s in doc["segments"]}
     assert counted == {sid: (emitted[sid], left[sid]) for sid in snap.segment_ids}
