@@ -121,7 +121,7 @@ def per_customer(changes: list[SegmentChange], customers: list[str], years: floa
         by[f"{c.kind.value}:all"][c.customer_id] += 1
         if c.kind.value == "cluster" and c.reason.code.value != "first_assignment":
             by["cluster:moves"][c.customer_id] += 1
-    return {r: (sum(n.values()) / len(customers) / years,
+    return {r: (sum(n.get(cid, 0) for cid in customers) / len(customers) / years,
                 statistics.median(n.get(cid, 0) for cid in customers) / years) for r, n in sorted(by.items())}
 
 
@@ -163,6 +163,9 @@ def main() -> None:
                   f"model v{run.pipeline.snapshot.version if run.pipeline.snapshot else 0}, "
                   f"{time.perf_counter() - started:,.0f} s", flush=True)
 
+    while next_sweep <= end:  # the year's last sweeps: what is due by its end happens in it
+        run.sweep(next_sweep, "year")
+        next_sweep += sweep_s
     rng = np.random.default_rng(args.seed + 1)
     quiet = []
     for cid in sorted(run.states):

@@ -54,7 +54,11 @@ BasisSink = Callable[[str, FeatureBasis], None]
 class Pipeline:
     """``train_locally=False`` makes an assign-only pipeline, as in a worker: no BTYD rows, no
     training sample; the model comes from :meth:`install` and every evaluated customer's feature
-    basis goes to ``on_basis`` (the worker forwards the sampled ones to the group's trainer)."""
+    basis goes to ``on_basis`` (the worker forwards the sampled ones to the group's trainer).
+
+    BTYD refits happen at trainings only (:meth:`train`), as part of the candidate model that the
+    adoption rule judges (:meth:`models.segmentation.Segmenter.train`); ``auto_refit`` no longer
+    refits between trainings (a refit in force without a model judged on it would move customers)."""
 
     def __init__(self, config: EngineConfig, auto_train: bool = True, auto_refit: bool = True,
                  rules: RuleSet | None = None, train_locally: bool = True,

@@ -47,7 +47,7 @@ class Adoption:
     """
 
     adopted: bool
-    rule: str  # first_model | materially_better | overhaul | not_better | moves_too_many
+    rule: str  # first_model | reconfigured | materially_better | overhaul | not_better | moves_too_many
     candidate: str  # retrained (the model in force, trained on) | restart (a k-means++ challenger)
     refit: bool  # the candidate comes with BTYD parameters other than those in force
     unexplained: float
@@ -254,7 +254,9 @@ class Segmenter:
             after = unexplained_variance(z, centroids)
             gain = 1.0 - after / before if before > 0 else 0.0
             moved = _moved_share(members, z, centroids, matching.ids, c.margin)
-            if gain >= c.adopt_overhaul_gain:
+            if centroids.shape != snap.centroids.shape:
+                rule = "reconfigured"  # the operator changed k (or the features): their model
+            elif gain >= c.adopt_overhaul_gain:
                 rule = "overhaul"
             elif gain < c.adopt_min_gain:
                 rule = "not_better"
@@ -262,7 +264,7 @@ class Segmenter:
                 rule = "moves_too_many"
             else:
                 rule = "materially_better"
-            verdict = Adoption(rule in ("overhaul", "materially_better"), rule, kind, refit, after, before, gain, moved)
+            verdict = Adoption(rule in ("reconfigured", "overhaul", "materially_better"), rule, kind, refit, after, before, gain, moved)
             judged.append((verdict, centroids, matching))
         return max(judged, key=lambda j: (j[0].adopted, j[0].gain))
 

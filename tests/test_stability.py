@@ -143,3 +143,24 @@ def test_the_benchmarks_ari_is_the_adjusted_rand_index() -> None:
         assert adjusted_rand_index(truth.tolist(), predicted.tolist()) == pytest.approx(
             adjusted_rand_score(truth, predicted))
     assert adjusted_rand_index(["a", "a", "b"], ["x", "x", "y"]) == 1.0
+
+
+def test_a_new_number_of_segments_set_by_the_operator_is_adopted() -> None:
+    from models.features import FeatureBasis
+    from models.trainer import ModelTrainer
+
+    def trainer(k: int) -> ModelTrainer:
+        t = ModelTrainer(EngineConfig(segmentation=SegmentationConfig(min_customers_to_train=20, n_segments=k)))
+        for i in range(200):
+            t.observe(f"c{i}", FeatureBasis(x=i % 7, t_x=(i % 7) * 9, first_day=20000 - i % 50,
+                                            last_purchase_ts=(20000 + i % 40) * 86400.0, monetary=5.0 + i % 11,
+                                            engagement=float(i % 5), purchase_count=1 + i % 7))
+        return t
+
+    now = 20100 * 86400.0
+    old = trainer(3)
+    first = old.train(now, old.copy_sample())
+    new = trainer(4)
+    new.resume(first)
+    snap = new.train(now, new.copy_sample())
+    assert snap is not None and len(snap.segment_ids) == 4 and snap.adoption["rule"] == "reconfigured"
