@@ -89,7 +89,11 @@ def test_change_records_explain_the_move(personas_run, tmp_path) -> None:
     assert move.previous_segment.id != move.segment.id
     d = move.reason.details
     assert d["distance_to_new"] < d["distance_to_previous"]
-    assert {x["feature"] for x in d["drivers"]} <= set(FEATURES) and d["drivers"]
+    for m in moves:
+        assert {x["feature"] for x in m.reason.details["drivers"]} <= set(FEATURES)
+    # A driver needs the customer away from the population on a feature that separates the two
+    # segments: a move between close neighbours may honestly have none, but most have one.
+    assert sum(bool(m.reason.details["drivers"]) for m in moves) >= 0.5 * len(moves)
     assert move.model_version >= 1 and move.value is not None
     assert len({c.change_id for c in changes}) == len(changes)
 
