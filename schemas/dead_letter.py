@@ -9,9 +9,10 @@ import base64
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import FieldProblem
+from schemas.timestamps import Timestamp
 
 
 class Source(BaseModel):
@@ -42,7 +43,7 @@ class DeadLetter(BaseModel):
     source: Source
     error: str = Field(description="One line saying why, naming the offending fields.")
     problems: list[FieldProblem]
-    dead_lettered_at: AwareDatetime
+    dead_lettered_at: Timestamp
 
     #: Larger payloads are cut, so one hostile message cannot blow the dead-letter topic's limits.
     MAX_PAYLOAD: ClassVar[int] = 64 * 1024

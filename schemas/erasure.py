@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from schemas.events import EventValidationError, Identifier
+from schemas.timestamps import Timestamp
 
 
 class ErasureRequest(BaseModel):
@@ -24,7 +25,7 @@ class ErasureRequest(BaseModel):
 
     customer_id: Identifier = Field(description="Also the Kafka message key.")
     request_id: Identifier = Field(description="The requester's reference, echoed in logs and details.")
-    requested_at: AwareDatetime
+    requested_at: Timestamp
     cutoff: dict[str, Annotated[list[NonNegativeInt], Field(max_length=10_000)]] | None = Field(
         None, max_length=64,
         description="When the request was accepted: each input topic's end offsets, one per partition (and "

@@ -11,7 +11,9 @@ import uuid
 from enum import Enum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.timestamps import Timestamp
 
 _CHANGE_NS = uuid.UUID("6f1c1a52-8f0b-4c55-9d1e-2b7e4a0d9c11")
 
@@ -68,7 +70,7 @@ class SegmentChange(_Output):
     kind: SegmentKind
     previous_segment: SegmentRef | None = Field(description="None on first assignment / rule entry.")
     segment: SegmentRef | None = Field(description="None when the customer left (rule exit, erasure).")
-    changed_at: AwareDatetime
+    changed_at: Timestamp
     model_version: int | None = Field(description="Version of the cluster model snapshot used.")
     definition_version: str | None = Field(description="Version (hash) of the rule definitions used.")
     reason: Reason
