@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime, timedelta, timezone
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from models.config import EngineConfig
 from models.pipeline import Pipeline
-from models.state import CustomerState
+from models.state import CustomerState, utc_day
 from monitoring.metrics import WorkerMetrics
 from schemas.events import FieldProblem
 from streams.clock import WorkerClock
@@ -121,3 +122,103 @@ def test_case_07_worker_dead_letters_the_same_lines() -> None:
     assert {p.field for problems in worker.outputs.problems.values() for p in problems} == {"timestamp"}
     assert worker.state("fmt-shopper").purchase_count == 4
     assert (worker.state("uk-shopper").purchase_count, worker.state("uk-shopper").frequency) == (4, 2)
+
+
+# ---- case 10b: refund or purchase on the sign of the amount as sent -------------------------------
+
+CASE_10B = "10b-tiny-refund-rounding.jsonl"
+
+
+def check_10b(profile_of) -> None:
+    tiny, tiny2, small = profile_of("tiny-refund"), profile_of("tiny-refund-2"), profile_of("small-refund")
+    assert (tiny["purchase_count"], tiny["refund_count"], tiny["T"]) == (0, 1, None)
+    assert (tiny2["purchase_count"], tiny2["refund_count"], tiny2["frequency"], tiny2["recency"]) == (1, 1, 0, 0)
+    assert (small["purchase_count"], small["refund_count"], small["refund_total"]) == (0, 1, 1e-06)
+
+
+def test_case_10b_replay_counts_a_refund_that_rounds_to_zero_as_a_refund(tmp_path: Path) -> None:
+    profiles, reasons = replay(CASE_10B, "2026-06-01T00:00:00Z", tmp_path)
+    assert reasons == {}
+    check_10b(profiles.__getitem__)
+
+
+def test_case_10b_worker_gives_the_same_counts() -> None:
+    worker = Worker()
+    worker.feed_case(CASE_10B, [1, 2, 3, 4])
+    as_of_day = utc_day(datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp())
+
+    def profile_of(customer_id: str) -> dict:
+        s = worker.state(customer_id)
+        return {"purchase_count": s.purchase_count, "refund_count": s.refund_count, "frequency": s.frequency,
+                "recency": s.recency_days, "refund_total": s.refund_total,
+                "T": as_of_day - s.purchase_days[0] if s.purchase_days else None}
+
+    assert worker.outputs.problems == {}
+    check_10b(profile_of)
+
+
+@pytest.mark.parametrize("amount,purchases,refunds", [(-4e-07, 0, 1), (4e-07, 1, 0), (-0.0, 1, 0), (0.0, 1, 0)])
+def test_the_sign_as_sent_decides_even_when_the_micro_units_are_zero(amount: float, purchases: int,
+                                                                     refunds: int) -> None:
+    from schemas.events import PurchaseEvent
+
+    state = CustomerState("c")
+    state.apply(PurchaseEvent(event_id="e", customer_id="c", timestamp="2026-05-01T10:00:00Z", amount=amount),
+                EngineConfig().value)
+    assert (state.purchase_count, state.refund_count, len(state.purchase_days)) == (purchases, refunds, purchases)
+    assert state.gross_micros == state.refund_micros == 0
+
+
+# ---- case 14: amounts and totals past the stored integers ------------------------------------------
+
+CASE_14 = "14-huge-amount-serialisation.jsonl"
+VND = {"SEGSTREAM_ENGINE__VALUE__BASE_CURRENCY": "VND", "SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES": '{"USD":25000}'}
+WHOLESALE_GROSS = 20_000_000_750_000.0  # VND: (10 + 800,000,000 + 20) USD at 25,000
+
+
+def test_case_14_replay_applies_the_huge_purchase(tmp_path: Path) -> None:
+    profiles, reasons = replay(CASE_14, "2026-06-01T00:00:00Z", tmp_path, env=VND)
+    assert reasons == {}
+    w1 = profiles["wholesale-1"]
+    assert (w1["purchase_count"], w1["gross_spend"], w1["total_spend"]) == (3, WHOLESALE_GROSS, WHOLESALE_GROSS)
+    assert profiles["wholesale-2"]["gross_spend"] == 500_000.0
+
+
+def test_case_14_worker_applies_and_stores_it_too() -> None:
+    engine = EngineConfig.model_validate({"value": {"base_currency": "VND", "currency_rates": {"USD": 25000}}})
+    worker = Worker(engine)
+    worker.feed_case(CASE_14, [1, 2, 3, 4])
+    assert worker.outputs.problems == {}  # was: internal_error: OverflowError when the state was saved
+    w1 = worker.state("wholesale-1")
+    assert (w1.purchase_count, w1.gross_spend) == (3, WHOLESALE_GROSS)
+    assert w1.gross_micros == 20_000_000_750_000 * 1_000_000 > 2**64
+
+
+def test_no_accumulated_total_overflows_its_stored_form() -> None:
+    """18,447 purchases of 1e9 USD by one customer pass 2**64 micro-units: the state still saves
+    and reads back exactly (every purchase on its own day, so the first-day total stays small)."""
+    from schemas.events import PurchaseEvent
+
+    config, state, start = EngineConfig().value, CustomerState("whale"), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    n = 18_448
+    for i in range(n):
+        state.apply(PurchaseEvent(event_id=f"w{i}", customer_id="whale", timestamp=start + timedelta(minutes=i),
+                                  amount=1e9), config)
+    assert state.gross_micros == n * 10**15 > 2**64
+    back = CustomerState.from_bytes(state.to_bytes())
+    assert back == state and back.gross_spend == n * 1e9
+    state.apply(PurchaseEvent(event_id="r", customer_id="whale", timestamp=start, amount=-1e9), config)
+    assert CustomerState.from_bytes(state.to_bytes()).total_spend == (n - 1) * 1e9
+
+
+def test_a_purchase_beyond_any_float_is_rejected_naming_amount_before_the_state_is_touched(tmp_path: Path) -> None:
+    from models.state import EngineRejection
+    from schemas.events import PurchaseEvent
+
+    config = EngineConfig.model_validate({"value": {"currency_rates": {"XAU": 1e300}}}).value
+    state = CustomerState("c")
+    before = state.to_bytes()
+    event = PurchaseEvent(event_id="e", customer_id="c", timestamp="2026-05-01T10:00:00Z", amount=1e9, currency="XAU")
+    with pytest.raises(EngineRejection) as info:
+        state.apply(event, config)
+    assert info.value.field == "amount" and state.to_bytes() == before
