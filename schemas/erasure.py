@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from schemas.events import EventValidationError, Identifier
+from schemas.events import EventValidationError, Identifier, duplicate_key_problem
 from schemas.timestamps import Timestamp
 
 
@@ -39,10 +39,16 @@ class ErasureRequest(BaseModel):
 
 
 def parse_erasure(raw: bytes | str) -> ErasureRequest:
+    # Erasures are rare: the full duplicate-key check every time (the cutoff nests objects).
+    repeated = duplicate_key_problem(raw)
     try:
-        return ErasureRequest.model_validate_json(raw)
+        request = ErasureRequest.model_validate_json(raw)
     except ValidationError as exc:
-        raise EventValidationError.from_pydantic(exc) from None
+        error = EventValidationError.from_pydantic(exc)
+        raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
+    if repeated is not None:
+        raise EventValidationError([repeated])
+    return request
 
 
 def erasure_now(customer_id: str, request_id: str, cutoff: dict[str, list[int]] | None = None) -> ErasureRequest:

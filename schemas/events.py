@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.json_keys import duplicate_key, keys_may_repeat
 from schemas.timestamps import Timestamp
 
 CONTRACT_VERSION = "1.0"
@@ -219,16 +220,40 @@ AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
 CONTRACT_FIELDS = frozenset({"key", "type"}.union(*(cls.model_fields for cls in EVENT_TYPES.values())))
 
 
+def duplicate_key_problem(raw: bytes | str) -> FieldProblem | None:
+    """The problem of a message whose JSON repeats a key within an object (a parser keeps the last
+    value: ``{"amount":10.0,"amount":-10.0}`` would be a refund), or None (:mod:`schemas.json_keys`)."""
+    found = duplicate_key(raw)
+    if found is None:
+        return None
+    path, key = found
+    return FieldProblem(field=path, error="duplicate_key", message=f'duplicate key "{key}"')
+
+
 def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     """Validate one JSON message against the contract.
 
     ``expected_type`` checks that the message's ``type`` matches the topic it came from.
-    Raises :class:`EventValidationError` naming every offending field.
+    Raises :class:`EventValidationError` naming every offending field; a key written twice is
+    one too, named first, even when the message is otherwise valid:
+
+    >>> parse_event(b'{"type":"purchase","event_id":"e1","customer_id":"c1",'
+    ...             b'"timestamp":"2026-05-02T10:00:00Z","amount":10.0,"amount":-10.0}')
+    Traceback (most recent call last):
+    ...
+    schemas.events.EventValidationError: amount: duplicate key "amount"
     """
     try:
         event = _EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
-        raise EventValidationError.from_pydantic(exc) from None
+        error = EventValidationError.from_pydantic(exc)
+        repeated = duplicate_key_problem(raw)  # rare: only for messages rejected anyway
+        raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
+    # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars.
+    if keys_may_repeat(raw, len(event.model_fields_set)):
+        repeated = duplicate_key_problem(raw)
+        if repeated is not None:
+            raise EventValidationError([repeated])
     if expected_type is not None and event.type != expected_type:
         raise EventValidationError(
             [FieldProblem(field="type", error="wrong_topic",

@@ -222,3 +222,26 @@ def test_a_purchase_beyond_any_float_is_rejected_naming_amount_before_the_state_
     with pytest.raises(EngineRejection) as info:
         state.apply(event, config)
     assert info.value.field == "amount" and state.to_bytes() == before
+
+
+# ---- case 10 line 8: a key written twice ----------------------------------------------------------
+
+CASE_10 = "10-json-nan-bigint-dupkeys.jsonl"
+REPEATED_10 = {8: "amount", 9: "customer_id", 10: "event_id"}  # lines j-8, j-9, j-10
+
+
+def test_case_10_replay_rejects_repeated_keys_naming_them(tmp_path: Path) -> None:
+    profiles, reasons = replay(CASE_10, "2026-06-01T00:00:00Z", tmp_path, lines=[6, 8, 9, 10])
+    assert reasons == {n: f'{key}: duplicate key "{key}"' for n, key in zip((2, 3, 4), REPEATED_10.values())}
+    edge = profiles["json-edge"]
+    assert (edge["purchase_count"], edge["refund_count"], edge["gross_spend"]) == (1, 0, 1e9)  # line 6 only
+    assert "someone-else" not in profiles
+
+
+def test_case_10_worker_dead_letters_them() -> None:
+    worker = Worker()
+    worker.feed_case(CASE_10, [6, *REPEATED_10])
+    assert {n: [(p.field, p.error, p.message) for p in problems]
+            for n, problems in worker.outputs.problems.items()} == {
+        n: [(key, "duplicate_key", f'duplicate key "{key}"')] for n, key in REPEATED_10.items()}
+    assert (worker.state("json-edge").purchase_count, worker.state("json-edge").refund_count) == (1, 0)
