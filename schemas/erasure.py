@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.events import EventValidationError, Identifier, duplicate_key_problem
+from schemas.events import WHOLE, EventValidationError, Identifier, duplicate_key_problem
 from schemas.timestamps import Timestamp
 
 
@@ -26,7 +26,7 @@ class ErasureRequest(BaseModel):
     customer_id: Identifier = Field(description="Also the Kafka message key.")
     request_id: Identifier = Field(description="The requester's reference, echoed in logs and details.")
     requested_at: Timestamp
-    cutoff: dict[str, Annotated[list[NonNegativeInt], Field(max_length=10_000)]] | None = Field(
+    cutoff: dict[str, Annotated[list[Annotated[int, Field(ge=0), WHOLE]], Field(max_length=10_000)]] | None = Field(
         None, max_length=64,
         description="When the request was accepted: each input topic's end offsets, one per partition (and "
                     "the repartition topic's, to read forwarded events again). Every event of the customer "

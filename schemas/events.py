@@ -22,15 +22,17 @@ amount: Input should be a valid number
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -39,10 +41,38 @@ from schemas.timestamps import Timestamp
 
 CONTRACT_VERSION = "1.0"
 
+def _exported_pattern(pattern: str, **schema: Any) -> WithJsonSchema:
+    """The JSON Schema of a string with ``pattern``, ending in ``$(?!\\n)`` instead of ``$``.
+
+    The runtime (pydantic's Rust regex) reads ``$`` as the end of the text, as ECMA-262 does; Python's
+    ``re`` (``jsonschema`` checks patterns with ``re.search``) also lets it match before a final
+    newline, so ``"c1\\n"`` would pass the published schema there: the lookahead forbids it and
+    means nothing to ECMA-262 validators.
+    """
+    assert pattern.endswith("$")
+    return WithJsonSchema({"type": "string", **schema, "pattern": pattern + "(?!\\n)"})
+
+
+_IDENTIFIER = r"^[\x21-\x7E]+$"
 #: Identifiers: printable, no whitespace or control characters, bounded (they become Kafka keys).
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7E]+$")]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_IDENTIFIER),
+                       _exported_pattern(_IDENTIFIER, minLength=1, maxLength=128)]
 #: ISO 4217 alphabetic code (upper case).
-CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), _exported_pattern(r"^[A-Z]{3}$")]
+
+
+def _whole(value: Any) -> Any:
+    """A number with a zero fraction (``2.0``) is an integer: JSON has one number type, and JSON
+    Schema's ``"type": "integer"`` is about the value, not how it is written (draft 2020-12,
+    validation 6.1.1). Other values go on to the strict int check (``1.5``, ``true``, ``"2"`` fail)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer field of a JSON contract (see :func:`_whole`); bounds go before it:
+#: ``Annotated[int, Field(ge=0), WHOLE]`` (after it pydantic cannot export them).
+WHOLE = BeforeValidator(_whole)
 
 MAX_AMOUNT = 1e9
 
@@ -97,9 +127,28 @@ SCORE_RANGES: dict[FeedbackKind, tuple[int, int]] = {
 }
 
 
+def _event_schema(schema: dict[str, Any], cls: type) -> None:
+    """What the published schema must add to pydantic's so that it accepts what the runtime does:
+    ``type`` is required on every topic (the worker validates every message as the union, keyed by
+    ``type``); a feedback's ``score`` depends on its ``kind`` (:data:`SCORE_RANGES`)."""
+    schema["required"] = ["type", *schema.get("required", [])]
+    if cls.__name__ == "FeedbackEvent":
+        rules: list[dict[str, Any]] = [
+            {"if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+             "then": {"properties": {"score": {"type": "integer", "minimum": lo, "maximum": hi}},
+                      "required": ["score"]}}
+            for kind, (lo, hi) in SCORE_RANGES.items()
+        ]
+        unscored = [kind.value for kind in FeedbackKind if kind not in SCORE_RANGES]
+        rules.append({"if": {"properties": {"kind": {"enum": unscored}}, "required": ["kind"]},
+                      "then": {"properties": {"score": {"type": "null"}}}})
+        schema["allOf"] = rules
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(
-        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False,
+        json_schema_extra=_event_schema,
     )
 
     event_id: Identifier = Field(description="Unique per customer and event type. A repeated event_id is "
@@ -123,7 +172,7 @@ class PurchaseEvent(_Event):
     type: Literal["purchase"] = "purchase"
     amount: float = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Order value; negative = refund.")
     currency: CurrencyCode = Field("USD", description="ISO 4217 code.")
-    quantity: int | None = Field(None, ge=1, le=1_000_000)
+    quantity: Annotated[int, Field(ge=1, le=1_000_000), WHOLE] | None = None
     channel: Channel | None = None
     order_id: Identifier | None = None
 
@@ -142,7 +191,7 @@ class EngagementEvent(_Event):
 class FeedbackEvent(_Event):
     type: Literal["feedback"] = "feedback"
     kind: FeedbackKind
-    score: int | None = Field(None, description="nps 0-10, csat 1-5, review 1-5; absent for other kinds.")
+    score: Annotated[int, WHOLE] | None = Field(None, description="nps 0-10, csat 1-5, review 1-5; absent for other kinds.")
     text: str | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
