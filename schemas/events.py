@@ -73,6 +73,20 @@ def _whole(value: Any) -> Any:
 #: An integer field of a JSON contract (see :func:`_whole`); bounds go before it:
 #: ``Annotated[int, Field(ge=0), WHOLE]`` (after it pydantic cannot export them).
 WHOLE = BeforeValidator(_whole)
+#: An unbounded integer field of a contract.
+Whole = Annotated[int, WHOLE]
+
+
+def parse_output(model: type[BaseModel], raw: bytes | str) -> BaseModel:
+    """Read back an output contract (a segment change, a dead letter) as its consumers must: strictly,
+    so that it accepts what the published schema accepts (no ``"3"`` for 3, no epoch for a time)."""
+    reject_repeated = duplicate_key_problem(raw)
+    if reject_repeated is not None:
+        raise EventValidationError([reject_repeated])
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
 
 MAX_AMOUNT = 1e9
 

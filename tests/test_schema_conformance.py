@@ -30,9 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from schemas.dead_letter import DeadLetter
 from schemas.erasure import parse_erasure
-from schemas.events import EventValidationError, parse_event
+from schemas.events import EventValidationError, parse_event, parse_output
+from schemas.segment_change import SegmentChange
 
+OUTPUTS = {"segment_change": SegmentChange, "dead_letter": DeadLetter}
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas/json"
 SUPPORTED = {"$schema", "$id", "$defs", "$ref", "title", "description", "default", "type", "properties",
              "required", "additionalProperties", "enum", "const", "anyOf", "oneOf", "allOf", "if", "then",
@@ -53,6 +56,8 @@ def runtime(name: str) -> Callable[[str], None]:
         return lambda raw: parse_event(raw)  # the replay's check (one file, every type)
     if name == "erasure":
         return lambda raw: parse_erasure(raw)
+    if name in OUTPUTS:
+        return lambda raw: parse_output(OUTPUTS[name], raw)  # how segstream tail reads them
     raise ValueError(name)
 
 
@@ -209,7 +214,7 @@ def mutated(schema: dict) -> st.SearchStrategy[Any]:
 
 # ---- the tests -----------------------------------------------------------------------------------
 
-NAMES = ["purchase", "engagement", "feedback", "event", "erasure"]
+NAMES = ["purchase", "engagement", "feedback", "event", "erasure", "segment_change", "dead_letter"]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.filter_too_much])
 
@@ -254,6 +259,11 @@ P = {"type": "purchase", "event_id": "e1", "customer_id": "c1", "timestamp": "20
 F = {"type": "feedback", "event_id": "f1", "customer_id": "c1", "timestamp": "2026-05-01T10:00:00Z", "kind": "nps",
      "score": 9}
 E = {"customer_id": "c1", "request_id": "r1", "requested_at": "2026-01-01T00:00:00Z"}
+C = {"change_id": "x", "customer_id": "c1", "kind": "rule", "previous_segment": None,
+     "segment": {"id": "s", "label": "s"}, "changed_at": "2026-06-01T10:00:00Z", "model_version": None,
+     "definition_version": None, "reason": {"code": "rule_entered"},
+     "value": {"purchase_count": 3, "total_spend": 30, "frequency": 2, "recency_days": 4.5, "monetary_value": 10.0,
+               "p_alive": None, "clv": None, "nps": None}}
 DROP = object()
 
 
@@ -281,6 +291,10 @@ FOUND: list[tuple[str, dict, set[str] | None, str]] = [
     ("purchase", doc(P, timestamp="2026-06-01T10:00:00+0530"), {"timestamp"}, "case 07"),
     ("purchase", doc(P, timestamp=1781085600), {"timestamp"}, "case 07"),
     ("erasure", doc(E, requested_at="2026-01-01 00:00:00Z"), {"requested_at"}, "case 07, erasures"),
+    ("segment_change", doc(C, model_version="3"), {"model_version"}, "read back laxly, \"3\" was 3"),
+    ("segment_change", doc(C, kind=None), {"kind"}, "a guard: null is no kind"),
+    ("segment_change", doc(C, model_version=3.0), None, "3.0 is an integer (outputs too)"),
+    ("segment_change", doc(C, changed_at=1781085600), {"changed_at"}, "read back laxly, an epoch was a time"),
 ]
 
 
