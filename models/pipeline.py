@@ -131,7 +131,7 @@ class Pipeline:
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
         snap = self.snapshot
         assert snap is not None and self.rules is not None
-        profile = build_profile(state, now, self.values.valuation, self.config.value)
+        profile = build_profile(state, now, self.values.valuation, self.config.value, exact=True)  # decide unrounded
         evaluation = self.rules.evaluate(profile, snap.rule_thresholds)
         changes = diff_memberships(frozenset(state.rules), evaluation)
         if not changes:

@@ -245,3 +245,25 @@ def test_case_10_worker_dead_letters_them() -> None:
             for n, problems in worker.outputs.problems.items()} == {
         n: [(key, "duplicate_key", f'duplicate key "{key}"')] for n, key in REPEATED_10.items()}
     assert (worker.state("json-edge").purchase_count, worker.state("json-edge").refund_count) == (1, 0)
+
+
+# ---- the same kind as 10b elsewhere: rules decide on exact values, not on rounded ones ------------
+
+def test_a_rule_decides_on_the_exact_value_not_the_rounded_one_shown() -> None:
+    """days_since_last_purchase is shown to 3 decimals: 60 days and 20 s shows as 60.0. A rule
+    'more than 60 days' holds then (the pipeline evaluates rules on the exact profile)."""
+    from models.profile import build_profile
+    from models.rules import RuleSet
+    from models.valuation import pinned_valuation
+    from schemas.events import PurchaseEvent
+
+    cfg = EngineConfig().value
+    state, bought = CustomerState("c"), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    state.apply(PurchaseEvent(event_id="e", customer_id="c", timestamp=bought, amount=10.0), cfg)
+    as_of = (bought + timedelta(days=60, seconds=20)).timestamp()
+    rules = RuleSet.from_toml('[[segment]]\nid = "lapsed"\nlabel = "Lapsed"\n'
+                              'all = [{field = "days_since_last_purchase", op = ">", value = 60}]')
+    shown = build_profile(state, as_of, pinned_valuation(cfg), cfg)
+    exact = build_profile(state, as_of, pinned_valuation(cfg), cfg, exact=True)
+    assert shown["days_since_last_purchase"] == 60.0 and exact["days_since_last_purchase"] > 60
+    assert rules.evaluate(exact).memberships == {"lapsed"}
