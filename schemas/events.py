@@ -41,6 +41,7 @@ from schemas.timestamps import Timestamp
 
 CONTRACT_VERSION = "1.0"
 
+
 def _exported_pattern(pattern: str, **schema: Any) -> WithJsonSchema:
     """The JSON Schema of a string with ``pattern``, ending in ``$(?!\\n)`` instead of ``$``.
 
@@ -280,6 +281,12 @@ class EventValidationError(ValueError):
 AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
 
 #: Every field name of the input contracts, plus "key" (the message key) and "type".
+#: Per topic: the union of that one type, so that ``type`` is required and checked first.
+_TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
+    name: TypeAdapter(Annotated[Union[cls], Field(discriminator="type")])  # type: ignore[valid-type]
+    for name, cls in EVENT_TYPES.items()
+}
+
 CONTRACT_FIELDS = frozenset({"key", "type"}.union(*(cls.model_fields for cls in EVENT_TYPES.values())))
 
 
@@ -306,10 +313,15 @@ def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     ...
     schemas.events.EventValidationError: amount: duplicate key "amount"
     """
+    # On a topic, the message is validated as that topic's type only: an event of another type is
+    # one error on "type" (what the topic's published schema says), not the other type's errors.
+    adapter = _EVENT_ADAPTER if expected_type is None else _TOPIC_ADAPTERS[expected_type]
     try:
-        event = _EVENT_ADAPTER.validate_json(raw)
+        event = adapter.validate_json(raw)
     except ValidationError as exc:
         error = EventValidationError.from_pydantic(exc)
+        if expected_type is not None:
+            error = _on_topic(error, expected_type)
         repeated = duplicate_key_problem(raw)  # rare: only for messages rejected anyway
         raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
     # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars.
@@ -317,12 +329,19 @@ def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
         repeated = duplicate_key_problem(raw)
         if repeated is not None:
             raise EventValidationError([repeated])
-    if expected_type is not None and event.type != expected_type:
-        raise EventValidationError(
-            [FieldProblem(field="type", error="wrong_topic",
-                          message=f"'{event.type}' event on the {expected_type} topic")]
-        )
     return event
+
+
+def _on_topic(error: EventValidationError, expected_type: str) -> EventValidationError:
+    """Say "wrong topic" for an event whose known type is not the topic's."""
+    problems = []
+    for p in error.problems:
+        if p.error == "union_tag_invalid":
+            tag = p.message.split("'")[1] if "'" in p.message else "?"
+            if tag in EVENT_TYPES:
+                p = FieldProblem(field="type", error="wrong_topic", message=f"'{tag}' event on the {expected_type} topic")
+        problems.append(p)
+    return EventValidationError(problems)
 
 
 def event_json_schema() -> dict:
