@@ -321,7 +321,7 @@ def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     except ValidationError as exc:
         error = EventValidationError.from_pydantic(exc)
         if expected_type is not None:
-            error = _on_topic(error, expected_type)
+            error = _on_topic(error, expected_type, raw)
         repeated = duplicate_key_problem(raw)  # rare: only for messages rejected anyway
         raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
     # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars.
@@ -332,8 +332,10 @@ def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     return event
 
 
-def _on_topic(error: EventValidationError, expected_type: str) -> EventValidationError:
-    """Say "wrong topic" for an event whose known type is not the topic's."""
+def _on_topic(error: EventValidationError, expected_type: str, raw: bytes | str) -> EventValidationError:
+    """Say "wrong topic" for an event whose known type is not the topic's; and when ``type`` is
+    missing or wrong, name the other fields the topic's type finds wrong too (as its published
+    schema does: the discriminator alone stops at ``type``). Only for rejected messages."""
     problems = []
     for p in error.problems:
         if p.error == "union_tag_invalid":
@@ -341,6 +343,11 @@ def _on_topic(error: EventValidationError, expected_type: str) -> EventValidatio
             if tag in EVENT_TYPES:
                 p = FieldProblem(field="type", error="wrong_topic", message=f"'{tag}' event on the {expected_type} topic")
         problems.append(p)
+    if any(p.error.startswith("union_tag") or p.error == "wrong_topic" for p in problems):
+        try:
+            EVENT_TYPES[expected_type].model_validate_json(raw)
+        except ValidationError as exc:
+            problems += [p for p in EventValidationError.from_pydantic(exc).problems if p.field.split(".")[0] != "type"]
     return EventValidationError(problems)
 
 

@@ -274,6 +274,10 @@ def doc(base: dict, **changes: Any) -> dict:
 FOUND: list[tuple[str, dict, set[str] | None, str]] = [
     ("purchase", doc(P, type=DROP), {"type"}, "type was optional in the schema; every topic requires it"),
     ("event", doc(P, type=DROP), {""}, "a oneOf branch matched a document without type"),
+    ("engagement", doc(P), {"type", "amount", "action"}, "a purchase on the engagements topic: was judged as a "
+                                                         "purchase (blaming action), now as the topic's type"),
+    ("purchase", {}, {"type", "event_id", "customer_id", "timestamp", "amount"}, "without type the runtime named "
+                                                                                 "only type"),
     ("purchase", doc(P, quantity=2.0), None, "2.0 is a JSON Schema integer; the strict int refused it"),
     ("feedback", doc(F, score=9.0), None, "same, for score"),
     ("erasure", doc(E, cutoff={"t": [3.0]}), None, "same, for an offset"),
