@@ -141,7 +141,7 @@ class Pipeline:
         Members are held to the relaxed percentiles (``rule_band``)."""
         snap = self.snapshot
         assert self.rules is not None
-        profile = build_profile(state, now, self.values.valuation, self.config.value)
+        profile = build_profile(state, now, self.values.valuation, self.config.value, exact=True)  # decide unrounded
         members = frozenset(state.rules)
         evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
                                          self.config.segmentation.rule_band)

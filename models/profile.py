@@ -24,16 +24,19 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def build_profile(state: CustomerState, as_of: float, valuation: Valuation, config: ValueConfig) -> dict[str, Any]:
+def build_profile(state: CustomerState, as_of: float, valuation: Valuation, config: ValueConfig, *,
+                  exact: bool = False) -> dict[str, Any]:
     """The public profile document (what ``replay`` writes and the web API answers).
 
     ``as_of`` is epoch seconds. BTYD quantities are in days on UTC calendar days, as
-    ``lifetimes.utils.summary_data_from_transaction_data(freq='D')`` defines them.
+    ``lifetimes.utils.summary_data_from_transaction_data(freq='D')`` defines them. Figures are
+    rounded for display; ``exact=True`` leaves them unrounded, for decisions: a rule
+    ``days_since_last_purchase > 60`` must not hold or fail on a value rounded to 60.0, nor
+    ``clv >= 100`` on 99.996 shown as 100.0 (models.pipeline evaluates rules on the exact profile).
     """
+    def _round(value: float | None, digits: int = 4) -> float | None:
+        return value if exact or value is None else round(value, digits)
+
     eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
     fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
     bought = bool(state.purchase_days)
@@ -50,7 +53,7 @@ def build_profile(state: CustomerState, as_of: float, valuation: Valuation, conf
         "frequency": x,
         "recency": t_x,
         "T": T,
-        "monetary_value": round(m, 6),
+        "monetary_value": _round(m, 6),
         # lifetime value
         "p_alive": _round(valuation.prob_alive(x, t_x, T), 6) if bought else None,
         "expected_purchases": _round(valuation.expected_purchases(x, t_x, T)) if bought else None,
@@ -60,19 +63,19 @@ def build_profile(state: CustomerState, as_of: float, valuation: Valuation, conf
         "clv_horizon_days": valuation.horizon_days,
         # purchases
         "purchase_count": state.purchase_count,
-        "total_spend": round(state.total_spend, 6),
-        "gross_spend": round(state.gross_spend, 6),
+        "total_spend": _round(state.total_spend, 6),
+        "gross_spend": _round(state.gross_spend, 6),
         "refund_count": state.refund_count,
-        "refund_total": round(state.refund_total, 6),
-        "average_order_value": round(state.average_order_value, 6),
+        "refund_total": _round(state.refund_total, 6),
+        "average_order_value": _round(state.average_order_value, 6),
         "first_purchase_at": _iso(state.first_purchase_ts),
         "last_purchase_at": _iso(state.last_purchase_ts),
         "days_since_last_purchase": _round((as_of - state.last_purchase_ts) / SECONDS_PER_DAY, 3)
         if state.last_purchase_ts is not None else None,
         # engagement
-        "engagement": round(sum(by_action.values()), 4),
-        "engagement_by_action": {k: round(v, 4) for k, v in by_action.items()},
-        "engagement_by_channel": {k: round(d.value_at(as_of, eng_hl), 4) for k, d in sorted(state.channels.items())},
+        "engagement": _round(sum(by_action.values()), 4),
+        "engagement_by_action": {k: _round(v, 4) for k, v in by_action.items()},
+        "engagement_by_channel": {k: _round(d.value_at(as_of, eng_hl), 4) for k, d in sorted(state.channels.items())},
         "influence_count": state.influence_count,
         "last_active_at": _iso(state.last_event_ts),
         # feedback and cost to serve
@@ -83,7 +86,7 @@ def build_profile(state: CustomerState, as_of: float, valuation: Valuation, conf
         "review_avg": _round(state.review_sum / state.review_count, 3) if state.review_count else None,
         "support_tickets": state.ticket_count,
         "complaints": state.complaint_count,
-        "cost_to_serve": round(state.service_load.value_at(as_of, fb_hl), 4),
+        "cost_to_serve": _round(state.service_load.value_at(as_of, fb_hl), 4),
         # filled by segmentation
         "segment": None,
         "rule_segments": [],

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +97,34 @@ def utc_day(epoch_s: float) -> int:
 
 
 def to_micros(amount: float) -> int:
+    """Money in integer micro-units (half-even rounding). Unbounded like any Python int; the
+    stored form holds any size (:func:`_pack_big`). Raises ``OverflowError`` for a non-finite
+    amount.
+
+    Rounding may make a tiny amount 0: whether it is a purchase or a refund is decided on the
+    amount as sent, never on this (:meth:`CustomerState._apply_purchase`).
+
+    >>> to_micros(12.5), to_micros(-0.0000004), to_micros(2e13)
+    (12500000, 0, 20000000000000000000)
+    """
     return round(amount * MICROS)
+
+
+def purchase_micros(event: PurchaseEvent, config: ValueConfig) -> int:
+    """The purchase's value in micro-units of the base currency, or :class:`EngineRejection`
+    naming the field when it cannot be valued (no rate for its currency; a value past any float).
+
+    >>> cfg = ValueConfig(base_currency="VND", currency_rates={"USD": 25000})
+    >>> e = PurchaseEvent(event_id="w", customer_id="c", timestamp="2026-05-02T10:00:00Z",
+    ...                   amount=800000000.0, currency="USD")
+    >>> purchase_micros(e, cfg)  # beyond int64 and uint64: held all the same
+    20000000000000000000
+    """
+    value = event.amount * _rate(event.currency, config)
+    if not math.isfinite(value):
+        raise EngineRejection("amount", f"{event.amount!r} {event.currency} is beyond any value in "
+                              f"{config.base_currency} at the configured rate")
+    return to_micros(value)
 
 
 @dataclass(slots=True)
@@ -222,6 +250,8 @@ class CustomerState:
         """
         if position is not None and self.redelivered(position):
             return False
+        # Valued before anything is touched: a purchase the engine cannot value leaves no trace.
+        micros = purchase_micros(event, config) if isinstance(event, PurchaseEvent) else 0
         fp = fingerprint(event.event_id)
         erased = self.erased_ids.get(event.type)
         if erased is not None and fp in erased and not self._replayed(position):
@@ -235,7 +265,7 @@ class CustomerState:
             return False
         ts = event.timestamp.timestamp()
         if isinstance(event, PurchaseEvent):
-            self._apply_purchase(event, ts, config)
+            self._apply_purchase(event, micros, ts)
         elif isinstance(event, EngagementEvent):
             self._apply_engagement(event, ts, config)
         elif isinstance(event, FeedbackEvent):
@@ -276,9 +306,10 @@ class CustomerState:
         if upto is not None and position[2] >= upto:
             del self.replay_to[source]  # read again to where the erasure took it
 
-    def _apply_purchase(self, event: PurchaseEvent, ts: float, config: ValueConfig) -> None:
-        micros = to_micros(event.amount * _rate(event.currency, config))
-        if micros < 0:
+    def _apply_purchase(self, event: PurchaseEvent, micros: int, ts: float) -> None:
+        # Refund or purchase on the sign of the amount as sent: -0.0000004 rounds to 0 micro-units
+        # yet is a refund (no purchase, no purchase day); +0.0000004 is a purchase of 0.
+        if event.is_refund:
             self.refund_count += 1
             self.refund_micros -= micros
             return
@@ -419,7 +450,7 @@ class CustomerState:
             [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()], self.erasures,
             {etype: ids.to_wire() for etype, ids in self.erased_ids.items()},
             [[tag, partition, offset] for (tag, partition), offset in self.replay_to.items()],
-        ])
+        ], default=_pack_big)
 
     @classmethod
     def from_bytes(cls, raw: bytes, partition: int | None = None) -> "CustomerState":
@@ -431,7 +462,7 @@ class CustomerState:
         if raw[:1] == b"{":
             return cls._from_json(raw, partition)
         (version, customer_id, scalars, deltas, rules, actions, channels, decayed, seen, positions,
-         outbox, *erasure) = msgpack.unpackb(raw)
+         outbox, *erasure) = msgpack.unpackb(raw, ext_hook=_unpack_ext)
         if version not in (2, STATE_FORMAT):
             raise ValueError(f"unknown customer state format {version!r}")
         state = cls(customer_id)
@@ -496,6 +527,30 @@ _SCALARS = (
     "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
+
+
+#: msgpack extension code of an integer past msgpack's own (int64 and uint64): money totals in
+#: micro-units pass 2**64 after about 18,447 purchases of 1e9 (and one purchase in a currency whose
+#: rate is large). Written only for such values, so states without them read as before.
+_BIG_INT = 1
+
+
+def _pack_big(obj: Any) -> msgpack.ExtType:
+    """msgpack's ``default`` for what it cannot pack: integers of any size, as two's-complement
+    big-endian bytes (9 bytes for a value just past 2**64).
+
+    >>> _unpack_ext(*_pack_big(-2**70)) == -2**70
+    True
+    """
+    if isinstance(obj, int):
+        return msgpack.ExtType(_BIG_INT, obj.to_bytes(obj.bit_length() // 8 + 1, "big", signed=True))
+    raise TypeError(f"cannot serialise {type(obj).__name__} in a customer state")
+
+
+def _unpack_ext(code: int, data: bytes) -> Any:
+    if code == _BIG_INT:
+        return int.from_bytes(data, "big", signed=True)
+    raise ValueError(f"unknown msgpack extension {code} in a customer state")
 
 
 def _union(*ids: dict[str, RecentIds]) -> dict[str, RecentIds]:

@@ -9,20 +9,21 @@ import base64
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import FieldProblem
+from schemas.events import FieldProblem, Whole
+from schemas.timestamps import Timestamp
 
 
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str
-    partition: int | None = None
-    offset: int | None = None
+    partition: Whole | None = None
+    offset: Whole | None = None
     key: str | None = Field(None, description="The message key, decoded as UTF-8 with replacement "
                             "(cut at 1 KiB: real keys are customer ids of at most 128 characters).")
-    key_size: int | None = Field(None, description="Bytes of the original key.")
+    key_size: Whole | None = Field(None, description="Bytes of the original key.")
 
     MAX_KEY: ClassVar[int] = 1024
 
@@ -38,11 +39,11 @@ class DeadLetter(BaseModel):
 
     payload: str = Field(description="The raw message: text if it was valid UTF-8, else base64.")
     payload_encoding: str = Field(description="'utf-8' or 'base64'.")
-    payload_size: int = Field(description="Bytes of the original message (payload may be truncated).")
+    payload_size: Whole = Field(description="Bytes of the original message (payload may be truncated).")
     source: Source
     error: str = Field(description="One line saying why, naming the offending fields.")
     problems: list[FieldProblem]
-    dead_lettered_at: AwareDatetime
+    dead_lettered_at: Timestamp
 
     #: Larger payloads are cut, so one hostile message cannot blow the dead-letter topic's limits.
     MAX_PAYLOAD: ClassVar[int] = 64 * 1024

@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.events import EventValidationError, Identifier
+from schemas.events import WHOLE, EventValidationError, Identifier, duplicate_key_problem
+from schemas.timestamps import Timestamp
 
 
 class ErasureRequest(BaseModel):
@@ -24,8 +25,8 @@ class ErasureRequest(BaseModel):
 
     customer_id: Identifier = Field(description="Also the Kafka message key.")
     request_id: Identifier = Field(description="The requester's reference, echoed in logs and details.")
-    requested_at: AwareDatetime
-    cutoff: dict[str, Annotated[list[NonNegativeInt], Field(max_length=10_000)]] | None = Field(
+    requested_at: Timestamp
+    cutoff: dict[str, Annotated[list[Annotated[int, Field(ge=0), WHOLE]], Field(max_length=10_000)]] | None = Field(
         None, max_length=64,
         description="When the request was accepted: each input topic's end offsets, one per partition (and "
                     "the repartition topic's, to read forwarded events again). Every event of the customer "
@@ -38,10 +39,16 @@ class ErasureRequest(BaseModel):
 
 
 def parse_erasure(raw: bytes | str) -> ErasureRequest:
+    # Erasures are rare: the full duplicate-key check every time (the cutoff nests objects).
+    repeated = duplicate_key_problem(raw)
     try:
-        return ErasureRequest.model_validate_json(raw)
+        request = ErasureRequest.model_validate_json(raw)
     except ValidationError as exc:
-        raise EventValidationError.from_pydantic(exc) from None
+        error = EventValidationError.from_pydantic(exc)
+        raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
+    if repeated is not None:
+        raise EventValidationError([repeated])
+    return request
 
 
 def erasure_now(customer_id: str, request_id: str, cutoff: dict[str, list[int]] | None = None) -> ErasureRequest:

@@ -21,31 +21,74 @@ amount: Input should be a valid number
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    field_validator,
+    WithJsonSchema,
     model_validator,
 )
 
+from schemas.json_keys import duplicate_key, keys_may_repeat
+from schemas.timestamps import Timestamp
+
 CONTRACT_VERSION = "1.0"
 
-#: Identifiers: printable, no whitespace or control characters, bounded (they become Kafka keys).
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7E]+$")]
-#: ISO 4217 alphabetic code (upper case).
-CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
-EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+def _exported_pattern(pattern: str, **schema: Any) -> WithJsonSchema:
+    """The JSON Schema of a string with ``pattern``, ending in ``$(?!\\n)`` instead of ``$``.
+
+    The runtime (pydantic's Rust regex) reads ``$`` as the end of the text, as ECMA-262 does; Python's
+    ``re`` (``jsonschema`` checks patterns with ``re.search``) also lets it match before a final
+    newline, so ``"c1\\n"`` would pass the published schema there: the lookahead forbids it and
+    means nothing to ECMA-262 validators.
+    """
+    assert pattern.endswith("$")
+    return WithJsonSchema({"type": "string", **schema, "pattern": pattern + "(?!\\n)"})
+
+
+_IDENTIFIER = r"^[\x21-\x7E]+$"
+#: Identifiers: printable, no whitespace or control characters, bounded (they become Kafka keys).
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_IDENTIFIER),
+                       _exported_pattern(_IDENTIFIER, minLength=1, maxLength=128)]
+#: ISO 4217 alphabetic code (upper case).
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), _exported_pattern(r"^[A-Z]{3}$")]
+
+
+def _whole(value: Any) -> Any:
+    """A number with a zero fraction (``2.0``) is an integer: JSON has one number type, and JSON
+    Schema's ``"type": "integer"`` is about the value, not how it is written (draft 2020-12,
+    validation 6.1.1). Other values go on to the strict int check (``1.5``, ``true``, ``"2"`` fail)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer field of a JSON contract (see :func:`_whole`); bounds go before it:
+#: ``Annotated[int, Field(ge=0), WHOLE]`` (after it pydantic cannot export them).
+WHOLE = BeforeValidator(_whole)
+#: An unbounded integer field of a contract.
+Whole = Annotated[int, WHOLE]
+
+
+def parse_output(model: type[BaseModel], raw: bytes | str) -> BaseModel:
+    """Read back an output contract (a segment change, a dead letter) as its consumers must: strictly,
+    so that it accepts what the published schema accepts (no ``"3"`` for 3, no epoch for a time)."""
+    reject_repeated = duplicate_key_problem(raw)
+    if reject_repeated is not None:
+        raise EventValidationError([reject_repeated])
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
+
 MAX_AMOUNT = 1e9
 
 
@@ -99,9 +142,28 @@ SCORE_RANGES: dict[FeedbackKind, tuple[int, int]] = {
 }
 
 
+def _event_schema(schema: dict[str, Any], cls: type) -> None:
+    """What the published schema must add to pydantic's so that it accepts what the runtime does:
+    ``type`` is required on every topic (the worker validates every message as the union, keyed by
+    ``type``); a feedback's ``score`` depends on its ``kind`` (:data:`SCORE_RANGES`)."""
+    schema["required"] = ["type", *schema.get("required", [])]
+    if cls.__name__ == "FeedbackEvent":
+        rules: list[dict[str, Any]] = [
+            {"if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+             "then": {"properties": {"score": {"type": "integer", "minimum": lo, "maximum": hi}},
+                      "required": ["score"]}}
+            for kind, (lo, hi) in SCORE_RANGES.items()
+        ]
+        unscored = [kind.value for kind in FeedbackKind if kind not in SCORE_RANGES]
+        rules.append({"if": {"properties": {"kind": {"enum": unscored}}, "required": ["kind"]},
+                      "then": {"properties": {"score": {"type": "null"}}}})
+        schema["allOf"] = rules
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(
-        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=False,
+        json_schema_extra=_event_schema,
     )
 
     event_id: Identifier = Field(description="Unique per customer and event type. A repeated event_id is "
@@ -109,17 +171,10 @@ class _Event(BaseModel):
                                  "event time) before, or is among the customer's last 16 events of its type "
                                  "(docs/contracts.md); a message Kafka redelivers is recognised however old.")
     customer_id: Identifier = Field(description="Also the Kafka message key.")
-    timestamp: AwareDatetime = Field(
-        description="ISO-8601 with a UTC offset (e.g. 2026-01-02T03:04:05+02:00); normalised to UTC."
+    timestamp: Timestamp = Field(
+        description="RFC 3339 date-time with a UTC offset (e.g. 2026-01-02T03:04:05+02:00), year 1990-2099 "
+                    "as written, no leap second; normalised to UTC (schemas/timestamps.py, docs/contracts.md)."
     )
-
-    @field_validator("timestamp")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        value = value.astimezone(timezone.utc)
-        if not EARLIEST <= value < LATEST:
-            raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
-        return value
 
 
 class PurchaseEvent(_Event):
@@ -132,7 +187,7 @@ class PurchaseEvent(_Event):
     type: Literal["purchase"] = "purchase"
     amount: float = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Order value; negative = refund.")
     currency: CurrencyCode = Field("USD", description="ISO 4217 code.")
-    quantity: int | None = Field(None, ge=1, le=1_000_000)
+    quantity: Annotated[int, Field(ge=1, le=1_000_000), WHOLE] | None = None
     channel: Channel | None = None
     order_id: Identifier | None = None
 
@@ -151,7 +206,7 @@ class EngagementEvent(_Event):
 class FeedbackEvent(_Event):
     type: Literal["feedback"] = "feedback"
     kind: FeedbackKind
-    score: int | None = Field(None, description="nps 0-10, csat 1-5, review 1-5; absent for other kinds.")
+    score: Annotated[int, WHOLE] | None = Field(None, description="nps 0-10, csat 1-5, review 1-5; absent for other kinds.")
     text: str | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
@@ -226,25 +281,74 @@ class EventValidationError(ValueError):
 AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
 
 #: Every field name of the input contracts, plus "key" (the message key) and "type".
+#: Per topic: the union of that one type, so that ``type`` is required and checked first.
+_TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
+    name: TypeAdapter(Annotated[Union[cls], Field(discriminator="type")])  # type: ignore[valid-type]
+    for name, cls in EVENT_TYPES.items()
+}
+
 CONTRACT_FIELDS = frozenset({"key", "type"}.union(*(cls.model_fields for cls in EVENT_TYPES.values())))
+
+
+def duplicate_key_problem(raw: bytes | str) -> FieldProblem | None:
+    """The problem of a message whose JSON repeats a key within an object (a parser keeps the last
+    value: ``{"amount":10.0,"amount":-10.0}`` would be a refund), or None (:mod:`schemas.json_keys`)."""
+    found = duplicate_key(raw)
+    if found is None:
+        return None
+    path, key = found
+    return FieldProblem(field=path, error="duplicate_key", message=f'duplicate key "{key}"')
 
 
 def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
     """Validate one JSON message against the contract.
 
     ``expected_type`` checks that the message's ``type`` matches the topic it came from.
-    Raises :class:`EventValidationError` naming every offending field.
+    Raises :class:`EventValidationError` naming every offending field; a key written twice is
+    one too, named first, even when the message is otherwise valid:
+
+    >>> parse_event(b'{"type":"purchase","event_id":"e1","customer_id":"c1",'
+    ...             b'"timestamp":"2026-05-02T10:00:00Z","amount":10.0,"amount":-10.0}')
+    Traceback (most recent call last):
+    ...
+    schemas.events.EventValidationError: amount: duplicate key "amount"
     """
+    # On a topic, the message is validated as that topic's type only: an event of another type is
+    # one error on "type" (what the topic's published schema says), not the other type's errors.
+    adapter = _EVENT_ADAPTER if expected_type is None else _TOPIC_ADAPTERS[expected_type]
     try:
-        event = _EVENT_ADAPTER.validate_json(raw)
+        event = adapter.validate_json(raw)
     except ValidationError as exc:
-        raise EventValidationError.from_pydantic(exc) from None
-    if expected_type is not None and event.type != expected_type:
-        raise EventValidationError(
-            [FieldProblem(field="type", error="wrong_topic",
-                          message=f"'{event.type}' event on the {expected_type} topic")]
-        )
+        error = EventValidationError.from_pydantic(exc)
+        if expected_type is not None:
+            error = _on_topic(error, expected_type, raw)
+        repeated = duplicate_key_problem(raw)  # rare: only for messages rejected anyway
+        raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
+    # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars.
+    if keys_may_repeat(raw, len(event.model_fields_set)):
+        repeated = duplicate_key_problem(raw)
+        if repeated is not None:
+            raise EventValidationError([repeated])
     return event
+
+
+def _on_topic(error: EventValidationError, expected_type: str, raw: bytes | str) -> EventValidationError:
+    """Say "wrong topic" for an event whose known type is not the topic's; and when ``type`` is
+    missing or wrong, name the other fields the topic's type finds wrong too (as its published
+    schema does: the discriminator alone stops at ``type``). Only for rejected messages."""
+    problems = []
+    for p in error.problems:
+        if p.error == "union_tag_invalid":
+            tag = p.message.split("'")[1] if "'" in p.message else "?"
+            if tag in EVENT_TYPES:
+                p = FieldProblem(field="type", error="wrong_topic", message=f"'{tag}' event on the {expected_type} topic")
+        problems.append(p)
+    if any(p.error.startswith("union_tag") or p.error == "wrong_topic" for p in problems):
+        try:
+            EVENT_TYPES[expected_type].model_validate_json(raw)
+        except ValidationError as exc:
+            problems += [p for p in EventValidationError.from_pydantic(exc).problems if p.field.split(".")[0] != "type"]
+    return EventValidationError(problems)
 
 
 def event_json_schema() -> dict:

@@ -11,7 +11,10 @@ import uuid
 from enum import Enum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Whole
+from schemas.timestamps import Timestamp
 
 _CHANGE_NS = uuid.UUID("6f1c1a52-8f0b-4c55-9d1e-2b7e4a0d9c11")
 
@@ -55,14 +58,14 @@ class Reason(_Output):
 class ValueSummary(_Output):
     """A compact view of the customer's value at the time of the change."""
 
-    purchase_count: int
+    purchase_count: Whole
     total_spend: float
-    frequency: int = Field(description="BTYD repeat purchase days.")
+    frequency: Whole = Field(description="BTYD repeat purchase days.")
     recency_days: float | None = Field(description="Days since the last purchase, as of changed_at.")
     monetary_value: float
     p_alive: float | None
     clv: float | None
-    nps: int | None
+    nps: Whole | None
 
 
 class SegmentChange(_Output):
@@ -71,8 +74,8 @@ class SegmentChange(_Output):
     kind: SegmentKind
     previous_segment: SegmentRef | None = Field(description="None on first assignment / rule entry.")
     segment: SegmentRef | None = Field(description="None when the customer left (rule exit, erasure).")
-    changed_at: AwareDatetime
-    model_version: int | None = Field(description="Version of the cluster model snapshot used.")
+    changed_at: Timestamp
+    model_version: Whole | None = Field(description="Version of the cluster model snapshot used.")
     definition_version: str | None = Field(description="Version (hash) of the rule definitions used.")
     reason: Reason
     value: ValueSummary | None = Field(description="Absent only for erasures.")

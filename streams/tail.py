@@ -43,7 +43,7 @@ def parse_change(raw: bytes | None) -> SegmentChange | str:
     if raw is None:
         return "empty message (tombstone)"
     try:
-        return SegmentChange.model_validate_json(raw)
+        return SegmentChange.model_validate_json(raw, strict=True)  # as its published schema reads it
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = errors[0]
