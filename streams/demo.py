@@ -61,7 +61,48 @@ async def replay_and_tail(settings: Settings, events: Path, rate: float,
         settings.bootstrap_servers, settings.topics.name("segment_changes"), on_change, on_invalid,
         from_beginning=True, client_kwargs=settings.kafka_client_kwargs()))
     report = await produce_file(settings, events, "auto", rate=rate)
-    on_produced(f"replayed {report.sent} events in {report.seconds:.1f}s; "
-                f"{len(report.skipped)} lines skipped. Segment changes keep coming as the model retrains "
-                "and sweeps run; Ctrl-C stops.")
+    on_produced(f"replayed {report.sent} events in {report.seconds:.1f}s; {len(report.skipped)} lines skipped; "
+                "waiting for the worker to catch up (every event consumed, the sample swept, the model "
+                "trained on the whole history)...")
+    settled = await asyncio.to_thread(wait_caught_up, settings, report.sent)
+    on_produced(f"caught up{settled}: from here on a segment changes only when its customer's data does "
+                "(new events, or time passing on the wall clock). Ctrl-C stops.")
     await tail
+
+
+def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> str:
+    """Until the worker consumed ``sent`` events and then neither emitted a change nor installed a
+    model for one training interval and sweep period and more: the replay's last model (trained on
+    the complete history, which the sweep offers the trainer within a sweep period) is in force.
+    Returns what it saw, for the message (or that it gave up waiting)."""
+    import time
+    import urllib.request
+
+    import orjson
+
+    w = settings.worker
+    url = f"http://{w.web_host}:{w.web_port}"
+    quiet_s = 2 * w.train_interval_s + w.sweep_period_s
+    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+
+    def metric(text: str, name: str) -> float:
+        return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            with urllib.request.urlopen(f"{url}/ready", timeout=5) as resp:
+                version = orjson.loads(resp.read()).get("model_version")
+        except OSError:
+            time.sleep(1)
+            continue
+        state = (metric(text, "segstream_events_total{"), metric(text, "segstream_segment_changes_total{"), version)
+        if state != last:
+            last, since = state, time.monotonic()
+        elif state[0] >= sent and time.monotonic() - since >= quiet_s:
+            return f" (model v{version}, {state[1]:.0f} changes)"
+        time.sleep(2)
+    return f" as far as {timeout_s:.0f} s of waiting goes"
+
