@@ -82,8 +82,7 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> s
 
     w = settings.worker
     url = f"http://{w.web_host}:{w.web_port}"
-    quiet_s = 2 * w.train_interval_s + w.sweep_period_s
-    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+    deadline, last, since, quiet_s = time.monotonic() + timeout_s, None, time.monotonic(), None
 
     def metric(text: str, name: str) -> float:
         return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
@@ -91,6 +90,10 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> s
 
     while time.monotonic() < deadline:
         try:
+            if quiet_s is None:  # the worker's own intervals (REPLAY_DEFAULTS), not this process's settings
+                with urllib.request.urlopen(f"{url}/config", timeout=5) as resp:
+                    config = orjson.loads(resp.read())
+                quiet_s = 2 * config["SEGSTREAM_WORKER__TRAIN_INTERVAL_S"] + config["SEGSTREAM_WORKER__SWEEP_PERIOD_S"]
             with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
             with urllib.request.urlopen(f"{url}/ready", timeout=5) as resp:
@@ -101,7 +104,7 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> s
         state = (metric(text, "segstream_events_total{"), metric(text, "segstream_segment_changes_total{"), version)
         if state != last:
             last, since = state, time.monotonic()
-        elif state[0] >= sent and time.monotonic() - since >= quiet_s:
+        elif state[0] >= sent and quiet_s is not None and time.monotonic() - since >= quiet_s:
             return f" (model v{version}, {state[1]:.0f} changes)"
         time.sleep(2)
     return f" as far as {timeout_s:.0f} s of waiting goes"
