@@ -41,11 +41,8 @@ def run(customers: int, trainings: int, seed: int, resample: bool, **rule_settin
     pop = generate_population(customers, seed=seed, activity=0.3)
     config = EngineConfig(segmentation=SegmentationConfig(n_segments=5, **rule_settings))
     rules = RuleSet.from_file(ROOT / "examples/segments.toml")
-    replay = Replay(config, as_of=pop.end)
-    replay.pipeline = Pipeline(config, auto_refit=False, auto_train=False, rules=rules)
-    replay.engine = replay.pipeline.values
-    for number, event in enumerate(pop.events, 1):
-        replay.feed(number, orjson.dumps(event))
+    replay = Replay(config, as_of=pop.end,
+                    pipeline=Pipeline(config, auto_refit=False, auto_train=False, rules=rules)).feed_events(pop.events)
     pipeline, states = replay.pipeline, replay.states
     pipeline.values.refit(pop.end)
     pipeline.segmenter.train(pop.end, pipeline.values.valuation, config.value)

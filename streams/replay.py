@@ -152,10 +152,12 @@ class Replay:
 
     def __init__(self, config: EngineConfig, as_of: float,
                  on_change: Callable[[SegmentChange], None] | None = None,
-                 sweep_every_s: float | None = None):
+                 sweep_every_s: float | None = None, pipeline: Pipeline | None = None):
+        """``pipeline``: the engine to replay through (default: one that trains by event count,
+        ``train_every_events``, and refits only with its trainings)."""
         self.config = config
         self.as_of = as_of
-        self.pipeline = Pipeline(config, auto_refit=False)
+        self.pipeline = pipeline if pipeline is not None else Pipeline(config, auto_refit=False)
         self.engine = self.pipeline.values
         self.states: dict[str, CustomerState] = {}
         self.clock = -math.inf  # the latest time of an applied event
@@ -163,6 +165,12 @@ class Replay:
         self.report = ReplayReport()
         self.sweep_every_s = config.replay.sweep_every_s if sweep_every_s is None else sweep_every_s
         self._next_tick = math.inf  # set by the first applied event
+
+    def feed_events(self, events: Iterable[dict]) -> "Replay":
+        """Feed contract events given as dicts (tests and benchmarks), numbered from 1."""
+        for number, event in enumerate(events, 1):
+            self.feed(number, orjson.dumps(event))
+        return self
 
     def feed(self, number: int, raw: bytes) -> None:
         event = self._parse(number, raw)

@@ -159,11 +159,8 @@ def test_many_retrainings_of_an_unchanged_population_change_no_rule_membership(r
     pop = generate_population(500, seed=21, activity=0.3)
     config = EngineConfig(segmentation=SegmentationConfig(min_customers_to_train=100, n_segments=4))
     rules = RuleSet.from_file(ROOT / "examples/segments.toml")
-    replay = Replay(config, as_of=pop.end)
-    replay.pipeline = Pipeline(config, auto_refit=False, auto_train=False, rules=rules)
-    replay.engine = replay.pipeline.values
-    for number, event in enumerate(pop.events, 1):
-        replay.feed(number, orjson.dumps(event))
+    replay = Replay(config, as_of=pop.end,
+                    pipeline=Pipeline(config, auto_refit=False, auto_train=False, rules=rules)).feed_events(pop.events)
     pipeline, states = replay.pipeline, replay.states
     pipeline.train(pop.end)
     for state in states.values():
