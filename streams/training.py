@@ -63,6 +63,7 @@ class TrainerHost:
         self._resumed_from: ModelSnapshot | None = None
         self._resumed = False
         self._last_train = -math.inf
+        self.trainings = 0
         self._training = False
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
@@ -105,6 +106,7 @@ class TrainerHost:
                 self.config.value, bases)
             if self.trainer is trainer:  # still the trainer (the role may have moved meanwhile)
                 trainer.adopt(trained, valuation)
+                self.trainings += 1
         finally:
             self._training = False
             self._last_train = time.monotonic()
@@ -122,6 +124,7 @@ class TrainerHost:
         if trainer is None:
             return None
         return {"sample_size": trainer.sample_size, "pending_updates": trainer.updates, "training": self._training,
+                "trainings": self.trainings,  # run by this worker, adopted or not (a rejected model publishes nothing)
                 "seconds_since_training": round(time.monotonic() - self._last_train, 1)
                 if self._last_train > -math.inf else None,
                 "model_version": trainer.snapshot.version if trainer.snapshot else None}

@@ -155,7 +155,8 @@ def test_malformed_messages_are_dead_lettered_with_reasons(processed: dict) -> N
         by_topic[d.source.topic.removeprefix(processed["prefix"])].extend(p.field for p in d.problems)
     assert sorted(by_topic) == ["engagements", "erasures", "purchases"]
     assert "key" in by_topic["purchases"] and "amount" in by_topic["purchases"]
-    assert by_topic["engagements"] == ["type"]
+    # Judged as an engagement (the topic's contract): the wrong type, and what an engagement lacks or forbids.
+    assert by_topic["engagements"] == ["type", "action", "amount"]
     # ...and everything after them was processed (test_profiles_equal_ground_truth).
 
 
