@@ -38,6 +38,7 @@ __all__ = ["Word", "WORDS", "backed", "choose_words", "describe_words", "render"
            "TYPICAL", "NO_PURCHASE"]
 
 TYPICAL = "typical"
+EMPTY = "no members in the training sample"  # a word about nobody would be false
 NO_PURCHASE = "no purchase yet"
 #: Purchase words need most members to have bought (their medians are over buyers only).
 MIN_BUYERS_SHARE = 0.5
@@ -144,6 +145,8 @@ def backed(word: str, figures: SegmentFigures, population: PopulationFigures) ->
     (from an older version's vocabulary) is not backed."""
     if word == NO_PURCHASE:
         return figures.buyers_share < MIN_BUYERS_SHARE
+    if word == EMPTY:
+        return figures.members == 0
     w = _BY_WORD.get(word)
     if w is None:
         return False
@@ -168,6 +171,8 @@ def choose_words(z: np.ndarray, figures: SegmentFigures, population: PopulationF
 
     ``z`` is the centroid (len(FEATURES), standard deviations from the population mean).
     """
+    if figures.members == 0:
+        return [EMPTY]
     if figures.buyers_share < MIN_BUYERS_SHARE:
         head = [NO_PURCHASE]
     else:
@@ -186,6 +191,8 @@ def describe_words(words: list[str], figures: SegmentFigures, population: Popula
     """Each word with the figure that backs it, e.g. 'new (median days since first purchase 45)'."""
     if not words:
         return "no feature on which the segment both stands out and has a figure to back a word"
+    if words == [EMPTY]:
+        return "no customer of the training sample is nearest to this segment: no figure to describe"
     parts = []
     for word in words:
         if word == NO_PURCHASE:

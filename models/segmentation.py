@@ -42,7 +42,8 @@ class Adoption:
 
     ``unexplained`` is the candidate's within / total sum of squares on the sample
     (:func:`models.clustering.unexplained_variance`), ``gain`` its relative reduction against the
-    model in force (``1 - unexplained / unexplained_in_force``), ``moved_share`` the share of sampled
+    model in force (``1 - unexplained / unexplained_in_force``; for a restart, against the model in
+    force retrained on the same sample), ``moved_share`` the share of sampled
     customers it would move (past the margin, or out of a segment it retires).
     """
 
@@ -248,11 +249,18 @@ class Segmenter:
         before = unexplained_variance(in_force, snap.centroids)
         members = np.asarray(snap.segment_ids)[_nearest(in_force, snap.centroids)]
         previous = scaler.transform(snap.mean + snap.centroids * snap.std)  # the model in force, in the new space
+        # A restart is judged against the model in force retrained on the same data (its natural
+        # successor), not against the model in force as it stands: on a population that moved as a
+        # whole (customers ageing on the event clock) the latter explains little, and any restart
+        # would pass as an overhaul and retire every segment.
+        retrained = next((unexplained_variance(z, cc) for kind, cc in candidates if kind == "retrained"), None)
         judged = []
         for kind, centroids in candidates:
-            matching = self.registry.match(centroids, version, now, previous=previous)
+            # The retrained model in force descends from it row for row: its segments keep their ids.
+            matching = self.registry.match(centroids, version, now, previous=previous, lineage=kind == "retrained")
             after = unexplained_variance(z, centroids)
-            gain = 1.0 - after / before if before > 0 else 0.0
+            reference = before if kind == "retrained" or retrained is None else retrained
+            gain = 1.0 - after / reference if reference > 0 else 0.0
             moved = _moved_share(members, z, centroids, matching.ids, c.margin)
             if centroids.shape != snap.centroids.shape:
                 rule = "reconfigured"  # the operator changed k (or the features): their model
@@ -266,7 +274,8 @@ class Segmenter:
                 rule = "materially_better"
             verdict = Adoption(rule in ("reconfigured", "overhaul", "materially_better"), rule, kind, refit, after, before, gain, moved)
             judged.append((verdict, centroids, matching))
-        return max(judged, key=lambda j: (j[0].adopted, j[0].gain))
+        # An adopted restart beat the retrained model; else the retrained one, if adopted.
+        return max(judged, key=lambda j: (j[0].adopted, j[0].candidate != "retrained", j[0].gain))
 
     def _keep_in_force(self) -> None:
         """A rejected candidate: the trainer goes on from the model in force, not from the

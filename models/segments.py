@@ -78,14 +78,23 @@ class SegmentRegistry:
         return matching
 
     def match(self, centroids: np.ndarray, version: int, at: float,
-              previous: np.ndarray | None = None) -> Matching:
+              previous: np.ndarray | None = None, lineage: bool = False) -> Matching:
         """The ids ``centroids`` would get, without changing the registry (a candidate model is
         judged before it is adopted). ``previous``: the current segments' centroids expressed in
         the space of ``centroids`` (k' x d, in the current ids' order) when the standardisation
-        changed; default the stored ones. New ids are numbered from :attr:`next_number`."""
+        changed; default the stored ones. New ids are numbered from :attr:`next_number`.
+
+        ``lineage``: ``centroids`` are the current segments trained further, row for row (the
+        model in force retrained on new data): each keeps its id however far the data moved it.
+        Matching by position would retire every segment of a population that drifted as a whole
+        (customers ageing on the event clock) and move every customer to a new id with the same
+        label."""
         old_ids = list(self._centroids)
         if previous is None:
             previous = np.array([self._centroids[i] for i in old_ids]) if old_ids else np.empty((0, centroids.shape[1]))
+        if lineage and len(old_ids) == len(centroids):
+            moved = {sid: float(np.linalg.norm(previous[r] - centroids[r])) for r, sid in enumerate(old_ids)}
+            return Matching(ids=old_ids, lifecycle=[], moved=moved)
         ids: list[str | None] = [None] * len(centroids)
         lifecycle: list[LifecycleEvent] = []
         moved: dict[str, float] = {}
