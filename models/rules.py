@@ -688,7 +688,11 @@ class RuleSet:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, fields: Collection[str] | None = None) -> RuleSet:
         path = Path(path)
-        return cls._load(path.read_text(encoding="utf-8"), str(path), fields)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuleDefinitionError(str(path), [f"cannot read the file: {getattr(exc, 'strerror', None) or exc}"]) from None
+        return cls._load(text, str(path), fields)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, fields: Collection[str] | None = None,

@@ -187,6 +187,16 @@ def _port_in_use(host: str, port: int, tries: int = 4) -> bool:
     return True
 
 
+def _check_rules_file(settings: Settings) -> None:
+    """Read the rules file now, before a broker or the topics are touched: a missing or invalid
+    file is one line (main) rather than an error after start-up."""
+    path = settings.engine.segmentation.rules_file
+    if path:
+        from models.rules import RuleSet
+
+        RuleSet.from_file(path)
+
+
 def _require_free_web_port(settings: Settings) -> None:
     """A busy web port is one line and exit 2, before anything starts (faust would fail later,
     with a traceback, after the topics and the group)."""
@@ -204,6 +214,7 @@ def _run_worker(settings: Settings) -> None:
     from streams.shutdown import BoundedShutdownWorker
 
     _require_free_web_port(settings)
+    _check_rules_file(settings)
     try:  # held until the process ends: one worker per data directory (streams.group_member)
         _data_dir_lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841
     except DataDirInUse as exc:
@@ -264,6 +275,7 @@ def run(
     if web_port:
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
     _require_free_web_port(settings)  # before the broker: a second 'run' must not start one
+    _check_rules_file(settings)
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-run-"))
     with _broker(settings, run_dir / "kafka") as bootstrap:
         settings = _with_bootstrap(settings, bootstrap)
@@ -271,6 +283,9 @@ def run(
         log_file = run_dir / "worker.log"
         env = demo.worker_env(bootstrap, replaying=replay)
         env["SEGSTREAM_WORKER__WEB_PORT"] = str(settings.worker.web_port)
+        # Its tables in this run's directory, not ./.segstream-data: a second run from the same
+        # directory (on another port) must not find the first one's data directory locked.
+        env.setdefault("SEGSTREAM_WORKER__DATA_DIR", str(run_dir / "worker-data"))
         worker_proc = worker_process.start(env, log_file)
         url = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
         try:
@@ -582,8 +597,15 @@ def schemas_export(
 def main() -> None:
     from pydantic import ValidationError
 
+    from models.rules import RuleDefinitionError
+
     try:
         cli()
+    except RuleDefinitionError as exc:  # the rules file, read when the engine is built
+        for line in str(exc).splitlines():
+            typer.secho(f"invalid configuration: SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE: {line.strip()}",
+                        err=True, fg="red")
+        raise SystemExit(2) from None
     except ValidationError as exc:  # Settings() read from the environment: name the variable
         if exc.title != "Settings":
             raise

@@ -92,3 +92,14 @@ def test_currency_rates_from_the_environment_are_iso_codes() -> None:
     assert ValueConfig(currency_rates={"eur": 1.08}).currency_rates == {"EUR": 1.08}
     with pytest.raises(ValueError, match="ISO 4217"):
         ValueConfig(currency_rates={"euro": 1.08})
+
+
+def test_a_rules_file_that_is_missing_or_invalid_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[[segment]]\nid = "x"\nall = [{field = "clv", op = ">", value = 1}]\n')
+    for path, why in [(tmp_path / "missing.toml", "cannot read"), (bad, "label: Field required")]:
+        done = segstream("worker", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9", SEGSTREAM_WORKER__DATA_DIR=str(tmp_path),
+                         SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE=str(path))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("invalid configuration: SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE: ") and why in line
