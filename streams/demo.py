@@ -66,7 +66,7 @@ async def replay_and_tail(settings: Settings, events: Path, rate: float,
                 "trained on the whole history)...")
     settled = await asyncio.to_thread(wait_caught_up, settings, report.sent)
     on_produced(f"caught up{settled}: from here on a segment changes only when its customer's data does "
-                "(new events, or time passing on the wall clock). Ctrl-C stops.")
+                "(new events; the event clock stands still until one arrives). Ctrl-C stops.")
     await tail
 
 
