@@ -131,7 +131,11 @@ def test_a_crash_at_any_step_loses_nothing_and_subscribers_agree_with_the_state(
                (expected.purchase_count, expected.total_spend, expected.engagement_count)
         assert got.outbox == []  # every saved change was sent and the outbox emptied
     cluster, duplicates, differing = subscriber_view(outputs.published)
-    assert len(reference_out.published) > 100  # the model assigned and moved customers
+    reasons = Counter(orjson.loads(raw)["reason"]["code"] for raw in reference_out.published)
+    customers = {orjson.loads(raw)["customer_id"] for raw in reference_out.published}
+    # The model assigned the customers and moved some of them (a count of changes would also
+    # measure how stable the model is, which is not what this test is about).
+    assert reasons["first_assignment"] == len(customers) >= 30 and sum(reasons.values()) > len(customers)
     assert differing == 0  # a change sent again is sent exactly as it was saved
     if crash_at == "after_send":
         assert duplicates > 0  # the redelivered batch found its changes in the outboxes
