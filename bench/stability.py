@@ -137,14 +137,20 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=len(STABLE_YEAR),
                         help="k of the online model and of batch k-means (default: the number of personas)")
     parser.add_argument("--restarts", type=int, default=10, help="batch k-means restarts")
+    parser.add_argument("--margin", type=float, default=None, help="hysteresis margin (default: the engine's)")
+    parser.add_argument("--dwell-days", type=float, default=None, help="hysteresis dwell (default: the engine's)")
+    parser.add_argument("--changes-out", type=Path, default=None,
+                        help="write every change of the year and the quiet hour here (JSON lines, with "
+                             "the customer's persona and phase), to study where moves come from")
     args = parser.parse_args()
 
     started = time.perf_counter()
     pop = generate_population(args.customers, seed=args.seed, personas=STABLE_YEAR)
     end = pop.end
     year = [e for e in pop.events if e["timestamp"] >= _iso(end - YEAR_S)]
+    tuned = {k: v for k, v in (("margin", args.margin), ("dwell_days", args.dwell_days)) if v is not None}
     seg = SegmentationConfig(train_every_events=args.train_every, n_segments=args.segments,
-                             rules_file=args.rules or None)
+                             rules_file=args.rules or None, **tuned)
     config = EngineConfig(segmentation=seg)
     run = Run(config, as_of=end + HOUR)
     print(f"{len(year):,} events for {args.customers:,} customers over one year; training every "
@@ -184,6 +190,12 @@ def main() -> None:
         if run.verdicts[phase]:
             print(f"adoption verdicts, {phase}: " + ", ".join(f"{k} {n}" for k, n in sorted(run.verdicts[phase].items())))
     customers = sorted(run.states)
+    if args.changes_out is not None:
+        with args.changes_out.open("wb") as out:
+            for phase in ("year", "quiet"):
+                for c in run.changes[phase]:
+                    out.write(orjson.dumps({"phase": phase, "persona": pop.personas[c.customer_id],
+                                            **orjson.loads(c.model_dump_json())}) + b"\n")
     quiet_changes = run.changes["quiet"]
     by_reason = Counter(reason_of(c) for c in quiet_changes)
     print(f"\nchanges in the quiet hour: {len(quiet_changes):,} for "

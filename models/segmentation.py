@@ -29,7 +29,7 @@ from models.membership import ClusterMove, decide
 from models.segments import Matching, SegmentRegistry
 from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
-from models.thresholds import update_thresholds
+from models.thresholds import carry_over, update_thresholds
 
 __all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter"]
 
@@ -123,6 +123,7 @@ class Segmenter:
         self.counters = MembershipCounters()
         self.dwell_s = config.dwell_days * SECONDS_PER_DAY
         self._trainings = 0
+        self._reseeded: list[int] = []  # rows of the retrained candidate re-seeded by the last training
 
     # ---- training (one trainer) --------------------------------------------------------------
 
@@ -150,7 +151,6 @@ class Segmenter:
         # Random order: drift detectors and streaming quantiles read order as time.
         order = self._shuffle.permutation(len(matrix))
         new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(matrix[i])]
-        thresholds = self._rule_thresholds(bases, matrix, order)
         scaler = Scaler.fit(matrix)
         z = scaler.transform(matrix)
         candidates = self._candidates(scaler, z)
@@ -158,13 +158,17 @@ class Segmenter:
         if not candidates:
             return None
         version = (self.snapshot.version if self.snapshot else 0) + 1
-        in_force = self._in_force_points(bases, now, valuation, value_config, matrix)
+        in_force_matrix = self._in_force_matrix(bases, now, valuation, value_config, matrix)
+        in_force = self.snapshot.standardise(in_force_matrix) if in_force_matrix is not None else None
         verdict, centroids, matching = self._judge(candidates, scaler, z, in_force, valuation, version, now)
         self.last_adoption = verdict
         if not verdict.adopted:
             self.signals.extend(new_signals)
             self._keep_in_force()
-            return self._republish(now, thresholds, verdict)
+            # The valuation in force stays: so do the units of its thresholds.
+            return self._republish(now, self._rule_thresholds(bases, in_force_matrix), verdict)  # type: ignore[arg-type]
+        refit = in_force_matrix is not None and verdict.refit
+        thresholds = self._rule_thresholds(bases, matrix, revalued_from=in_force_matrix if refit else None)
         self.scaler = scaler
         self.clusterer.warm_start(centroids)
         self.registry.commit(matching, centroids)
@@ -206,7 +210,7 @@ class Segmenter:
             self.clusterer.rescale(self.scaler, scaler)
         self.scaler = scaler
         self.clusterer.learn(z, passes=c.train_passes)
-        self.clusterer.reseed_empty(z)
+        self._reseeded = self.clusterer.reseed_empty(z)  # new identities, not the old segments (see _judge)
         retrained = self.clusterer.centroids()
         if len(retrained) == 0:
             return []
@@ -217,16 +221,16 @@ class Segmenter:
                                                                         c.polish_iterations)]
         return out
 
-    def _in_force_points(self, bases: list[FeatureBasis], now: float, valuation: Valuation,
+    def _in_force_matrix(self, bases: list[FeatureBasis], now: float, valuation: Valuation,
                          value_config: ValueConfig, matrix: np.ndarray) -> np.ndarray | None:
-        """The sample as the model in force sees it (its valuation, its standardisation); None
-        without a model in force."""
+        """The sample's feature rows under the valuation in force (``matrix`` is under the
+        candidate's ``valuation``); None without a model in force."""
         snap = self.snapshot
         if snap is None or len(snap.centroids) == 0:
             return None
         if self.valuation is not None and self.valuation != valuation:
-            matrix = matrix_at(bases, now, self.valuation, value_config)
-        return snap.standardise(matrix)
+            return matrix_at(bases, now, self.valuation, value_config)
+        return matrix
 
     def _judge(self, candidates: list[tuple[str, np.ndarray]], scaler: Scaler, z: np.ndarray,
                in_force: np.ndarray | None, valuation: Valuation, version: int,
@@ -257,7 +261,8 @@ class Segmenter:
         judged = []
         for kind, centroids in candidates:
             # The retrained model in force descends from it row for row: its segments keep their ids.
-            matching = self.registry.match(centroids, version, now, previous=previous, lineage=kind == "retrained")
+            matching = self.registry.match(centroids, version, now, previous=previous, lineage=kind == "retrained",
+                                           reseeded=self._reseeded if kind == "retrained" else ())
             after = unexplained_variance(z, centroids)
             reference = before if kind == "retrained" or retrained is None else retrained
             gain = 1.0 - after / reference if reference > 0 else 0.0
@@ -310,15 +315,22 @@ class Segmenter:
         # A resumed model has settled: challengers only at the post-warm-up cadence.
         self._trainings = max(self._trainings, self.config.restart_warmup + 1)
 
-    def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray, order: np.ndarray) -> dict[str, float]:
+    def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray,
+                         revalued_from: np.ndarray | None = None) -> dict[str, float]:
         """Population percentiles the rules refer to, entry and relaxed (``rule_band``): exact
-        quantiles of the customer sample, kept from the previous snapshot while this sample does
-        not contradict them (:func:`models.thresholds.update_thresholds`). ``order`` is not used:
-        the result is the same for any order of the sample."""
+        quantiles of the customer sample (rows of ``matrix``, under the valuation that will be in
+        force), kept from the previous snapshot while this sample does not contradict them
+        (:func:`models.thresholds.update_thresholds`). ``revalued_from``: the same rows under the
+        valuation in force until now, when a refit replaces it; the kept thresholds are first
+        carried over to the new valuation (:func:`models.thresholds.carry_over`). The result is
+        the same for any order of the sample."""
         if self.rules is None or not self.rules.percentiles_needed():
             return {}
         previous = self.snapshot.rule_thresholds if self.snapshot is not None else None
-        return update_thresholds(profiles_at(bases, matrix), self.rules.percentiles_needed(self.config.rule_band),
+        profiles = profiles_at(bases, matrix)
+        if previous and revalued_from is not None:
+            previous = carry_over(previous, profiles_at(bases, revalued_from), profiles)
+        return update_thresholds(profiles, self.rules.percentiles_needed(self.config.rule_band),
                                  previous, min_samples=self.config.threshold_min_samples,
                                  z=self.config.threshold_z).thresholds
 

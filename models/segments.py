@@ -20,6 +20,7 @@ it is within the threshold, else **retired**.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,7 +79,8 @@ class SegmentRegistry:
         return matching
 
     def match(self, centroids: np.ndarray, version: int, at: float,
-              previous: np.ndarray | None = None, lineage: bool = False) -> Matching:
+              previous: np.ndarray | None = None, lineage: bool = False,
+              reseeded: Collection[int] = ()) -> Matching:
         """The ids ``centroids`` would get, without changing the registry (a candidate model is
         judged before it is adopted). ``previous``: the current segments' centroids expressed in
         the space of ``centroids`` (k' x d, in the current ids' order) when the standardisation
@@ -88,13 +90,22 @@ class SegmentRegistry:
         model in force retrained on new data): each keeps its id however far the data moved it.
         Matching by position would retire every segment of a population that drifted as a whole
         (customers ageing on the event clock) and move every customer to a new id with the same
-        label."""
+        label. ``reseeded``: rows of a lineage that are not the segment trained further but a centre
+        moved onto other customers (:meth:`models.clustering.OnlineClusterer.reseed_empty`): the old
+        segment is retired and the row is born under a new id, so an id never changes its meaning."""
         old_ids = list(self._centroids)
         if previous is None:
             previous = np.array([self._centroids[i] for i in old_ids]) if old_ids else np.empty((0, centroids.shape[1]))
         if lineage and len(old_ids) == len(centroids):
-            moved = {sid: float(np.linalg.norm(previous[r] - centroids[r])) for r, sid in enumerate(old_ids)}
-            return Matching(ids=old_ids, lifecycle=[], moved=moved)
+            ids_of_rows, events, number = list(old_ids), [], self._next
+            for r in sorted(set(reseeded)):
+                events.append(LifecycleEvent("retired", old_ids[r], version, at))
+                ids_of_rows[r] = f"c{number}"
+                number += 1
+                events.append(LifecycleEvent("born", ids_of_rows[r], version, at))
+            moved = {sid: float(np.linalg.norm(previous[r] - centroids[r]))
+                     for r, sid in enumerate(old_ids) if r not in set(reseeded)}
+            return Matching(ids=ids_of_rows, lifecycle=events, moved=moved)
         ids: list[str | None] = [None] * len(centroids)
         lifecycle: list[LifecycleEvent] = []
         moved: dict[str, float] = {}

@@ -18,6 +18,13 @@ snapshot to every worker. Two properties keep rule memberships from flapping:
   this is the brief's test "the share of the sample at or above ``t`` is within ``e`` of ``1 - q``";
   the interval form also holds for fields with ties (``purchase_count``). Only then is the threshold
   re-estimated, to the new sample's exact quantile.
+* **Carried over a revaluation.** A BTYD refit changes every customer's CLV and P(alive) while
+  their data stays the same, so a threshold on such a figure, kept in the old valuation's units,
+  would let customers cross it for no reason of their own (the stability bench saw 8 customers
+  enter "VIP at risk" in an hour without input). When the valuation changes, such a threshold is
+  first re-expressed in the new valuation at the same rank of the same sample
+  (:func:`carry_over`): the customers of the sample below it stay below it, as far as the refit
+  keeps their order.
 
 >>> import numpy as np
 >>> values = np.arange(1.0, 101.0)                       # CLVs 1..100
@@ -45,6 +52,7 @@ from models.rules import percentile_key
 __all__ = [
     "QUANTILE_METHOD",
     "ThresholdUpdate",
+    "carry_over",
     "exact_percentile",
     "field_values",
     "still_quantile",
@@ -101,6 +109,38 @@ def still_quantile(sorted_values: np.ndarray, threshold: float, pct: float, z: f
     below = np.searchsorted(sorted_values, threshold, side="left") / n
     at_or_below = np.searchsorted(sorted_values, threshold, side="right") / n
     return bool(below <= q + tolerance and at_or_below >= q - tolerance)
+
+
+def carry_over(thresholds: Mapping[str, float], before: list[Mapping[str, Any]],
+               after: list[Mapping[str, Any]]) -> dict[str, float]:
+    """``thresholds`` (``"field:pNN"`` -> value) re-expressed for the same customers valued again:
+    ``before`` and ``after`` are the same sample's profiles (same length and order) under the old
+    and the new valuation. A threshold on a field whose values changed moves to the ``after`` value
+    of the same rank: if ``m`` customers were at or below it before, it becomes the ``m``-th
+    smallest value after. Fields whose values did not change, and thresholds below every value of
+    the sample (no rank to keep), are returned as they were.
+
+    Raises ``ValueError`` when ``before`` and ``after`` differ in length.
+
+    >>> before = [{"clv": v} for v in (10.0, 20.0, 30.0, 40.0)]
+    >>> after = [{"clv": v * 1.1} for v in (10.0, 20.0, 30.0, 40.0)]   # a refit: everyone +10 %
+    >>> carry_over({"clv:p50": 25.0, "frequency:p50": 2.0}, before, after)
+    {'clv:p50': 22.0, 'frequency:p50': 2.0}
+    """
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} profiles before the revaluation, {len(after)} after")
+    out = dict(thresholds)
+    for key, value in thresholds.items():
+        field = key.rsplit(":p", 1)[0]
+        pairs = [(b.get(field), a.get(field)) for b, a in zip(before, after)]
+        if all(b == a for b, a in pairs):
+            continue
+        old = field_values([{field: b} for b, _ in pairs], field)
+        new = field_values([{field: a} for _, a in pairs], field)
+        at_or_below = int(np.searchsorted(old, value, side="right"))
+        if 0 < at_or_below <= len(new):
+            out[key] = float(new[at_or_below - 1])
+    return out
 
 
 @dataclass(frozen=True)

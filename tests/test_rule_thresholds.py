@@ -65,7 +65,7 @@ def test_the_trainers_thresholds_are_the_same_for_any_order_of_its_sample() -> N
     found = []
     for order in orders:  # the sample itself in another order, and the order the trainer reads it in
         shuffled = [bases[i] for i in order]
-        found.append(segmenter._rule_thresholds(shuffled, matrix[order], rng.permutation(len(bases))))
+        found.append(segmenter._rule_thresholds(shuffled, matrix[order]))
     assert found[0] == found[1]
     assert set(found[0]) >= {"clv:p80", "engagement:p20"}
     clv = field_values([{"clv": float(np.expm1(r[0]))} for r, b in zip(matrix, bases) if b.first_day is not None], "clv")
@@ -275,3 +275,42 @@ def test_pending_thresholds_after_a_model_say_why() -> None:
     assert set(pending) == {"clv:p75", "engagement:p50"}  # engagement:p45 only matters once p50 exists
     assert "members are held to the entry threshold" in pending["clv:p75"]
     assert "have a value of engagement; clauses on it are false" in pending["engagement:p50"]
+
+
+# ---- 4. carried over a BTYD refit --------------------------------------------------------------
+
+
+def test_a_refit_on_the_same_data_moves_no_sampled_customer_across_a_clv_threshold() -> None:
+    """The stability bench saw customers enter "VIP at risk" in an hour without input: a refit
+    changed every CLV, and the threshold kept from before was still in the old valuation's units."""
+    import dataclasses
+
+    from models.features import profiles_at
+    from models.thresholds import carry_over
+
+    from models.trainer import refit_valuation
+    from models.valuation import pinned_valuation
+
+    bases, now, pipeline = _population_bases()
+    config = pipeline.config.value
+    old = refit_valuation(bases, now, config, pinned_valuation(config))
+    assert old.beta_geo is not None
+    new = dataclasses.replace(old, beta_geo=dataclasses.replace(old.beta_geo, r=old.beta_geo.r * 1.15), _memo={})
+    before = profiles_at(bases, matrix_at(bases, now, old, config))
+    after = profiles_at(bases, matrix_at(bases, now, new, config))
+    kept = {"clv:p80": exact_percentile(field_values(before, "clv"), 80.0), "frequency:p50": 2.0}
+
+    def above(profiles: list, threshold: float) -> set[int]:
+        return {i for i, p in enumerate(profiles) if p["clv"] is not None and p["clv"] > threshold}
+
+    assert above(after, kept["clv:p80"]) != above(before, kept["clv:p80"])  # the refit alone moves some
+    carried = carry_over(kept, before, after)
+    assert carried["frequency:p50"] == 2.0  # unchanged by a revaluation
+    moved_without = above(after, kept["clv:p80"]) ^ above(before, kept["clv:p80"])
+    moved_with = above(after, carried["clv:p80"]) ^ above(before, kept["clv:p80"])
+    assert len(moved_with) * 10 < len(moved_without)
+    # Those left are customers whose order the refit itself inverted against the customer at the
+    # threshold's rank: no threshold can keep them (the adoption counts them in its moved share).
+    pivots = [j for j, p in enumerate(after) if p["clv"] == carried["clv:p80"]]
+    for i in moved_with:
+        assert any((before[i]["clv"] - before[j]["clv"]) * (after[i]["clv"] - after[j]["clv"]) < 0 for j in pivots)

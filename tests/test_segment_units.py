@@ -65,6 +65,23 @@ def test_registry_keeps_ids_records_birth_merge_and_retirement() -> None:
     assert len(set(third.ids)) == 2
 
 
+def test_a_lineage_keeps_its_ids_except_for_a_centre_moved_onto_other_customers() -> None:
+    """A re-seeded centre (an emptied segment's centre moved onto the worst-served customers) is
+    not the old segment trained further: it gets a new id and the old one is retired."""
+    reg = SegmentRegistry(match_threshold=1.0)
+    first = reg.match(np.array([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]]), 1, 0.0)
+    reg.commit(first, np.array([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]]))
+    far = np.array([[0.5, 0.0], [9.0, 9.0], [10.0, 0.5]])  # every row moved, row 1 far
+    trained = reg.match(far, 2, 1.0, lineage=True)
+    assert trained.ids == ["c1", "c2", "c3"] and trained.lifecycle == []
+    reseeded = reg.match(far, 2, 1.0, lineage=True, reseeded=[1])
+    assert reseeded.ids == ["c1", "c4", "c3"]
+    assert [(e.kind, e.segment_id) for e in reseeded.lifecycle] == [("retired", "c2"), ("born", "c4")]
+    assert set(reseeded.moved) == {"c1", "c3"}
+    reg.commit(reseeded, far)
+    assert reg.next_number == 5
+
+
 def test_snapshot_round_trip_and_assignment_agree() -> None:
     rng = np.random.default_rng(0)
     snap = ModelSnapshot(version=3, created_at=1.0, algorithm="kmeans", features=("a", "b", "c"),
