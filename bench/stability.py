@@ -86,6 +86,7 @@ class Run:
         self.changes: dict[str, list[SegmentChange]] = defaultdict(list)
         self.trainings: Counter[str] = Counter()
         self.verdicts: dict[str, Counter[str]] = defaultdict(Counter)  # adoption rule of each training
+        self.verbose = False
 
     def feed(self, raw: dict, phase: str) -> None:
         event = parse_event(orjson.dumps(raw))
@@ -101,6 +102,9 @@ class Run:
             verdict = getattr(self.pipeline.segmenter, "last_adoption", None)
             if verdict is not None:
                 self.verdicts[phase][f"{verdict.rule} ({verdict.candidate})"] += 1
+                if self.verbose:
+                    print(f"    {_iso(self.clock)[:10]} {verdict.rule:18s} {verdict.candidate:9s} "
+                          f"gain {verdict.gain:+.3f} moved {verdict.moved_share:.3f}", flush=True)
         self.trainings[phase + " versions"] += (self.pipeline.snapshot.version if self.pipeline.snapshot else 0) - version
 
     def sweep(self, at: float, phase: str) -> None:
@@ -139,6 +143,8 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=10, help="batch k-means restarts")
     parser.add_argument("--margin", type=float, default=None, help="hysteresis margin (default: the engine's)")
     parser.add_argument("--dwell-days", type=float, default=None, help="hysteresis dwell (default: the engine's)")
+    parser.add_argument("--overhaul-gain", type=float, default=None, help="adopt_overhaul_gain (default: the engine's)")
+    parser.add_argument("--verbose", action="store_true", help="print every training's adoption verdict")
     parser.add_argument("--changes-out", type=Path, default=None,
                         help="write every change of the year and the quiet hour here (JSON lines, with "
                              "the customer's persona and phase), to study where moves come from")
@@ -148,11 +154,13 @@ def main() -> None:
     pop = generate_population(args.customers, seed=args.seed, personas=STABLE_YEAR)
     end = pop.end
     year = [e for e in pop.events if e["timestamp"] >= _iso(end - YEAR_S)]
-    tuned = {k: v for k, v in (("margin", args.margin), ("dwell_days", args.dwell_days)) if v is not None}
+    tuned = {k: v for k, v in (("margin", args.margin), ("dwell_days", args.dwell_days),
+                                                   ("adopt_overhaul_gain", args.overhaul_gain)) if v is not None}
     seg = SegmentationConfig(train_every_events=args.train_every, n_segments=args.segments,
                              rules_file=args.rules or None, **tuned)
     config = EngineConfig(segmentation=seg)
     run = Run(config, as_of=end + HOUR)
+    run.verbose = args.verbose
     print(f"{len(year):,} events for {args.customers:,} customers over one year; training every "
           f"{args.train_every:,} events", flush=True)
     step = max(len(year) // 10, 1)
