@@ -24,12 +24,11 @@ from typing import Any, Callable, Mapping
 from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FeatureBasis, basis_of, vector_at
-from models.profile import build_profile, decaying_fields
+from models.profile import build_profile
 from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
-from models.thresholds import aged
-from models.state import SECONDS_PER_DAY, CustomerState, Position, utc_day
+from models.state import CustomerState, Position, utc_day
 from models.valuation import Valuation
 from schemas.events import AnyEvent
 from schemas.segment_change import (
@@ -136,15 +135,6 @@ class Pipeline:
             records.extend(self._rule_records(state, now))
         return records
 
-    def thresholds_at(self, now: float) -> dict[str, float] | None:
-        """The rule thresholds in force as of ``now`` (epoch seconds): those on decaying figures
-        decay with them from the snapshot's creation (:func:`models.thresholds.aged`). None
-        without a snapshot."""
-        snap = self.snapshot
-        if snap is None:
-            return None
-        return aged(snap.rule_thresholds, now - snap.created_at, decaying_fields(self.config.value))
-
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Rules need no clustering model: literal clauses hold from the first event, percentile
         clauses once a snapshot brings their thresholds (false, and saying so, until then).
@@ -153,7 +143,8 @@ class Pipeline:
         assert self.rules is not None
         profile = build_profile(state, now, self.values.valuation, self.config.value, exact=True)  # decide unrounded
         members = frozenset(state.rules)
-        evaluation = self.rules.evaluate(profile, self.thresholds_at(now), members, self.config.segmentation.rule_band)
+        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
+                                         self.config.segmentation.rule_band)
         changes = diff_memberships(members, evaluation)
         if not changes:
             return []
@@ -198,11 +189,6 @@ class Pipeline:
                 "band_percentile_points": seg.rule_band,
                 "thresholds": dict(sorted(thresholds.items())),
                 "model_version": snap.version if snap is not None else None,
-                # Thresholds on decaying figures are stated at the model's creation and decay
-                # with those figures from then on (models.thresholds.aged).
-                "as_of": datetime.fromtimestamp(snap.created_at, timezone.utc).isoformat() if snap is not None else None,
-                "decaying_half_life_days": {f: hl / SECONDS_PER_DAY for f, hl in
-                                            sorted(decaying_fields(self.config.value).items())},
                 "pending": pending,
             },
         }

@@ -14,18 +14,6 @@ from models.state import SECONDS_PER_DAY, CustomerState, utc_day
 from models.valuation import Valuation
 
 
-def decaying_fields(config: ValueConfig) -> dict[str, float]:
-    """Profile fields that decay exponentially with time for every customer alike, with their
-    half-lives in seconds: a percentile threshold on one of them decays with them
-    (:func:`models.thresholds.aged`).
-
-    >>> decaying_fields(ValueConfig())["engagement"] / 86400
-    14.0
-    """
-    return {"engagement": config.engagement_half_life_days * SECONDS_PER_DAY,
-            "cost_to_serve": config.feedback_half_life_days * SECONDS_PER_DAY}
-
-
 def nps_category(score: int | None) -> str | None:
     if score is None:
         return None

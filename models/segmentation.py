@@ -29,8 +29,7 @@ from models.membership import ClusterMove, decide
 from models.segments import Matching, SegmentRegistry
 from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
-from models.profile import decaying_fields
-from models.thresholds import aged, carry_over, update_thresholds
+from models.thresholds import carry_over, update_thresholds
 
 __all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter"]
 
@@ -167,11 +166,9 @@ class Segmenter:
             self.signals.extend(new_signals)
             self._keep_in_force()
             # The valuation in force stays: so do the units of its thresholds.
-            thresholds = self._rule_thresholds(bases, in_force_matrix, now, value_config)  # type: ignore[arg-type]
-            return self._republish(now, thresholds, verdict, value_config)
+            return self._republish(now, self._rule_thresholds(bases, in_force_matrix), verdict)  # type: ignore[arg-type]
         refit = in_force_matrix is not None and verdict.refit
-        thresholds = self._rule_thresholds(bases, matrix, now, value_config,
-                                           revalued_from=in_force_matrix if refit else None)
+        thresholds = self._rule_thresholds(bases, matrix, revalued_from=in_force_matrix if refit else None)
         self.scaler = scaler
         self.clusterer.warm_start(centroids)
         self.registry.commit(matching, centroids)
@@ -293,14 +290,12 @@ class Segmenter:
         self.scaler = Scaler(snap.mean, snap.std)
         self.clusterer.warm_start(snap.centroids)
 
-    def _republish(self, now: float, thresholds: dict[str, float], verdict: Adoption,
-                   value_config: ValueConfig) -> ModelSnapshot | None:
-        """After a rejected candidate: a new version only if the rule thresholds changed (beyond
-        the decay of those on decaying figures, see :func:`models.thresholds.aged`), with the
+    def _republish(self, now: float, thresholds: dict[str, float], verdict: Adoption) -> ModelSnapshot | None:
+        """After a rejected candidate: a new version only if the rule thresholds changed, with the
         model in force unchanged (same centroids, ids, labels, valuation: no cluster change)."""
         snap = self.snapshot
         assert snap is not None
-        if thresholds == self._aged_thresholds(now, value_config):
+        if thresholds == snap.rule_thresholds:
             return None
         new = dataclasses.replace(snap, version=snap.version + 1, created_at=now, rule_thresholds=thresholds,
                                   lifecycle=(), adoption=verdict.to_dict(),
@@ -320,26 +315,18 @@ class Segmenter:
         # A resumed model has settled: challengers only at the post-warm-up cadence.
         self._trainings = max(self._trainings, self.config.restart_warmup + 1)
 
-    def _aged_thresholds(self, now: float, value_config: ValueConfig) -> dict[str, float]:
-        """The thresholds in force, as of ``now`` (they are stated at the snapshot's creation)."""
-        snap = self.snapshot
-        if snap is None:
-            return {}
-        return aged(snap.rule_thresholds, now - snap.created_at, decaying_fields(value_config))
-
-    def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray, now: float,
-                         value_config: ValueConfig, revalued_from: np.ndarray | None = None) -> dict[str, float]:
+    def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray,
+                         revalued_from: np.ndarray | None = None) -> dict[str, float]:
         """Population percentiles the rules refer to, entry and relaxed (``rule_band``): exact
         quantiles of the customer sample (rows of ``matrix``, under the valuation that will be in
-        force, valued at ``now``), kept from the previous snapshot while this sample does not
-        contradict them (:func:`models.thresholds.update_thresholds`), after ageing them to ``now``
-        (:func:`models.thresholds.aged`). ``revalued_from``: the same rows under the
+        force), kept from the previous snapshot while this sample does not contradict them
+        (:func:`models.thresholds.update_thresholds`). ``revalued_from``: the same rows under the
         valuation in force until now, when a refit replaces it; the kept thresholds are first
         carried over to the new valuation (:func:`models.thresholds.carry_over`). The result is
         the same for any order of the sample."""
         if self.rules is None or not self.rules.percentiles_needed():
             return {}
-        previous = self._aged_thresholds(now, value_config)
+        previous = self.snapshot.rule_thresholds if self.snapshot is not None else None
         profiles = profiles_at(bases, matrix)
         if previous and revalued_from is not None:
             previous = carry_over(previous, profiles_at(bases, revalued_from), profiles)

@@ -25,14 +25,6 @@ snapshot to every worker. Two properties keep rule memberships from flapping:
   first re-expressed in the new valuation at the same rank of the same sample
   (:func:`carry_over`): the customers of the sample below it stay below it, as far as the refit
   keeps their order.
-* **Aged with the figures they bound.** Engagement and cost to serve decay exponentially with the
-  same half-life for everyone, so a customer's rank among the others does not change with time
-  alone. A threshold on such a field is the value at the snapshot's ``created_at`` and decays
-  with the figures (:func:`aged`): where it is compared with a customer at another time, and where
-  the next training checks it against its sample. Without that, thresholds kept while the whole
-  population's engagement decayed were contradicted at an arbitrary training, and re-estimated
-  lower, moving customers whose own data had not changed (8 "Advocates" entries in the stability
-  bench's quiet hour).
 
 >>> import numpy as np
 >>> values = np.arange(1.0, 101.0)                       # CLVs 1..100
@@ -60,7 +52,6 @@ from models.rules import percentile_key
 __all__ = [
     "QUANTILE_METHOD",
     "ThresholdUpdate",
-    "aged",
     "carry_over",
     "exact_percentile",
     "field_values",
@@ -118,23 +109,6 @@ def still_quantile(sorted_values: np.ndarray, threshold: float, pct: float, z: f
     below = np.searchsorted(sorted_values, threshold, side="left") / n
     at_or_below = np.searchsorted(sorted_values, threshold, side="right") / n
     return bool(below <= q + tolerance and at_or_below >= q - tolerance)
-
-
-def aged(thresholds: Mapping[str, float], elapsed_s: float, half_lives: Mapping[str, float]) -> dict[str, float]:
-    """``thresholds`` (``"field:pNN"`` -> value at some time) ``elapsed_s`` seconds later: those on
-    a field of ``half_lives`` (field -> half-life in seconds,
-    :func:`models.profile.decaying_fields`) decay as that field does; the others are unchanged.
-
-    >>> aged({"engagement:p75": 16.0, "clv:p80": 100.0}, 14 * 86400, {"engagement": 14 * 86400})
-    {'engagement:p75': 8.0, 'clv:p80': 100.0}
-    """
-    if elapsed_s == 0 or not half_lives:
-        return dict(thresholds)
-    out = {}
-    for key, value in thresholds.items():
-        half_life = half_lives.get(key.rsplit(":p", 1)[0])
-        out[key] = value * 2.0 ** (-elapsed_s / half_life) if half_life else value
-    return out
 
 
 def carry_over(thresholds: Mapping[str, float], before: list[Mapping[str, Any]],

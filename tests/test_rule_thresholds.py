@@ -314,36 +314,3 @@ def test_a_refit_on_the_same_data_moves_no_sampled_customer_across_a_clv_thresho
     pivots = [j for j, p in enumerate(after) if p["clv"] == carried["clv:p80"]]
     for i in moved_with:
         assert any((before[i]["clv"] - before[j]["clv"]) * (after[i]["clv"] - after[j]["clv"]) < 0 for j in pivots)
-
-
-# ---- 5. aged with the figures they bound ---------------------------------------------------------
-
-
-def test_a_threshold_on_a_decaying_figure_decays_with_it_instead_of_being_re_estimated() -> None:
-    """Engagement decays alike for everyone: a month later, with no new activity, the customers
-    below engagement p20 are the same ones. The stability bench's quiet hour saw 8 customers enter
-    "Advocates" when a threshold kept while engagement decayed was finally re-estimated."""
-    from models.thresholds import aged
-    from models.trainer import refit_valuation
-    from models.valuation import pinned_valuation
-
-    bases, now, pipeline = _population_bases()
-    config = pipeline.config.value
-    valuation = refit_valuation(bases, now, config, pinned_valuation(config))
-    segmenter = Segmenter(SegmentationConfig(min_customers_to_train=50), VIP)
-    first = segmenter.train(now, valuation, config, bases=bases)
-    assert first is not None and "engagement:p20" in first.rule_thresholds
-    later = now + 30 * 86400.0
-    segmenter.train(later, valuation, config, bases=bases)
-    in_force = segmenter.snapshot
-    assert in_force is not None
-    expected = aged(first.rule_thresholds, later - first.created_at, {"engagement": 14 * 86400.0})
-    assert expected["engagement:p20"] == pytest.approx(first.rule_thresholds["engagement:p20"] / 2 ** (30 / 14))
-    # Kept at the same rank: stated at the new snapshot's time, it is the first one aged.
-    stated = aged(in_force.rule_thresholds, later - in_force.created_at, {"engagement": 14 * 86400.0})
-    assert stated["engagement:p20"] == pytest.approx(expected["engagement:p20"])
-    # And a pipeline compares customers with it as of their evaluation time.
-    engine = Pipeline(pipeline.config, rules=VIP)
-    engine.install(first)
-    assert engine.thresholds_at(later)["engagement:p20"] == pytest.approx(expected["engagement:p20"])  # type: ignore[index]
-    assert engine.thresholds_at(later)["clv:p80"] == first.rule_thresholds["clv:p80"]  # type: ignore[index]
