@@ -113,7 +113,7 @@ class SegmentationConfig(_Config):
         0.05, ge=0, le=1, description="...and would move at most this share of the sampled customers (with the "
         "margin), segment retirements included.")
     adopt_overhaul_gain: float = Field(
-        0.25, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
+        0.05, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
         "model in force no longer describes the population (a young model, a population that changed shape).")
     margin: float = Field(0.15, ge=0, lt=1, description="A customer moves only to a segment this much closer "
                           "(relative distance)...")

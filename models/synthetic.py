@@ -55,11 +55,14 @@ PERSONAS: tuple[Persona, ...] = (
 
 
 #: Five well-separated personas in equal shares with one year of history, for stability
-#: measurements: four never change behaviour (champion, loyal, bargain, browser; no complaints, so
-#: service load is at_risk's alone); ``at_risk`` stops buying 150-260 days before the end, a real,
-#: time-driven change.
+#: measurements: four never change behaviour (champion, loyal, bargain, browser: no complaints, so
+#: service load is at_risk's alone, and active until the end, where the general personas stop
+#: 0-40 days before it); ``at_risk`` stops buying 150-260 days before the end, a real, time-driven
+#: change.
 STABLE_YEAR: tuple[Persona, ...] = tuple(
-    replace(p, history_days=(330.0, 365.0), share=1.0, complaint_rate=p.complaint_rate if p.name == "at_risk" else 0.0)
+    replace(p, history_days=(330.0, 365.0), share=1.0,
+            complaint_rate=p.complaint_rate if p.name == "at_risk" else 0.0,
+            active_until_days_ago=p.active_until_days_ago if p.name == "at_risk" else (0.0, 0.0))
     for p in PERSONAS if p.name in ("champion", "loyal", "bargain", "browser", "at_risk")
 )
 
