@@ -12,6 +12,7 @@ becomes a contract purchase event (customer id ``cdnow-<id>``, midnight UTC of t
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,16 +41,20 @@ def transaction_to_event(line: bytes | str, line_number: int) -> dict[str, Any]:
 
 
 def read_transactions(path: Path = SAMPLE) -> Iterator[dict[str, Any]]:
+    """The file's transactions as purchase events; a UTF-8 byte order mark at its start is dropped."""
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
+            line = line.removeprefix(codecs.BOM_UTF8) if number == 1 else line
             if line.strip():
                 yield transaction_to_event(line, number)
 
 
 def is_cdnow_file(path: Path) -> bool:
-    """True when the first non-empty line looks like a CDNOW transaction."""
+    """True when the first non-empty line looks like a CDNOW transaction (after a UTF-8 byte
+    order mark at the start of the file, if there is one)."""
     with path.open("rb") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
+            line = line.removeprefix(codecs.BOM_UTF8) if number == 1 else line
             if line.strip():
                 parts = line.split()
                 return len(parts) == 5 and parts[2].isdigit() and len(parts[2]) == 8

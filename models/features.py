@@ -166,9 +166,9 @@ def matrix_at(bases: list[FeatureBasis], now: float, valuation: Valuation, confi
 
 
 #: Profile fields that a sampled customer's basis can provide (for population percentiles).
-BASIS_PROFILE_FIELDS = ("clv", "p_alive", "frequency", "recency", "T", "monetary_value", "days_since_last_purchase",
-                        "average_order_value", "engagement", "nps_decayed", "cost_to_serve", "purchase_count",
-                        "total_spend")
+BASIS_PROFILE_FIELDS = ("clv", "p_alive", "frequency", "recency", "days_first_to_last_purchase", "T", "monetary_value",
+                        "days_since_last_purchase", "average_order_value", "engagement", "nps_decayed", "cost_to_serve",
+                        "purchase_count", "total_spend")
 
 
 def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str, float | None]]:
@@ -180,6 +180,7 @@ def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str,
             "clv": float(np.expm1(row[0])) if bought else None,
             "p_alive": float(row[3]) if bought else None,
             "frequency": b.x, "recency": b.t_x if bought else 0,
+            "days_first_to_last_purchase": b.t_x if bought else None,
             "T": float(np.expm1(row[8])) if bought else None,
             "monetary_value": b.monetary,
             "days_since_last_purchase": float(np.expm1(row[2])) if bought else None,

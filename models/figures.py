@@ -30,7 +30,8 @@ import numpy as np
 
 from models.features import FEATURES, PURCHASE_FEATURES
 
-__all__ = ["SegmentFigures", "PopulationFigures", "figures_of", "population_figures", "format_figure"]
+__all__ = ["SegmentFigures", "PopulationFigures", "figures_of", "population_figures", "format_figure",
+           "figure_meanings"]
 
 
 def _subset(raw: np.ndarray, bought: np.ndarray, answered: np.ndarray, feature: str) -> np.ndarray:
@@ -134,6 +135,21 @@ def format_figure(feature: str, value: float | None, currency: str = "USD", with
     else:
         text = f"{value:,.{decimals}f}" + (f" {currency}" if unit == "$" else "")
     return f"{name} {text}" if with_name else text
+
+
+def figure_meanings() -> dict[str, str]:
+    """What each figure is (the keys of ``median``, ``p25`` and ``p75``: the features' names),
+    for ``GET /segments``. Its ``recency`` is RFM recency, days since the last purchase, not the
+    BTYD recency of a customer profile (days from the first to the last purchase day).
+
+    >>> figure_meanings()["recency"]
+    'days since last purchase (RFM recency)'
+    >>> figure_meanings()["value"]
+    'CLV (base currency)'
+    """
+    notes = {"recency": " (RFM recency)", "frequency": " (BTYD frequency)", "satisfaction": " score (0-10, decayed)"}
+    return {feature: name + (" (base currency)" if unit == "$" else "") + notes.get(feature, "")
+            for feature, (name, unit, _) in _READ.items()}
 
 
 def _round(value: float | None) -> float | None:

@@ -1,7 +1,18 @@
 """A customer's profile as of a given time: the value state plus everything that depends on "now".
 
-Recency, T, P(alive), expected purchases, CLV and the decayed engagement and satisfaction all
-move with time, so a customer who stops buying drifts without any new event of their own.
+Days since the last purchase, T, P(alive), expected purchases, CLV and the decayed engagement and
+satisfaction all move with time, so a customer who stops buying drifts without any new event of
+their own.
+
+"Recency" has two meanings in customer analytics, and the profile names each exactly:
+
+* ``days_since_last_purchase``: RFM recency, the days from the last purchase to ``as_of``; it
+  grows while a customer does not buy. The ``recency`` of ``/segments`` figures and of the
+  clustering feature, and ``value.recency_days`` in segment-change events, are this one.
+* ``days_first_to_last_purchase``: BTYD recency (t_x of the BG/NBD model), the days from the
+  first to the last purchase day; it only changes with a purchase. The profile's ``recency`` field
+  is this one, under its BTYD (``lifetimes``) name, kept for compatibility: new code and rules
+  should use the exact names.
 """
 
 from __future__ import annotations
@@ -49,9 +60,13 @@ def build_profile(state: CustomerState, as_of: float, valuation: Valuation, conf
     return {
         "customer_id": state.customer_id,
         "as_of": _iso(as_of),
-        # BTYD sufficient statistics (days)
+        # BTYD sufficient statistics in days, under lifetimes' names: frequency = repeat purchase
+        # days, recency = days from the first to the last purchase day (not RFM recency, which is
+        # days_since_last_purchase; kept for compatibility, its exact name is the next field),
+        # T = days from the first purchase day to as_of
         "frequency": x,
         "recency": t_x,
+        "days_first_to_last_purchase": t_x if bought else None,
         "T": T,
         "monetary_value": _round(m, 6),
         # lifetime value

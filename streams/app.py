@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.sensors.monitor import Monitor
 
+from models.figures import figure_meanings
 from models.pipeline import Pipeline
 from models.segmentation import MembershipCounters
 from models.snapshot import ModelSnapshot
@@ -164,7 +165,8 @@ class Runtime:
                                 "partitions (each worker counts the changes it emits)"},
             "retired_segments": retired,
             "model_version": snap.version, "trained_at": iso(snap.created_at), "algorithm": snap.algorithm,
-            "features": list(snap.features), "population_estimate": population,
+            "features": list(snap.features), "figures_read_as": figure_meanings(),
+            "population_estimate": population,
             "segments": segments, **rule_part,
             "definition_version": snap.definition_version, "valuation": snap.valuation,
         }

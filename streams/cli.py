@@ -15,27 +15,90 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from streams.log_throttle import throttle_kafka_client_logs, throttle_worker_logs
 from streams.partitioning import PartitionerName
 from streams.settings import Settings
 
+#: The exit status of a command stopped by Ctrl-C (SIGINT), after its graceful stop: 128 + 2,
+#: the shell's convention, so that ``segstream run && next`` does not go on to ``next``. SIGTERM
+#: (a supervisor's ``docker stop``, ``kill``) is an ordinary end: exit 0 after the graceful stop.
+#: Where a command has no handler of its own, Ctrl-C raises KeyboardInterrupt: its ``finally``
+#: blocks stop what it started on the way up, and typer exits 130. The commands that catch the
+#: signal to stop gracefully (kafka, worker, run, tail) exit 130 themselves.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    """A flag takes no value: its ``--help`` row shows no value type (typer shows ``<bool>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _unwrapped(text: Optional[str]) -> Optional[str]:
+    """A docstring's paragraphs each on one line: rich help keeps the source's line breaks, which
+    then break the terminal's own wrapping mid-sentence; the terminal wraps them instead."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n"))
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, help: Optional[str] = None, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(*args, help=_unwrapped(help), **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args: Any, help: Optional[str] = None, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(*args, help=_unwrapped(help), **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
 cli = typer.Typer(
     name="segstream",
+    cls=_Group,
     help="Real-time customer segmentation on Apache Kafka: value state, BTYD lifetime value, "
     "online clustering and segment-change events.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schemas_cli = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
+schemas_cli = typer.Typer(cls=_Group, help="Event contracts (JSON Schema).", no_args_is_help=True)
 cli.add_typer(schemas_cli, name="schemas")
 
 log = logging.getLogger("segstream")
 
-_PARTITIONER_HELP = ("How the {who} partitions: murmur2 (Java/aiokafka default), crc32 (librdkafka/kcat/"
-                     "confluent-kafka default), fnv1a, or mixed (a different one per input topic: "
-                     "purchases murmur2, engagements crc32, feedback fnv1a).")
+# No word longer than a help column is wide: rich cuts such a word off with an ellipsis.
+_PARTITIONER_HELP = ("How the {who} partitions: murmur2 (the default of Java clients and aiokafka), crc32 "
+                     "(the default of librdkafka, kcat and confluent-kafka), fnv1a, or mixed (a different "
+                     "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a).")
+_WEB_PORT_HELP = "Port of the worker's web API, 1-65535 (default 6066, or as the environment sets it)."
+
+
+def _exit_if_interrupted(signum: int | None) -> None:
+    """After a graceful stop: exit 130 if it was Ctrl-C (SIGINT) that asked for it."""
+    if signum == signal.SIGINT:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _with_web_port(settings: Settings, web_port: Optional[int]) -> Settings:
+    """``settings`` with the ``--web-port`` flag applied; a port out of range is one line and exit 2
+    (``model_copy`` does not validate: 0 would fall back to 6066 and 70000 end in a traceback)."""
+    if web_port is None:
+        return settings
+    if not 1 <= web_port <= 65535:
+        typer.secho(f"invalid configuration: --web-port: should be a port from 1 to 65535 (got {web_port})",
+                    err=True, fg="red")
+        raise typer.Exit(2)
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -57,10 +120,10 @@ def _broker(settings: Settings, run_dir: Optional[Path] = None) -> Iterator[str]
     typer.secho("No KAFKA_BOOTSTRAP_SERVERS set: starting a local Apache Kafka "
                 f"{settings.local_kafka.version} (KRaft)...", err=True, fg="cyan")
     kafka = LocalKafka.from_settings(settings.local_kafka, run_dir=run_dir)
-    kafka.start()
-    typer.secho(f"Kafka ready on {kafka.bootstrap_servers} in {kafka.started_in_s:.1f}s; "
-                f"broker log: {kafka.log_file}", err=True, fg="green")
-    try:
+    try:  # a start interrupted (Ctrl-C) or failed stops the broker process too
+        kafka.start()
+        typer.secho(f"Kafka ready on {kafka.bootstrap_servers} in {kafka.started_in_s:.1f}s; "
+                    f"broker log: {kafka.log_file}", err=True, fg="green")
         yield kafka.bootstrap_servers
     finally:
         typer.secho("Stopping the local broker...", err=True, fg="cyan")
@@ -71,7 +134,7 @@ def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
     return settings.model_copy(update={"bootstrap_servers": bootstrap})
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def kafka(
     port: int = typer.Option(0, help="Broker port on 127.0.0.1 (0 = a free one)."),
     run_dir: Optional[Path] = typer.Option(None, help="Data and log directory (default: a new temp dir)."),
@@ -83,13 +146,16 @@ def kafka(
         "bootstrap_servers": None,
         "local_kafka": settings.local_kafka.model_copy(update={"port": port}),
     })
-    stop = _wait_for_signal_setup()
+    wait_for_signal = _wait_for_signal_setup()
     with _broker(settings, run_dir) as bootstrap:
         typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
-        stop()
+        received = wait_for_signal()
+    _exit_if_interrupted(received)
 
 
-def _wait_for_signal_setup():
+def _wait_for_signal_setup() -> Callable[[], int]:
+    """From now on SIGINT and SIGTERM are only noted (what runs meanwhile, and the stop that
+    follows, is not interrupted); the function returned waits for the first and returns it."""
     received: list[int] = []
 
     def handler(signum, _frame):  # noqa: ANN001
@@ -98,14 +164,15 @@ def _wait_for_signal_setup():
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
-    def wait() -> None:
+    def wait() -> int:
         while not received:
             time.sleep(0.2)
+        return received[0]
 
     return wait
 
 
-@cli.command("kafka-jars")
+@cli.command("kafka-jars", cls=_Command)
 def kafka_jars() -> None:
     """Fetch the Apache Kafka broker jars from Maven Central into the cache (once per version)."""
     _setup_logging()
@@ -117,7 +184,7 @@ def kafka_jars() -> None:
     typer.echo(f"Kafka {settings.version} jars in {libs} ({time.monotonic() - started:.1f}s)")
 
 
-@cli.command("topics")
+@cli.command("topics", cls=_Command)
 def topics_create() -> None:
     """Create every segstream topic (idempotent; checks the partition counts of existing ones)."""
     _setup_logging()
@@ -237,43 +304,48 @@ def _run_worker(settings: Settings) -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+    _exit_if_interrupted(worker.stopped_by)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def worker(
-    web_port: Optional[int] = typer.Option(None, help="Port of the worker's web API (default 6066)."),
+    web_port: Optional[int] = typer.Option(None, help=_WEB_PORT_HELP),
 ) -> None:
-    """Run a stream worker against KAFKA_BOOTSTRAP_SERVERS (Ctrl-C stops it gracefully)."""
-    settings = Settings()
+    """Run a stream worker against KAFKA_BOOTSTRAP_SERVERS.
+
+    Ctrl-C or SIGTERM stops it gracefully (exit 130 after Ctrl-C)."""
+    settings = _with_web_port(Settings(), web_port)
     if not settings.bootstrap_servers:
         typer.secho("KAFKA_BOOTSTRAP_SERVERS is not set; use 'segstream run' for a local broker.",
                     err=True, fg="red")
         raise typer.Exit(2)
-    if web_port:
-        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
     _run_worker(settings)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def run(
     events: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                           help="History to replay through Kafka (default: the CDNOW sample)."),
     rate: float = typer.Option(300.0, min=0.0, help="Replay rate in events per second (0 = as fast as possible)."),
-    replay: bool = typer.Option(True, help="--no-replay: only the broker and a worker; produce from elsewhere."),
+    replay: bool = typer.Option(True, show_default=False,
+                                help="--replay (the default): replay the history, the worker on the demo's "
+                                "settings (event clock, training every 5 s, sweeps every 10 s, the example rule "
+                                "segments). --no-replay: only the broker and a worker on your settings (wall clock "
+                                "unless set); produce from elsewhere."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs (default: a new temp dir)."),
-    web_port: Optional[int] = typer.Option(None, min=1, max=65535,
-                                           help="Port of the worker's web API (default 6066)."),
+    web_port: Optional[int] = typer.Option(None, help=_WEB_PORT_HELP),
 ) -> None:
-    """The whole pipeline: a local Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), a worker, a history
-    replayed through Kafka and the segment changes printed live. Ctrl-C stops everything."""
+    """The whole pipeline: a local Kafka, a worker, a history replayed, segment changes live.
+
+    Starts a local Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker, replays a history
+    through Kafka and prints the segment changes as the worker emits them. Ctrl-C stops everything
+    (exit 130); nothing it started outlives it."""
     import tempfile
 
     from streams import demo, worker_process
 
     _setup_logging()
-    settings = Settings()
-    if web_port:
-        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
+    settings = _with_web_port(Settings(), web_port)
     _require_free_web_port(settings)  # before the broker: a second 'run' must not start one
     _check_rules_file(settings)
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-run-"))
@@ -296,18 +368,20 @@ def run(
             if not replay:
                 typer.secho(f"Produce from another terminal:\n  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
                             "  segstream produce examples/events.jsonl\nCtrl-C stops.", err=True, fg="yellow")
-                _wait_for_signal_setup()()
-                return
-            history = demo.history_in_time_order(events or demo.CDNOW_SAMPLE, run_dir)
-            typer.secho(f"Replaying {history} at {rate:g} events/s; segment changes follow.", err=True, fg="cyan")
-            asyncio.run(demo.replay_and_tail(settings, history, rate,
-                                             lambda msg: typer.secho(msg, err=True, fg="green")))
+                received = _wait_for_signal_setup()()
+            else:
+                history = demo.history_in_time_order(events or demo.CDNOW_SAMPLE, run_dir)
+                typer.secho(f"Replaying {history} at {rate:g} events/s; segment changes follow.", err=True,
+                            fg="cyan")
+                received = asyncio.run(demo.replay_and_tail(settings, history, rate,
+                                                            lambda msg: typer.secho(msg, err=True, fg="green")))
         finally:
             typer.secho("Stopping the worker...", err=True, fg="cyan")
             worker_process.stop(worker_proc)
+    _exit_if_interrupted(received)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def produce(
     file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                 help="Contract JSONL (one event per line) or a CDNOW transaction file."),
@@ -316,10 +390,12 @@ def produce(
     rate: float = typer.Option(0.0, min=0.0, help="Events per second (0 = as fast as possible)."),
     limit: int = typer.Option(0, min=0, help="Send at most this many events (0 = all)."),
     partitioner: Optional[PartitionerName] = typer.Option(
-        None, help=_PARTITIONER_HELP.format(who="producer") + " Default: the producer client's own (murmur2)."),
+        None, metavar="<name>",
+        help=_PARTITIONER_HELP.format(who="producer") + " Default: the producer client's own (murmur2)."),
 ) -> None:
     """Send events to their topics, keyed by customer_id: JSONL by 'type', CDNOW lines as purchases."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from streams.producer import FORMATS, Skipped, produce_file
@@ -341,8 +417,8 @@ def produce(
         # Printed as they happen, above the progress bar.
         nonlocal skipped_seen
         skipped_seen += 1
-        if skipped_seen <= show_skipped:
-            console.print(f"[yellow]line {skip.line}[/]: {skip.reason}; skipped", markup=True)
+        if skipped_seen <= show_skipped:  # the reason quotes the line: no markup in it
+            console.print(f"[yellow]line {skip.line}[/]: {escape(skip.reason)}; skipped", markup=True)
 
     # Off when stderr is not a terminal: a transient bar would leave an empty line in a log file.
     with Progress(TextColumn("producing"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
@@ -361,7 +437,7 @@ def produce(
         raise typer.Exit(1)  # nothing usable: most likely the wrong file or --format
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def tail(
     from_beginning: bool = typer.Option(False, "--from-beginning",
                                         help="Start at the oldest retained change (default: only new ones)."),
@@ -387,6 +463,7 @@ def tail(
         max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
     ))
     typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
+    _exit_if_interrupted(stats.stopped_by)
 
 
 def _parse_as_of(value: str) -> float:
@@ -401,7 +478,7 @@ def _parse_as_of(value: str) -> float:
     return ts.timestamp()
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def replay(
     events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Contract JSONL (mixed types, any order)."),
     as_of: str = typer.Option(..., "--as-of", help="ISO-8601 time (UTC if no offset); later events are not applied."),
@@ -450,7 +527,7 @@ def replay(
         raise typer.Exit(1 if report.applied == 0 else 0)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def generate(
     out: Path = typer.Option(..., "--out", help="Write contract JSONL here."),
     customers: int = typer.Option(10_000, min=1, help="Number of customers."),
@@ -473,7 +550,7 @@ def generate(
                f"({time.monotonic() - started:.1f}s)", err=True)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def bench(
     customers: int = typer.Option(3000, min=10, help="Synthetic customers (their events are the messages)."),
     seed: int = typer.Option(1, help="Random seed of the population."),
@@ -487,7 +564,9 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write every figure as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data (default: a new temp dir)."),
 ) -> None:
-    """Engine in process, worker end to end and raw aiokafka pass-through on the same broker and
+    """Throughput of the engine, the worker and raw Kafka side by side; latency; memory.
+
+    Engine in process, worker end to end and raw aiokafka pass-through on the same broker and
     messages; latency at half the worker's throughput; memory per customer. Ratios last."""
     from rich.console import Console
     from rich.table import Table
@@ -537,7 +616,7 @@ def _run_check(name: str, check: Callable[[Path, Callable[[str], None]], Any], r
         raise typer.Exit(1)
 
 
-@cli.command("crash-test")
+@cli.command("crash-test", cls=_Command)
 def crash_test(
     customers: int = typer.Option(300, min=10, help="Synthetic customers in the known stream."),
     kills: int = typer.Option(10, min=0, help="SIGKILLs of the worker, each followed by a restart."),
@@ -545,14 +624,17 @@ def crash_test(
     rate: float = typer.Option(0.0, min=0.0, help="Events per second produced (0: spread over the kills)."),
     store: str = typer.Option("memory://", help="Table store of the worker: memory:// or rocksdb://."),
     seed: int = typer.Option(7, help="Random seed of the stream and of the kill times."),
-    partitioner: PartitionerName = typer.Option("murmur2", help=_PARTITIONER_HELP.format(who="test's producer")),
+    partitioner: PartitionerName = typer.Option("murmur2", metavar="<name>",
+                                                help=_PARTITIONER_HELP.format(who="test's producer")),
     erasures: int = typer.Option(10, min=0, help="Customers erased through the API during the kills (each once "
                                                   "its events are sent); each must be gone at the end."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker logs (default: a new temp dir)."),
 ) -> None:
-    """Kill the worker (SIGKILL) at random points and restart the broker while a known stream
-    flows, erasing customers meanwhile; then check every customer against the ground truth and
+    """Kill the worker and restart the broker mid-stream, then check that nothing was lost.
+
+    Kills the worker (SIGKILL) at random points and restarts the broker while a known stream
+    flows, erasing customers meanwhile; then checks every customer against the ground truth and
     the changes for duplicates. Exits 1 if anything was lost, counted twice or contradicted."""
     from streams import crash_test as ct
 
@@ -561,7 +643,7 @@ def crash_test(
     _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def soak(
     minutes: float = typer.Option(30.0, min=0.1, help="Duration of the steady phase."),
     rate: float = typer.Option(300.0, min=1.0, help="Steady events per second."),
@@ -573,7 +655,9 @@ def soak(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report (with the curve) as JSON."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker log (default: a new temp dir)."),
 ) -> None:
-    """A worker under a steady stream (memory sampled: it must stay flat), then a burst of
+    """A worker under a steady stream, then a burst: memory must stay flat and the backlog drain.
+
+    A worker under a steady stream (memory sampled: it must stay flat), then a burst of
     BURST_FACTOR times the rate (the backlog must drain); every customer checked at the end.
     Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Exits 1 on failure."""
     from streams import soak as sk
@@ -583,7 +667,7 @@ def soak(
     _run_check("soak", lambda work_dir, log: sk.run(plan, work_dir, log), run_dir, json_out)
 
 
-@schemas_cli.command("export")
+@schemas_cli.command("export", cls=_Command)
 def schemas_export(
     directory: Optional[Path] = typer.Option(None, help="Target directory (default: schemas/json)."),
 ) -> None:
@@ -600,7 +684,7 @@ def main() -> None:
     from models.rules import RuleDefinitionError
 
     try:
-        cli()
+        cli(prog_name="segstream")  # also as python -m streams.cli, which click would name so
     except RuleDefinitionError as exc:  # the rules file, read when the engine is built
         for line in str(exc).splitlines():
             typer.secho(f"invalid configuration: SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE: {line.strip()}",

@@ -3,15 +3,22 @@
 A worker process (its log in a file), a history replayed into the input topics (the CDNOW sample
 by default) and the segment changes printed live as the worker emits them. The worker runs on the
 event-time clock, so twenty months of 1997-98 purchases play out in seconds and customers lapse
-as the replayed history moves on. Ctrl-C stops everything cleanly.
+as the replayed history moves on. Ctrl-C stops everything cleanly, at any stage.
+
+``segstream run --no-replay`` starts the same worker without :data:`REPLAY_DEFAULTS`: it runs on
+the settings of its environment (wall clock, training every 60 s, sweep period 600 s and no rule
+segments unless set), as a production worker would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from streams.settings import Settings
 
@@ -51,30 +58,78 @@ def history_in_time_order(path: Path, work_dir: Path) -> Path:
 
 
 async def replay_and_tail(settings: Settings, events: Path, rate: float,
-                          on_produced: Callable[[str], None]) -> None:
-    """Produce ``events`` while printing segment changes; keep printing until Ctrl-C."""
-    from streams.producer import produce_file
-    from streams.tail import printers, run_tail
+                          on_produced: Callable[[str], None]) -> int:
+    """Produce ``events`` while printing segment changes; keep printing until SIGINT or SIGTERM.
 
-    on_change, on_invalid = printers(as_json=False)
-    tail = asyncio.create_task(run_tail(
-        settings.bootstrap_servers, settings.topics.name("segment_changes"), on_change, on_invalid,
-        from_beginning=True, client_kwargs=settings.kafka_client_kwargs()))
+    The signal stops whichever stage is running at once: the replay (what was sent stays sent),
+    the wait for the worker to catch up, or the tail. Returns that signal."""
+    from streams.tail import printers, tail_changes
+
+    stop, halt = asyncio.Event(), threading.Event()  # halt: the same stop, for a thread
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+        halt.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        on_change, on_invalid = printers(as_json=False)
+        tail = asyncio.create_task(tail_changes(
+            settings.bootstrap_servers, settings.topics.name("segment_changes"), on_change, on_invalid,
+            from_beginning=True, stop=stop, client_kwargs=settings.kafka_client_kwargs()))
+        try:
+            await _unless_stopped(stop, _replay(settings, events, rate, on_produced, halt))
+            await tail  # until the signal
+        finally:
+            stop.set()
+            halt.set()
+            if not tail.done():
+                await tail
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    return received[0] if received else signal.SIGTERM
+
+
+async def _replay(settings: Settings, events: Path, rate: float, on_produced: Callable[[str], None],
+                  halt: threading.Event) -> None:
+    from streams.producer import produce_file
+
     report = await produce_file(settings, events, "auto", rate=rate)
     on_produced(f"replayed {report.sent} events in {report.seconds:.1f}s; {len(report.skipped)} lines skipped; "
                 "waiting for the worker to catch up (every event consumed, the sample swept, the model "
                 "trained on the whole history)...")
-    settled = await asyncio.to_thread(wait_caught_up, settings, report.sent)
-    on_produced(f"caught up{settled}: from here on a segment changes only when its customer's data does "
-                "(new events; the event clock stands still until one arrives). Ctrl-C stops.")
-    await tail
+    settled = await asyncio.to_thread(wait_caught_up, settings, report.sent, halt=halt)
+    if not halt.is_set():
+        on_produced(f"caught up{settled}: from here on a segment changes only when its customer's data does "
+                    "(new events; the event clock stands still until one arrives). Ctrl-C stops.")
 
 
-def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> str:
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends or ``stop`` is set, which cancels it (its errors are raised)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0,
+                   halt: threading.Event | None = None) -> str:
     """Until the worker consumed ``sent`` events and then neither emitted a change nor installed a
     model for one training interval and sweep period and more: the replay's last model (trained on
     the complete history, which the sweep offers the trainer within a sweep period) is in force.
-    Returns what it saw, for the message (or that it gave up waiting)."""
+    Returns what it saw, for the message (or that it gave up waiting); ends early once ``halt``
+    is set."""
     import time
     import urllib.request
 
@@ -83,12 +138,13 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> s
     w = settings.worker
     url = f"http://{w.web_host}:{w.web_port}"
     deadline, last, since, quiet_s = time.monotonic() + timeout_s, None, time.monotonic(), None
+    halt = halt or threading.Event()
 
     def metric(text: str, name: str) -> float:
         return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
                    if line.startswith(name) and not line.startswith("#"))
 
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not halt.is_set():
         try:
             if quiet_s is None:  # the worker's own intervals (REPLAY_DEFAULTS), not this process's settings
                 with urllib.request.urlopen(f"{url}/config", timeout=5) as resp:
@@ -99,13 +155,13 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0) -> s
             with urllib.request.urlopen(f"{url}/ready", timeout=5) as resp:
                 version = orjson.loads(resp.read()).get("model_version")
         except OSError:
-            time.sleep(1)
+            halt.wait(1)
             continue
         state = (metric(text, "segstream_events_total{"), metric(text, "segstream_segment_changes_total{"), version)
         if state != last:
             last, since = state, time.monotonic()
         elif state[0] >= sent and quiet_s is not None and time.monotonic() - since >= quiet_s:
             return f" (model v{version}, {state[1]:.0f} changes)"
-        time.sleep(2)
-    return f" as far as {timeout_s:.0f} s of waiting goes"
+        halt.wait(2)
+    return "" if halt.is_set() else f" as far as {timeout_s:.0f} s of waiting goes"
 

@@ -47,7 +47,7 @@ def _app(rt: "Runtime") -> dict[str, Any]:
         W + "WEB_PORT": conf.web_port,
         W + "API_TOKEN": "set" if rt.wiring.get("api_token") else None,
         W + "DATA_DIR": str(conf.datadir),
-        W + "STORE": str(conf.store),
+        W + "STORE": _store_url(conf.store),
         W + "PROCESSING_GUARANTEE": str(conf.processing_guarantee.value),
         W + "STANDBY_REPLICAS": conf.table_standby_replicas,
         W + "LOG_LEVEL": logging.getLevelName(_emitted_level()).lower(),
@@ -55,6 +55,14 @@ def _app(rt: "Runtime") -> dict[str, Any]:
         W + "SHUTDOWN_TIMEOUT_S": rt.wiring.get("shutdown_timeout_s"),
         W + "EVENT_LOOP": "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio",
     }
+
+
+def _store_url(url: Any) -> str:
+    """faust's store as the setting writes it: faust keeps a yarl URL, whose text drops the empty
+    authority of ``memory://`` (``"memory:"``); a URL with a host or path is shown as it is."""
+    text = str(url)
+    scheme = getattr(url, "scheme", "")
+    return f"{scheme}://" if scheme and text == f"{scheme}:" else text
 
 
 def _emitted_level() -> int:

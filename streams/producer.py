@@ -6,6 +6,11 @@ Two input formats:
   worker validates them and dead-letters the invalid ones);
 - ``cdnow``: CDNOW-style transaction lines (``models.cdnow``), each converted to a purchase event.
 
+A line that cannot be routed is skipped with what is wrong with it (``not JSON: ...`` with the
+parser's message and column, ``no 'customer_id'``, ...), under its line number in the file. A
+UTF-8 byte order mark at the start of the file (Windows editors write one) is not part of the
+first line: it is dropped, as Python's ``utf-8-sig`` codec drops it; anywhere else it is an error.
+
 Every message is keyed by its ``customer_id``: the worker's tables are co-partitioned on it.
 The client's own partitioner (aiokafka: murmur2) places it, unless ``partitioner`` names another
 (``streams.partitioning``): then the message goes to that partitioner's partition, the way other
@@ -15,6 +20,7 @@ teams' producers (librdkafka: crc32, ...) would send it.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,28 +79,74 @@ def resolve_format(path: Path, file_format: FileFormat) -> Literal["jsonl", "cdn
     return file_format
 
 
-def route_line(line: bytes, topics: dict[str, str]) -> tuple[str, bytes] | None:
-    """(topic, key) for one JSONL line, or None when it has no known type or no customer id.
+def route_line(line: bytes, topics: dict[str, str]) -> tuple[str, bytes] | str:
+    """(topic, key) for one JSONL line, or what is wrong with it (it cannot be routed and keyed).
 
     The worker validates the whole event; here we only need enough to route and key it.
+
+    >>> topics = {"purchase": "p"}
+    >>> route_line(b'{"type": "purchase", "customer_id": "c1"}', topics)
+    ('p', b'c1')
+    >>> print(route_line(b'{"type": "purchase", "customer_id": "c1", "amount": NaN}', topics))
+    not JSON: unexpected character, expected a JSON value at column 53 (NaN is not a JSON number: ...)
+    >>> route_line(b'{"type": "purchase", "customer_id": "c1",}', topics)
+    'not JSON: trailing comma is not allowed at column 41'
+    >>> route_line(b'{"type": "refund", "customer_id": "c1"}', topics)
+    "unknown 'type' 'refund' (expected purchase)"
     """
     try:
         obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
+    except orjson.JSONDecodeError as exc:
+        return not_json(line, exc)
     if not isinstance(obj, dict):
-        return None
-    topic = topics.get(obj.get("type"))
-    customer = obj.get("customer_id")
-    if topic is None or not isinstance(customer, str):
-        return None
-    return topic, customer.encode()
+        return f"not a JSON object but {_json_kind(obj)}"
+    etype, customer = obj.get("type"), obj.get("customer_id")
+    if "type" not in obj:
+        return "no 'type'"
+    if not isinstance(etype, str) or etype not in topics:
+        return f"unknown 'type' {_shown(etype)} (expected {', '.join(topics)})"
+    if "customer_id" not in obj:
+        return "no 'customer_id'"
+    if not isinstance(customer, str):
+        return f"'customer_id' is {_json_kind(customer)}, not a string"
+    return topics[etype], customer.encode()
+
+
+#: Literals that other JSON writers emit (Python's json, JavaScript) but JSON does not have.
+_NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf", b"-inf")
+
+
+def not_json(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why ``line`` is not JSON: the parser's message, where (column, 1-based) and, for the usual
+    culprits, what to write instead."""
+    if exc.msg.startswith("str is not valid UTF-8"):  # orjson says "surrogates" for any bad byte
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"not JSON: not valid UTF-8 ({bad.reason}) at byte {bad.start + 1}"
+    reason = f"not JSON: {exc.msg} at column {exc.colno}"
+    rest = line[exc.pos:] if 0 <= exc.pos < len(line) else b""
+    literal = next((lit for lit in _NOT_JSON_NUMBERS if rest.startswith(lit)), None)
+    if literal is not None:
+        reason += f" ({literal.decode()} is not a JSON number: write null or a number)"
+    return reason
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else _json_kind(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def jsonl_record(line: bytes, number: int, topics: dict[str, str]) -> Outgoing | Skipped:
     routed = route_line(line, topics)
-    if routed is None:
-        return Skipped(number, "no known 'type' or no 'customer_id'")
+    if isinstance(routed, str):
+        return Skipped(number, routed)
     topic, key = routed
     return Outgoing(topic, key, line)
 
@@ -117,10 +169,13 @@ def cdnow_record(line: bytes, number: int, topic: str) -> Outgoing | Skipped:
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, raw byte length, stripped line) for each non-empty line."""
+    """(line number, raw byte length, stripped line) for each non-empty line; a UTF-8 byte order
+    mark at the start of the file is dropped (``utf-8-sig``)."""
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             line = raw.strip()
+            if number == 1:
+                line = line.removeprefix(codecs.BOM_UTF8).strip()
             if line:
                 yield number, len(raw), line
 

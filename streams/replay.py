@@ -26,6 +26,7 @@ replays too.
 
 from __future__ import annotations
 
+import codecs
 import heapq
 import math
 import tempfile
@@ -81,11 +82,15 @@ class ReplayReport:
 
 
 def iter_jsonl(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, stripped line) for each non-empty line; a UTF-8 byte order mark at the start
+    of the file is dropped (``utf-8-sig``), as ``segstream produce`` drops it."""
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
             if on_bytes is not None:
                 on_bytes(len(line))
             stripped = line.strip()
+            if number == 1:
+                stripped = stripped.removeprefix(codecs.BOM_UTF8).strip()
             if stripped:
                 yield number, stripped
 

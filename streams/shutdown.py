@@ -25,8 +25,12 @@ class BoundedShutdownWorker(Worker):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.shutdown_timeout_s = shutdown_timeout_s
         self._deadline: threading.Timer | None = None
+        #: The signal that asked for the stop (the command exits 130 after a SIGINT), or None.
+        self.stopped_by: signal.Signals | None = None
 
     def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = signum
         if self._deadline is None:
             self._deadline = threading.Timer(self.shutdown_timeout_s, self._give_up)
             self._deadline.daemon = True

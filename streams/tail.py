@@ -33,6 +33,7 @@ class TailStats:
     shown: int = 0
     invalid: int = 0
     filtered_out: int = 0
+    stopped_by: int | None = None  # the signal that stopped the tail (SIGINT, SIGTERM), if one did
 
 
 # ---- parsing and formatting (pure) --------------------------------------------------------------
@@ -188,11 +189,19 @@ async def run_tail(bootstrap: str, topic: str, on_change: OnChange, on_invalid: 
                    **options: Any) -> TailStats:
     """``tail_changes`` until done or until SIGINT/SIGTERM, which stop it cleanly (consumer closed)."""
     stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await tail_changes(bootstrap, topic, on_change, on_invalid, stop=stop, **options)
+        stats = await tail_changes(bootstrap, topic, on_change, on_invalid, stop=stop, **options)
+        stats.stopped_by = received[0] if received else None
+        return stats
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):

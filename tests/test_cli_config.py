@@ -103,3 +103,33 @@ def test_a_rules_file_that_is_missing_or_invalid_is_one_line(tmp_path: Path) -> 
         assert done.returncode == 2 and "Traceback" not in done.stderr
         [line] = done.stderr.splitlines()
         assert line.startswith("invalid configuration: SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE: ") and why in line
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+@pytest.mark.parametrize("port", ["0", "65536", "-1"])
+def test_a_web_port_out_of_range_is_one_line_and_exit_2(command: str, port: str, tmp_path: Path) -> None:
+    done = segstream(command, "--web-port", port, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9",
+                     SEGSTREAM_WORKER__DATA_DIR=str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"invalid configuration: --web-port: should be a port from 1 to 65535 (got {port})"]
+
+
+COMMANDS = [[], ["kafka"], ["kafka-jars"], ["topics"], ["worker"], ["run"], ["produce"], ["tail"], ["replay"],
+            ["generate"], ["bench"], ["crash-test"], ["soak"], ["schemas"], ["schemas", "export"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "segstream")
+def test_help_reads_well_in_an_80_column_terminal(command: list[str]) -> None:
+    done = segstream(*command, "--help", COLUMNS="80")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.splitlines()[1].strip().startswith(f"Usage: segstream {' '.join(command)}".rstrip())
+    assert "<bool>" not in text  # a flag takes no value
+    assert "…" not in text  # no word cut off for want of room
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_boolean_flag_shows_both_its_forms() -> None:
+    row = next(line for line in segstream("run", "--help", COLUMNS="120").stdout.splitlines() if "--replay" in line)
+    assert row.split()[1:3] == ["--replay", "--no-replay"]

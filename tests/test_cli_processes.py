@@ -117,3 +117,90 @@ def test_run_killed_leaves_neither_broker_nor_worker(tmp_path: Path) -> None:
     for pid in left:  # do not leave them to the next test
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, path.read_text()[-3000:]
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no {text!r} after {timeout_s}s:\n{path.read_text()[-3000:]}")
+
+
+def started_by(command: list[str], env: dict[str, str], out: Path) -> subprocess.Popen:
+    with out.open("wb") as f:
+        return subprocess.Popen([sys.executable, "-m", "streams.cli", *command], cwd=ROOT, env=env,
+                                stdout=f, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("command", "ready", "started"), [
+    (["kafka"], "export KAFKA_BOOTSTRAP_SERVERS=", 1),  # the broker
+    (["run", "--no-replay"], "Ctrl-C stops.", 2),  # the broker and the worker
+], ids=["kafka", "run --no-replay"])
+def test_ctrl_c_stops_what_the_command_started_then_exits_130(command: list[str], ready: str, started: int,
+                                                                tmp_path: Path) -> None:
+    """SIGINT, as Ctrl-C sends it: a graceful stop of everything the command started (stopped and
+    waited for by the command itself, not left to the parent-death signal), then exit 130."""
+    env = clean_env(SEGSTREAM_WORKER__WEB_PORT=str(free_port()), SEGSTREAM_WORKER__DATA_DIR=str(tmp_path / "data"))
+    out = tmp_path / "out.txt"
+    proc = started_by([*command, "--run-dir", str(tmp_path / "run")], env, out)
+    try:
+        wait_for_text(out, ready, proc, timeout_s=150)
+        running = children(proc.pid)
+        assert len(running) == started, running
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=90)
+        left = [pid for pid in running if alive(pid)]  # at once: the command waited for them
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, out.read_text()[-3000:]
+    assert left == []
+    assert "Traceback" not in out.read_text()
+
+
+@pytest.mark.kafka
+def test_ctrl_c_stops_a_worker_gracefully_then_exits_130(kafka_bootstrap: str, unique_prefix: str,
+                                                         tmp_path: Path) -> None:
+    from tests.kafka_helpers import WorkerProcess
+    from tests.test_worker_e2e import worker_env
+
+    worker = WorkerProcess(worker_env(kafka_bootstrap, unique_prefix, tmp_path / "data"), tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        worker.proc.send_signal(signal.SIGINT)
+        code = worker.proc.wait(timeout=60)
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+    assert code == 130, worker.log_tail()
+    assert "Traceback" not in worker.log_tail(1_000_000)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("command", [["tail"], ["produce", "--rate", "1"]], ids=["tail", "produce"])
+def test_ctrl_c_ends_tail_and_produce_with_130(command: list[str], kafka_bootstrap: str, unique_prefix: str,
+                                               tmp_path: Path) -> None:
+    env = clean_env(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, SEGSTREAM_TOPICS__PREFIX=unique_prefix)
+    if command[0] == "produce":  # a minute of events at 1/s
+        events = tmp_path / "events.jsonl"
+        events.write_bytes(b"".join(orjson.dumps({"type": "engagement", "event_id": f"e{i}", "customer_id": "c1",
+                                                  "timestamp": "2026-01-05T00:00:00Z", "action": "open"}) + b"\n"
+                                    for i in range(60)))
+        command = [*command, str(events)]
+        subprocess.run([sys.executable, "-m", "streams.cli", "topics"], cwd=ROOT, env=env, check=True, timeout=60)
+    out = tmp_path / "out.txt"
+    proc = started_by(command, env, out)
+    try:
+        time.sleep(8)  # connected (tail), a few events sent (produce)
+        assert proc.poll() is None, out.read_text()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, out.read_text()[-3000:]
+    assert "Traceback" not in out.read_text() and "Aborted" not in out.read_text()

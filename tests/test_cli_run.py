@@ -18,13 +18,17 @@ pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_env(bootstrap: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SEGSTREAM_TOPICS__PREFIX": prefix,
+            "SEGSTREAM_WORKER__APP_ID": f"{prefix}app", "SEGSTREAM_WORKER__WEB_PORT": str(free_port()),
+            "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data"), "SEGSTREAM_WORKER__TRAIN_INTERVAL_S": "1",
+            "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
 def test_run_replays_cdnow_and_prints_segment_changes_live(
     kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": unique_prefix,
-           "SEGSTREAM_WORKER__APP_ID": f"{unique_prefix}app", "SEGSTREAM_WORKER__WEB_PORT": str(free_port()),
-           "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data"), "SEGSTREAM_WORKER__TRAIN_INTERVAL_S": "1",
-           "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = run_env(kafka_bootstrap, unique_prefix, tmp_path)
     out = (tmp_path / "out.txt").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run", "--rate", "0", "--run-dir", str(tmp_path)],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
@@ -42,10 +46,37 @@ def test_run_replays_cdnow_and_prints_segment_changes_live(
         if proc.poll() is None:
             proc.kill()
     stderr = err.decode()
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == 130, stderr[-3000:]  # Ctrl-C: the shell's convention, after the graceful stop
     assert "replayed 6919 events" in stderr and "Stopping the worker" in stderr
     changes = [line for line in lines if "cdnow-" in line]
     assert len(changes) >= 200, (tmp_path / "worker.log").read_text()[-3000:]
     # Enters with the reason and model version; rule segments from examples/segments.toml.
     assert any("first_assignment" in line and "model v" in line for line in changes)
     assert any("rule_entered" in line for line in changes)
+
+
+def test_ctrl_c_during_the_replay_stops_it_at_once(kafka_bootstrap: str, unique_prefix: str, tmp_path: Path) -> None:
+    """At 100 events/s the CDNOW replay would take 70 s, and the wait for the worker more: Ctrl-C
+    must not wait for either."""
+    env = run_env(kafka_bootstrap, unique_prefix, tmp_path)
+    err_path = tmp_path / "err.txt"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run", "--rate", "100", "--run-dir",
+                                 str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and "segment changes follow" not in err_path.read_text():
+            assert proc.poll() is None, err_path.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        stopping = time.monotonic()
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - stopping
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = err_path.read_text()
+    assert code == 130, stderr[-3000:]
+    assert "replayed 6919 events" not in stderr and "Stopping the worker" in stderr
+    assert took < 30, stderr[-3000:]  # the worker's graceful stop, not the rest of the replay

@@ -28,7 +28,7 @@ def changed_settings(bootstrap: str, prefix: str, data_dir: Path) -> dict[str, t
         "WEB_PORT": (str(port), port),
         "API_TOKEN": ("not-shown-anywhere", "set"),
         "DATA_DIR": (str(data_dir), str(data_dir)),
-        "STORE": ("rocksdb://", "rocksdb:"),
+        "STORE": ("rocksdb://", "rocksdb://"),  # as set (faust's URL object prints "rocksdb:")
         "PROCESSING_GUARANTEE": ("at_least_once", "at_least_once"),  # the only one accepted
         "LOG_LEVEL": ("warning", "warning"),
         "STANDBY_REPLICAS": ("0", 0),
@@ -101,5 +101,6 @@ def test_a_worker_runs_with_every_setting_it_was_given(kafka_bootstrap: str, tmp
         worker.wait_ready()
         shown = worker.get("/config")
         assert (shown[W + "STATIC_MEMBERSHIP"], shown[W + "GROUP_INSTANCE_ID"]) == (False, None)  # type: ignore[index]
+        assert shown[W + "STORE"] == "memory://"  # type: ignore[index]  # the default, as it is written
     finally:
         assert worker.stop() == 0, worker.log_tail()

@@ -22,7 +22,16 @@ from streams.partitioning import (
     fnv1a_partition,
     home_partition,
 )
-from streams.producer import cdnow_record, produce_file, resolve_format, topic_partitioners
+from streams.producer import (
+    Outgoing,
+    Skipped,
+    cdnow_record,
+    iter_records,
+    produce_file,
+    resolve_format,
+    topic_partitioners,
+)
+from streams.replay import iter_jsonl
 from streams.settings import Settings, TopicSettings
 from streams.topics import topic_specs
 from tests.kafka_helpers import ROOT, consume, run
@@ -36,9 +45,9 @@ CDNOW_LINES = [
 ]
 
 
-def write_cdnow(tmp_path: Path) -> Path:
+def write_cdnow(tmp_path: Path, bom: bool = False) -> Path:
     path = tmp_path / "cdnow.txt"
-    path.write_text("\n".join(CDNOW_LINES) + "\n")
+    path.write_text("\n".join(CDNOW_LINES) + "\n", encoding="utf-8-sig" if bom else "utf-8")
     return path
 
 
@@ -49,6 +58,59 @@ def test_format_detection_and_conversion(tmp_path: Path) -> None:
     assert resolve_format(path, "jsonl") == "jsonl"  # an explicit format wins
     assert cdnow_record(b"1 2 19970101 1 nan", 7, "t").reason.startswith("amount")  # type: ignore[union-attr]
     assert "5 columns" in cdnow_record(b"1 2 3", 8, "t").reason  # type: ignore[union-attr]
+
+
+GOOD = b'{"type": "purchase", "event_id": "e1", "customer_id": "c1", "timestamp": "2026-01-05T00:00:00Z", "amount": 5}'
+
+
+def records_of(tmp_path: Path, content: bytes) -> list[Outgoing | Skipped]:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(content)
+    return [record for _, record in iter_records(path, "jsonl", Settings())]
+
+
+def test_each_skipped_jsonl_line_says_what_is_wrong_with_it(tmp_path: Path) -> None:
+    lines = [
+        GOOD,                                                          # 1: sent
+        GOOD[:-1] + b', "discount": NaN}',                             # 2: Python's json.dumps writes NaN
+        GOOD[:-1] + b',}',                                             # 3: trailing comma
+        GOOD[:40],                                                     # 4: cut off
+        b'[' + GOOD + b']',                                            # 5: an array
+        GOOD.replace(b'"purchase"', b'"refund"'),                      # 6: no such type
+        GOOD.replace(b'"type": "purchase", ', b''),                    # 7: no type
+        GOOD.replace(b'"customer_id": "c1", ', b''),                   # 8: no customer
+        GOOD.replace(b'"c1"', b'42'),                                  # 9: customer id a number
+        GOOD.replace(b'"e1"', b'"\xff"'),                              # 10: not UTF-8
+        b'\xef\xbb\xbf' + GOOD,                                        # 11: a BOM inside the file
+    ]
+    records = records_of(tmp_path, b"\n".join(lines) + b"\n")
+
+    assert isinstance(records[0], Outgoing) and records[0].key == b"c1"
+    reasons = {r.line: r.reason for r in records if isinstance(r, Skipped)}
+    nan_at, comma_at, bad_byte_at = len(GOOD) + 14, len(GOOD), GOOD.index(b'"e1"') + 2  # 1-based
+    assert reasons == {
+        2: f"not JSON: unexpected character, expected a JSON value at column {nan_at} "
+           "(NaN is not a JSON number: write null or a number)",
+        3: f"not JSON: trailing comma is not allowed at column {comma_at}",
+        4: "not JSON: unexpected end of data at column 41",
+        5: "not a JSON object but an array",
+        6: "unknown 'type' 'refund' (expected purchase, engagement, feedback)",
+        7: "no 'type'",
+        8: "no 'customer_id'",
+        9: "'customer_id' is a number, not a string",
+        10: f"not JSON: not valid UTF-8 (invalid start byte) at byte {bad_byte_at}",
+        11: "not JSON: UTF-8 byte order mark (BOM) is not supported at column 1",
+    }
+
+
+def test_a_byte_order_mark_at_the_start_of_the_file_is_accepted(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM: it is dropped, as the utf-8-sig codec drops it."""
+    [first, second] = records_of(tmp_path, b"\xef\xbb\xbf" + GOOD + b"\r\n" + GOOD + b"\r\n")
+    assert first == second == Outgoing("segstream.purchases", b"c1", GOOD)
+    assert [line for _, line in iter_jsonl(tmp_path / "events.jsonl")] == [GOOD, GOOD]  # segstream replay too
+    assert resolve_format(write_cdnow(tmp_path, bom=True), "auto") == "cdnow"
+    [record, *_] = [r for _, r in iter_records(write_cdnow(tmp_path, bom=True), "cdnow", Settings())]
+    assert isinstance(record, Outgoing)
 
 
 @pytest.mark.kafka

@@ -375,3 +375,15 @@ def test_change_ids_are_deterministic_per_life_and_differ_after_an_erasure() -> 
     assert second_life.incarnation != first_life.incarnation
     assert next_change_id(second_life) != SegmentChange.make_id("c", 1, first_life.incarnation)
     assert CustomerState.from_bytes(second_life.to_bytes()).incarnation == second_life.incarnation
+
+
+def test_the_profile_names_rfm_and_btyd_recency_exactly() -> None:
+    """RFM recency (days since the last purchase, what /segments figures call recency) and BTYD
+    recency (days from the first to the last purchase day) differ; each has an exact name, and
+    the profile's ``recency`` stays the BTYD one, as before (compatibility)."""
+    state = apply_all([purchase(0, 0, 20.0), purchase(1, 60 * 24 * 10, 20.0)])  # purchase days 0 and 10
+    profile = build_profile(state, state.last_purchase_ts + 30 * 86400, pinned_valuation(CFG), CFG)
+    assert profile["days_since_last_purchase"] == 30
+    assert profile["days_first_to_last_purchase"] == profile["recency"] == 10
+    never = build_profile(CustomerState("n"), EPOCH.timestamp(), pinned_valuation(CFG), CFG)
+    assert never["days_first_to_last_purchase"] is None and never["days_since_last_purchase"] is None

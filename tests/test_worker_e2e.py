@@ -178,6 +178,9 @@ def test_segment_changes_are_explained_and_agree_with_profiles(processed: dict) 
     segments = worker.get("/segments")
     assert segments["model_version"] >= 1 and len(segments["segments"]) == 4
     assert {s["id"] for s in segments["rule_segments"]} == {"lapsed"}
+    # Every figure says what it is: /segments' recency is RFM recency, not the profile's BTYD one.
+    assert set(segments["figures_read_as"]) == set(segments["segments"][0]["stats"]["figures"]["median"])
+    assert segments["figures_read_as"]["recency"] == "days since last purchase (RFM recency)"
     for customer_id, change in latest_cluster.items():
         profile = worker.get(f"/customers/{customer_id}")
         assert profile["segment"]["id"] == change.segment.id, customer_id
