@@ -301,8 +301,8 @@ def driver_snapshot() -> ModelSnapshot:
     new[F["order_value"]] = 0.3  # hardly apart on order value
     median = {f: 1.0 for f in FEATURES}
     pop = PopulationFigures(p25=median, median={**median, "value": 95.0}, p75=median)
-    stats = {"c1": {"figures": {"median": {**median, "value": 60.0}}},
-             "c2": {"figures": {"median": {**median, "value": 640.0}}}}
+    stats = {"c1": {"figures": {"median": {**median, "value": 60.0, "engagement": 0.5}}},
+             "c2": {"figures": {"median": {**median, "value": 640.0, "engagement": 2.0}}}}
     return ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=FEATURES, mean=np.zeros(d),
                          std=np.ones(d), centroids=np.vstack([old, new]), segment_ids=("c1", "c2"),
                          labels=("a", "b"), descriptions=("", ""), stats=stats, population=pop.to_dict())
@@ -316,7 +316,7 @@ def test_drivers_leave_out_average_and_non_separating_features() -> None:
     z[F["recency"]] = -0.1  # segments differ on recency, but the customer is average: explains nothing
     z[F["p_alive"]] = 0.4  # average too, although closer to the new segment's 0.6 than the old 0
     z[F["order_value"]] = 3.0  # the customer stands out, but the segments hardly differ on it
-    z[F["engagement"]] = 0.9  # stands out and the segments differ
+    z[F["engagement"]] = 0.9  # stands out and the segments differ (1.5 actions; 2.0 vs 0.5, population 1.0)
     z[F["satisfaction"]] = 2.0
     drivers = seg._drivers(snap, list(z), "c1", "c2", frozenset(FEATURES))
     names = [d["feature"] for d in drivers]
@@ -335,3 +335,56 @@ def test_a_feature_the_customer_has_no_figure_for_is_never_a_driver() -> None:
     seg = Segmenter(SegmentationConfig())
     assert [d["feature"] for d in seg._drivers(snap, list(z), "c1", "c2", frozenset({"engagement"}))] == ["engagement"]
     assert seg._drivers(snap, [0.0] * len(FEATURES), None, "c2", frozenset(FEATURES)) == []  # average everywhere
+
+
+def one_feature_snapshot(feature: str, centroid: float, new_typical: float, previous_typical: float,
+                         population_median: float) -> ModelSnapshot:
+    """Two segments c1 (previous) and c2 (new) apart on ``feature`` only, the new one ``centroid``
+    standard deviations from the population (mean 0, std 1: z is the feature itself), with the
+    raw medians (typicals) given."""
+    d = len(FEATURES)
+    old, new = np.zeros(d), np.zeros(d)
+    new[F[feature]] = centroid
+    median = {f: 1.0 for f in FEATURES}
+    pop = PopulationFigures(p25=median, median={**median, feature: population_median}, p75=median)
+    stats = {"c1": {"figures": {"median": {**median, feature: previous_typical}}},
+             "c2": {"figures": {"median": {**median, feature: new_typical}}}}
+    return ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=FEATURES, mean=np.zeros(d),
+                         std=np.ones(d), centroids=np.vstack([old, new]), segment_ids=("c1", "c2"),
+                         labels=("a", "b"), descriptions=("", ""), stats=stats, population=pop.to_dict())
+
+
+def drivers_of(snap: ModelSnapshot, feature: str, customer: float, previous: str | None) -> list[dict]:
+    """The drivers of a move into c2 (from ``previous``) of a customer whose raw figure is
+    ``customer`` and who is average on every other feature."""
+    vector = np.zeros(len(FEATURES))
+    vector[F[feature]] = customer if feature in ("p_alive", "satisfaction") else math.log1p(customer)
+    return Segmenter(SegmentationConfig())._drivers(snap, list(vector), previous, "c2", frozenset(FEATURES))
+
+
+@pytest.mark.parametrize("feature, centroid, customer, new_typical, previous, previous_typical, pop_median, said", [
+    # "days since last purchase 30, segment typical 30, population median 30": the customer is the
+    # population's median, the segment's typical too; the centroids differ, the medians don't
+    ("recency", 3.0, 30.0, 30.0, None, 999.0, 30.0, False),
+    ("recency", 3.0, 30.0, 31.0, None, 999.0, 30.0, False),  # the customer is not apart from the population
+    ("recency", 3.0, 120.0, 100.0, None, 999.0, 30.0, True),  # more days than the population, like the segment
+    # the customer spends more than the population while the move is to the segment that spends less
+    ("value", 2.0, 800.0, 60.0, "c1", 640.0, 95.0, False),
+    ("value", 2.0, 800.0, 640.0, "c1", 60.0, 95.0, True),
+    # spends more than the population, the way the move goes, but is nearer the previous segment's typical
+    ("value", 2.0, 300.0, 640.0, "c1", 60.0, 95.0, False),
+    ("value", 2.0, 400.0, 640.0, "c1", 60.0, 95.0, True),
+    # the same side of the population as the move, but on the previous segment's side of it
+    ("p_alive", 1.0, 0.55, 0.5, "c1", 0.2, 0.6, False),
+    ("p_alive", 1.0, 0.9, 0.8, "c1", 0.2, 0.6, True),
+    ("p_alive", 1.0, 0.996, 0.997, None, 0.2, 0.998, False),  # all "1.00" as quoted
+])
+def test_a_driver_is_literally_true_in_the_figures_it_quotes(feature, centroid, customer, new_typical, previous,
+                                                             previous_typical, pop_median, said) -> None:
+    """The customer's figure stands apart from the population median on the side the new segment's
+    typical stands from the previous segment's (the population median's, on a first assignment),
+    and is closer to the new typical than to that reference; else no driver, even though the
+    standardised centroids and the customer's z-score say otherwise."""
+    snap = one_feature_snapshot(feature, centroid, new_typical, previous_typical, pop_median)
+    drivers = drivers_of(snap, feature, customer, previous)
+    assert [d["feature"] for d in drivers] == ([feature] if said else []), [d["text"] for d in drivers]
