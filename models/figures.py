@@ -31,7 +31,7 @@ import numpy as np
 from models.features import FEATURES, PURCHASE_FEATURES
 
 __all__ = ["SegmentFigures", "PopulationFigures", "figures_of", "population_figures", "format_figure",
-           "figure_meanings"]
+           "figure_meanings", "shown_figure"]
 
 
 def _subset(raw: np.ndarray, bought: np.ndarray, answered: np.ndarray, feature: str) -> np.ndarray:
@@ -150,6 +150,16 @@ def figure_meanings() -> dict[str, str]:
     notes = {"recency": " (RFM recency)", "frequency": " (BTYD frequency)", "satisfaction": " score (0-10, decayed)"}
     return {feature: name + (" (base currency)" if unit == "$" else "") + notes.get(feature, "")
             for feature, (name, unit, _) in _READ.items()}
+
+
+def shown_figure(feature: str, value: float | None) -> float | None:
+    """``value`` as :func:`format_figure` shows it (rounded to its decimals): what a reader of the
+    text compares, so that a claim made by quoted figures is checked on the quoted figures.
+
+    >>> shown_figure("recency", 29.6), shown_figure("p_alive", 0.996), shown_figure("value", None)
+    (30.0, 1.0, None)
+    """
+    return round(float(value), _READ[feature][2]) if value is not None else None
 
 
 def _round(value: float | None) -> float | None:

@@ -21,7 +21,8 @@ from models.config import SegmentationConfig, ValueConfig
 from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
 from models.features import (FEATURES, FeatureBasis, known_features, matrix_at, profiles_at, raw_feature_value,
                              raw_matrix)
-from models.figures import PopulationFigures, SegmentFigures, figures_of, format_figure, population_figures
+from models.figures import (PopulationFigures, SegmentFigures, figures_of, format_figure, population_figures,
+                            shown_figure)
 from models.labels import choose_words, describe_words, stable_labels
 from models.rules import RuleSet
 from models.valuation import Valuation
@@ -31,7 +32,7 @@ from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState
 from models.thresholds import carry_over, update_thresholds
 
-__all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter"]
+__all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter", "quoted_figures_show_the_move"]
 
 _VALUE, _SAT = FEATURES.index("value"), FEATURES.index("satisfaction")
 
@@ -473,14 +474,24 @@ class Segmenter:
 
     def _drivers(self, snap: ModelSnapshot, vector: list[float], previous: str | None, new: str,
                  known: frozenset[str], top: int = 3) -> list[dict[str, Any]]:
-        """What sets the customer apart and makes the difference between the two segments.
+        """What sets the customer apart and makes the difference between the two segments: up to
+        ``top`` drivers (dicts, see :meth:`_driver`), possibly none.
 
-        A feature is a driver only when (1) the customer has a figure for it (``known``: no
-        placeholder for a never-buyer or an unanswered NPS), (2) the customer is at least
-        ``driver_min_z`` standard deviations from the population on it, in the direction of the
-        new segment's side, and (3) the segments are that far apart on it (new vs previous centroid; vs
-        the population average on a first assignment or from a retired segment). Ranked by how
-        much closer the feature brings the customer to the new segment; possibly none.
+        ``vector`` is the customer's feature vector (len(FEATURES), log-scaled feature units), ``known``
+        the features the customer has a figure for. A feature is a driver only when
+
+        * in standardised space (the centroids' units): (1) the customer has a figure for it
+          (``known``: no placeholder for a never-buyer or an unanswered NPS), (2) the customer is at
+          least ``driver_min_z`` standard deviations from the population on it, (3) the new segment's
+          centroid is that far from the reference's (the previous segment's centroid; the population
+          average on a first assignment or from a retired segment) and (4) the feature brings the
+          customer closer to the new segment; and
+        * in the figures its sentence quotes (:func:`quoted_figures_show_the_move`; medians of raw
+          figures can coincide where centroids differ), the customer's figure stands apart from the
+          population median on the side the new segment's typical stands from the reference's
+          typical, and is closer to the new typical than to the reference's.
+
+        Ranked by how much closer the feature brings the customer to the new segment (standardised).
         """
         min_z = self.config.driver_min_z
         z = snap.standardise(vector)
@@ -493,13 +504,21 @@ class Segmenter:
               and gain[i] > 0 and math.isfinite(gain[i])]
         ok.sort(key=lambda i: -gain[i])
         population = PopulationFigures.from_dict(snap.population)
-        return [{**self._driver(snap, i, vector[i], z[i], new, previous if old is not None else None, population),
-                 "segment_centroid_z": round(float(c_new[i]), 3)} for i in ok[:top]]
+        out = []
+        for i in ok:
+            driver = self._driver(snap, i, vector[i], z[i], new, previous if old is not None else None, population)
+            if driver is not None:
+                out.append({**driver, "segment_centroid_z": round(float(c_new[i]), 3)})
+            if len(out) == top:
+                break
+        return out
 
     @staticmethod
     def _driver(snap: ModelSnapshot, i: int, value: float, z: float, new: str, previous: str | None,
-                population: PopulationFigures | None) -> dict[str, Any]:
-        """One driver: the customer's figure, what it is compared with, and a sentence saying so."""
+                population: PopulationFigures | None) -> dict[str, Any] | None:
+        """One driver: the customer's figure, what it is compared with, and a sentence saying so;
+        None when those figures do not show the move (:func:`quoted_figures_show_the_move`).
+        ``previous`` is None on a first assignment or from a retired segment."""
         feature = FEATURES[i]
         raw = raw_feature_value(feature, value)
         currency = population.currency if population else "USD"
@@ -515,6 +534,8 @@ class Segmenter:
         seg = typical(new)
         prev = typical(previous) if previous is not None else None
         pop_median = population.median.get(feature) if population else None
+        if not quoted_figures_show_the_move(feature, raw, seg, prev, pop_median, first=previous is None):
+            return None
         text = (f"{format_figure(feature, raw, currency)}, "
                 f"segment typical {format_figure(feature, seg, currency, False)}")
         if previous is not None:
@@ -524,6 +545,37 @@ class Segmenter:
         return {"feature": feature, "value": round(raw, 4), "z": round(float(z), 3),
                 "segment_typical": _round_or_none(seg), "previous_segment_typical": _round_or_none(prev),
                 "population_median": _round_or_none(pop_median), "text": text}
+
+
+def quoted_figures_show_the_move(feature: str, value: float, segment: float | None, previous: float | None,
+                                 population_median: float | None, first: bool) -> bool:
+    """Whether a driver's quoted figures (feature units, compared as shown: :func:`shown_figure`)
+    say what its sentence implies. The reference is the previous segment's typical, or the
+    population median when ``first`` (a first assignment, or leaving a retired segment). True
+    only when
+
+    1. the new segment's typical ``segment`` differs from the reference (side s = +1 above, -1 below);
+    2. the customer's ``value`` stands apart from ``population_median`` on side s (unchecked when
+       the snapshot has no population figures and the sentence quotes none; a first assignment
+       then has no reference and no driver);
+    3. ``value`` is strictly closer to ``segment`` than to the reference.
+
+    >>> quoted_figures_show_the_move("recency", 30.0, 30.0, None, 30.0, first=True)  # explains nothing
+    False
+    >>> quoted_figures_show_the_move("value", 800.0, 60.0, 640.0, 95.0, first=False)  # the move is to less
+    False
+    >>> quoted_figures_show_the_move("value", 812.0, 640.0, 60.0, 95.0, first=False)
+    True
+    """
+    v, seg = shown_figure(feature, value), shown_figure(feature, segment)
+    pop = shown_figure(feature, population_median)
+    ref = pop if first else shown_figure(feature, previous)
+    if v is None or seg is None or ref is None or seg == ref:
+        return False
+    side = 1.0 if seg > ref else -1.0
+    if pop is not None and side * (v - pop) <= 0:
+        return False
+    return abs(v - seg) < abs(v - ref)
 
 
 def _round_or_none(value: float | None) -> float | None:

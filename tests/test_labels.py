@@ -16,7 +16,7 @@ from models.cdnow import read_transactions
 from models.config import EngineConfig, SegmentationConfig
 from models.features import FEATURES, NEUTRAL_NPS, PURCHASE_FEATURES, FeatureBasis, matrix_at, raw_matrix
 from models.figures import PopulationFigures, SegmentFigures
-from models.labels import WORDS, choose_words, stable_labels
+from models.labels import MATERIAL_FACTOR, MATERIAL_GAP, WORDS, backed, choose_words, stable_labels
 from models.pipeline import Pipeline
 from models.segmentation import Segmenter
 from models.snapshot import ModelSnapshot
@@ -28,8 +28,14 @@ from streams.replay import Replay, run_replay
 from streams.tail import format_drivers
 
 F = {name: i for i, name in enumerate(FEATURES)}
-POP = PopulationFigures(p25={f: 1.0 for f in FEATURES}, median={f: 5.0 for f in FEATURES},
-                        p75={f: 20.0 for f in FEATURES})
+#: A population the words' backing figures stand apart from (rule 3: models.labels.material).
+POP = PopulationFigures(
+    p25={"value": 20.0, "frequency": 1.0, "recency": 30.0, "p_alive": 0.4, "order_value": 20.0, "engagement": 0.2,
+         "satisfaction": 6.0, "cost_to_serve": 0.0, "tenure": 150.0},
+    median={"value": 60.0, "frequency": 3.0, "recency": 90.0, "p_alive": 0.6, "order_value": 40.0, "engagement": 1.0,
+            "satisfaction": 7.0, "cost_to_serve": 0.2, "tenure": 300.0},
+    p75={"value": 150.0, "frequency": 8.0, "recency": 200.0, "p_alive": 0.8, "order_value": 80.0, "engagement": 3.0,
+         "satisfaction": 8.0, "cost_to_serve": 1.0, "tenure": 450.0})
 
 
 def figures(**median: float) -> SegmentFigures:
@@ -66,6 +72,64 @@ def test_a_word_the_figures_contradict_is_never_said(word, contradicting, backin
     assert word in choose_words(z, replace(fig, median={**fig.median, **backing}, mean_clv=backing.get("value")), POP)
 
 
+#: Per word: the segment's figures (backing the word's own rule), a population whose median is
+#: close to them (the word's rule still holds on its quartiles, but the word would not set the
+#: segment apart) and one whose median is far from them: (segment medians, close, far), each
+#: population given as (p25, median, p75) of the word's feature.
+APART = {
+    "high value": ({"value": 300.0}, (100.0, 290.0, 290.0), (20.0, 100.0, 200.0)),
+    "low value": ({"value": 5.0}, (5.5, 5.5, 30.0), (10.0, 50.0, 100.0)),
+    "frequent": ({"frequency": 10.0}, (1.0, 9.0, 9.0), (1.0, 3.0, 6.0)),
+    "infrequent": ({"frequency": 0.0}, (0.0, 0.0, 1.0), (2.0, 5.0, 9.0)),
+    "recent": ({"recency": 10.0}, (5.0, 12.0, 40.0), (30.0, 90.0, 200.0)),
+    "lapsed": ({"recency": 480.0}, (218.0, 474.0, 507.0), (50.0, 200.0, 300.0)),
+    "likely active": ({"p_alive": 0.95, "frequency": 4.0, "recency": 20.0}, (0.8, 0.9, 0.97), (0.3, 0.5, 0.7)),
+    "churn risk": ({"p_alive": 0.2}, (0.1, 0.3, 0.5), (0.5, 0.8, 0.9)),
+    "big baskets": ({"order_value": 80.0}, (50.0, 75.0, 75.0), (20.0, 40.0, 60.0)),
+    "small baskets": ({"order_value": 15.0}, (16.0, 16.0, 30.0), (20.0, 40.0, 60.0)),
+    "engaged": ({"engagement": 5.0}, (1.0, 4.8, 4.8), (0.2, 1.0, 2.0)),
+    "disengaged": ({"engagement": 0.0}, (0.1, 0.1, 1.0), (0.5, 2.0, 4.0)),
+    "promoter": ({"satisfaction": 9.5}, (8.0, 9.0, 10.0), (6.0, 7.0, 8.0)),
+    "detractor": ({"satisfaction": 5.0}, (3.0, 5.5, 7.0), (6.0, 7.5, 9.0)),
+    "costly to serve": ({"cost_to_serve": 2.0}, (0.5, 1.8, 1.8), (0.0, 0.0, 0.5)),
+    "long-standing": ({"tenure": 700.0}, (500.0, 650.0, 800.0), (100.0, 300.0, 450.0)),
+    "new": ({"tenure": 30.0}, (20.0, 35.0, 60.0), (150.0, 300.0, 450.0)),
+}
+
+
+def population_of(feature: str, quartiles: tuple[float, float, float]) -> PopulationFigures:
+    p25, median, p75 = quartiles
+    return PopulationFigures(p25={**POP.p25, feature: p25}, median={**POP.median, feature: median},
+                             p75={**POP.p75, feature: p75})
+
+
+def test_every_word_has_a_case_where_it_sets_the_segment_apart_and_one_where_it_does_not() -> None:
+    assert set(APART) == {w.word for w in WORDS}
+
+
+@pytest.mark.parametrize("word", sorted(APART))
+def test_a_word_whose_figure_is_the_populations_is_never_said(word) -> None:
+    """"lapsed (480 days; population median 474)": true of the segment, but of the population too,
+    so it does not say what sets the segment apart (models.labels rule 3)."""
+    w = next(w for w in WORDS if w.word == word)
+    medians, close, far = APART[word]
+    fig = figures(**medians)
+    assert word not in choose_words(z_toward(word), fig, population_of(w.feature, close))
+    assert not backed(word, fig, population_of(w.feature, close))
+    assert word in choose_words(z_toward(word), fig, population_of(w.feature, far))
+
+
+def test_a_kept_word_has_hysteresis_on_its_distance_from_the_population() -> None:
+    """A word already in the id's label stays while its figure is at least half the material
+    distance from the population's; a fresh label needs the whole distance."""
+    fig = figures(recency=600.0)  # lapsed; the population's median 474 days: 1.27 times it
+    pop = population_of("recency", (218.0, 474.0, 507.0))
+    assert "lapsed" not in choose_words(z_toward("lapsed"), fig, pop)
+    assert stable_labels(["c1"], [[]], [fig], pop, {"c1": ("lapsed", ["lapsed"])}) == (["lapsed"], [["lapsed"]])
+    nearer = figures(recency=520.0)  # 1.10 times: the segment changed, the word goes
+    assert stable_labels(["c1"], [[]], [nearer], pop, {"c1": ("lapsed", ["lapsed"])}) == (["typical"], [[]])
+
+
 def test_purchase_words_need_buyers_and_nps_words_need_answers() -> None:
     # Medians are over buyers / answerers; a segment mostly without them gets no such word.
     few_buyers = replace(figures(recency=5.0, satisfaction=10.0), buyers_share=0.2, nps_answered_share=0.2)
@@ -96,16 +160,29 @@ def test_every_word_of_a_trained_label_holds_on_the_members_own_figures(trained)
     raw = raw_matrix(matrix)
     nearest = snap.assign_many(matrix)
     bought = np.array([b.first_day is not None for b in bases])
+    answered = np.array([b.answered_nps for b in bases])
+
+    def having(feature: str) -> np.ndarray:  # the customers with a figure of the feature
+        return bought if feature in PURCHASE_FEATURES else answered if feature == "satisfaction" else np.ones_like(bought)
+
     said = Counter()
     for i, sid in enumerate(snap.segment_ids):
         inside = nearest == i
         buyers = inside & bought
 
         def med(feature: str) -> float:
-            return float(np.median(raw[buyers if feature in PURCHASE_FEATURES else inside, F[feature]]))
+            return float(np.median(raw[inside & having(feature), F[feature]]))
 
         for word in snap.stats[sid]["words"]:
             said[word] += 1
+            w = next((w for w in WORDS if w.word == word), None)
+            if w is not None:  # rule 3: the word's figure differs materially from the population's
+                pop_median = float(np.median(raw[having(w.feature), F[w.feature]]))
+                v = raw[buyers, F["value"]].mean() if word == "high value" else med(w.feature)
+                assert w.direction * (v - pop_median) >= MATERIAL_GAP[w.feature], (word, v, pop_median)
+                if w.feature not in ("p_alive", "satisfaction"):
+                    assert (v >= MATERIAL_FACTOR * pop_median if w.direction > 0
+                            else v * MATERIAL_FACTOR <= pop_median), (word, v, pop_median)
             if word == "new":
                 assert med("tenure") <= 90
             elif word == "long-standing":
@@ -301,8 +378,8 @@ def driver_snapshot() -> ModelSnapshot:
     new[F["order_value"]] = 0.3  # hardly apart on order value
     median = {f: 1.0 for f in FEATURES}
     pop = PopulationFigures(p25=median, median={**median, "value": 95.0}, p75=median)
-    stats = {"c1": {"figures": {"median": {**median, "value": 60.0}}},
-             "c2": {"figures": {"median": {**median, "value": 640.0}}}}
+    stats = {"c1": {"figures": {"median": {**median, "value": 60.0, "engagement": 0.5}}},
+             "c2": {"figures": {"median": {**median, "value": 640.0, "engagement": 2.0}}}}
     return ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=FEATURES, mean=np.zeros(d),
                          std=np.ones(d), centroids=np.vstack([old, new]), segment_ids=("c1", "c2"),
                          labels=("a", "b"), descriptions=("", ""), stats=stats, population=pop.to_dict())
@@ -316,7 +393,7 @@ def test_drivers_leave_out_average_and_non_separating_features() -> None:
     z[F["recency"]] = -0.1  # segments differ on recency, but the customer is average: explains nothing
     z[F["p_alive"]] = 0.4  # average too, although closer to the new segment's 0.6 than the old 0
     z[F["order_value"]] = 3.0  # the customer stands out, but the segments hardly differ on it
-    z[F["engagement"]] = 0.9  # stands out and the segments differ
+    z[F["engagement"]] = 0.9  # stands out and the segments differ (1.5 actions; 2.0 vs 0.5, population 1.0)
     z[F["satisfaction"]] = 2.0
     drivers = seg._drivers(snap, list(z), "c1", "c2", frozenset(FEATURES))
     names = [d["feature"] for d in drivers]
@@ -335,3 +412,56 @@ def test_a_feature_the_customer_has_no_figure_for_is_never_a_driver() -> None:
     seg = Segmenter(SegmentationConfig())
     assert [d["feature"] for d in seg._drivers(snap, list(z), "c1", "c2", frozenset({"engagement"}))] == ["engagement"]
     assert seg._drivers(snap, [0.0] * len(FEATURES), None, "c2", frozenset(FEATURES)) == []  # average everywhere
+
+
+def one_feature_snapshot(feature: str, centroid: float, new_typical: float, previous_typical: float,
+                         population_median: float) -> ModelSnapshot:
+    """Two segments c1 (previous) and c2 (new) apart on ``feature`` only, the new one ``centroid``
+    standard deviations from the population (mean 0, std 1: z is the feature itself), with the
+    raw medians (typicals) given."""
+    d = len(FEATURES)
+    old, new = np.zeros(d), np.zeros(d)
+    new[F[feature]] = centroid
+    median = {f: 1.0 for f in FEATURES}
+    pop = PopulationFigures(p25=median, median={**median, feature: population_median}, p75=median)
+    stats = {"c1": {"figures": {"median": {**median, feature: previous_typical}}},
+             "c2": {"figures": {"median": {**median, feature: new_typical}}}}
+    return ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=FEATURES, mean=np.zeros(d),
+                         std=np.ones(d), centroids=np.vstack([old, new]), segment_ids=("c1", "c2"),
+                         labels=("a", "b"), descriptions=("", ""), stats=stats, population=pop.to_dict())
+
+
+def drivers_of(snap: ModelSnapshot, feature: str, customer: float, previous: str | None) -> list[dict]:
+    """The drivers of a move into c2 (from ``previous``) of a customer whose raw figure is
+    ``customer`` and who is average on every other feature."""
+    vector = np.zeros(len(FEATURES))
+    vector[F[feature]] = customer if feature in ("p_alive", "satisfaction") else math.log1p(customer)
+    return Segmenter(SegmentationConfig())._drivers(snap, list(vector), previous, "c2", frozenset(FEATURES))
+
+
+@pytest.mark.parametrize("feature, centroid, customer, new_typical, previous, previous_typical, pop_median, said", [
+    # "days since last purchase 30, segment typical 30, population median 30": the customer is the
+    # population's median, the segment's typical too; the centroids differ, the medians don't
+    ("recency", 3.0, 30.0, 30.0, None, 999.0, 30.0, False),
+    ("recency", 3.0, 30.0, 31.0, None, 999.0, 30.0, False),  # the customer is not apart from the population
+    ("recency", 3.0, 120.0, 100.0, None, 999.0, 30.0, True),  # more days than the population, like the segment
+    # the customer spends more than the population while the move is to the segment that spends less
+    ("value", 2.0, 800.0, 60.0, "c1", 640.0, 95.0, False),
+    ("value", 2.0, 800.0, 640.0, "c1", 60.0, 95.0, True),
+    # spends more than the population, the way the move goes, but is nearer the previous segment's typical
+    ("value", 2.0, 300.0, 640.0, "c1", 60.0, 95.0, False),
+    ("value", 2.0, 400.0, 640.0, "c1", 60.0, 95.0, True),
+    # the same side of the population as the move, but on the previous segment's side of it
+    ("p_alive", 1.0, 0.55, 0.5, "c1", 0.2, 0.6, False),
+    ("p_alive", 1.0, 0.9, 0.8, "c1", 0.2, 0.6, True),
+    ("p_alive", 1.0, 0.996, 0.997, None, 0.2, 0.998, False),  # all "1.00" as quoted
+])
+def test_a_driver_is_literally_true_in_the_figures_it_quotes(feature, centroid, customer, new_typical, previous,
+                                                             previous_typical, pop_median, said) -> None:
+    """The customer's figure stands apart from the population median on the side the new segment's
+    typical stands from the previous segment's (the population median's, on a first assignment),
+    and is closer to the new typical than to that reference; else no driver, even though the
+    standardised centroids and the customer's z-score say otherwise."""
+    snap = one_feature_snapshot(feature, centroid, new_typical, previous_typical, pop_median)
+    drivers = drivers_of(snap, feature, customer, previous)
+    assert [d["feature"] for d in drivers] == ([feature] if said else []), [d["text"] for d in drivers]

@@ -91,6 +91,22 @@ def test_change_records_explain_the_move(personas_run, tmp_path) -> None:
     assert d["distance_to_new"] < d["distance_to_previous"]
     for m in moves:
         assert {x["feature"] for x in m.reason.details["drivers"]} <= set(FEATURES)
+    # Every driver is true in the figures it quotes (as rounded in its text): the customer stands
+    # apart from the population median on the side the new segment's typical stands from the
+    # previous one's (the population median's, on a first assignment), nearer the new typical.
+    decimals = {"p_alive": 2, "satisfaction": 1, "engagement": 1, "cost_to_serve": 1}
+    quoted = 0
+    for c in changes:
+        for x in c.reason.details.get("drivers", []):
+            r = {k: round(x[k], decimals.get(x["feature"], 0)) if x[k] is not None else None
+                 for k in ("value", "segment_typical", "previous_segment_typical", "population_median")}
+            moved = c.reason.code.value in ("better_fit", "dwell_elapsed")
+            ref = r["previous_segment_typical"] if moved else r["population_median"]
+            side = np.sign(r["segment_typical"] - ref)
+            assert side != 0 and side * (r["value"] - r["population_median"]) > 0, x["text"]
+            assert abs(r["value"] - r["segment_typical"]) < abs(r["value"] - ref), x["text"]
+            quoted += 1
+    assert quoted > 0
     # A driver needs the customer away from the population on a feature that separates the two
     # segments: a move between close neighbours may honestly have none, but most have one.
     assert sum(bool(m.reason.details["drivers"]) for m in moves) >= 0.5 * len(moves)
