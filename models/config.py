@@ -98,6 +98,11 @@ class SegmentationConfig(_Config):
     train_every_events: int = Field(100_000, ge=1, description="Train and snapshot after this many events.")
     train_passes: int = Field(3, ge=1, le=20, description="Passes over the customer sample per training.")
     min_customers_to_train: int = Field(300, ge=10)
+    first_model_min_tenure_days: float = Field(
+        30.0, ge=0, description="The first model waits until the median buyer of the training sample has this many "
+        "days since the first purchase: features of customers a few days old (one purchase, no gap yet) describe "
+        "their age rather than their behaviour, and a model built on them is rebuilt as they grow up, moving most "
+        "customers (0 = no wait). Rule segments do not wait for it.")
     restart_warmup: int = Field(20, ge=0, description="Challenge the model with fresh k-means++ restarts "
                                 "at each of the first this many trainings (each goes through the adoption rule)...")
     restart_every: int = Field(10, ge=0, description="...then every this many trainings (0 = never).")
@@ -113,12 +118,23 @@ class SegmentationConfig(_Config):
         0.05, ge=0, le=1, description="...and would move at most this share of the sampled customers (with the "
         "margin), segment retirements included.")
     adopt_overhaul_gain: float = Field(
-        0.05, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
+        0.25, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
         "model in force no longer describes the population (a young model, a population that changed shape).")
+    adopt_restructure_gain: float = Field(
+        0.10, gt=0, le=1, description="A k-means++ restart this much better than the model in force retrained is "
+        "adopted even if it moves more than adopt_max_moved_share, once the structure in force has stood for "
+        "restructure_cooldown trainings: a model stuck in a worse local optimum is not kept for ever.")
+    restructure_cooldown: int = Field(
+        20, ge=1, description="Trainings a structure stands (since the first model or the last adopted restart) "
+        "before a restart may replace it under adopt_restructure_gain.")
     margin: float = Field(0.15, ge=0, lt=1, description="A customer moves only to a segment this much closer "
                           "(relative distance)...")
     dwell_days: float = Field(7.0, ge=0, description="...that stayed that much closer for this long "
                               "(event or clock time; margin AND dwell).")
+    return_window_days: float = Field(
+        90.0, ge=0, description="Going back to the segment a customer left less than this long ago needs twice "
+        "the margin: a regular buyer's days since the last purchase rise and fall with each purchase, and must "
+        "not carry it back and forth between two neighbouring segments (counted as a flap).")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
     rule_band: float = Field(

@@ -41,7 +41,7 @@ class ClusterMove:
 
 
 def decide(state: CustomerState, distances: dict[str, float], now: float, margin: float,
-           dwell_s: float) -> ClusterMove | None:
+           dwell_s: float, return_window_s: float | None = None) -> ClusterMove | None:
     """Apply the hysteresis rule to ``state`` (mutated on a move or a new candidate) and return
     the move, if any.
 
@@ -49,7 +49,9 @@ def decide(state: CustomerState, distances: dict[str, float], now: float, margin
     and ``dwell_s`` are in seconds. The closest segment by the margin becomes the customer's
     candidate (``state.candidate``, since ``state.candidate_since``); the customer moves to it when
     it is still the candidate ``dwell_s`` later. An evaluation where no segment is closer by the
-    margin drops the candidate: the dwell starts again at the next crossing.
+    margin drops the candidate: the dwell starts again at the next crossing. Going back to the
+    segment the customer left less than ``return_window_s`` ago (default ``dwell_s``) needs twice
+    the margin.
     """
     best = min(distances, key=distances.__getitem__)
     current = state.cluster
@@ -58,7 +60,8 @@ def decide(state: CustomerState, distances: dict[str, float], now: float, margin
     if current not in distances:
         return _move(state, best, "segment_retired", now, distances, None, dwell_s)
     d_cur, d_best = distances[current], distances[best]
-    if best == state.previous_cluster and state.switched_at is not None and now - state.switched_at < dwell_s:
+    window = dwell_s if return_window_s is None else max(return_window_s, dwell_s)
+    if best == state.previous_cluster and state.switched_at is not None and now - state.switched_at < window:
         margin = min(2.0 * margin, 0.9)  # going straight back is a flap: ask for twice the evidence
     if best == current or not d_best < (1.0 - margin) * d_cur:
         state.candidate = state.candidate_since = None

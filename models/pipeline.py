@@ -198,7 +198,9 @@ class Pipeline:
         field = key.rpartition(":")[0]
         if snap is None:
             return (f"no model trained yet: percentile thresholds are computed at each training, which needs "
-                    f"{seg.min_customers_to_train} customers in the training sample; clauses on it are false until then")
+                    f"{seg.min_customers_to_train} customers in the training sample (and for the first model, "
+                    f"{seg.first_model_min_tenure_days:g} days since the first purchase of its median buyer); "
+                    f"clauses on it are false until then")
         if not entry:
             return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band, or "
                     f"before hysteresis existed): members are held to the entry threshold until a training brings it")

@@ -29,7 +29,7 @@ from models.valuation import Valuation
 from models.membership import ClusterMove, decide
 from models.segments import Matching, SegmentRegistry
 from models.snapshot import ModelSnapshot
-from models.state import SECONDS_PER_DAY, CustomerState
+from models.state import SECONDS_PER_DAY, CustomerState, utc_day
 from models.thresholds import carry_over, update_thresholds
 
 __all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter", "quoted_figures_show_the_move"]
@@ -49,7 +49,7 @@ class Adoption:
     """
 
     adopted: bool
-    rule: str  # first_model | reconfigured | materially_better | overhaul | not_better | moves_too_many
+    rule: str  # first_model | reconfigured | materially_better | overhaul | restructure | not_better | moves_too_many
     candidate: str  # retrained (the model in force, trained on) | restart (a k-means++ challenger)
     refit: bool  # the candidate comes with BTYD parameters other than those in force
     unexplained: float
@@ -125,6 +125,7 @@ class Segmenter:
         self.dwell_s = config.dwell_days * SECONDS_PER_DAY
         self._trainings = 0
         self._reseeded: list[int] = []  # rows of the retrained candidate re-seeded by the last training
+        self._structure_age = 0  # trainings since the first model or the last adopted restart
 
     # ---- training (one trainer) --------------------------------------------------------------
 
@@ -148,13 +149,15 @@ class Segmenter:
             bases = self.sample.values()
         if len(bases) < self.config.min_customers_to_train:
             return None
+        if self.snapshot is None and not self._history_long_enough(bases, now):
+            return None
         matrix = matrix_at(bases, now, valuation, value_config)
         # Random order: drift detectors and streaming quantiles read order as time.
         order = self._shuffle.permutation(len(matrix))
         new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(matrix[i])]
         scaler = Scaler.fit(matrix)
         z = scaler.transform(matrix)
-        candidates = self._candidates(scaler, z)
+        candidates = self._candidates(scaler, z, self._members_then(bases, valuation, value_config))
         self._trainings += 1
         if not candidates:
             return None
@@ -163,6 +166,8 @@ class Segmenter:
         in_force = self.snapshot.standardise(in_force_matrix) if in_force_matrix is not None else None
         verdict, centroids, matching = self._judge(candidates, scaler, z, in_force, valuation, version, now)
         self.last_adoption = verdict
+        restructured = verdict.adopted and (verdict.candidate == "restart" or verdict.rule == "first_model")
+        self._structure_age = 0 if restructured else self._structure_age + 1
         if not verdict.adopted:
             self.signals.extend(new_signals)
             self._keep_in_force()
@@ -202,14 +207,41 @@ class Segmenter:
         self.drift.reset_distance()  # a new model: distances start afresh
         return snap
 
-    def _candidates(self, scaler: Scaler, z: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    def _history_long_enough(self, bases: list[FeatureBasis], now: float) -> bool:
+        """Whether the sample's median buyer has ``first_model_min_tenure_days`` of history (a
+        sample without buyers has no purchase history to wait for)."""
+        today = utc_day(now)
+        tenure = [today - b.first_day for b in bases if b.first_day is not None]
+        return not tenure or float(np.median(tenure)) >= self.config.first_model_min_tenure_days
+
+    def _members_then(self, bases: list[FeatureBasis], valuation: Valuation,
+                      value_config: ValueConfig) -> np.ndarray | None:
+        """Each sampled customer's segment (row of the model in force) as that model saw the
+        sample when it was made: the sample valued at the snapshot's ``created_at``. None without
+        a model in force."""
+        snap = self.snapshot
+        if snap is None or len(snap.centroids) == 0 or not bases:
+            return None
+        then = matrix_at(bases, snap.created_at, self.valuation or valuation, value_config)
+        return _nearest(snap.standardise(then), snap.centroids)
+
+    def _candidates(self, scaler: Scaler, z: np.ndarray,
+                    members: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
         """Candidate centroids (standardised with ``scaler``): the model in force trained on
-        (river passes, then Lloyd steps), and k-means++ restarts while the model is young and then
-        every ``restart_every`` trainings."""
+        (each segment first re-centred on its members, then river passes, then Lloyd steps), and
+        k-means++ restarts while the model is young and then every ``restart_every`` trainings.
+
+        ``members``: each sampled customer's segment when the model in force was made
+        (:meth:`_members_then`). A segment follows its members: on the event clock a whole
+        population ages between trainings (CDNOW: months), and centres left where their members
+        used to be end up with nobody nearest, get re-seeded as new segments, and every member is
+        moved out of a retired segment (4,568 such changes in a CDNOW replay)."""
         c = self.config
         if self.scaler is not None:
             self.clusterer.rescale(self.scaler, scaler)
         self.scaler = scaler
+        if members is not None and len(members) == len(z):
+            self._follow_members(z, members)
         self.clusterer.learn(z, passes=c.train_passes)
         self._reseeded = self.clusterer.reseed_empty(z)  # new identities, not the old segments (see _judge)
         retrained = self.clusterer.centroids()
@@ -221,6 +253,19 @@ class Segmenter:
             out += [("restart", r) for r in self.clusterer.challengers(z, c.restart_candidates, c.train_passes,
                                                                         c.polish_iterations)]
         return out
+
+    def _follow_members(self, z: np.ndarray, members: np.ndarray) -> None:
+        """Move each centre of the model in force to the mean of its members' points now (those
+        with no member in the sample stay where they are)."""
+        centres = self.clusterer.centroids()
+        if len(centres) == 0:
+            return
+        followed = centres.copy()
+        for j in range(len(centres)):
+            mine = members == j
+            if mine.any():
+                followed[j] = z[mine].mean(axis=0)
+        self.clusterer.warm_start(followed)
 
     def _in_force_matrix(self, bases: list[FeatureBasis], now: float, valuation: Valuation,
                          value_config: ValueConfig, matrix: np.ndarray) -> np.ndarray | None:
@@ -275,10 +320,15 @@ class Segmenter:
             elif gain < c.adopt_min_gain:
                 rule = "not_better"
             elif moved > c.adopt_max_moved_share:
-                rule = "moves_too_many"
+                # A much better structure than the lineage's that would move many: adopted once the
+                # structure in force has had its time (SegmentationConfig.restructure_cooldown).
+                settled = self._structure_age >= c.restructure_cooldown
+                rule = "restructure" if kind == "restart" and gain >= c.adopt_restructure_gain and settled \
+                    else "moves_too_many"
             else:
                 rule = "materially_better"
-            verdict = Adoption(rule in ("reconfigured", "overhaul", "materially_better"), rule, kind, refit, after, before, gain, moved)
+            adopted = rule in ("reconfigured", "overhaul", "restructure", "materially_better")
+            verdict = Adoption(adopted, rule, kind, refit, after, before, gain, moved)
             judged.append((verdict, centroids, matching))
         # An adopted restart beat the retrained model; else the retrained one, if adopted.
         return max(judged, key=lambda j: (j[0].adopted, j[0].candidate != "retrained", j[0].gain))
@@ -315,6 +365,7 @@ class Segmenter:
         self.registry.resume(snapshot.segment_ids, snapshot.centroids, snapshot.next_segment_number)
         # A resumed model has settled: challengers only at the post-warm-up cadence.
         self._trainings = max(self._trainings, self.config.restart_warmup + 1)
+        self._structure_age = max(self._structure_age, self.config.restructure_cooldown)
 
     def _rule_thresholds(self, bases: list[FeatureBasis], matrix: np.ndarray,
                          revalued_from: np.ndarray | None = None) -> dict[str, float]:
@@ -460,7 +511,8 @@ class Segmenter:
         previous = state.cluster
         if state.cluster in distances:
             self.signals.extend(self.drift.observe_distance(distances[state.cluster]))
-        move = decide(state, distances, now, self.config.margin, self.dwell_s)
+        move = decide(state, distances, now, self.config.margin, self.dwell_s,
+                      self.config.return_window_days * SECONDS_PER_DAY)
         if move is None:
             return None
         self.counters.record(move)

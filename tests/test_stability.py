@@ -164,3 +164,38 @@ def test_a_new_number_of_segments_set_by_the_operator_is_adopted() -> None:
     new.resume(first)
     snap = new.train(now, new.copy_sample())
     assert snap is not None and len(snap.segment_ids) == 4 and snap.adoption["rule"] == "reconfigured"
+
+
+
+def test_a_restart_that_finds_a_much_better_structure_is_adopted_once_the_structure_has_stood() -> None:
+    """A model in force stuck in a worse k-means optimum (two segments share one group, one segment
+    covers two groups) is not kept for ever because the better one moves many customers; but a
+    structure gets ``restructure_cooldown`` trainings before a restart may replace it."""
+    from models.clustering import Scaler
+    from models.segmentation import Segmenter
+    from models.snapshot import ModelSnapshot
+    from models.valuation import pinned_valuation
+
+    rng = np.random.default_rng(0)
+    z = np.vstack([rng.normal(centre, 0.5, (100, 2)) for centre in ((-5.0, 0.0), (0.0, 0.0), (5.0, 0.0))])
+    stuck = np.array([[-5.5, 0.0], [-4.5, 0.0], [2.5, 0.0]])
+    better = np.array([[-5.0, 0.0], [0.0, 0.0], [5.0, 0.0]])
+    config = SegmentationConfig(n_segments=3, restructure_cooldown=5, adopt_overhaul_gain=0.99)  # no overhaul here
+    segmenter = Segmenter(config)
+    valuation = pinned_valuation(EngineConfig().value)
+    segmenter.install(ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=("a", "b"),
+                                    mean=np.zeros(2), std=np.ones(2), centroids=stuck,
+                                    segment_ids=("c1", "c2", "c3"), labels=("", "", ""), descriptions=("", "")),
+                      valuation)
+
+    def verdict(structure_age: int):  # noqa: ANN202
+        segmenter._structure_age = structure_age
+        found, _, _ = segmenter._judge([("retrained", stuck), ("restart", better)], Scaler(np.zeros(2), np.ones(2)),
+                                       z, z, valuation, 2, 0.0)
+        return found
+
+    young = verdict(4)
+    assert (young.adopted, young.rule, young.candidate) == (False, "moves_too_many", "restart")
+    assert young.gain >= config.adopt_restructure_gain and young.moved_share > config.adopt_max_moved_share
+    settled = verdict(5)
+    assert (settled.adopted, settled.rule, settled.candidate) == (True, "restructure", "restart")
