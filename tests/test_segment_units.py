@@ -65,6 +65,28 @@ def test_registry_keeps_ids_records_birth_merge_and_retirement() -> None:
     assert len(set(third.ids)) == 2
 
 
+def test_going_back_within_the_return_window_needs_twice_the_margin() -> None:
+    """A regular buyer's recency rises and falls: past the dwell, a return to the segment left is
+    still held to twice the margin until the return window has passed."""
+    s = CustomerState("c")
+    decide(s, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY, 90 * DAY)
+    decide(s, {"a": 1.0, "b": 0.7}, DAY, 0.2, 7 * DAY, 90 * DAY)
+    assert decide(s, {"a": 1.0, "b": 0.7}, 9 * DAY, 0.2, 7 * DAY, 90 * DAY).new == "b"
+    # 30 days later "a" is 30 % closer again: enough for a move, not for a return.
+    assert decide(s, {"a": 0.7, "b": 1.0}, 39 * DAY, 0.2, 7 * DAY, 90 * DAY) is None
+    assert decide(s, {"a": 0.7, "b": 1.0}, 60 * DAY, 0.2, 7 * DAY, 90 * DAY) is None
+    assert s.cluster == "b"
+    # Clearly back (twice the margin), or a return after the window: the customer goes back.
+    assert decide(s, {"a": 0.5, "b": 1.0}, 61 * DAY, 0.2, 7 * DAY, 90 * DAY) is None  # a candidate now
+    assert decide(s, {"a": 0.5, "b": 1.0}, 69 * DAY, 0.2, 7 * DAY, 90 * DAY).new == "a"
+    t = CustomerState("t")
+    decide(t, {"a": 1.0, "b": 2.0}, 0.0, 0.2, 7 * DAY, 90 * DAY)
+    decide(t, {"a": 1.0, "b": 0.7}, DAY, 0.2, 7 * DAY, 90 * DAY)
+    decide(t, {"a": 1.0, "b": 0.7}, 9 * DAY, 0.2, 7 * DAY, 90 * DAY)
+    decide(t, {"a": 0.7, "b": 1.0}, 100 * DAY, 0.2, 7 * DAY, 90 * DAY)
+    assert decide(t, {"a": 0.7, "b": 1.0}, 108 * DAY, 0.2, 7 * DAY, 90 * DAY).new == "a"
+
+
 def test_a_lineage_keeps_its_ids_except_for_a_centre_moved_onto_other_customers() -> None:
     """A re-seeded centre (an emptied segment's centre moved onto the worst-served customers) is
     not the old segment trained further: it gets a new id and the old one is retired."""
