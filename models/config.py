@@ -127,7 +127,7 @@ class SegmentationConfig(_Config):
     restructure_cooldown: int = Field(
         20, ge=1, description="Trainings a structure stands (since the first model or the last adopted restart) "
         "before a restart may replace it under adopt_restructure_gain.")
-    margin: float = Field(0.15, ge=0, lt=1, description="A customer moves only to a segment this much closer "
+    margin: float = Field(0.20, ge=0, lt=1, description="A customer moves only to a segment this much closer "
                           "(relative distance)...")
     dwell_days: float = Field(7.0, ge=0, description="...that stayed that much closer for this long "
                               "(event or clock time; margin AND dwell).")

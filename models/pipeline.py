@@ -224,7 +224,7 @@ class Pipeline:
         """The exits of an erased customer (reason ``erased``), one per segment they are in. The
         caller deletes the state; the records carry no value summary (the data is gone)."""
         snap = self.snapshot
-        version = snap.version if snap else 0
+        version = snap.version if snap else None  # no model yet: none, as the rule changes say
         exits = []
         if state.cluster is not None:
             exits.append((SegmentKind.cluster, SegmentRef(id=state.cluster, label=snap.label(state.cluster) if snap else state.cluster)))

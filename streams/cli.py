@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -196,28 +198,35 @@ def topics_create() -> None:
 
 def _create_topics(settings: Settings) -> None:
     from streams.kafka_admin import ensure_topics
+    from streams.kafka_admin import TopicMismatch
     from streams.topics import topic_specs
 
+    with _kafka_unreachable_said_once(settings):
+        try:
+            asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings),
+                                      **settings.kafka_client_kwargs()))
+        except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
+            typer.secho(str(exc).splitlines()[0], err=True, fg="red")
+            raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _kafka_unreachable_said_once(settings: Settings) -> Iterator[None]:
+    """An unreachable broker ends the command with one line and exit 2. aiokafka logs each failed
+    attempt, and only there says why (refused, authentication failed): kept, to be said once."""
     from aiokafka.errors import KafkaConnectionError
 
-    from streams.kafka_admin import TopicMismatch
-
-    # aiokafka logs each failed attempt, and only there says why (refused, authentication failed):
-    # kept, to be said once, in the one line below.
     client_log, said = logging.getLogger("aiokafka"), _LastError()
     level, propagate = client_log.level, client_log.propagate
     client_log.addHandler(said)
     client_log.setLevel(logging.ERROR)
     client_log.propagate = False
     try:
-        asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings), **settings.kafka_client_kwargs()))
+        yield
     except KafkaConnectionError:
         why = f": {said.message}" if said.message else ""
         typer.secho(f"cannot connect to Kafka at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS){why}",
                     err=True, fg="red")
-        raise typer.Exit(2) from None
-    except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
-        typer.secho(str(exc).splitlines()[0], err=True, fg="red")
         raise typer.Exit(2) from None
     finally:
         client_log.removeHandler(said)
@@ -458,10 +467,11 @@ def tail(
     on_change, on_invalid = printers(as_json)
     typer.secho(f"tailing {topic} on {settings.bootstrap_servers}"
                 f"{' from the beginning' if from_beginning else ''} (Ctrl-C stops)", err=True, fg="cyan")
-    stats = asyncio.run(run_tail(
-        settings.bootstrap_servers, topic, on_change, on_invalid, from_beginning=from_beginning,
-        max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
-    ))
+    with _kafka_unreachable_said_once(settings):
+        stats = asyncio.run(run_tail(
+            settings.bootstrap_servers, topic, on_change, on_invalid, from_beginning=from_beginning,
+            max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
+        ))
     typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
     _exit_if_interrupted(stats.stopped_by)
 
@@ -680,6 +690,7 @@ def schemas_export(
 
 def main() -> None:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from models.rules import RuleDefinitionError
 
@@ -696,6 +707,30 @@ def main() -> None:
         for line in settings_errors(exc):
             typer.secho(line, err=True, fg="red")
         raise SystemExit(2) from None
+    except SettingsError as exc:  # pydantic-settings could not even decode a value (malformed JSON)
+        for line in unparsable_settings(os.environ) or [f"invalid configuration: {exc}"]:
+            typer.secho(line, err=True, fg="red")
+        raise SystemExit(2) from None
+
+
+def unparsable_settings(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``SEGSTREAM_`` variable whose value looks like JSON (an object or a list, the
+    form of the dict and list settings) but does not parse: pydantic-settings names only the
+    top-level section ("engine") when it fails on one.
+
+    >>> unparsable_settings({"SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES": "{USD:1", "SEGSTREAM_X": "[1]"})
+    ['invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid JSON (expecting property name enclosed in double quotes at line 1 column 2)']
+    """
+    lines = []
+    for var, value in sorted(environ.items()):
+        if not var.upper().startswith("SEGSTREAM_") or value.strip()[:1] not in ("{", "["):
+            continue
+        try:
+            json.loads(value)
+        except json.JSONDecodeError as exc:
+            lines.append(f"invalid configuration: {var}: not valid JSON ({exc.msg.lower()} at line {exc.lineno} "
+                         f"column {exc.colno})")
+    return lines
 
 
 def settings_errors(exc: Any) -> list[str]:

@@ -30,7 +30,7 @@ RULES = ROOT / "examples" / "segments.toml"
 REPLAY_DEFAULTS = {
     "SEGSTREAM_WORKER__CLOCK": "event",
     "SEGSTREAM_WORKER__TRAIN_INTERVAL_S": "5",
-    "SEGSTREAM_WORKER__SWEEP_PERIOD_S": "10",
+    "SEGSTREAM_WORKER__SWEEP_PERIOD_S": "1",  # the event clock runs ~23 days a second: exits come at a pass
     "SEGSTREAM_ENGINE__SEGMENTATION__RULES_FILE": str(RULES),
 }
 

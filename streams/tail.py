@@ -155,7 +155,11 @@ async def tail_changes(
     stop = stop or asyncio.Event()
     stats = TailStats()
     consumer = _consumer(bootstrap, topic, from_beginning, client_kwargs or {})
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:  # the broker unreachable: close what start() opened, then say so
+        await consumer.stop()
+        raise
     try:
         while not stop.is_set():
             # A short poll so that a stop request is seen within half a second.

@@ -133,3 +133,24 @@ def test_help_reads_well_in_an_80_column_terminal(command: list[str]) -> None:
 def test_a_boolean_flag_shows_both_its_forms() -> None:
     row = next(line for line in segstream("run", "--help", COLUMNS="120").stdout.splitlines() if "--replay" in line)
     assert row.split()[1:3] == ["--replay", "--no-replay"]
+
+
+def test_a_setting_that_is_not_valid_json_is_named_in_one_line(tmp_path: Path) -> None:
+    """pydantic-settings fails on the whole section ("engine") with a traceback of its own."""
+    (tmp_path / "events.jsonl").write_text("")
+    done = segstream("replay", str(tmp_path / "events.jsonl"), "--as-of", "2026-01-01T00:00:00Z",
+                     "--profiles-out", str(tmp_path / "p.jsonl"),
+                     SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES="{USD:1")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid "
+                                        "JSON (expecting property name enclosed in double quotes at line 1 column 2)"]
+
+
+def test_tail_with_no_broker_says_so_in_one_line() -> None:
+    from streams.local_kafka import free_port
+
+    done = segstream("tail", "--max", "1", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 2  # what it tails, then why it cannot
+    assert done.stderr.splitlines()[1].startswith("cannot connect to Kafka at 127.0.0.1:")
+    assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr

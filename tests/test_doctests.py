@@ -13,7 +13,7 @@ import models
 
 # Plus the worker's modules whose logic is pure enough to show by example.
 MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models.")) + [
-    "streams.delivery_guard", "streams.partitioning", "streams.producer", "streams.replay", "streams.clock",
+    "streams.cli", "streams.delivery_guard", "streams.partitioning", "streams.producer", "streams.replay", "streams.clock",
     "schemas.timestamps", "schemas.json_keys", "schemas.events", "schemas.erasure"]
 
 
