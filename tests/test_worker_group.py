@@ -109,7 +109,7 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
         version = a.get("/segments")["model_version"]  # type: ignore[index]
         snapshots = run(consume(kafka_bootstrap, f"{prefix}model-snapshots", version, timeout_s=30))
         published = {ModelSnapshot.from_bytes(r.value).version for r in snapshots}
-        assert max(published) == version
+        assert version in published  # (a newer one may have come since: the trainer keeps training)
 
         # Customers processed before the model arrived are assigned by the sweep pass it starts.
         def total_changes() -> float:
