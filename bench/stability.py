@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None, help="hysteresis margin (default: the engine's)")
     parser.add_argument("--dwell-days", type=float, default=None, help="hysteresis dwell (default: the engine's)")
     parser.add_argument("--return-window-days", type=float, default=None, help="return_window_days (default: the engine's)")
+    parser.add_argument("--restructure-gain", type=float, default=None, help="adopt_restructure_gain (default: the engine's)")
     parser.add_argument("--overhaul-gain", type=float, default=None, help="adopt_overhaul_gain (default: the engine's)")
     parser.add_argument("--verbose", action="store_true", help="print every training's adoption verdict")
     parser.add_argument("--changes-out", type=Path, default=None,
@@ -157,7 +158,8 @@ def main() -> None:
     year = [e for e in pop.events if e["timestamp"] >= _iso(end - YEAR_S)]
     tuned = {k: v for k, v in (("margin", args.margin), ("dwell_days", args.dwell_days),
                                                    ("adopt_overhaul_gain", args.overhaul_gain),
-                                                   ("return_window_days", args.return_window_days)) if v is not None}
+                                                   ("return_window_days", args.return_window_days),
+                                                   ("adopt_restructure_gain", args.restructure_gain)) if v is not None}
     seg = SegmentationConfig(train_every_events=args.train_every, n_segments=args.segments,
                              rules_file=args.rules or None, **tuned)
     config = EngineConfig(segmentation=seg)

@@ -121,7 +121,7 @@ class SegmentationConfig(_Config):
         0.25, gt=0, le=1, description="A model this much better is adopted however many customers it moves: the "
         "model in force no longer describes the population (a young model, a population that changed shape).")
     adopt_restructure_gain: float = Field(
-        0.10, gt=0, le=1, description="A k-means++ restart this much better than the model in force retrained is "
+        0.05, gt=0, le=1, description="A k-means++ restart this much better than the model in force retrained is "
         "adopted even if it moves more than adopt_max_moved_share, once the structure in force has stood for "
         "restructure_cooldown trainings: a model stuck in a worse local optimum is not kept for ever.")
     restructure_cooldown: int = Field(
