@@ -407,7 +407,7 @@ def produce(
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from streams.producer import FORMATS, Skipped, produce_file
+    from streams.producer import FORMATS, Skipped, produce_until_signalled
 
     _setup_logging("warning")
     settings = Settings()
@@ -433,15 +433,17 @@ def produce(
     with Progress(TextColumn("producing"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("produce", total=file.stat().st_size)
-        report = asyncio.run(produce_file(
-            settings, file, file_format, rate=rate, limit=limit,  # type: ignore[arg-type]
-            on_progress=lambda done: progress.update(task, completed=done), on_skip=report_skip,
-            partitioner=partitioner,
-        ))
+        with _kafka_unreachable_said_once(settings):
+            report = asyncio.run(produce_until_signalled(
+                settings, file, file_format=file_format, rate=rate, limit=limit,
+                on_progress=lambda done: progress.update(task, completed=done), on_skip=report_skip,
+                partitioner=partitioner,
+            ))
     if skipped_seen > show_skipped:
         console.print(f"... and {skipped_seen - show_skipped} more skipped lines")
     typer.echo(f"sent {report.sent} events ({report.file_format}); {len(report.skipped)} lines skipped; "
                f"{report.seconds:.1f}s, {report.events_per_s:,.0f} events/s")
+    _exit_if_interrupted(report.stopped_by)
     if report.sent == 0 and report.skipped:
         raise typer.Exit(1)  # nothing usable: most likely the wrong file or --format
 
