@@ -338,7 +338,7 @@ def run(
     rate: float = typer.Option(300.0, min=0.0, help="Replay rate in events per second (0 = as fast as possible)."),
     replay: bool = typer.Option(True, show_default=False,
                                 help="--replay (the default): replay the history, the worker on the demo's "
-                                "settings (event clock, training every 5 s, sweeps every 10 s, the example rule "
+                                "settings (event clock, training every 5 s, a sweep pass every second, the example rule "
                                 "segments). --no-replay: only the broker and a worker on your settings (wall clock "
                                 "unless set); produce from elsewhere."),
     run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs (default: a new temp dir)."),

@@ -161,7 +161,8 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0,
         if state != last:
             last, since = state, time.monotonic()
         elif state[0] >= sent and quiet_s is not None and time.monotonic() - since >= quiet_s:
-            return f" (model v{version}, {state[1]:.0f} changes)"
+            model = f"model v{version}" if version is not None else "no clustering model yet"
+            return f" ({model}, {state[1]:.0f} changes)"
         halt.wait(2)
     return "" if halt.is_set() else f" as far as {timeout_s:.0f} s of waiting goes"
 
