@@ -20,8 +20,6 @@ teams' producers (librdkafka: crc32, ...) would send it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import codecs
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from models.cdnow import is_cdnow_file, transaction_to_event
 from schemas.events import EventValidationError, parse_event
 from streams.partitioning import Partitioner, PartitionerName, partitioner_for
 from streams.settings import Settings
+from streams.signals import stop_on_signals
 
 FileFormat = Literal["auto", "jsonl", "cdnow"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "cdnow")
@@ -305,20 +304,7 @@ async def produce_until_signalled(settings: Settings, path: Path, **options: Any
     producer closed, and the report says which signal stopped it (``stopped_by``). Without this,
     Ctrl-C cancelled the send under way and, on a busy broker, the cancelled client could keep the
     command from ending (seen in the test suite: still running 30 s after Ctrl-C)."""
-    stop, received = asyncio.Event(), []
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: int) -> None:
-        received.append(sig)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        report = await produce_file(settings, path, stop=stop, **options)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-    report.stopped_by = received[0] if received else None
+    with stop_on_signals() as request:
+        report = await produce_file(settings, path, stop=request.event, **options)
+    report.stopped_by = request.signum
     return report

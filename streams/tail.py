@@ -7,8 +7,6 @@ partitions away from a real subscriber, and any number of people can tail at onc
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from dataclasses import dataclass
 from datetime import timezone
@@ -20,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from schemas.segment_change import SegmentChange, SegmentRef
+from streams.signals import stop_on_signals
 
 OnChange = Callable[[SegmentChange, bytes], None]
 OnInvalid = Callable[[str], None]
@@ -192,24 +191,10 @@ def _handle(record: Any, customer: str | None, stats: TailStats, on_change: OnCh
 async def run_tail(bootstrap: str, topic: str, on_change: OnChange, on_invalid: OnInvalid,
                    **options: Any) -> TailStats:
     """``tail_changes`` until done or until SIGINT/SIGTERM, which stop it cleanly (consumer closed)."""
-    stop = asyncio.Event()
-    received: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        received.append(sig)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        stats = await tail_changes(bootstrap, topic, on_change, on_invalid, stop=stop, **options)
-        stats.stopped_by = received[0] if received else None
-        return stats
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+    with stop_on_signals() as request:
+        stats = await tail_changes(bootstrap, topic, on_change, on_invalid, stop=request.event, **options)
+    stats.stopped_by = request.signum
+    return stats
 
 
 def printers(as_json: bool) -> tuple[OnChange, OnInvalid]:
