@@ -124,7 +124,16 @@ class Pipeline:
         return None
 
     def evaluate(self, state: CustomerState, now: float) -> list[SegmentChange]:
-        """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls)."""
+        """Re-evaluate a customer's segments as of ``now`` (also what the clock-driven sweep calls).
+
+        A customer's time never goes back: ``now`` before the time of its last membership decision
+        (``evaluated_at``: a change, or a candidate move starting its dwell) is taken as that time.
+        A late event, or a worker evaluating behind its input after a restart, would otherwise
+        take back a lapse the customer's data never took back. Only decisions record the time: an
+        evaluation that decides nothing leaves the state as it was (the sweep writes nothing)."""
+        if state.evaluated_at is not None and now < state.evaluated_at:
+            now = state.evaluated_at
+        before = _membership(state)
         basis = basis_of(state, self.config.value)
         if self._on_basis is not None:
             self._on_basis(state.customer_id, basis)
@@ -133,6 +142,8 @@ class Pipeline:
         records = [self._cluster_record(state, change, now)] if change else []
         if self.rules is not None:
             records.extend(self._rule_records(state, now))
+        if records or _membership(state) != before:
+            state.evaluated_at = now
         return records
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
@@ -310,3 +321,8 @@ def next_change_id(state: CustomerState) -> str:
     """The id of the customer's next change (deterministic: a replayed event re-emits the same id)."""
     state.change_seq += 1
     return SegmentChange.make_id(state.customer_id, state.change_seq, state.incarnation)
+
+
+def _membership(state: CustomerState) -> tuple:
+    """What an evaluation decides about a customer: its cluster, a candidate in dwell, its rules."""
+    return state.cluster, state.cluster_since, state.candidate, state.candidate_since, tuple(state.rules)

@@ -168,6 +168,9 @@ class CustomerState:
     rules: list[str] = field(default_factory=list)  # rule segment ids the customer is in
     # bookkeeping
     last_event_ts: float | None = None
+    # the latest time the customer's segments were evaluated at: a customer's time never goes
+    # back (a late event or a worker restarted behind its input must not undo a lapse)
+    evaluated_at: float | None = None
     applied_events: int = 0
     change_seq: int = 0  # per-customer sequence of emitted segment changes (-> change_id)
     incarnation: int = 0  # from the first applied event's id: a new life after an erasure (-> change_id)
@@ -401,7 +404,7 @@ class CustomerState:
         """Everything but arrival-order bookkeeping: equal for the same events in any order."""
         doc = self._to_doc()
         for key in ("seen", "pos", "outbox", "erased_before", "erasures", "erased_ids", "replay_to", "change_seq", "incarnation", "cluster", "cluster_since", "candidate", "candidate_since",
-                    "previous_cluster", "switched_at", "flaps", "rules"):
+                    "previous_cluster", "switched_at", "flaps", "rules", "evaluated_at"):
             doc.pop(key, None)
         return doc
 
@@ -525,6 +528,7 @@ _SCALARS = (
     "last_engagement_ts", "nps_latest", "nps_latest_ts", "csat_sum", "csat_count", "review_sum",
     "review_count", "ticket_count", "complaint_count", "last_event_ts", "applied_events", "change_seq", "incarnation",
     "cluster", "cluster_since", "candidate", "candidate_since", "previous_cluster", "switched_at", "flaps",
+    "evaluated_at",  # last: states written before it have one scalar fewer and read it as None
 )
 _DECAYED = ("nps_weighted", "nps_weights", "service_load")
 

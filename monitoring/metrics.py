@@ -69,6 +69,10 @@ class WorkerMetrics:
         self.consumer_lag = Gauge("segstream_consumer_lag", "Messages not yet committed by the group on this "
                                   "worker's input partitions (end offset - committed offset).",
                                   ["topic", "partition"], registry=r)
+        self.input_watermark_seconds = Gauge(
+            "segstream_input_watermark_timestamp_seconds", "Event time up to which every input partition of "
+            "this worker has been read (the sweep evaluates no later); +Inf when none is behind, -Inf before "
+            "the first measurement.", registry=r)
         # ---- output ----
         self._changes = Counter("segstream_segment_changes_total", "Segment-change events emitted.",
                                 ["kind", "reason"], registry=r)
@@ -154,6 +158,9 @@ class WorkerMetrics:
         self.consumer_lag.clear()
         for (topic, partition), value in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(value)
+
+    def input_watermark(self, low: float) -> None:
+        self.input_watermark_seconds.set(low)
 
     def model(self, version: int, installed_at: float, sizes: Mapping[str, int], drift: Mapping[str, Any] | None) -> None:
         self.model_version.set(version)

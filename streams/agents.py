@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("segstream.worker")
 
+WATERMARK_INTERVAL_S = 1.0  # how often the input watermark is measured (two metadata requests)
+
 
 async def flush_now(producer: Any) -> None:
     """Everything sent so far acknowledged, without waiting out the producer's linger.
@@ -168,7 +170,8 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     outputs = KafkaOutputs(topics, rt.table, rt.input_end_offsets)
     processor = CustomerProcessor(rt.pipeline, rt.table, outputs, rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
-                                  cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home)
+                                  cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home,
+                                  watermark=rt.watermark)
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
 
@@ -193,10 +196,12 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
     @app.on_partitions_revoked.connect
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
         intake.forget(revoked)
+        rt.watermark.forget(revoked, repartition_topic)
 
     @app.on_partitions_assigned.connect
     async def forget_assigned(_app: faust.App, assigned: Any, **_kwargs: Any) -> None:
         intake.forget(assigned)  # delivery starts again from the committed offsets
+        rt.watermark.forget(assigned, repartition_topic)
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
@@ -261,6 +266,21 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
         batches = rt.sweeper.tick(rt.table.keys(), rt.active_partitions())
         for partition, batch in batches.items():
             await topics.reevaluate.send(value=batch.to_json(), partition=partition)
+
+    event_topics = frozenset([*topics.inputs.values(), repartition_topic])
+
+    @every(WATERMARK_INTERVAL_S)
+    async def measure_input_watermark() -> None:
+        """The sweep waits for the slowest input partition (streams.watermark)."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in event_topics]
+        try:
+            progress = await intake.progress(tps)
+        except Exception as exc:  # the broker away: the sweep stays where it is until the next tick
+            log.warning("input watermark not measured: %r", exc)
+            await view.close()
+            return
+        rt.clock.hold(rt.watermark.low(progress))
+        rt.metrics.input_watermark(rt.clock.input_watermark)
 
     @every(w.sample_flush_interval_s)
     async def flush_samples() -> None:

@@ -7,6 +7,7 @@ assign-only engine, the clock, the model listener and the trainer host.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from models.snapshot import ModelSnapshot
 from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
+from streams.watermark import InputWatermark
 from streams.durable_table import DurableTable
 from streams.kafka_transport import use_worker_transport
 from streams.sampling import SampleForwarder
@@ -78,6 +80,14 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
 
+def watermark_text(low: float) -> str | None:
+    """The input watermark for /ready: a time, ``"caught up"`` (no partition behind), or None
+    (not measured yet: nothing is swept)."""
+    if math.isfinite(low):
+        return iso(low)
+    return "caught up" if low > 0 else None
+
+
 @dataclass
 class Runtime:
     app: faust.App
@@ -93,6 +103,7 @@ class Runtime:
     metrics: WorkerMetrics
     home: HomePartitions  # where each customer's state lives (streams.partitioning)
     view: OutsideView  # committed and end offsets, read outside faust's consumer
+    watermark: InputWatermark = field(default_factory=InputWatermark)  # what the sweep waits for
     started_at: float = field(default_factory=time.time)  # since when this worker counts its changes
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
     # What the agents, timers and web views were set up with, as they were given it (GET /config)
@@ -194,6 +205,7 @@ class Runtime:
             "partitions": partitions, "trainer": self.is_trainer(),
             "trainer_status": self.trainer.status(),
             "model_version": snap.version if snap else None, "clock": iso(self.clock.now()),
+            "input_watermark": watermark_text(self.clock.input_watermark),
         }
 
 
@@ -271,7 +283,8 @@ def create_app(settings: Settings) -> SegstreamApp:
     # accept). Not read from app.in_transaction: faust caches that property, and reading it this
     # early, before faust marks the app as a worker, cached False and kept its transactions off.
     view = OutsideView(settings.bootstrap_servers, w.app_id, "read_uncommitted", **settings.kafka_client_kwargs())
-    clock = WorkerClock(w.clock, settings.engine.value.max_future_skew_s)  # docs/worker.md: how far it may jump
+    # docs/worker.md: how far the event clock may jump, and the input watermark it waits for
+    clock = WorkerClock(w.clock, settings.engine.value.max_future_skew_s, held_by_input=True)
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,
                       clock=clock, forwarder=forwarder, listener=listener, trainer=trainer,
                       sweeper=Sweeper(settings.topics.partitions, w.sweep_batch, w.sweep_period_s, home),

@@ -106,6 +106,7 @@ class OrderedIntake:
         self._holes: dict[Any, tuple[int, float, int]] = {}  # tp -> (hole, when last re-read, re-reads)
         self._progress: dict[Any, tuple[int | None, float]] = {}  # tp -> (next offset, since when)
         self.busy = False  # the agent is processing a batch (set by it): no delivery is expected then
+        self._known_starts: dict[Any, int] = {}  # where delivery starts, for partitions not delivered from yet
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         """The events (faust's) of ``events`` to process, in order."""
@@ -154,6 +155,21 @@ class OrderedIntake:
             return {}
         return starts  # type: ignore[return-value]
 
+    async def progress(self, tps: Iterable[Any]) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+        """Per partition of ``tps``: (next offset to process, end offset), for the input watermark
+        (:mod:`streams.watermark`). The end offsets are read first: a message produced after
+        that is new, not a backlog. A partition nothing was delivered from since its assignment is
+        at its start (its committed offset); ``None`` where Kafka did not say."""
+        tps = list(tps)
+        if not tps:
+            return {}
+        ends = await asyncio.wait_for(self.view.end_offsets(tps), self.LOOKUP_TIMEOUT_S)
+        unknown = {tp for tp in tps if self.guard.expected(tp) is None and tp not in self._known_starts}
+        self._known_starts.update(await self._starts(unknown))
+        return {(tp.topic, tp.partition): (self.guard.expected(tp) if self.guard.expected(tp) is not None
+                                           else self._known_starts.get(tp), ends.get((tp.topic, tp.partition)))
+                for tp in tps}
+
     async def rewind(self, tp: Any, offset: int) -> None:
         """Read ``tp`` again from ``offset`` (an erasure took events produced after it: they are
         applied again, and every other message of the partition is recognised as a redelivery).
@@ -170,6 +186,8 @@ class OrderedIntake:
     def forget(self, tps: Iterable[Any]) -> None:
         tps = list(tps)
         self.guard.forget(tps)
+        for tp in tps:
+            self._known_starts.pop(tp, None)
         for tp in tps:
             self._holes.pop(tp, None)
             self._progress.pop(tp, None)

@@ -56,6 +56,7 @@ from schemas.erasure import parse_erasure
 from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
 from schemas.segment_change import SegmentChange
 from streams.clock import WorkerClock
+from streams.watermark import InputWatermark
 from streams.sampling import SampleForwarder
 
 log = logging.getLogger("segstream.worker")
@@ -131,11 +132,13 @@ class CustomerProcessor:
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
                  routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None,
-                 cache: StateCache | None = None, home: Callable[[bytes], int] | None = None):
+                 cache: StateCache | None = None, home: Callable[[bytes], int] | None = None,
+                 watermark: InputWatermark | None = None):
         """``routes``: topic name -> event type, ``"erasure"``, ``"reevaluate"`` or ``"repartition"``.
         ``cache``: decoded states kept between batches (default: 20,000 customers). ``home``: a
         customer key's home partition (:class:`streams.partitioning.HomePartitions`); None
-        processes every message where it arrives (a single partition, tests)."""
+        processes every message where it arrives (a single partition, tests). ``watermark``: told
+        what was applied and forwarded from which partition (the worker's input watermark)."""
         self.pipeline = pipeline
         self.table = table
         self.outputs = outputs
@@ -146,6 +149,7 @@ class CustomerProcessor:
         self.populations = PopulationTally(active_partitions)
         self.cache = cache if cache is not None else StateCache(20_000)
         self.home = home
+        self.watermark = watermark
         self._tags: dict[str, int] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()  # of the current batch, counted at its end
         self._repartition = next((topic for topic, route in routes.items() if route == REPARTITION), None)
@@ -184,6 +188,8 @@ class CustomerProcessor:
                 exits.extend(await self._erase(msg, i, touched))
             elif route is not None:
                 applied += await self._ingest(msg, i, route, touched)
+                if msg.forwarded and self.watermark is not None and not (self.held and self.held[-1] == i):
+                    self.watermark.arrived((msg.topic, msg.partition), msg.offset)  # whatever came of it
             else:  # not subscribed by us; only if the topic settings change under a running group
                 log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
         self._evaluate_touched(touched)
@@ -223,6 +229,8 @@ class CustomerProcessor:
         if home == msg.partition:
             return False
         await self.outputs.forward(msg, home)
+        if self.watermark is not None:
+            self.watermark.forwarded((msg.topic, msg.partition), msg.offset, home)
         self.metrics.repartitioned[route].inc()
         return True
 
@@ -256,6 +264,9 @@ class CustomerProcessor:
             return 0
         ts = event.timestamp.timestamp()
         self.clock.observe(ts)  # only accepted data moves the event clock
+        if self.watermark is not None:
+            origin = (msg.topic, msg.partition) if msg.forwarded else None
+            self.watermark.applied(msg.delivered, origin, ts, msg.offset)
         entry.state = state
         self._outcomes[(event_type, "applied")] += 1
         entry.evaluate = True
@@ -277,19 +288,23 @@ class CustomerProcessor:
         return event
 
     def _evaluate_touched(self, touched: dict[bytes, Touched]) -> None:
-        at = self.clock.now()
-        if at is None:
-            return
+        """Each customer with new events as of its own time (:meth:`WorkerClock.time_for`)."""
         for entry in touched.values():
             if entry.evaluate and entry.state is not None:
+                at = self.clock.time_for(entry.state.last_event_ts)
+                if at is None:
+                    continue
                 entry.changes.extend(self.pipeline.evaluate(entry.state, at))
                 entry.evaluate = False
-        self.pipeline.maybe_train(at)
+        at = self.clock.sweep_time()
+        if at is not None:
+            self.pipeline.maybe_train(at)
 
     # ---- the clock-driven sweep ----------------------------------------------------------------
 
     async def _reevaluate(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> None:
-        """Re-evaluate a sweep batch (customers of this message's partition) as of the clock."""
+        """Re-evaluate a sweep batch (customers of this message's partition) as of the clock,
+        held back to the input watermark (:meth:`WorkerClock.sweep_time`)."""
         try:
             batch = orjson.loads(msg.value or b"")
             customer_ids = batch["customers"]
@@ -297,7 +312,7 @@ class CustomerProcessor:
             await self._dead(msg, REEVALUATE, [FieldProblem(field="customers", error="invalid",
                                                             message="not a re-evaluation batch")])
             return
-        at = self.clock.now()
+        at = self.clock.sweep_time()
         if at is None:
             return
         tally = self.populations.batch(msg.partition, batch.get("pass", 0))
@@ -307,7 +322,8 @@ class CustomerProcessor:
                 self._rewind(entry.state, customer_id.encode())
             if entry.state is None or not entry.state.holds_data:
                 continue  # erased since the sweep listed it: only the erasure marker is left
-            entry.changes.extend(self.pipeline.evaluate(entry.state, at))
+            own = self.clock.time_for(entry.state.last_event_ts)  # not before its own latest event
+            entry.changes.extend(self.pipeline.evaluate(entry.state, own if own is not None else at))
             entry.evaluate = False
             tally.count(entry.state)
         self.metrics.reevaluated.inc(len(customer_ids))
@@ -338,7 +354,7 @@ class CustomerProcessor:
         self.forwarder.forget(request.customer_id)
         held = state is not None and state.holds_data
         if held:
-            at = self.clock.now() or time.time()
+            at = self.clock.time_for(state.last_event_ts) or time.time()
             if entry.evaluate:
                 changes.extend(self.pipeline.evaluate(state, at))
             changes.extend(self.pipeline.erase(state, at))
