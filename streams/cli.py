@@ -73,6 +73,27 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"segstream {version('segstream')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("segstream (not installed: run 'pip install -e .')")
+        raise typer.Exit(0)
+
+
+@cli.callback()
+def _options(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                      help="Show the version and exit."),
+) -> None:
+    pass
+
+
 schemas_cli = typer.Typer(cls=_Group, help="Event contracts (JSON Schema).", no_args_is_help=True)
 cli.add_typer(schemas_cli, name="schemas")
 
@@ -101,6 +122,14 @@ def _with_web_port(settings: Settings, web_port: Optional[int]) -> Settings:
                     err=True, fg="red")
         raise typer.Exit(2)
     return settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": web_port})})
+
+
+def _require_bootstrap(settings: Settings, why: str) -> None:
+    """No broker configured: one line and exit 2 (not a usage box: the command line was right)."""
+    if not settings.bootstrap_servers:
+        typer.secho(f"KAFKA_BOOTSTRAP_SERVERS is not set: {why} (e.g. KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092).",
+                    err=True, fg="red")
+        raise typer.Exit(2)
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -191,8 +220,7 @@ def topics_create() -> None:
     """Create every segstream topic (idempotent; checks the partition counts of existing ones)."""
     _setup_logging()
     settings = Settings()
-    if not settings.bootstrap_servers:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
+    _require_bootstrap(settings, "topics creates them on the broker you run")
     _create_topics(settings)
 
 
@@ -324,10 +352,7 @@ def worker(
 
     Ctrl-C or SIGTERM stops it gracefully (exit 130 after Ctrl-C)."""
     settings = _with_web_port(Settings(), web_port)
-    if not settings.bootstrap_servers:
-        typer.secho("KAFKA_BOOTSTRAP_SERVERS is not set; use 'segstream run' for a local broker.",
-                    err=True, fg="red")
-        raise typer.Exit(2)
+    _require_bootstrap(settings, "use 'segstream run' for a local broker and a worker")
     _run_worker(settings)
 
 
@@ -394,8 +419,8 @@ def run(
 def produce(
     file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                 help="Contract JSONL (one event per line) or a CDNOW transaction file."),
-    file_format: str = typer.Option("auto", "--format", help="auto | jsonl | cdnow (auto: detect CDNOW "
-                                    "from the first line, else JSONL)."),
+    file_format: str = typer.Option("auto", "--format", metavar="[auto|jsonl|cdnow]",
+                                    help="auto: detect CDNOW from the first line, else JSONL."),
     rate: float = typer.Option(0.0, min=0.0, help="Events per second (0 = as fast as possible)."),
     limit: int = typer.Option(0, min=0, help="Send at most this many events (0 = all)."),
     partitioner: Optional[PartitionerName] = typer.Option(
@@ -411,8 +436,7 @@ def produce(
 
     _setup_logging("warning")
     settings = Settings()
-    if not settings.bootstrap_servers:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP_SERVERS")
+    _require_bootstrap(settings, "produce sends to the broker your worker reads")
     if file_format not in FORMATS:
         raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
     # Created here if missing: a broker that auto-creates topics would give them one partition,
@@ -461,10 +485,7 @@ def tail(
 
     _setup_logging("warning")
     settings = Settings()
-    if not settings.bootstrap_servers:
-        typer.secho("KAFKA_BOOTSTRAP_SERVERS is not set: tail needs the broker the worker publishes to.",
-                    err=True, fg="red")
-        raise typer.Exit(2)
+    _require_bootstrap(settings, "tail needs the broker the worker publishes to")
     topic = settings.topics.name("segment_changes")
     on_change, on_invalid = printers(as_json)
     typer.secho(f"tailing {topic} on {settings.bootstrap_servers}"

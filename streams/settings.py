@@ -272,14 +272,18 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """One message per ``SEGSTREAM_`` variable of ``environ`` that names no setting, with the
     closest real name when there is one."""
     names, open_prefixes = setting_variables()
+    # Suggested: leaf settings, compared without the common prefix (which alone made SEGSTREAM_FOO
+    # "close" to the section SEGSTREAM_KAFKA).
+    leaves = {n[len(ENV_PREFIX):]: n for n in names
+              if n.startswith(ENV_PREFIX) and not any(o.startswith(n + "__") for o in names)}
     problems = []
     for var in sorted(environ):
         upper = var.upper()
         if (not upper.startswith(ENV_PREFIX) or upper in names or upper in NOT_SETTINGS
                 or upper.startswith(open_prefixes)):
             continue
-        close = difflib.get_close_matches(upper, names, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]}?)" if close else " (docs/worker.md lists the settings)"
+        close = difflib.get_close_matches(upper[len(ENV_PREFIX):], leaves, n=1, cutoff=0.75)
+        hint = f" (did you mean {leaves[close[0]]}?)" if close else " (docs/worker.md lists the settings)"
         problems.append(f"unknown setting {var}{hint}")
     return problems
 

@@ -77,6 +77,29 @@ def test_a_variable_that_names_no_setting_is_refused_with_the_closest_name(var: 
     assert done.stderr.splitlines() == [f"invalid configuration: unknown setting {var} (did you mean {meant}?)"]
 
 
+def test_a_name_close_to_nothing_is_not_given_a_section_for_a_meaning() -> None:
+    """SEGSTREAM_FOO used to be "close" to the section SEGSTREAM_KAFKA by their common prefix."""
+    done = segstream("topics", SEGSTREAM_FOO="1")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["invalid configuration: unknown setting SEGSTREAM_FOO "
+                                        "(docs/worker.md lists the settings)"]
+
+
+@pytest.mark.parametrize("command", [["topics"], ["produce", "README.md"], ["tail"], ["worker"]])
+def test_no_broker_configured_is_one_line_and_exit_2(command: list[str]) -> None:
+    done = segstream(*command, KAFKA_BOOTSTRAP_SERVERS="")  # set by the kafka fixture in a full run
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("KAFKA_BOOTSTRAP_SERVERS is not set: ")
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    done = segstream("--version")
+    assert (done.returncode, done.stdout) == (0, f"segstream {version('segstream')}\n")
+
+
 def test_settings_that_are_keys_of_a_mapping_and_compose_variables_are_accepted() -> None:
     from streams.settings import unknown_variables
 

@@ -42,6 +42,9 @@ def test_no_segment_changes_while_nothing_arrives(kafka_bootstrap: str, tmp_path
         after = worker.metric("segstream_segment_changes_total")
         assert worker.metric("segstream_reevaluated_customers_total") - sweeps >= 10 * CUSTOMERS  # sweeps ran
         assert worker.get("/ready")["trainer"] is True  # type: ignore[index]  # and so did the trainer's timer
+        # every partition read to its end: the input watermark holds nothing back (streams.watermark)
+        assert worker.get("/ready")["input_watermark"] == "caught up"  # type: ignore[index]
+        assert worker.metric("segstream_input_watermark_timestamp_seconds") == float("inf")
         by_reason = {reason: worker.metric("segstream_segment_changes_total", reason=reason)
                      for reason in ("better_fit", "dwell_elapsed", "segment_retired", "rule_entered", "rule_left")}
         assert after - before == 0, f"{after - before:.0f} changes in {QUIET_S:.0f} s without input (totals: {by_reason})"
