@@ -285,10 +285,12 @@ def describe_words(words: list[str], figures: SegmentFigures, population: Popula
             continue
         w = _BY_WORD[word]
         v = quoted(w, figures)
-        stat = "mean" if w.feature == "value" and w.direction > 0 else "median"
-        typical = format_figure(w.feature, population.median.get(w.feature), population.currency, with_name=False)
-        parts.append(f"{word} ({stat} {format_figure(w.feature, v, population.currency)}; "
-                     f"population median {typical})")
+        if w.feature == "value" and w.direction > 0:  # a mean CLV, judged against the 75th percentile
+            stat, against, bound = "mean", "population 75th percentile", population.p75.get(w.feature)
+        else:  # a median, against the population's median (like with like)
+            stat, against, bound = "median", "population median", population.median.get(w.feature)
+        typical = format_figure(w.feature, bound, population.currency, with_name=False)
+        parts.append(f"{word} ({stat} {format_figure(w.feature, v, population.currency)}; {against} {typical})")
     return "; ".join(parts)
 
 

@@ -465,3 +465,19 @@ def test_a_driver_is_literally_true_in_the_figures_it_quotes(feature, centroid, 
     snap = one_feature_snapshot(feature, centroid, new_typical, previous_typical, pop_median)
     drivers = drivers_of(snap, feature, customer, previous)
     assert [d["feature"] for d in drivers] == ([feature] if said else []), [d["text"] for d in drivers]
+
+
+def test_a_description_compares_a_figure_with_the_population_figure_of_the_same_kind() -> None:
+    """'high value' is a mean CLV judged against the population's 75th percentile: the description
+    quoted the population *median* beside it (the new user's report: 'mean CLV 48; population
+    median 6' read as a comparison the rule never made)."""
+    from models.figures import PopulationFigures, SegmentFigures
+    from models.labels import describe_words
+
+    pop = PopulationFigures(p25={"value": 2.0, "recency": 20.0}, median={"value": 6.0, "recency": 60.0},
+                            p75={"value": 30.0, "recency": 200.0})
+    seg = SegmentFigures(members=40, buyers_share=1.0, nps_answered_share=0.0,
+                         median={"value": 40.0, "recency": 12.0}, mean_clv=48.0)
+    text = describe_words(["high value", "recent"], seg, pop)
+    assert text == ("high value (mean CLV 48 USD; population 75th percentile 30 USD); "
+                    "recent (median days since last purchase 12; population median 60)")
