@@ -183,7 +183,8 @@ class Segmenter:
             version=version, created_at=now, algorithm=self.config.algorithm, features=FEATURES,
             mean=scaler.mean, std=scaler.std, centroids=centroids, segment_ids=tuple(matching.ids),
             labels=tuple(naming.labels), descriptions=tuple(naming.descriptions),
-            lifecycle=tuple(e.to_dict() for e in matching.lifecycle), valuation=valuation.to_dict(),
+            lifecycle=tuple(e.to_dict() for e in matching.lifecycle) + self._relabelled(matching.ids, naming, version, now),
+            valuation=valuation.to_dict(),
             retired_labels=self._retired_labels(matching.ids), population=naming.population.to_dict(),
         )
         stats = self._segment_stats(snap, matrix, z, naming)
@@ -417,6 +418,20 @@ class Segmenter:
         descriptions = [describe_words(w, f, population) for w, f in zip(words, figures)]
         return Naming(labels, descriptions, words, figures, population, nearest, answered, bought)
 
+    def _relabelled(self, ids: list[str], naming: "Naming", version: int, at: float) -> tuple[dict, ...]:
+        """A lifecycle event for each kept id whose label changed: ``{"kind": "relabelled",
+        "segment_id", "version", "at", "from", "to"}``."""
+        prev = self.snapshot
+        if prev is None:
+            return ()
+        events = []
+        for sid, label in zip(ids, naming.labels):
+            i = prev.index(sid)
+            if i is not None and prev.labels[i] != label:
+                events.append({"kind": "relabelled", "segment_id": sid, "version": version, "at": at,
+                               "from": prev.labels[i], "to": label})
+        return tuple(events)
+
     def _retired_labels(self, ids: list[str]) -> dict[str, str]:
         """The previous snapshot's retired labels plus its ids that left the model, newest last,
         at most ``retired_labels_kept``."""
@@ -428,6 +443,22 @@ class Segmenter:
         out.update((sid, lab) for sid, lab in zip(prev.segment_ids, prev.labels) if sid not in keep)
         limit = self.config.retired_labels_kept
         return dict(list(out.items())[-limit:]) if limit else {}
+
+    def _label_history(self, sid: str, label: str, version: int) -> dict[str, Any]:
+        """Since which model version ``sid`` has its label, and the label it had before: a
+        campaign keyed on the id learns that the segment it targets is now described otherwise
+        (its members' figures moved: customers keep the id without a change of their own)."""
+        prev = self.snapshot
+        i = prev.index(sid) if prev is not None else None
+        if prev is None or i is None:
+            return {"label_since_version": version}
+        old = prev.stats.get(sid, {})
+        if prev.labels[i] == label:
+            history = {"label_since_version": old.get("label_since_version", prev.version)}
+            if "previous_label" in old:
+                history["previous_label"] = old["previous_label"]
+            return history
+        return {"label_since_version": version, "previous_label": prev.labels[i]}
 
     def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray,
                        naming: "Naming") -> dict[str, dict]:
@@ -463,6 +494,7 @@ class Segmenter:
                 "separation": round(float(gaps[i].min()) / max(spread, 1e-9), 3) if k > 1 else None,
                 "words": naming.words[i],
                 "figures": naming.figures[i].to_dict(),
+                **self._label_history(sid, snap.labels[i], snap.version),
             }
             if assigns:
                 stats[sid]["entered_since_previous_version"] = self.counters.entered.get(sid, 0)

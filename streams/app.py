@@ -7,6 +7,7 @@ assign-only engine, the clock, the model listener and the trainer host.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import time
@@ -79,6 +80,8 @@ def worker_changes(counters: MembershipCounters, segment_id: str) -> dict[str, i
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
+log = logging.getLogger("segstream.worker")
+
 
 def watermark_text(low: float) -> str | None:
     """The input watermark for /ready: a time, ``"caught up"`` (no partition behind), or None
@@ -124,6 +127,10 @@ class Runtime:
             # than at the next sweep pass, up to SWEEP_PERIOD_S away.
             self.sweeper.start_pass_now()
         self.installed.append(snapshot.version)
+        for event in snapshot.lifecycle:
+            if event.get("kind") == "relabelled":  # customers keep the id: say that its meaning moved
+                log.warning("model v%d: segment %s relabelled %r -> %r (its members' figures moved; its "
+                            "customers keep the id)", snapshot.version, event["segment_id"], event["from"], event["to"])
         sizes = {sid: st["size"] for sid, st in snapshot.stats.items() if "size" in st}
         self.metrics.model(snapshot.version, time.time(), sizes, snapshot.drift)
 

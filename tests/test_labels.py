@@ -219,6 +219,14 @@ def test_an_id_keeps_its_label_while_the_figures_back_it(trained) -> None:
     again = adopted_training(seg, snap, bases)
     assert again.label(sid) == " · ".join(kept_words)  # kept: still true
     assert again.label(other) != "new" and "new" not in again.stats[other]["words"]  # replaced: false
+    # The replaced label is on record: since which version, what it was, and as a lifecycle event
+    # (a campaign keyed on the id learns its segment is described otherwise; the worker logs it).
+    assert again.stats[other]["label_since_version"] == again.version
+    assert again.stats[other]["previous_label"] == "new"
+    assert {"kind": "relabelled", "segment_id": other, "version": again.version, "at": again.created_at,
+            "from": "new", "to": again.label(other)} in again.lifecycle
+    assert sid not in {e["segment_id"] for e in again.lifecycle if e["kind"] == "relabelled"}
+    assert again.stats[sid]["label_since_version"] <= snap.version  # kept: its date is the old one
 
 
 def adopted_training(seg: Segmenter, snap: ModelSnapshot, bases: list) -> ModelSnapshot:
