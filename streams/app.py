@@ -166,6 +166,7 @@ class Runtime:
             return {"model_version": None, "segments": [], **rule_part}
         population = snap.population_estimate
         counters = self.pipeline.segmenter.counters
+        members, members_scope = self.cluster_members()
         segments = []
         for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
             stats = snap.stats.get(sid, {})
@@ -173,12 +174,14 @@ class Runtime:
             segments.append({
                 "id": sid, "label": label, "description": desc,
                 "size_estimate": round(share * population) if share is not None and population else None,
+                "members": members.get(sid, 0) if members is not None else None,
                 "stats": stats, **worker_changes(counters, sid),
             })
         # Segments retired from the model that this worker's customers left since it started.
         retired = [{"id": sid, "label": snap.label(sid), **worker_changes(counters, sid)}
                    for sid in sorted(set(counters.entered) | set(counters.left)) if snap.index(sid) is None]
         return {
+            "members_counted": members_scope,
             "changes_counted": {"since": iso(self.started_at), "by": "this worker, for the customers of its "
                                 "partitions (each worker counts the changes it emits)"},
             "retired_segments": retired,
@@ -188,6 +191,16 @@ class Runtime:
             "segments": segments, **rule_part,
             "definition_version": snap.definition_version, "valuation": snap.valuation,
         }
+
+    def cluster_members(self) -> tuple[dict[str, int] | None, str]:
+        """Customers in each cluster segment (their membership, after margin and dwell, not the
+        model's nearest centroid: ``size_estimate``), from this worker's last complete sweep pass."""
+        counts = self.metrics.population_counts
+        if counts is None:
+            return None, "not counted yet: members come from the first complete sweep pass of this worker"
+        members = {segment: n for (kind, segment), n in counts.items() if kind == "cluster"}
+        return members, ("exact over this worker's partitions at its last complete sweep pass: customers in the "
+                         "segment (margin and dwell applied); size_estimate is the model's nearest-centroid share")
 
     def rule_sizes(self) -> tuple[dict[str, int], str]:
         """Rule segment sizes from this worker's last complete sweep pass (the sweep visits every

@@ -350,11 +350,21 @@ def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) ->
                 if c.previous_segment:
                     left[c.previous_segment.id] += 1
     assert sum(emitted.values()) > 0
-    rt = SimpleNamespace(pipeline=worker, started_at=0.0, rule_sizes=lambda: ({}, "not counted"))
+    # The sweep's tally of memberships (what PopulationTally hands the metrics at the end of a pass)
+    tally = Counter(("cluster", st.cluster) for st in states.values() if st.cluster)
+    rt = SimpleNamespace(pipeline=worker, started_at=0.0, rule_sizes=lambda: ({}, "not counted"),
+                         metrics=SimpleNamespace(population_counts=dict(tally)))
+    rt.cluster_members = lambda: Runtime.cluster_members(rt)
     doc = Runtime.segments(rt)
     counted = {s["id"]: (s["entered_since_worker_start"], s["left_since_worker_start"]) for s in doc["segments"]}
     assert counted == {sid: (emitted[sid], left[sid]) for sid in snap.segment_ids}
     assert doc["changes_counted"]["since"].startswith("1970-01-01")
+    # members: the customers in each segment (margin and dwell applied), 0 for an empty one
+    assert {s["id"]: s["members"] for s in doc["segments"]} == {sid: tally[("cluster", sid)] for sid in snap.segment_ids}
+    assert sum(s["members"] for s in doc["segments"]) == sum(1 for st in states.values() if st.cluster)
+    rt.metrics.population_counts = None
+    assert all(s["members"] is None for s in Runtime.segments(rt)["segments"])
+    assert Runtime.segments(rt)["members_counted"].startswith("not counted yet")
 
 
 @pytest.fixture(scope="module")
