@@ -118,7 +118,8 @@ class OrderedIntake:
             if self.guard.expected(tp) is None and tp not in starts:
                 self.consumer.hold(message)  # where delivery starts is unknown: asked again later
                 continue
-            if self.guard.admit(tp, message.offset, starts.get(tp)):
+            if self.guard.admit(tp, message.offset, starts.get(tp)) or (
+                    tp not in held and await self._only_markers_before(tp, message.offset)):
                 admitted.append(event)
                 hole = self._holes.get(tp)
                 if hole is not None and message.offset >= hole[0]:
@@ -129,6 +130,28 @@ class OrderedIntake:
         for tp, offsets in held.items():
             await self._reread(tp, len(offsets))
         return admitted
+
+    async def _only_markers_before(self, tp: Any, offset: int) -> bool:
+        """Whether the offsets between the next one to process and ``offset`` (just delivered)
+        hold no message: a transactional producer's commit markers, which every transaction of
+        another team's producer leaves in the input. Asked at once (one fetch), so a marker costs
+        a round trip instead of a re-read of the partition; then delivery goes on past them. A
+        message there (faust dropped it) or no answer: a hole, as before."""
+        hole = self.guard.expected(tp)
+        if hole is None or offset <= hole or (tp in self._holes and self._holes[tp][0] == hole):
+            return False
+        try:
+            first = await asyncio.wait_for(self.view.first_offset_from(tp, hole), self.LOOKUP_TIMEOUT_S)
+        except Exception as exc:  # the broker away: held, re-read like any hole
+            log.warning("%s[%d]: could not ask whether offsets %d-%d hold messages (%r)",
+                        tp.topic, tp.partition, hole, offset - 1, exc)
+            await self.view.close()
+            return False
+        if first != offset:
+            return False
+        await self.consumer.skip_deleted(tp, hole, offset - 1)
+        self.guard.skip_to(tp, offset + 1)
+        return True
 
     async def _starts(self, tps: set[Any]) -> dict[Any, int]:
         """Where delivery starts for partitions seen for the first time since an assignment: the
@@ -223,6 +246,9 @@ class OrderedIntake:
         if start is None or end is None or end <= start:
             self._progress[tp] = (self.guard.expected(tp), now)
             return
+        if await self._absent(tp, start):
+            self._progress[tp] = (self.guard.expected(tp), now)
+            return  # only transaction markers (or compacted offsets) left: nothing was missed
         log.warning("%s[%d]: offset %d " + HOLE_LOGGED + " within %.0f s, nor the %d after it: reading the "
                     "partition again from %d", tp.topic, tp.partition, start, self.TAIL_GRACE_S, end - start - 1, start)
         self.on_hole(tp.topic)

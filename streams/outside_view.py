@@ -69,16 +69,22 @@ class OutsideView:
         """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
         within ``timeout_s``). Offsets with no message for this isolation level (transaction
         markers, aborted transactions under ``read_committed``, compacted records) are skipped by
-        Kafka itself."""
+        Kafka itself; when only such offsets follow ``offset`` (a transactional producer's commit
+        marker ends the partition), no record comes back but the fetch position moves past them,
+        and that position is the answer."""
         _, consumer = await self._clients()
         partition = TopicPartition(tp.topic, tp.partition)
         async with self._reading:
             consumer.assign([partition])
             consumer.seek(partition, offset)
             records = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000), max_records=1)
+            found = records.get(partition)
+            # Moved with no record: the fetch was answered with markers only (a broker away moves nothing).
+            past = None if found else await consumer.position(partition)
             consumer.unsubscribe()
-        found = records.get(partition)
-        return found[0].offset if found else None
+        if found:
+            return found[0].offset
+        return past if past is not None and past > offset else None
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         async with self._starting:

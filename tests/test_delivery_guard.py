@@ -85,6 +85,10 @@ def offsets(admitted: list[FakeEvent]) -> list[int]:
     return [e.message.offset for e in admitted]
 
 
+def MESSAGE_THERE(_tp: TP, offset: int) -> int:  # noqa: N802  (the probe's answer: a message at the offset)
+    return offset
+
+
 def intake_with(committed: dict[TP, int | None], first_offsets: Any = None, **view_fields: Any) -> tuple:
     consumer_, view = FakeConsumer(), FakeView(committed, first_offsets, **view_fields)
     return OrderedIntake(consumer_, view), consumer_, view
@@ -110,7 +114,7 @@ async def test_a_hole_holds_the_later_messages_and_reads_the_partition_again_fro
 
 async def test_a_message_dropped_at_the_end_of_a_quiet_partition_is_read_again() -> None:
     """No later message arrives to show the hole: the partition's end offset does."""
-    intake, consumer, view = intake_with({PURCHASES: 10}, ends={PURCHASES: 13})
+    intake, consumer, view = intake_with({PURCHASES: 10}, MESSAGE_THERE, ends={PURCHASES: 13})
     intake.TAIL_GRACE_S = 0.0
     holes: list[str] = []
     intake.on_hole = holes.append
@@ -131,12 +135,28 @@ async def test_a_message_dropped_at_the_end_of_a_quiet_partition_is_read_again()
 
 async def test_a_partition_never_delivered_since_its_assignment_is_read_from_its_commit() -> None:
     """An erase request written while its owner was down, dropped by faust after the restart."""
-    intake, consumer, _ = intake_with({PURCHASES: 1}, ends={PURCHASES: 3})
+    intake, consumer, _ = intake_with({PURCHASES: 1}, MESSAGE_THERE, ends={PURCHASES: 3})
     intake.TAIL_GRACE_S = 0.0
     await intake.check_tails([PURCHASES])
     await intake.check_tails([PURCHASES])
     assert consumer.seeks == [(PURCHASES, 1)]
     assert offsets(await intake.admit(events(1, 2))) == [1, 2]
+
+
+async def test_a_tail_of_transaction_markers_is_skipped_not_read_again() -> None:
+    """A transactional producer's last commit marker ends the partition: the end offset is one
+    past the last message forever. Re-reading it every few seconds (and holding the input
+    watermark there) was the old answer; the probe finds no message up to the end."""
+    intake, consumer, view = intake_with({PURCHASES: 4}, lambda _tp, _offset: 7, ends={PURCHASES: 7})
+    intake.TAIL_GRACE_S = 0.0
+    holes: list[str] = []
+    intake.on_hole = holes.append
+    assert offsets(await intake.admit(events(4, 5))) == [4, 5]
+    await intake.check_tails([PURCHASES])
+    await intake.check_tails([PURCHASES])
+    assert view.probes == [6] and holes == [] and consumer.seeks[-1:] == [(PURCHASES, 7)]
+    assert intake.guard.expected(PURCHASES) == 7
+    assert await intake.progress([PURCHASES]) == {(PURCHASES.topic, PURCHASES.partition): (7, 7)}  # caught up
 
 
 async def test_a_partition_delivered_to_its_end_is_left_alone() -> None:
@@ -173,7 +193,7 @@ async def test_a_first_message_dropped_where_the_group_never_committed_is_read_a
 
 async def test_with_the_start_unknown_messages_are_held_until_kafka_answers() -> None:
     """The broker away when a partition is first delivered: nothing is guessed, nothing hangs."""
-    intake, consumer, view = intake_with({PURCHASES: 3}, ends={PURCHASES: 7})
+    intake, consumer, view = intake_with({PURCHASES: 3}, MESSAGE_THERE, ends={PURCHASES: 7})
     intake.TAIL_GRACE_S = 0.0
     answer = view.committed
 
@@ -222,29 +242,43 @@ async def test_a_hole_still_open_is_read_again_by_the_timer() -> None:
     assert consumer.seeks == [(PURCHASES, 1), (PURCHASES, 1)]
 
 
-async def test_offsets_without_messages_are_skipped_once_kafka_confirms_it() -> None:
-    """Transaction markers and compacted records leave offsets no fetch returns."""
+async def test_offsets_without_messages_are_skipped_at_once_when_kafka_confirms_it() -> None:
+    """Transaction markers and compacted records leave offsets no fetch returns: the first gap
+    is probed when it is seen (one fetch), and the message after it processed in the same batch."""
     intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 3)  # 1 and 2 hold nothing
-    intake.REREAD_EVERY_S = 0.0
-    await intake.admit(events(0, 3))
-    for _ in range(intake.probe_after):
-        await intake.retry_stalled()
+    assert offsets(await intake.admit(events(0, 3))) == [0, 3]
     assert view.probes == [1]
     assert consumer.skipped == [(PURCHASES, 1, 2)]  # committed past, as faust would for a gap
-    assert consumer.seeks[-1] == (PURCHASES, 3)
-    assert offsets(await intake.admit(events(3, 4))) == [3, 4]
+    assert consumer.seeks == []  # nothing to read again
+    assert offsets(await intake.admit(events(4, 5))) == [4, 5]
 
 
-async def test_with_transactions_an_empty_offset_is_skipped_without_a_re_read() -> None:
-    intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: 2)  # a marker at 1
-    intake.probe_after = 0
+async def test_with_transactions_every_marker_costs_one_probe_and_no_re_read() -> None:
+    """Another team's transactional producer: a commit marker after every event (the field case
+    of test_transactional_producer.py). Each used to hold the batch and re-read the partition."""
+    intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, offset: offset + 1)  # markers at odd offsets
     holes: list[str] = []
     intake.on_hole = holes.append
-    assert offsets(await intake.admit(events(0, 2))) == [0]
+    assert offsets(await intake.admit(events(0, 2, 4))) == [0, 2, 4]
+    assert offsets(await intake.admit(events(6))) == [6]
     assert holes == []  # a marker is not a message faust skipped
-    assert view.probes == [1] and consumer.skipped == [(PURCHASES, 1, 1)]
-    assert consumer.seeks == [(PURCHASES, 2)]  # straight to the message after the marker
-    assert offsets(await intake.admit(events(2, 3))) == [2, 3]
+    assert view.probes == [1, 3, 5] and consumer.skipped == [(PURCHASES, 1, 1), (PURCHASES, 3, 3), (PURCHASES, 5, 5)]
+    assert consumer.seeks == []
+
+
+async def test_a_marker_found_only_by_the_re_read_is_skipped_then() -> None:
+    """The hole's first probe said a message was there (it answered with an offset before the one
+    delivered): held and re-read; a later probe that finds nothing there skips it."""
+    answers = iter([1, 3])
+    intake, consumer, view = intake_with({PURCHASES: 0}, lambda _tp, _offset: next(answers))
+    intake.REREAD_EVERY_S = 0.0
+    assert offsets(await intake.admit(events(0, 3))) == [0]
+    for _ in range(intake.probe_after):
+        await intake.retry_stalled()
+    assert view.probes == [1, 1]
+    assert consumer.skipped == [(PURCHASES, 1, 2)]
+    assert consumer.seeks[-1] == (PURCHASES, 3)
+    assert offsets(await intake.admit(events(3, 4))) == [3, 4]
 
 
 async def test_a_message_kafka_still_has_is_never_skipped() -> None:
@@ -346,6 +380,8 @@ async def test_the_probe_finds_the_offsets_a_transaction_marker_leaves_empty(kaf
         assert await view.first_offset_from(tp, 0) == 0
         assert await view.first_offset_from(tp, 1) == 2  # 1 is the first commit marker
         assert await committed_view.first_offset_from(tp, 1) == 2
+        # 3, the last commit marker, ends the partition: nothing comes back, but the fetch moved past it
+        assert await view.first_offset_from(tp, 3, timeout_s=0.5) == 4
         assert await view.first_offset_from(tp, 4, timeout_s=0.5) is None  # nothing there yet
         assert await view.committed([tp]) == {(topic, 0): None}  # the group has not committed
         assert await view.earliest_offset(tp) == 0
