@@ -126,6 +126,6 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
 
 def model_part(doc: dict) -> dict:
     """The /segments document without what each worker counts itself."""
-    local = {"entered_since_worker_start", "left_since_worker_start"}
-    return {**{k: v for k, v in doc.items() if k not in ("changes_counted", "retired_segments")},
+    local = {"entered_since_worker_start", "left_since_worker_start", "members"}
+    return {**{k: v for k, v in doc.items() if k not in ("changes_counted", "retired_segments", "members_counted")},
             "segments": [{k: v for k, v in s.items() if k not in local} for s in doc.get("segments", [])]}
