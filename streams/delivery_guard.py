@@ -168,9 +168,10 @@ class OrderedIntake:
         try:
             found = await asyncio.wait_for(self.view.committed(tps), self.LOOKUP_TIMEOUT_S)
             starts = {tp: found.get((tp.topic, tp.partition)) for tp in tps}
-            for tp, start in starts.items():
-                if start is None:
-                    starts[tp] = await asyncio.wait_for(self.view.earliest_offset(tp), self.LOOKUP_TIMEOUT_S)
+            never = [tp for tp, start in starts.items() if start is None]
+            if never:  # one request for all of them
+                earliest = await asyncio.wait_for(self.view.earliest_offsets(never), self.LOOKUP_TIMEOUT_S)
+                starts.update({tp: earliest[(tp.topic, tp.partition)] for tp in never})
         except Exception as exc:  # the broker away: held until Kafka answers
             log.warning("where delivery starts in %d partitions is unknown (%r); holding their messages "
                         "and asking again", len(tps), exc)

@@ -59,6 +59,12 @@ class OutsideView:
         ends = await self.end_offsets([TopicPartition(t, p) for t in topics for p in range(partitions)])
         return {t: [ends[TopicPartition(t, p)] for p in range(partitions)] for t in topics}
 
+    async def earliest_offsets(self, tps: Iterable[Any]) -> dict[tuple[str, int], int]:
+        """The first offset still in each of ``tps``, in one request (retention deletes from the start)."""
+        _, consumer = await self._clients()
+        found = await consumer.beginning_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
     async def earliest_offset(self, tp: Any) -> int:
         """The first offset still in ``tp`` (retention deletes from the start)."""
         _, consumer = await self._clients()

@@ -38,6 +38,7 @@ class FakeView:
     earliest: dict[TP, int] = field(default_factory=dict)
     probes: list[int] = field(default_factory=list)
     closed: int = 0
+    earliest_lookups: int = 0
     ends: dict[TP, int] = field(default_factory=dict)
 
     async def end_offsets(self, tps: Any) -> dict[tuple[str, int], int]:
@@ -54,6 +55,10 @@ class FakeView:
 
     async def earliest_offset(self, tp: TP) -> int:
         return self.earliest.get(tp, 0)
+
+    async def earliest_offsets(self, tps: Any) -> dict[tuple[str, int], int]:
+        self.earliest_lookups += 1
+        return {(tp.topic, tp.partition): self.earliest.get(tp, 0) for tp in tps}
 
     async def close(self) -> None:
         self.closed += 1
@@ -177,9 +182,11 @@ async def test_delivery_starts_at_the_committed_offset() -> None:
 
 
 async def test_a_group_without_commits_starts_at_the_earliest_offset() -> None:
-    intake, consumer, _ = intake_with({PURCHASES: None}, earliest={PURCHASES: 7})
-    assert offsets(await intake.admit(events(7, 8))) == [7, 8]
+    other = TP("engagements", 2)
+    intake, consumer, view = intake_with({PURCHASES: None, other: None}, earliest={PURCHASES: 7, other: 3})
+    assert offsets(await intake.admit(events(7, 8) + events(3, tp=other))) == [7, 8, 3]
     assert consumer.seeks == []
+    assert view.earliest_lookups == 1  # one request for every partition without a commit
 
 
 async def test_a_first_message_dropped_where_the_group_never_committed_is_read_again() -> None:
@@ -385,6 +392,7 @@ async def test_the_probe_finds_the_offsets_a_transaction_marker_leaves_empty(kaf
         assert await view.first_offset_from(tp, 4, timeout_s=0.5) is None  # nothing there yet
         assert await view.committed([tp]) == {(topic, 0): None}  # the group has not committed
         assert await view.earliest_offset(tp) == 0
+        assert await view.earliest_offsets([tp]) == {(topic, 0): 0}
     finally:
         await view.close()
         await committed_view.close()
