@@ -8,7 +8,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test setup system-deps kafka-jars bench reliability
+.PHONY: run test lint setup system-deps kafka-jars bench reliability
 
 setup: $(STAMP)
 
@@ -28,8 +28,11 @@ kafka-jars: setup
 run: setup kafka-jars
 	$(VENV)/bin/segstream run
 
-test: setup kafka-jars
+test: setup kafka-jars lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check --no-cache .
 
 reliability: setup kafka-jars
 	$(VENV)/bin/segstream crash-test --kills 10 --broker-restarts 1

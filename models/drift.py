@@ -46,6 +46,8 @@ from typing import Literal, Union
 import numpy as np
 from river import drift
 
+from models.river_fixups import ph_statistic
+
 __all__ = ["DriftSignal", "SnapshotDrift", "DriftMonitor", "total_variation_distance"]
 
 SignalKind = Literal["feature", "distance", "centroid_shift", "population_share"]
@@ -155,24 +157,6 @@ def _total(name: str, shares: Mapping[object, float]) -> float:
     if total <= 0:
         raise ValueError(f"{name} must have a positive total, got {total!r}")
     return total
-
-
-def _ph_statistic(ph: drift.PageHinkley) -> float:
-    """The larger one-sided Page-Hinkley statistic, read right after a detection.
-
-    river (0.26) exposes only ``drift_detected``; the sums are private attributes, hence the
-    fallback to nan should they be renamed. Called only when a detector fires, so never hot.
-    """
-    try:
-        up = ph._sum_increase - ph._min_increase
-        down = ph._max_decrease - ph._sum_decrease
-    except AttributeError:  # pragma: no cover - depends on river internals
-        return math.nan
-    if ph.mode == "up":
-        return float(up)
-    if ph.mode == "down":
-        return float(down)
-    return float(max(up, down))
 
 
 def _scales(rows: Sequence[Sequence[float]] | Sequence[float]) -> np.ndarray:
@@ -417,7 +401,7 @@ class DriftMonitor:
             detail = (f"feature {name!r}: mean changed (ADWIN delta={self.adwin_delta}), "
                       f"recent mean {value:+.3f} over {int(detector.width)} samples")
         else:
-            value = _ph_statistic(detector)
+            value = ph_statistic(detector)
             detail = (f"feature {name!r}: mean changed, Page-Hinkley statistic {value:.1f} > "
                       f"{self.ph_threshold} (warm-up std units)")
         return DriftSignal("feature", name, value, detail, self.samples_seen)
@@ -456,7 +440,7 @@ class DriftMonitor:
         if not self._distance_ph.drift_detected or self._distance_since_reset <= self.grace_samples:
             return []
         self.detections["distance"] += 1
-        value = _ph_statistic(self._distance_ph)
+        value = ph_statistic(self._distance_ph)
         direction = "rising" if self.distance_mode == "up" else "changed"
         return [DriftSignal(
             "distance", None, value,

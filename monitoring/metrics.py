@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the web view
 
 from schemas.segment_change import ReasonCode, SegmentKind
+from streams.fixups.prometheus_histogram import observe_many
 
 # ``*_created`` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
@@ -181,18 +182,6 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
-def observe_many(histogram: Histogram, value: float, times: int) -> None:
-    """What ``times`` calls of ``histogram.observe(value)`` record, in one step.
-
-    prometheus-client has no weighted observe; this uses the same internals ``observe`` uses
-    (``_sum``, ``_upper_bounds``, ``_buckets``), checked against ``observe`` by a test."""
-    if times <= 0:
-        return
-    histogram._sum.inc(value * times)
-    for bucket, bound in zip(histogram._buckets, histogram._upper_bounds):
-        if value <= bound:
-            bucket.inc(times)
-            break
 
 
 def drift_signals(signals: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:

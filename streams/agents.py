@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from datetime import datetime, timezone
-from typing import Any, TYPE_CHECKING, Awaitable, Callable, Iterator
+from typing import Any, TYPE_CHECKING, Awaitable, Callable
 
 import faust
-from faust.streams import _current_event as _faust_current_event  # what faust's tables read
 from faust.types import TP
 
 from models.snapshot import ModelSnapshot
@@ -24,7 +22,9 @@ from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
 from streams.delivery_guard import OrderedIntake
-from streams.durable_table import DurableTable
+from streams.fixups.current_event import current_event_is
+from streams.fixups.durable_table import DurableTable
+from streams.fixups.faust_producer import flush_now
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
 from streams.repartition import origin_header, parse_origin
@@ -40,21 +40,6 @@ log = logging.getLogger("segstream.worker")
 WATERMARK_INTERVAL_S = 1.0  # how often the input watermark is measured (two metadata requests)
 
 
-async def flush_now(producer: Any) -> None:
-    """Everything sent so far acknowledged, without waiting out the producer's linger.
-
-    faust's ``flush`` (aiokafka's, underneath) waits for each open batch to linger its full
-    ``producer_linger`` first: a batch with changes flushes twice (outbox, then the changes), so
-    that wait was paid twice per batch, on the latency of every change. Closing the open batches is
-    what aiokafka does itself before a transaction commit (``flush_for_commit``); the linger still
-    groups everything sent between two flushes. aiokafka is pinned (pyproject.toml): this uses
-    its accumulator, which has no public "send now".
-    """
-    await producer.buffer.flush()  # faust's own queue of table writes into aiokafka
-    client = getattr(producer, "_producer", None)
-    if client is not None:
-        await client._message_accumulator.flush_for_commit()
-    await producer.flush()
 
 
 class KafkaOutputs:
@@ -82,7 +67,7 @@ class KafkaOutputs:
         if not pending and not self._producer.buffer.size:
             return
         await flush_now(self._producer)
-        for fut in pending:  # faust's flush may give up early (see streams.durable_table): these do not
+        for fut in pending:  # faust's flush may give up early (see streams.fixups.durable_table): these do not
             await fut
 
     async def forward(self, message: InMessage, partition: int) -> None:
@@ -116,20 +101,6 @@ def in_message(event: faust.EventT, repartition_topic: str) -> InMessage:
     return InMessage(m.topic, m.partition, m.offset, event.key, event.value)
 
 
-@contextlib.contextmanager
-def current_event_is(event: faust.EventT) -> Iterator[None]:
-    """Make ``event`` faust's current event for a table write.
-
-    faust writes a table key to the changelog partition of the current event (its RocksDB store
-    picks the partition's database the same way), and in a batch that must be the customer's own
-    message. Only the context variable the tables read is set, and reset right after: the
-    stream's own notion of its current event (which ``take`` reads) is left alone.
-    """
-    token = _faust_current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _faust_current_event.reset(token)
 
 
 async def settle(processor: CustomerProcessor, intake: OrderedIntake, events: list[faust.EventT]) -> None:
@@ -173,7 +144,7 @@ def register_agents(app: faust.App, rt: "Runtime") -> None:
                                   cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home,
                                   watermark=rt.watermark)
     w = rt.settings.worker
-    app.consumer.guarded_topics = frozenset(routes)  # see streams.kafka_transport
+    app.consumer.guarded_topics = frozenset(routes)  # see streams.fixups.kafka_transport
 
     rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
                      state_cache_size=processor.cache.capacity)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.sensors.monitor import Monitor
 
 from models.figures import figure_meanings
 from models.pipeline import Pipeline
@@ -25,8 +24,9 @@ from models.state import CustomerState
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from streams.watermark import InputWatermark
-from streams.durable_table import DurableTable
-from streams.kafka_transport import use_worker_transport
+from streams.fixups.durable_table import DurableTable
+from streams.fixups.kafka_transport import use_worker_transport
+from streams.fixups.quiet_monitor import QuietMonitor
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
 from streams.snapshots import SnapshotListener
@@ -40,36 +40,6 @@ from streams.web import iso, register_web
 from streams.agents import publish_snapshot, register_agents
 
 
-class QuietMonitor(Monitor):
-    """faust's Monitor without its per-message statistics (kept for faust's own /stats pages):
-    several bookkeeping calls per message on the hot path. segstream's metrics live in
-    monitoring.metrics; the rebalance, commit and assignment hooks stay as they are."""
-
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        return None
-
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        return None
-
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
-        return None
-
-    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
-        return None
-
-    def on_table_get(self, table: Any, key: Any) -> None:
-        return None
-
-    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
-        return None
-
-    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
-        return None
-
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-        return None
-
-
 def worker_changes(counters: MembershipCounters, segment_id: str) -> dict[str, int]:
     """Cluster changes into and out of a segment emitted by this worker since it started
     (cumulative: not reset by a new model version)."""
@@ -79,6 +49,7 @@ def worker_changes(counters: MembershipCounters, segment_id: str) -> dict[str, i
 
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
+
 
 log = logging.getLogger("segstream.worker")
 
@@ -289,7 +260,7 @@ def create_app(settings: Settings) -> SegstreamApp:
     topics = declare_topics(app, settings)
     # bytes key and value types make faust use the 'raw' codec: keys are the same bytes as the
     # input topics' message keys, so table_route sends lookups to the right worker.
-    # DurableTable: the worker waits for each batch's changelog writes (see streams.durable_table).
+    # DurableTable: the worker waits for each batch's changelog writes (see streams.fixups.durable_table).
     table = app.tables.add(DurableTable(app, name="customers", key_type=bytes, value_type=bytes,
                                         partitions=settings.topics.partitions, beacon=app.tables.beacon))
     forwarder = SampleForwarder()

@@ -315,7 +315,7 @@ def _require_free_web_port(settings: Settings) -> None:
 def _run_worker(settings: Settings) -> None:
     from streams.app import create_app, use_event_loop
     from streams.group_member import DataDirInUse, lock_data_dir
-    from streams.shutdown import BoundedShutdownWorker
+    from streams.fixups.bounded_shutdown import BoundedShutdownWorker
 
     _require_free_web_port(settings)
     _check_rules_file(settings)

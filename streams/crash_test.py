@@ -336,7 +336,6 @@ class Erasures:
                 time.sleep(1.0)
 
     def _delete(self, customer_id: str) -> dict[str, Any] | None:
-        import urllib.error
         import urllib.request
 
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/customers/{customer_id}", method="DELETE")

@@ -13,7 +13,7 @@ missing, and 389 was never delivered again (read back from the changelog and
 :class:`DeliveryGuard` keeps, per topic-partition, the next offset to process. A message past it
 is a hole: the message is held (not processed, not acknowledged) and the worker re-reads the
 partition from the hole (:mod:`streams.agents`), while the consumer refuses to commit past it
-(:mod:`streams.kafka_transport`). A message before it is a re-read from an earlier offset, which
+(:mod:`streams.fixups.kafka_transport`). A message before it is a re-read from an earlier offset, which
 faust does after a rebalance: processed again, recognised by the state, in order.
 
 >>> guard = DeliveryGuard()
@@ -84,7 +84,7 @@ class OrderedIntake:
     """The customer agent's side of the guard: of each batch faust hands over, the messages that
     may be processed now; the others are held and their partitions re-read from the hole.
 
-    ``consumer``: the worker's consumer (:class:`streams.kafka_transport.WorkerConsumer`).
+    ``consumer``: the worker's consumer (:class:`streams.fixups.kafka_transport.WorkerConsumer`).
     """
 
     REREAD_EVERY_S = 1.0  # a re-read can race a fetch already under way: ask again, not more often

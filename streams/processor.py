@@ -26,7 +26,7 @@ Within a batch, chosen for at-least-once delivery:
 6. the states are saved (outboxes emptied) and the worker waits until the broker has acknowledged
    those writes (and the batch's dead letters); only then is the batch acknowledged to faust,
    whose offset commits follow. faust flushes its producer before a commit too, but that flush
-   gives up when nothing moves for 100 ms (see :mod:`streams.durable_table`), which would let a
+   gives up when nothing moves for 100 ms (see :mod:`streams.fixups.durable_table`), which would let a
    commit cover writes still queued.
 
 A crash before 4 replays the batch onto the old states and nothing was visible yet. A crash

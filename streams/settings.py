@@ -173,7 +173,7 @@ class WorkerSettings(_Section):
                                      "writes and changes leave in batches instead of one request each.")
     fetch_min_bytes: int = Field(65536, ge=1, description="The broker holds a fetch until this much has "
                                  "arrived for the worker's partitions... (faust's own: 1, every fetch answered "
-                                 "at the first message; see streams.kafka_transport)")
+                                 "at the first message; see streams.fixups.kafka_transport)")
     fetch_max_wait_ms: int = Field(10, ge=0, le=1500, description="...or this long passed: live events are "
                                    "fetched in windows of at most this delay, a third less CPU each (faust's "
                                    "own: 1500).")

@@ -21,7 +21,7 @@ class StopRequest:
         self.event = asyncio.Event()
         self.signum: int | None = None
 
-    def _on_signal(self, signum: int) -> None:
+    def on_signal(self, signum: int) -> None:
         if self.signum is None:
             self.signum = signum
         self.event.set()
@@ -34,7 +34,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
     request = StopRequest()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request._on_signal, sig)
+        loop.add_signal_handler(sig, request.on_signal, sig)
     try:
         yield request
     finally:

@@ -1,5 +1,5 @@
 """Offsets processed in order without holes, whatever faust delivers (streams.delivery_guard), and
-the worker's consumer never committing past an offset it did not process (streams.kafka_transport)."""
+the worker's consumer never committing past an offset it did not process (streams.fixups.kafka_transport)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from faust.types import TP
 
 from streams.app import create_app
 from streams.delivery_guard import OrderedIntake
-from streams.kafka_transport import WorkerConsumer
+from streams.fixups.kafka_transport import WorkerConsumer
 from streams.outside_view import OutsideView
 from streams.settings import Settings
 

@@ -8,7 +8,7 @@ import pytest
 
 from streams.agents import flush_now
 from streams.app import create_app
-from streams.kafka_transport import WorkerConsumerThread, WorkerTransport
+from streams.fixups.kafka_transport import WorkerConsumerThread, WorkerTransport
 from streams.settings import Settings
 from tests.kafka_helpers import consume
 

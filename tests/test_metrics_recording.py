@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from monitoring.metrics import PROCESSING_BUCKETS, observe_many
+from monitoring.metrics import PROCESSING_BUCKETS
+from streams.fixups.prometheus_histogram import observe_many
 
 
 def _samples(histogram: Histogram) -> dict[tuple[str, str], float]:

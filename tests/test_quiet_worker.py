@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.synthetic import generate_population
-from tests.kafka_helpers import ROOT, WorkerProcess, produce, run, wait_settled, wait_until
+from tests.kafka_helpers import ROOT, WorkerProcess, produce, run, wait_until
 from tests.test_worker_e2e import to_messages, worker_env
 
 pytestmark = pytest.mark.kafka

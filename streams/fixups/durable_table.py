@@ -6,7 +6,7 @@ but its buffer flush (faust-streaming 0.15.3, ``ProducerBuffer.flush_atmost``) r
 as no message left the buffer for 100 ms, with messages still queued: under load the offsets of
 a batch could be committed before its states reached the changelog, and a crash then would lose
 the batch's events for good (found by reading faust while chasing a crash-test failure that
-turned out to have another cause, see :mod:`streams.kafka_transport`; the test of this one makes
+turned out to have another cause, see :mod:`streams.fixups.kafka_transport`; the test of this one makes
 faust's flush give up on purpose).
 
 This table keeps every changelog write's future; :meth:`take_pending_writes` hands them over, and

@@ -1,0 +1,36 @@
+"""The house rules that the lint of `make test` enforces (pyproject.toml, [tool.ruff]): a reach
+into a library's private internals outside streams/fixups (or models/river_fixups.py) fails it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRIVATE_REACH = "from faust.streams import _current_event\n\n\ndef f(producer):\n    return producer._message_accumulator, _current_event\n"
+
+
+def lint(path: str, source: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise",
+                           "--stdin-filename", path, "-"], input=source, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("path", ["streams/agents.py", "models/drift.py", "monitoring/metrics.py", "schemas/events.py"])
+def test_a_private_reach_outside_the_fixups_fails_the_lint(path: str) -> None:
+    done = lint(path, PRIVATE_REACH)
+    assert done.returncode == 1
+    assert "import-private-name" in done.stdout and "private-member-access" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("path", ["streams/fixups/faust_producer.py", "models/river_fixups.py"])
+def test_the_fixups_may_reach_into_libraries(path: str) -> None:
+    assert lint(path, PRIVATE_REACH).returncode == 0
+
+
+def test_the_code_passes_the_lint() -> None:
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
