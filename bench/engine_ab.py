@@ -2,7 +2,7 @@
 
     python bench/engine_ab.py --customers 1000 --set STATE_CACHE_SIZE=0 --rounds 2
 
-Runs ``streams.bench.run_engine`` (the worker's ``CustomerProcessor`` over the synthetic
+Runs ``streams.harnesses.bench.run_engine`` (the worker's ``CustomerProcessor`` over the synthetic
 population's messages, no Kafka) with the current settings (A) and with ``--set`` applied to the
 worker settings (B), ``--rounds`` times each, alternating so the noisy machine hits both alike;
 prints events per CPU second of each run and the ratio B / A of the medians.
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.bench import build_messages, run_engine  # noqa: E402
+from streams.harnesses.bench import build_messages, run_engine  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 

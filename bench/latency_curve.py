@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams import bench, worker_process  # noqa: E402
+from streams import worker_process
+from streams.harnesses import bench  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 

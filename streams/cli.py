@@ -604,7 +604,7 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from streams import bench as b
+    from streams.harnesses import bench as b
 
     _setup_logging("warning")
     try:
@@ -669,7 +669,7 @@ def crash_test(
     Kills the worker (SIGKILL) at random points and restarts the broker while a known stream
     flows, erasing customers meanwhile; then checks every customer against the ground truth and
     the changes for duplicates. Exits 1 if anything was lost, counted twice or contradicted."""
-    from streams import crash_test as ct
+    from streams.harnesses import crash_test as ct
 
     plan = ct.CrashPlan(customers=customers, kills=kills, broker_restarts=broker_restarts, rate=rate,
                         store=store, seed=seed, partitioner=partitioner, erasures=erasures)
@@ -693,7 +693,7 @@ def soak(
     A worker under a steady stream (memory sampled: it must stay flat), then a burst of
     BURST_FACTOR times the rate (the backlog must drain); every customer checked at the end.
     Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Exits 1 on failure."""
-    from streams import soak as sk
+    from streams.harnesses import soak as sk
 
     plan = sk.SoakPlan(minutes=minutes, rate=rate, burst_factor=burst_factor, burst_seconds=burst_seconds,
                        customers=customers, sample_s=sample_seconds)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.crash_test import CrashPlan, CrashReport, run
+from streams.harnesses.crash_test import CrashPlan, CrashReport, run
 from streams.partitioning import crc32_partition, fnv1a_partition, home_partition, partitioner_for
 
 

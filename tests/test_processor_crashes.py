@@ -16,7 +16,7 @@ from models.synthetic import generate_population
 from monitoring.metrics import WorkerMetrics
 from streams.clock import WorkerClock
 from schemas.erasure import erasure_now
-from streams.bench import events_total
+from streams.harnesses.bench import events_total
 from streams.processor import CustomerProcessor, InMessage
 from streams.sampling import SampleForwarder
 from streams.settings import Settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.soak import SoakPlan, run
+from streams.harnesses.soak import SoakPlan, run
 
 pytestmark = pytest.mark.kafka
 

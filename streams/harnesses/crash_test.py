@@ -236,7 +236,7 @@ class BackgroundProducer(threading.Thread):
 
 def _consumed(port: int) -> float | None:
     """Input events this worker process has taken in (applied, duplicate or dead-lettered)."""
-    from streams.bench import events_counted
+    from streams.harnesses.bench import events_counted
 
     return events_counted(port)
 
@@ -346,7 +346,7 @@ class Erasures:
             return None
 
     def not_applied(self) -> list[str]:
-        from streams.bench import _get
+        from streams.harnesses.bench import _get
 
         left = []
         for customer_id, status_url in self.sent.items():
@@ -359,7 +359,7 @@ class Erasures:
 
 def check_customers(port: int, truth: dict[str, CustomerState]) -> tuple[list[str], list[str], dict[str, dict]]:
     """(mismatched ids, missing ids, profiles)."""
-    from streams.bench import _get
+    from streams.harnesses.bench import _get
 
     mismatched, missing, profiles = [], [], {}
     for customer_id, state in truth.items():
@@ -457,7 +457,7 @@ def crash_env(settings: Settings, port: int, data_dir: Path, store: str) -> dict
 
 
 def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None = None) -> CrashReport:
-    from streams.bench import bench_settings, create_topics
+    from streams.harnesses.bench import bench_settings, create_topics
     from streams.local_kafka import LocalKafka, free_port
 
     base = base or Settings()

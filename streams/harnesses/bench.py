@@ -11,7 +11,7 @@ the input topics before anything consumes them):
    message unchanged to ``<prefix>passthrough``, waiting for the acknowledgements and committing
    after each fetched batch: the ceiling of a Python Kafka stack on this machine;
 3. **faust floor**: a faust agent with the worker's clients and batches that only counts the same
-   backlog (:mod:`streams.faust_floor`): the ceiling of any faust agent here, so worker / floor
+   backlog (:mod:`streams.harnesses.faust_floor`): the ceiling of any faust agent here, so worker / floor
    is what our processing costs and floor / raw what faust's machinery costs;
 4. **worker**: ``segstream worker`` as a subprocess draining the same backlog; events applied per
    second of wall time from its first to its last applied event (read from its ``/metrics``);
@@ -49,7 +49,7 @@ import orjson
 from streams import worker_process
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the child runs from it, like the worker)
 
 # (event type, key, value): the exact bytes produced to the input topics
 Message = tuple[str, bytes, bytes]
@@ -300,7 +300,7 @@ def worker_env(settings: Settings, port: int, data_dir: Path) -> dict[str, str]:
 
 
 def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeout_s: float = 3600.0) -> dict[str, float]:
-    """A faust agent that only counts the messages (``streams.faust_floor``), with the worker's
+    """A faust agent that only counts the messages (``streams.harnesses.faust_floor``), with the worker's
     clients and batching, as a child process: faust's own ceiling."""
     from streams.local_kafka import free_port
 
@@ -308,7 +308,7 @@ def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeo
     log_path, result_path = work_dir / "faust-floor.log", work_dir / "faust-floor.json"
     result_path.unlink(missing_ok=True)
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_floor", str(expected), str(result_path)],
+        proc = subprocess.Popen([sys.executable, "-m", "streams.harnesses.faust_floor", str(expected), str(result_path)],
                                 cwd=worker_process.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         proc.wait(timeout=timeout_s)
@@ -550,7 +550,7 @@ def memory_per_customer(templates: list[bytes], count: int, timeout_s: float = 1
     """Fill a table of ``count`` customers in a fresh Python process and measure its RSS growth."""
     import pickle
 
-    proc = subprocess.run([sys.executable, "-c", "from streams.bench import memory_child_main; memory_child_main()"],
+    proc = subprocess.run([sys.executable, "-c", "from streams.harnesses.bench import memory_child_main; memory_child_main()"],
                           input=pickle.dumps((templates, count)), capture_output=True, cwd=ROOT, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {count} customers failed:\n{proc.stderr.decode()[-3000:]}")

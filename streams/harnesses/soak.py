@@ -173,7 +173,7 @@ def rss_mb(pid: int) -> float:
 
 def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None = None) -> SoakReport:
     from models.synthetic import generate_population
-    from streams.bench import bench_settings, broker, create_topics, events_counted, _get
+    from streams.harnesses.bench import bench_settings, broker, create_topics, events_counted, _get
     from streams.local_kafka import free_port
 
     base = base or Settings()

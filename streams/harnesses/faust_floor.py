@@ -6,7 +6,7 @@ it does for the worker. Its rate is the ceiling of any faust agent on this machi
 between it and raw aiokafka is faust's per-message machinery, the gap between it and the worker
 is ours. Run by ``segstream bench`` as a child process, with the worker's environment::
 
-    python -m streams.faust_floor EXPECTED RESULT_FILE
+    python -m streams.harnesses.faust_floor EXPECTED RESULT_FILE
 
 It writes one JSON document (``events``, ``seconds``, ``events_per_s``, ``cpu_s``) to RESULT_FILE
 once it has taken EXPECTED messages, and exits.
