@@ -31,7 +31,7 @@ from streams.settings import Settings  # noqa: E402
 
 
 def batch_figures(port: int) -> tuple[float, float]:
-    return bench.batch_figures((bench._get(port, "/metrics") or b"").decode())
+    return bench.batch_figures((worker_process.http_get(port, "/metrics") or b"").decode())
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from streams import bench
+from streams import worker_process
+from streams.harnesses import bench
 from streams.partitioning import PARTITIONERS, HomePartitions
 from streams.settings import Settings
 
@@ -78,7 +79,7 @@ def worker_drain(bootstrap: str, work_dir: Path, messages: list[bench.Message], 
     run_dir.mkdir()
     with bench.running_worker(settings, run_dir) as (proc, port, log_path):
         drained = bench.measure_worker_drain(proc, port, log_path, len(messages))
-        exposition = (bench._get(port, "/metrics") or b"").decode()
+        exposition = (worker_process.http_get(port, "/metrics") or b"").decode()
     drained["forwarded"] = sum(float(line.rpartition(" ")[2]) for line in exposition.splitlines()
                                if line.startswith("segstream_repartitioned_total{"))
     return drained

@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,27 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.synthetic import generate_population  # noqa: E402
+from streams import worker_process  # noqa: E402
 from streams.kafka_admin import ensure_topics  # noqa: E402
 from streams.local_kafka import LocalKafka, free_port  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import topic_specs  # noqa: E402
 
 TOPIC_OF = {"purchase": "purchases", "engagement": "engagements", "feedback": "feedback"}
-
-
-def metric(port: int, name: str, label: str = "") -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        lines = resp.read().decode().splitlines()
-    return sum(float(line.rpartition(" ")[2]) for line in lines
-               if line.startswith(name) and not line.startswith("#") and label in line)
-
-
-def ready(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
-            return orjson.loads(resp.read()) if resp.status == 200 else None
-    except OSError:
-        return None
 
 
 async def produce_all(bootstrap: str, prefix: str, events: list[dict]) -> float:
@@ -154,16 +137,12 @@ def main() -> None:
         produce_s = asyncio.run(produce_all(bootstrap, prefix, backlog))
         print(f"backlog: {len(backlog):,} events for {args.customers:,} customers produced in {produce_s:.1f}s")
 
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
-                                  stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT)
-        while ready(port) is None:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited; log in {work / 'worker.log'}")
-            time.sleep(0.2)
+        worker = worker_process.start(env, work / "worker.log")
+        worker_process.wait_ready(worker, port, work / "worker.log")
         first_at = None
         samples = []
         while True:
-            applied = metric(port, "segstream_events_total", 'outcome="applied"')
+            applied = (worker_process.metric(port, "segstream_events_total", outcome="applied") or 0.0)
             now = time.perf_counter()
             if applied > 0 and first_at is None:
                 first_at = (now, applied)
@@ -176,7 +155,7 @@ def main() -> None:
         print(f"throughput: {len(backlog):,} events drained, {throughput:,.0f} events/s end to end "
               f"(validate, state, assign, changes acked, table written)")
 
-        while (ready(port) or {}).get("model_version") is None:
+        while (worker_process.ready(port) or {}).get("model_version") is None:
             time.sleep(0.5)
         latencies = asyncio.run(probe_latency(bootstrap, prefix, args.probes, args.probe_rate, background))
         load = args.probe_rate * 10
@@ -187,9 +166,8 @@ def main() -> None:
         else:
             print("latency: no probe change seen")
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+        if worker is not None:
+            worker_process.stop(worker)
         if kafka is not None:
             kafka.stop()
 

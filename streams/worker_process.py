@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from monitoring.exposition import metric_sum
 from streams.child_process import dies_with_parent
 
 if TYPE_CHECKING:
@@ -42,13 +43,26 @@ def start(env: dict[str, str], log_file: Path) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent())
 
 
-def ready(port: int, host: str = "127.0.0.1") -> dict | None:
-    """The worker's /ready document when it answers 200, else None."""
+def http_get(port: int, path: str, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes | None:
+    """The body of ``GET path`` on the worker's web port when it answers 200, else None."""
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/ready", timeout=2) as resp:
-            return orjson.loads(resp.read()) if resp.status == 200 else None
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as resp:
+            return resp.read() if resp.status == 200 else None
     except OSError:
         return None
+
+
+def metric(port: int, name: str, host: str = "127.0.0.1", **labels: str) -> float | None:
+    """Sum of the worker's samples named ``name`` with ``labels`` (:func:`monitoring.exposition.metric_sum`);
+    None when the worker does not answer."""
+    raw = http_get(port, "/metrics", host=host)
+    return None if raw is None else metric_sum(raw.decode(), name, **labels)
+
+
+def ready(port: int, host: str = "127.0.0.1") -> dict | None:
+    """The worker's /ready document when it answers 200, else None."""
+    raw = http_get(port, "/ready", timeout=2, host=host)
+    return orjson.loads(raw) if raw is not None else None
 
 
 def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout_s: float = 180.0,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from monitoring.exposition import metric_sum
+from streams import worker_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,37 +44,21 @@ async def consume(bootstrap: str, topic: str, count: int, timeout_s: float = 60.
     return records
 
 
-def start_worker(env_overrides: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, **env_overrides, "PYTHONUNBUFFERED": "1"}
-    log = open(log_path, "wb")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", *args], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("worker did not stop within 30s of SIGTERM")
-
-
 def run(coro):
     return asyncio.run(coro)
 
 
 class WorkerProcess:
-    """A `segstream worker` subprocess with its web API, for end-to-end tests."""
+    """A `segstream worker` subprocess with its web API, for end-to-end tests: started, waited for
+    and stopped by :mod:`streams.worker_process` (the helper `segstream run` and the harnesses use)."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         from streams.local_kafka import free_port
 
         self.port = int(env.get("SEGSTREAM_WORKER__WEB_PORT") or free_port())
-        self.env = {**env, "SEGSTREAM_WORKER__WEB_PORT": str(self.port)}
+        self.env = {**os.environ, **env, "SEGSTREAM_WORKER__WEB_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
-        self.proc = start_worker(self.env, log_path)
+        self.proc = worker_process.start(self.env, log_path)
 
     @property
     def url(self) -> str:
@@ -102,41 +86,21 @@ class WorkerProcess:
         return doc
 
     def wait_ready(self, timeout_s: float = 90.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                status, doc = self.request("/ready")
-                if status == 200:
-                    return doc  # type: ignore[return-value]
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log_tail()}")
+        try:
+            return worker_process.wait_ready(self.proc, self.port, self.log_path, timeout_s)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
         _, text = self.request("/metrics")
-        total = 0.0
-        for line in str(text).splitlines():
-            if not line.startswith(name):
-                continue
-            series, _, value = line.rpartition(" ")
-            head, _, rest = series.partition("{")
-            if head != name:
-                continue
-            if all(f'{k}="{v}"' in rest for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_sum(str(text), name, **labels)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> int:
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        return stop_worker(self.proc, timeout_s=60)
+        return worker_process.stop(self.proc, timeout_s=60)
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):  # noqa: ANN001, ANN201

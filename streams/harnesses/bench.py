@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,6 +45,7 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
+from monitoring.exposition import metric_sum, sample_value
 from streams import worker_process
 from streams.settings import Settings
 
@@ -224,17 +224,7 @@ def run_engine(settings: Settings, messages: list[Message]) -> tuple[dict[str, A
 def events_total(exposition: str, outcome: str | None = None) -> float:
     """Sum of ``segstream_events_total`` in a Prometheus exposition (over event types; one outcome
     or all of them)."""
-    label = f'outcome="{outcome}"' if outcome else ""
-    return sum(float(line.rpartition(" ")[2]) for line in exposition.splitlines()
-               if line.startswith("segstream_events_total") and label in line)
-
-
-def sample_value(exposition: str, name: str) -> float:
-    """The value of an unlabelled sample (e.g. ``segstream_batch_messages_sum``); NaN if absent."""
-    for line in exposition.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rpartition(" ")[2])
-    return float("nan")
+    return metric_sum(exposition, "segstream_events_total", **({"outcome": outcome} if outcome else {}))
 
 
 def batch_figures(exposition: str) -> tuple[float, float]:
@@ -322,17 +312,9 @@ def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeo
     return orjson.loads(result_path.read_bytes())
 
 
-def _get(port: int, path: str, timeout: float = 5.0) -> bytes | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-            return resp.read() if resp.status == 200 else None
-    except OSError:
-        return None
-
-
 def events_counted(port: int, outcome: str | None = None) -> float | None:
     """Sum of ``segstream_events_total`` (over event types; one outcome or all)."""
-    raw = _get(port, "/metrics")
+    raw = worker_process.http_get(port, "/metrics")
     return None if raw is None else events_total(raw.decode(), outcome)
 
 
@@ -384,7 +366,7 @@ def measure_worker_drain(proc: subprocess.Popen, port: int, log_path: Path, expe
     seconds = last[0] - first[0]
     applied_n = last[1] - first[1]
     cpu = (last[2] - first[2]) if last[2] is not None and first[2] is not None else None
-    exposition = (_get(port, "/metrics") or b"").decode()
+    exposition = (worker_process.http_get(port, "/metrics") or b"").decode()
     batches, batched = batch_figures(exposition)
     return {"events": last[1], "seconds": seconds,
             "mean_batch": batched / batches if batches else float("nan"),

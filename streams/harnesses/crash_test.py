@@ -346,12 +346,11 @@ class Erasures:
             return None
 
     def not_applied(self) -> list[str]:
-        from streams.harnesses.bench import _get
 
         left = []
         for customer_id, status_url in self.sent.items():
-            status = _get(self.port, status_url, timeout=10)
-            if _get(self.port, f"/customers/{customer_id}", timeout=10) is not None \
+            status = worker_process.http_get(self.port, status_url, timeout=10)
+            if worker_process.http_get(self.port, f"/customers/{customer_id}", timeout=10) is not None \
                     or status is None or not orjson.loads(status)["applied"]:
                 left.append(customer_id)
         return left + list(self.due)
@@ -359,11 +358,10 @@ class Erasures:
 
 def check_customers(port: int, truth: dict[str, CustomerState]) -> tuple[list[str], list[str], dict[str, dict]]:
     """(mismatched ids, missing ids, profiles)."""
-    from streams.harnesses.bench import _get
 
     mismatched, missing, profiles = [], [], {}
     for customer_id, state in truth.items():
-        raw = _get(port, f"/customers/{customer_id}", timeout=10)
+        raw = worker_process.http_get(port, f"/customers/{customer_id}", timeout=10)
         if raw is None:
             missing.append(customer_id)
             continue

@@ -173,7 +173,7 @@ def rss_mb(pid: int) -> float:
 
 def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None = None) -> SoakReport:
     from models.synthetic import generate_population
-    from streams.harnesses.bench import bench_settings, broker, create_topics, events_counted, _get
+    from streams.harnesses.bench import bench_settings, broker, create_topics, events_counted
     from streams.local_kafka import free_port
 
     base = base or Settings()
@@ -236,7 +236,7 @@ def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None 
                 time.sleep(1.0)
             sample("end")
             for customer_id in sorted(pop.personas):
-                raw = _get(port, f"/customers/{customer_id}", timeout=10)
+                raw = worker_process.http_get(port, f"/customers/{customer_id}", timeout=10)
                 profile = orjson.loads(raw) if raw else {}
                 purchases = producer.truth.purchases.get(customer_id, 0)
                 spend = producer.truth.spend_micros.get(customer_id, 0) / 1_000_000
