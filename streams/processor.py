@@ -46,13 +46,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, MutableMapping, Protocol
 
-import orjson
 
 from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, Position, source_tag
 from models.state_cache import StateCache
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
+from schemas.internal import parse_reevaluation
 from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
 from schemas.segment_change import SegmentChange
 from streams.clock import WorkerClock
@@ -306,16 +306,15 @@ class CustomerProcessor:
         """Re-evaluate a sweep batch (customers of this message's partition) as of the clock,
         held back to the input watermark (:meth:`WorkerClock.sweep_time`)."""
         try:
-            batch = orjson.loads(msg.value or b"")
-            customer_ids = batch["customers"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            await self._dead(msg, REEVALUATE, [FieldProblem(field="customers", error="invalid",
-                                                            message="not a re-evaluation batch")])
+            batch = parse_reevaluation(msg.value or b"")
+        except EventValidationError as exc:  # not a re-evaluation batch (schemas.internal)
+            await self._dead(msg, REEVALUATE, exc.problems)
             return
+        customer_ids = batch.customers
         at = self.clock.sweep_time()
         if at is None:
             return
-        tally = self.populations.batch(msg.partition, batch.get("pass", 0))
+        tally = self.populations.batch(msg.partition, batch.sweep_pass)
         for customer_id in customer_ids:
             entry = self._touch(customer_id.encode(), index, touched)
             if entry.state is not None and entry.state.replay_to:  # see _replay_missed
@@ -327,7 +326,7 @@ class CustomerProcessor:
             entry.evaluate = False
             tally.count(entry.state)
         self.metrics.reevaluated.inc(len(customer_ids))
-        if batch.get("end"):
+        if batch.end:
             counts, customers = self.populations.complete(msg.partition)
             self.metrics.populations(counts, customers)
 

@@ -8,10 +8,9 @@ carries) and sends them in batches, newest basis per customer. Traffic to the tr
 
 from __future__ import annotations
 
-import orjson
-
 from models.clustering import in_sample
 from models.features import FeatureBasis
+from schemas.internal import TrainerSamples, parse_trainer_samples
 
 #: Customers per trainer message: keeps a message far below Kafka's 1 MB default.
 CHUNK = 2000
@@ -53,11 +52,11 @@ class SampleForwarder:
 
 
 def encode_samples(samples: list[tuple[str, FeatureBasis]], forget: list[str], clock: float | None) -> bytes:
-    return orjson.dumps({"clock": clock, "samples": [[cid, b.to_list()] for cid, b in samples],
-                         "forget": forget})
+    """The message on ``trainer-samples`` (its contract: :class:`schemas.internal.TrainerSamples`)."""
+    return TrainerSamples(clock=clock, samples=[(cid, b.to_list()) for cid, b in samples], forget=forget).to_json()
 
 
 def decode_samples(raw: bytes) -> tuple[list[tuple[str, FeatureBasis]], list[str], float | None]:
-    doc = orjson.loads(raw)
-    samples = [(cid, FeatureBasis.from_list(values)) for cid, values in doc.get("samples", [])]
-    return samples, list(doc.get("forget", [])), doc.get("clock")
+    """Raises :class:`schemas.events.EventValidationError` for a message that breaks the contract."""
+    doc = parse_trainer_samples(raw)
+    return [(cid, FeatureBasis.from_list(values)) for cid, values in doc.samples], list(doc.forget), doc.clock

@@ -16,8 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterable
 
-import orjson
-
+from schemas.internal import ReevaluationBatch
 from streams.partitioning import HomePartitions
 
 
@@ -72,4 +71,5 @@ class SweepBatch:
     end: bool = False  # the partition's last batch of this pass
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"customers": self.customers, "pass": self.sweep_pass, "end": self.end})
+        """The message on ``reevaluate`` (its contract: :class:`schemas.internal.ReevaluationBatch`)."""
+        return ReevaluationBatch(customers=self.customers, sweep_pass=self.sweep_pass, end=self.end).to_json()
