@@ -34,7 +34,7 @@ from models.btyd import (
 )
 from models.config import ValueConfig
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("segstream.model")
 
 
 #: Memoised predictions per valuation (a few MB at most; cleared when full).

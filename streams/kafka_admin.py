@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("segstream.kafka")
 
 
 async def _list_topics(bootstrap: str, timeout_s: float, **client_kwargs: object) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from streams.child_process import dies_with_parent
 from streams.settings import LocalKafkaSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("segstream.kafka")
 
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
 

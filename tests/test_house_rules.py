@@ -34,3 +34,16 @@ def test_the_code_passes_the_lint() -> None:
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_every_module_logger_is_named_under_segstream() -> None:
+    """Ops filter and route the product's logs by one prefix (``segstream.worker``, ``.web``,
+    ``.trainer``, ``.model``, ``.kafka``), not by module paths that move when the code does."""
+    import re
+
+    loggers = {}
+    for path in [*ROOT.glob("streams/**/*.py"), *ROOT.glob("models/**/*.py"), *ROOT.glob("schemas/**/*.py"),
+                 *ROOT.glob("monitoring/**/*.py")]:
+        for name in re.findall(r"^log = logging\.getLogger\((.*)\)$", path.read_text(), re.MULTILINE):
+            loggers[str(path.relative_to(ROOT))] = name
+    assert loggers and all(name.startswith('"segstream') for name in loggers.values()), loggers
