@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import doctest
 import json
 import operator
 import os
@@ -16,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import rules as rules_module
 from models.config import ValueConfig
 from models.profile import build_profile
 from models.rules import (
@@ -483,8 +481,3 @@ def test_changes_are_exactly_the_membership_difference(previous, clv, days, p_al
             assert c.turned and all(r.holds == c.entered for r in c.clauses if r.text in c.turned)
     # applying the changes to previous gives the new memberships; diffing again gives nothing
     assert diff_memberships(ev.memberships, ev, ev.clause_truths()) == []
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(rules_module)
-    assert result.attempted > 0 and result.failed == 0
