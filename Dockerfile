@@ -6,9 +6,7 @@ COPY schemas schemas
 COPY models models
 COPY streams streams
 COPY monitoring monitoring
-COPY kafka kafka
 COPY examples examples
-COPY data data
 # The rocksdb extra: docker-compose.yml runs the workers with SEGSTREAM_WORKER__STORE=rocksdb://.
 RUN pip install --no-cache-dir ".[rocksdb]"
 ENV SEGSTREAM_WORKER__WEB_HOST=0.0.0.0 \

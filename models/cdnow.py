@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 from datetime import datetime, timezone
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "cdnow" / "CDNOW_sample.txt"
+#: The CDNOW sample (2,357 customers, 1997-98), shipped in the package (resources/cdnow, with its licence).
+SAMPLE = Path(__file__).resolve().parent / "resources" / "cdnow" / "CDNOW_sample.txt"
 
 
 def transaction_to_event(line: bytes | str, line_number: int) -> dict[str, Any]:

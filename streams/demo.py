@@ -20,11 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
+from models.cdnow import SAMPLE
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-CDNOW_SAMPLE = ROOT / "data" / "cdnow" / "CDNOW_sample.txt"
-RULES = ROOT / "examples" / "segments.toml"
+CDNOW_SAMPLE = SAMPLE  # shipped in the package: `segstream run` works from an installed wheel, not only a checkout
+RULES = Path(__file__).resolve().parent / "resources" / "segments.toml"  # examples/segments.toml links here
 
 #: Defaults for a replayed history (the environment still wins): event time, frequent retraining.
 REPLAY_DEFAULTS = {

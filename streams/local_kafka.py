@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1, run from Maven jars.
 
 There is no Docker engine on the machines we develop and test on, and no download site but the
-package registries, so the broker's jars come from Maven Central (``kafka/pom.xml``) into a cache
+package registries, so the broker's jars come from Maven Central (``streams/resources/kafka-pom.xml``) into a cache
 outside the source tree. Used by the pytest session fixture and by ``segstream kafka``.
 
 Example::
@@ -31,7 +31,7 @@ from streams.settings import LocalKafkaSettings
 
 log = logging.getLogger("segstream.kafka")
 
-POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parent / "resources" / "kafka-pom.xml"  # shipped in the package
 
 _LOG4J2 = """\
 Configuration:

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from scipy import integrate, special
 
 from models import btyd
+from models.cdnow import SAMPLE
 from models.btyd import (
     BetaGeoParams,
     GammaGammaParams,
@@ -104,7 +105,7 @@ def summarise(transactions: list[tuple[int, dt.date, float]], observation_end: d
 
 @pytest.fixture(scope="module")
 def calibration() -> dict[str, np.ndarray]:
-    return summarise(load_cdnow_transactions(CDNOW / "CDNOW_sample.txt"), CALIBRATION_END)
+    return summarise(load_cdnow_transactions(SAMPLE), CALIBRATION_END)  # the sample the package ships
 
 
 @pytest.fixture(scope="module")
