@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from streams.harnesses.bench import build_messages, run_engine  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from streams.harnesses.bench import build_messages, run_engine
+from streams.settings import Settings
 
 
 def main() -> None:

@@ -11,24 +11,22 @@ one that no data explains.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from pathlib import Path
 
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from models.cdnow import read_transactions  # noqa: E402
-from models.config import EngineConfig  # noqa: E402
-from models.pipeline import Pipeline  # noqa: E402
-from monitoring.metrics import WorkerMetrics  # noqa: E402
-from schemas.segment_change import SegmentChange  # noqa: E402
-from streams.clock import WorkerClock  # noqa: E402
-from streams.processor import CustomerProcessor, InMessage  # noqa: E402
-from streams.sampling import SampleForwarder  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from models.cdnow import read_transactions
+from models.config import EngineConfig
+from models.pipeline import Pipeline
+from monitoring.metrics import WorkerMetrics
+from schemas.segment_change import SegmentChange
+from streams.clock import WorkerClock
+from streams.processor import CustomerProcessor, InMessage
+from streams.sampling import SampleForwarder
+from streams.settings import Settings
 
 SWEEP = "sweep"
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from streams import worker_process
-from streams.harnesses import bench  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from streams.harnesses import bench
+from streams.settings import Settings
 
 
 def batch_figures(port: int) -> tuple[float, float]:

@@ -18,7 +18,6 @@ Nothing a rule depends on changes, so every rule change counted is a defect.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,14 +26,13 @@ import numpy as np
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's engine, not an installed one
 
-from models.config import EngineConfig, SegmentationConfig  # noqa: E402
-from models.features import basis_of  # noqa: E402
-from models.pipeline import Pipeline  # noqa: E402
-from models.rules import RuleSet  # noqa: E402
-from models.synthetic import generate_population  # noqa: E402
-from streams.replay import Replay  # noqa: E402
+from models.config import EngineConfig, SegmentationConfig
+from models.features import basis_of
+from models.pipeline import Pipeline
+from models.rules import RuleSet
+from models.synthetic import generate_population
+from streams.replay import Replay
 
 
 def run(customers: int, trainings: int, seed: int, resample: bool, **rule_settings: float) -> dict:

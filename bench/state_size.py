@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.config import ValueConfig  # noqa: E402
-from models.state import CustomerState  # noqa: E402
-from models.synthetic import generate_population  # noqa: E402
-from schemas.events import parse_event  # noqa: E402
+from models.config import ValueConfig
+from models.state import CustomerState
+from models.synthetic import generate_population
+from schemas.events import parse_event
 
 
 def main() -> None:

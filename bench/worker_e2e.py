@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -29,14 +28,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from models.synthetic import generate_population  # noqa: E402
-from streams import worker_process  # noqa: E402
-from streams.kafka_admin import ensure_topics  # noqa: E402
-from streams.local_kafka import LocalKafka, free_port  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from streams.topics import topic_specs  # noqa: E402
+from models.synthetic import generate_population
+from streams import worker_process
+from streams.kafka_admin import ensure_topics
+from streams.local_kafka import LocalKafka, free_port
+from streams.settings import Settings
+from streams.topics import topic_specs
 
 TOPIC_OF = {"purchase": "purchases", "engagement": "engagements", "feedback": "feedback"}
 
