@@ -198,6 +198,12 @@ def _check_frequency(frequency: np.ndarray) -> None:
 # about [9.4e-14, 1.07e13] (alpha in the fit's rescaled time unit, see fit_beta_geo).
 _LOG_PARAM_BOX = 30.0
 
+# A fit warm-started from ``initial`` keeps its optimum unless the one from the default start has
+# a mean negative log-likelihood lower by more than this (relative): on a ridge where the
+# likelihood peaks only in a limit, both searches stop at points equal to rounding, and the warm
+# one is kept so refits on growing data stay continuous.
+_WARM_START_SLACK = 1e-9
+
 
 def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
     """Minimise a (value, gradient) objective over box-constrained log-parameters.
@@ -329,8 +335,12 @@ def fit_beta_geo(
         Number of customers sharing each row, so a compressed histogram of ``(x, t_x, T)``
         tuples gives the same fit as the expanded rows. Defaults to one customer per row.
     initial
-        Starting point (``alpha`` in days); defaults to ``r = a = b = 1`` and ``alpha`` at a
-        tenth of the largest ``T``.
+        An extra starting point (``alpha`` in days), typically the previous fit; the search
+        always also starts from the default, ``r = a = b = 1`` and ``alpha`` at a tenth of the
+        largest ``T``, and the better of the two optima is returned (the one from ``initial``
+        unless the default's is better by more than :data:`_WARM_START_SLACK`). A start on a
+        flat boundary region (e.g. ``a -> 0``, ``b -> ∞``: a fit of a population in which
+        nobody had dropped out yet) cannot trap the fit there once the data show drop-out.
 
     Returns
     -------
@@ -396,9 +406,9 @@ def fit_beta_geo(
     # keeping all log-parameters O(1) whether the caller uses days, hours or years.
     t_max = float(age.max())
     scale = 10.0 / t_max if t_max > 0 else 1.0
-    if initial is None:
-        start = np.array([1.0, 1.0, 1.0, 1.0])
-    else:
+    default_start = np.zeros(4)  # log of r = a = b = 1 and alpha = 1 (a tenth of max T)
+    starts = [default_start]
+    if initial is not None:
         r0, alpha0, a0, b0 = (
             (initial.r, initial.alpha, initial.a, initial.b)
             if isinstance(initial, BetaGeoParams)
@@ -407,14 +417,29 @@ def fit_beta_geo(
         start = np.array([r0, alpha0 * scale, a0, b0])
         if not np.all(np.isfinite(start) & (start > 0)):
             raise ValueError(f"initial parameters must be positive and finite, got {initial!r}")
+        if not np.array_equal(np.log(start), default_start):
+            starts.insert(0, np.log(start))
 
-    log_params = _minimize(
-        _beta_geo_nll,
-        np.log(start),
-        (x, t_x * scale, age * scale, w, x > 0),
-        "fit_beta_geo",
-    )
-    r, alpha, a, b = np.exp(log_params)
+    args = (x, t_x * scale, age * scale, w, x > 0)
+    # Near a boundary of the parameter space the likelihood can be flat to within L-BFGS-B's
+    # stopping tolerance over many orders of magnitude: from a = 6e-5, b = 2e6 (the previous fit,
+    # made before anyone had dropped out) the gradient w.r.t. ln a, ln b is ~3e-8 and the search
+    # stops at once, 0.48 nats per customer below the optimum, with P(alive) ~ 1 for everybody.
+    # So a warm start is always paired with the default one, and the better optimum wins.
+    best, best_nll, failure = None, np.inf, None
+    for start in starts:
+        try:
+            found = _minimize(_beta_geo_nll, start, args, "fit_beta_geo")
+        except RuntimeError as exc:  # the likelihood could not be evaluated from this start
+            failure = exc
+            continue
+        nll = _beta_geo_nll(found, *args)[0]
+        if best is None or nll < best_nll - _WARM_START_SLACK * max(1.0, abs(best_nll)):
+            best, best_nll = found, nll
+    if best is None:
+        assert failure is not None
+        raise failure
+    r, alpha, a, b = np.exp(best)
     return BetaGeoParams(r=float(r), alpha=float(alpha / scale), a=float(a), b=float(b))
 
 

@@ -917,3 +917,71 @@ def test_docstring_examples_run() -> None:
     result = doctest.testmod(btyd, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Refits warm-started from a fit made before anyone had dropped out
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fit_beta_geo_escapes_a_no_dropout_starting_point(fitted_bg: BetaGeoParams, calibration) -> None:
+    # The previous fit of a young population in which nobody had dropped out yet sits at a -> 0,
+    # b -> inf, where the likelihood is flat to within the optimiser's tolerance: warm-started
+    # there, the fit used to stop at once (a = 1e-6, b = 1e8: P(alive) = 1.0 for everybody).
+    no_dropout = BetaGeoParams(r=1.75, alpha=30.9, a=1e-6, b=1e8)
+    params = fit_beta_geo(calibration["frequency"], calibration["recency"], calibration["T"], initial=no_dropout)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(params, name) == pytest.approx(getattr(fitted_bg, name), rel=1e-5)
+        assert getattr(params, name) == pytest.approx(getattr(PUBLISHED_BG_DAYS, name), rel=2e-3)
+    # Six repeat purchases in the first month, then eight silent months.
+    assert prob_alive(params, 6, 30.0, 270.0) < 0.01
+
+
+def test_refits_see_dropout_that_happens_after_the_first_fit() -> None:
+    """The valuation path of a stream: the first refit comes before anyone has dropped out (the
+    MLE is then a -> 0, no drop-out), later refits start from the fit before them. Once the
+    ``at_risk`` personas of the synthetic population (frequent buyers until 150-260 days before
+    the end, silent since) have been gone for months, P(alive) must say so."""
+    from datetime import datetime, timezone
+
+    from models.config import ValueConfig
+    from models.synthetic import STABLE_YEAR, generate_population
+    from models.valuation import BtydPopulation, fit_valuation
+
+    pop = generate_population(400, seed=1, personas=STABLE_YEAR)
+    purchases = defaultdict(list)
+    for event in pop.events:
+        if event["type"] == "purchase":
+            day = int(datetime.fromisoformat(event["timestamp"]).timestamp() // 86_400)
+            purchases[event["customer_id"]].append(day)
+
+    def population_on(day: int) -> BtydPopulation:
+        population = BtydPopulation()
+        for customer, days in purchases.items():
+            seen = sorted({d for d in days if d <= day})
+            if seen:
+                population.update(customer, seen[0], seen[-1], len(seen) - 1, 50.0)
+        return population
+
+    def day_of(iso: str) -> int:
+        return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() // 86_400)
+
+    config = ValueConfig()
+    early = fit_valuation(population_on(day_of("2025-01-29")), day_of("2025-01-29"), config)
+    assert early.beta_geo is not None and early.beta_geo.a < 1e-3  # nobody has dropped out yet
+    as_of = day_of("2025-10-04")
+    later = fit_valuation(population_on(as_of), as_of, config, previous=early)
+    cold = fit_valuation(population_on(as_of), as_of, config)
+    assert later.beta_geo is not None and cold.beta_geo is not None
+    at_risk = [
+        (len(set(days)) - 1, max(days) - min(days), as_of - min(days))
+        for customer, days in purchases.items()
+        if pop.personas[customer] == "at_risk" and len(set(days)) >= 4 and as_of - max(days) >= 120
+    ]
+    assert len(at_risk) >= 20
+    alive = [later.prob_alive(x, t_x, T) for x, t_x, T in at_risk]
+    assert float(np.median(alive)) < 0.2
+    assert max(alive) < 0.9
+    # The same optimum as a fit from scratch on the same data.
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(later.beta_geo, name) == pytest.approx(getattr(cold.beta_geo, name), rel=1e-4)
