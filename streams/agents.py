@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any, TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 from faust.types import TP
@@ -30,10 +30,8 @@ from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcesso
 from streams.repartition import origin_header, parse_origin
 from streams.shutdown import exit_now
 from streams.snapshots import SNAPSHOT_KEY
+from streams.runtime import Runtime
 from streams.topics import Topics
-
-if TYPE_CHECKING:
-    from streams.app import Runtime
 
 log = logging.getLogger("segstream.worker")
 
@@ -124,14 +122,14 @@ async def process_one(processor: CustomerProcessor, intake: OrderedIntake, event
         await processor.outputs.dead_letter(msg, routes.get(msg.topic, "unknown"), [problem])
 
 
-async def publish_snapshot(rt: "Runtime", snapshot: ModelSnapshot) -> None:
+async def publish_snapshot(rt: Runtime, snapshot: ModelSnapshot) -> None:
     ack = await rt.topics.model_snapshots.send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
     await ack
     rt.metrics.trainings.inc()
     rt.install(snapshot)  # no need to wait for our own listener
 
 
-def register_agents(app: faust.App, rt: "Runtime") -> None:
+def register_agents(app: faust.App, rt: Runtime) -> None:
     topics = rt.topics
     routes = {name: etype for etype, name in topics.inputs.items()}
     routes[topics.erasures.get_topic_name()] = ERASURE

@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from streams.app import Runtime
+from streams.runtime import Runtime
 
 __all__ = ["effective_config"]
 
 W, T = "SEGSTREAM_WORKER__", "SEGSTREAM_TOPICS__"
 
 
-def effective_config(rt: "Runtime") -> dict[str, Any]:
+def effective_config(rt: Runtime) -> dict[str, Any]:
     """``{environment variable: value in force}`` for every worker and topic setting, plus the
     engine configuration the pipeline and the trainer use (``SEGSTREAM_ENGINE``)."""
     return {**_app(rt), **_clients(rt), **_agents(rt), **_topics(rt),
@@ -38,7 +37,7 @@ def effective_config(rt: "Runtime") -> dict[str, Any]:
             "SEGSTREAM_ENGINE (trainer)": rt.trainer.config.model_dump(mode="json")}
 
 
-def _app(rt: "Runtime") -> dict[str, Any]:
+def _app(rt: Runtime) -> dict[str, Any]:
     conf = rt.app.conf
     return {
         W + "APP_ID": conf.id,
@@ -73,7 +72,7 @@ def _emitted_level() -> int:
     return max(root.getEffectiveLevel(), min(handlers)) if handlers else root.getEffectiveLevel()
 
 
-def _clients(rt: "Runtime") -> dict[str, Any]:
+def _clients(rt: Runtime) -> dict[str, Any]:
     producer = getattr(rt.app.producer, "_producer", None)  # aiokafka's, once started
     consumer = _aiokafka_consumer(rt)
     fetcher = getattr(consumer, "_fetcher", None)
@@ -90,12 +89,12 @@ def _clients(rt: "Runtime") -> dict[str, Any]:
     }
 
 
-def _aiokafka_consumer(rt: "Runtime") -> Any:
+def _aiokafka_consumer(rt: Runtime) -> Any:
     thread = getattr(rt.app.consumer, "_thread", None)  # faust's consumer thread
     return getattr(thread, "_consumer", None)
 
 
-def _agents(rt: "Runtime") -> dict[str, Any]:
+def _agents(rt: Runtime) -> dict[str, Any]:
     timers = rt.wiring.get("timers", {})
     return {
         W + "SWEEP_INTERVAL_S": timers.get("sweep"),
@@ -110,7 +109,7 @@ def _agents(rt: "Runtime") -> dict[str, Any]:
     }
 
 
-def _topics(rt: "Runtime") -> dict[str, Any]:
+def _topics(rt: Runtime) -> dict[str, Any]:
     topics, conf = rt.topics, rt.app.conf
     prefix = rt.settings.topics.prefix
     consumed = set(topics.customer_source.topics)  # what the customer agent subscribes to

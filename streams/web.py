@@ -14,8 +14,7 @@ import hmac
 import logging
 import re
 import uuid
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import aiohttp
 import faust
@@ -25,10 +24,9 @@ from faust.web import Request, Response, View
 from models.state import CustomerState
 from monitoring.metrics import CONTENT_TYPE_LATEST
 from schemas.erasure import erasure_now
+from streams.documents import profile_document, readiness_document, segments_document
 from streams.effective_config import effective_config
-
-if TYPE_CHECKING:
-    from streams.app import Runtime
+from streams.runtime import Runtime
 
 log = logging.getLogger("segstream.web")
 
@@ -88,7 +86,7 @@ def owner_unreachable_is_503(handler: Callable) -> Callable:
     return routed
 
 
-def register_web(app: faust.App, rt: "Runtime") -> None:
+def register_web(app: faust.App, rt: Runtime) -> None:
     table = rt.table
     token = rt.settings.worker.api_token.get_secret_value() if rt.settings.worker.api_token else None
     rt.wiring["api_token"] = token is not None  # what the customer views below require (GET /config)
@@ -109,7 +107,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
             state = CustomerState.from_bytes(raw) if raw is not None else None
             if state is None or not state.holds_data:  # unknown, or erased (only the marker is left)
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
-            return _json(self, rt.profile(state))
+            return _json(self, profile_document(rt, state))
 
         @requires_token(token)
         async def delete(self, request: Request, customer_id: str) -> Response:
@@ -148,7 +146,7 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
     @app.page("/segments")
     class SegmentsView(View):
         async def get(self, request: Request) -> Response:
-            return _json(self, rt.segments())
+            return _json(self, segments_document(rt))
 
     @app.page("/health")
     class HealthView(View):
@@ -163,14 +161,10 @@ def register_web(app: faust.App, rt: "Runtime") -> None:
     @app.page("/ready")
     class ReadyView(View):
         async def get(self, request: Request) -> Response:
-            status = rt.readiness()
+            status = readiness_document(rt)
             return _json(self, status, 200 if status["ready"] else 503)
 
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(rt.metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None

@@ -47,3 +47,18 @@ def test_every_module_logger_is_named_under_segstream() -> None:
         for name in re.findall(r"^log = logging\.getLogger\((.*)\)$", path.read_text(), re.MULTILINE):
             loggers[str(path.relative_to(ROOT))] = name
     assert loggers and all(name.startswith('"segstream') for name in loggers.values()), loggers
+
+
+def test_the_wiring_is_imported_by_nothing_it_wires() -> None:
+    """streams/app.py wires the runtime, the agents and the web views; none of the modules it wires
+    imports it back (they share streams/runtime.py), so there is no import cycle to untangle."""
+    import ast
+
+    importers = set()
+    for path in ROOT.glob("streams/**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if "streams.app" in names:
+                importers.add(str(path.relative_to(ROOT)))
+    assert importers == {"streams/cli.py", "streams/harnesses/faust_floor.py"}

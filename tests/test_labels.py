@@ -23,7 +23,7 @@ from models.snapshot import ModelSnapshot
 from models.synthetic import generate_population
 from models.valuation import Valuation
 from schemas.events import parse_event
-from streams.app import Runtime
+from streams import documents
 from streams.replay import Replay, run_replay
 from streams.tail import format_drivers
 
@@ -352,10 +352,9 @@ def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) ->
     assert sum(emitted.values()) > 0
     # The sweep's tally of memberships (what PopulationTally hands the metrics at the end of a pass)
     tally = Counter(("cluster", st.cluster) for st in states.values() if st.cluster)
-    rt = SimpleNamespace(pipeline=worker, started_at=0.0, rule_sizes=lambda: ({}, "not counted"),
+    rt = SimpleNamespace(pipeline=worker, started_at=0.0,
                          metrics=SimpleNamespace(population_counts=dict(tally)))
-    rt.cluster_members = lambda: Runtime.cluster_members(rt)
-    doc = Runtime.segments(rt)
+    doc = documents.segments_document(rt)
     counted = {s["id"]: (s["entered_since_worker_start"], s["left_since_worker_start"]) for s in doc["segments"]}
     assert counted == {sid: (emitted[sid], left[sid]) for sid in snap.segment_ids}
     assert doc["changes_counted"]["since"].startswith("1970-01-01")
@@ -363,8 +362,8 @@ def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) ->
     assert {s["id"]: s["members"] for s in doc["segments"]} == {sid: tally[("cluster", sid)] for sid in snap.segment_ids}
     assert sum(s["members"] for s in doc["segments"]) == sum(1 for st in states.values() if st.cluster)
     rt.metrics.population_counts = None
-    assert all(s["members"] is None for s in Runtime.segments(rt)["segments"])
-    assert Runtime.segments(rt)["members_counted"].startswith("not counted yet")
+    assert all(s["members"] is None for s in documents.segments_document(rt)["segments"])
+    assert documents.segments_document(rt)["members_counted"].startswith("not counted yet")
 
 
 @pytest.fixture(scope="module")

@@ -244,12 +244,11 @@ def test_segments_document_shows_rule_sizes_and_pending_thresholds() -> None:
     threshold not known yet with the reason."""
     from types import SimpleNamespace
 
-    from streams.app import Runtime
+    from streams import documents
 
     rt = SimpleNamespace(pipeline=Pipeline(EngineConfig(), rules=VIP),
                          metrics=SimpleNamespace(population_counts=None))
-    rt.rule_sizes = lambda: Runtime.rule_sizes(rt)  # type: ignore[attr-defined]
-    doc = Runtime.segments(rt)  # type: ignore[arg-type]
+    doc = documents.segments_document(rt)  # type: ignore[arg-type]
     assert doc["model_version"] is None
     assert [s["size"] for s in doc["rule_segments"]] == [None, None]
     assert "not counted yet" in doc["rule_size_scope"]
@@ -257,7 +256,7 @@ def test_segments_document_shows_rule_sizes_and_pending_thresholds() -> None:
     assert set(pending) == {"clv:p80", "engagement:p20"}
     assert "no model trained yet" in pending["clv:p80"] and "false until then" in pending["clv:p80"]
     rt.metrics.population_counts = {("rule", "vip"): 7, ("cluster", "c1"): 30}
-    doc = Runtime.segments(rt)  # type: ignore[arg-type]
+    doc = documents.segments_document(rt)  # type: ignore[arg-type]
     assert {s["id"]: s["size"] for s in doc["rule_segments"]} == {"vip": 7, "quiet": 0}
 
 

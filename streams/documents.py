@@ -1,0 +1,118 @@
+"""The JSON documents of the worker's web API, built from its :class:`~streams.runtime.Runtime`:
+``/customers/{id}``, ``/segments`` and ``/ready`` (their fields: docs/integration.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+
+from models.figures import figure_meanings
+from models.segmentation import MembershipCounters
+from models.state import CustomerState
+from streams.runtime import Runtime
+
+__all__ = ["cluster_members", "iso", "profile_document", "readiness_document", "rule_sizes", "segments_document",
+           "watermark_text", "worker_changes"]
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None
+
+
+def worker_changes(counters: MembershipCounters, segment_id: str) -> dict[str, int]:
+    """Cluster changes into and out of a segment emitted by this worker since it started
+    (cumulative: not reset by a new model version)."""
+    return {"entered_since_worker_start": counters.entered.get(segment_id, 0),
+            "left_since_worker_start": counters.left.get(segment_id, 0)}
+
+
+def watermark_text(low: float) -> str | None:
+    """The input watermark for /ready: a time, ``"caught up"`` (no partition behind), or None
+    (not measured yet: nothing is swept)."""
+    if math.isfinite(low):
+        return iso(low)
+    return "caught up" if low > 0 else None
+
+
+def profile_document(rt: Runtime, state: CustomerState) -> dict:
+    """GET /customers/{id}: the customer's profile as of the worker's clock."""
+    at = rt.clock.now() or state.last_event_ts or 0.0
+    doc = rt.pipeline.profile(state, at)
+    doc["as_of"] = iso(at)
+    return doc
+
+
+def segments_document(rt: Runtime) -> dict:
+    """GET /segments (docs/integration.md)."""
+    snap = rt.pipeline.snapshot
+    rule_part = rt.pipeline.rule_report(*rule_sizes(rt))
+    if snap is None:
+        return {"model_version": None, "segments": [], **rule_part}
+    population = snap.population_estimate
+    counters = rt.pipeline.segmenter.counters
+    members, members_scope = cluster_members(rt)
+    segments = []
+    for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
+        stats = snap.stats.get(sid, {})
+        share = stats.get("sample_share")
+        segments.append({
+            "id": sid, "label": label, "description": desc,
+            "size_estimate": round(share * population) if share is not None and population else None,
+            "members": members.get(sid, 0) if members is not None else None,
+            "stats": stats, **worker_changes(counters, sid),
+        })
+    # Segments retired from the model that this worker's customers left since it started.
+    retired = [{"id": sid, "label": snap.label(sid), **worker_changes(counters, sid)}
+               for sid in sorted(set(counters.entered) | set(counters.left)) if snap.index(sid) is None]
+    return {
+        "members_counted": members_scope,
+        "changes_counted": {"since": iso(rt.started_at), "by": "this worker, for the customers of its "
+                            "partitions (each worker counts the changes it emits)"},
+        "retired_segments": retired,
+        "model_version": snap.version, "trained_at": iso(snap.created_at), "algorithm": snap.algorithm,
+        "features": list(snap.features), "figures_read_as": figure_meanings(),
+        "population_estimate": population,
+        "segments": segments, **rule_part,
+        "definition_version": snap.definition_version, "valuation": snap.valuation,
+    }
+
+
+def cluster_members(rt: Runtime) -> tuple[dict[str, int] | None, str]:
+    """Customers in each cluster segment (their membership, after margin and dwell, not the
+    model's nearest centroid: ``size_estimate``), from this worker's last complete sweep pass."""
+    counts = rt.metrics.population_counts
+    if counts is None:
+        return None, "not counted yet: members come from the first complete sweep pass of this worker"
+    members = {segment: n for (kind, segment), n in counts.items() if kind == "cluster"}
+    return members, ("exact over this worker's partitions at its last complete sweep pass: customers in the "
+                     "segment (margin and dwell applied); size_estimate is the model's nearest-centroid share")
+
+
+def rule_sizes(rt: Runtime) -> tuple[dict[str, int], str]:
+    """Rule segment sizes from this worker's last complete sweep pass (the sweep visits every
+    customer of its partitions once per pass), and what they cover; none before that pass."""
+    counts = rt.metrics.population_counts
+    if counts is None:
+        return {}, "not counted yet: sizes come from the first complete sweep pass of this worker"
+    sizes = {segment: n for (kind, segment), n in counts.items() if kind == "rule"}
+    rules = rt.pipeline.rules
+    if rules is not None:
+        sizes = {d.id: sizes.get(d.id, 0) for d in rules.definitions.segment}
+    return sizes, "exact over this worker's partitions at its last complete sweep pass"
+
+
+def readiness_document(rt: Runtime) -> dict:
+    """GET /ready."""
+    recovered = rt.app.tables.recovery.completed.is_set()
+    model_feed = rt.listener.started.is_set()
+    partitions = sorted(rt.active_partitions())
+    snap = rt.pipeline.snapshot
+    return {
+        "ready": recovered and model_feed and rt.app.consumer is not None, "pid": os.getpid(),
+        "tables_recovered": recovered, "model_feed": model_feed,
+        "partitions": partitions, "trainer": rt.is_trainer(),
+        "trainer_status": rt.trainer.status(),
+        "model_version": snap.version if snap else None, "clock": iso(rt.clock.now()),
+        "input_watermark": watermark_text(rt.clock.input_watermark),
+    }
