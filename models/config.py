@@ -135,6 +135,15 @@ class SegmentationConfig(_Config):
         90.0, ge=0, description="Going back to the segment a customer left less than this long ago needs twice "
         "the margin: a regular buyer's days since the last purchase rise and fall with each purchase, and must "
         "not carry it back and forth between two neighbouring segments (counted as a flap).")
+    standardise: str = Field(
+        "population", pattern="^(population|within_segments)$",
+        description="Scale of each feature before clustering: its standard deviation over the training sample "
+        "(population), or its pooled standard deviation inside the segments of the model in force "
+        "(within_segments: a feature that is mostly noise inside segments weighs less; see "
+        "models.clustering.Scaler.fit).")
+    within_scale_floor: float = Field(
+        0.1, gt=0, le=1, description="within_segments: a feature's scale is at least this share of its population "
+        "standard deviation (bounds the weight of a feature nearly constant inside every segment).")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
     rule_band: float = Field(

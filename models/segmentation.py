@@ -155,7 +155,7 @@ class Segmenter:
         # Random order: drift detectors and streaming quantiles read order as time.
         order = self._shuffle.permutation(len(matrix))
         new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(matrix[i])]
-        scaler = Scaler.fit(matrix)
+        scaler = Scaler.fit(matrix, *self._scale_segments(matrix))
         z = scaler.transform(matrix)
         candidates = self._candidates(scaler, z, self._members_then(bases, valuation, value_config))
         self._trainings += 1
@@ -207,6 +207,15 @@ class Segmenter:
         self.install(snap, valuation)
         self.drift.reset_distance()  # a new model: distances start afresh
         return snap
+
+    def _scale_segments(self, matrix: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """What :meth:`Scaler.fit` standardises the sample with: each sampled customer's segment
+        under the model in force (nearest centroid), when ``standardise`` is ``within_segments``
+        and a model is in force; else None (the population's standard deviations)."""
+        snap = self.snapshot
+        if self.config.standardise != "within_segments" or snap is None or len(snap.centroids) == 0:
+            return None, self.config.within_scale_floor
+        return _nearest(snap.standardise(matrix), snap.centroids), self.config.within_scale_floor
 
     def _history_long_enough(self, bases: list[FeatureBasis], now: float) -> bool:
         """Whether the sample's median buyer has ``first_model_min_tenure_days`` of history (a
