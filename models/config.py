@@ -144,6 +144,9 @@ class SegmentationConfig(_Config):
     within_scale_floor: float = Field(
         0.1, gt=0, le=1, description="within_segments: a feature's scale is at least this share of its population "
         "standard deviation (bounds the weight of a feature nearly constant inside every segment).")
+    first_model_scale_rounds: int = Field(
+        3, ge=1, le=20, description="within_segments: rounds of k-means that estimate the within-segment scale of "
+        "the first model (each in the scale of the previous round's clusters).")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
     rule_band: float = Field(

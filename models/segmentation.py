@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from models.clustering import CustomerSample, OnlineClusterer, Scaler, lloyd, unexplained_variance
+from models.clustering import (CustomerSample, OnlineClusterer, Scaler, kmeans_plus_plus, lloyd,
+                               unexplained_variance)
 from models.config import SegmentationConfig, ValueConfig
 from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
 from models.features import (FEATURES, FeatureBasis, known_features, matrix_at, profiles_at, raw_feature_value,
@@ -212,10 +213,28 @@ class Segmenter:
         """What :meth:`Scaler.fit` standardises the sample with: each sampled customer's segment
         under the model in force (nearest centroid), when ``standardise`` is ``within_segments``
         and a model is in force; else None (the population's standard deviations)."""
-        snap = self.snapshot
-        if self.config.standardise != "within_segments" or snap is None or len(snap.centroids) == 0:
-            return None, self.config.within_scale_floor
-        return _nearest(snap.standardise(matrix), snap.centroids), self.config.within_scale_floor
+        snap, c = self.snapshot, self.config
+        if c.standardise != "within_segments":
+            return None, c.within_scale_floor
+        if snap is not None and len(snap.centroids):
+            return _nearest(snap.standardise(matrix), snap.centroids), c.within_scale_floor
+        if len(matrix) < 2 * c.n_segments:
+            return None, c.within_scale_floor
+        # No model yet: the first model is made in the within-segment metric too (a metric switched
+        # after it would sharpen its partition, right or wrong, and leave a restructure to fix it),
+        # from a few rounds of seeded k-means++ and Lloyd, each in the metric of the previous round.
+        rng = np.random.default_rng(c.seed)
+        segments = None
+        for _ in range(c.first_model_scale_rounds):
+            z = Scaler.fit(matrix, segments, c.within_scale_floor).transform(matrix)
+            best, best_wss = None, np.inf
+            for _ in range(c.restart_candidates):
+                centres = lloyd(z, kmeans_plus_plus(z, c.n_segments, rng), c.polish_iterations)
+                wss = unexplained_variance(z, centres)
+                if wss < best_wss:
+                    best, best_wss = centres, wss
+            segments = _nearest(z, best)
+        return segments, c.within_scale_floor
 
     def _history_long_enough(self, bases: list[FeatureBasis], now: float) -> bool:
         """Whether the sample's median buyer has ``first_model_min_tenure_days`` of history (a
