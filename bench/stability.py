@@ -16,7 +16,10 @@ year, and ARI against the personas (online model and batch k-means side by side)
 3. ARI of the final cluster memberships against the personas (k = ``--segments``, by default the
    number of personas), and of batch k-means (scipy's
    ``kmeans2``, k-means++ seeding, best of ``--restarts`` by inertia) on the same final
-   standardised features with the same k.
+   standardised features with the same k; and batch k-means with each feature scaled by its
+   pooled within-cluster standard deviation (``--standardise within_segments``'s metric, iterated
+   from the first batch partition: no persona labels). ``--features-out`` keeps the final features
+   for ``bench/ari_ceiling.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from scipy.special import comb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.clustering import Scaler  # noqa: E402
 from models.config import EngineConfig, SegmentationConfig  # noqa: E402
 from models.features import basis_of, matrix_at  # noqa: E402
 from models.pipeline import Pipeline  # noqa: E402
@@ -73,6 +77,19 @@ def batch_kmeans(z: np.ndarray, k: int, restarts: int, seed: int) -> np.ndarray:
             best, best_inertia = labels, inertia
     assert best is not None
     return best
+
+
+def batch_kmeans_within(x: np.ndarray, k: int, restarts: int, seed: int, floor: float,
+                        rounds: int = 5) -> np.ndarray:
+    """Batch k-means under ``standardise = within_segments``: the bench's batch k-means on the
+    population-standardised features, then ``rounds`` times: rescale every feature by its pooled
+    within-cluster standard deviation under the latest labels (``Scaler.fit``) and run it again."""
+    z = Scaler.fit(x).transform(x)
+    labels = batch_kmeans(z, k, restarts, seed)
+    for _ in range(rounds):
+        z = Scaler.fit(x, labels, floor).transform(x)
+        labels = batch_kmeans(z, k, restarts, seed)
+    return labels
 
 
 class Run:
@@ -146,10 +163,15 @@ def main() -> None:
     parser.add_argument("--return-window-days", type=float, default=None, help="return_window_days (default: the engine's)")
     parser.add_argument("--restructure-gain", type=float, default=None, help="adopt_restructure_gain (default: the engine's)")
     parser.add_argument("--overhaul-gain", type=float, default=None, help="adopt_overhaul_gain (default: the engine's)")
+    parser.add_argument("--standardise", choices=("population", "within_segments"), default=None,
+                        help="SegmentationConfig.standardise (default: the engine's)")
     parser.add_argument("--verbose", action="store_true", help="print every training's adoption verdict")
     parser.add_argument("--changes-out", type=Path, default=None,
                         help="write every change of the year and the quiet hour here (JSON lines, with "
                              "the customer's persona and phase), to study where moves come from")
+    parser.add_argument("--features-out", type=Path, default=None,
+                        help="write the final feature matrix (raw, unstandardised), the personas, the online "
+                             "memberships and the batch k-means labels here (.npz), for bench/ari_ceiling.py")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -159,7 +181,8 @@ def main() -> None:
     tuned = {k: v for k, v in (("margin", args.margin), ("dwell_days", args.dwell_days),
                                                    ("adopt_overhaul_gain", args.overhaul_gain),
                                                    ("return_window_days", args.return_window_days),
-                                                   ("adopt_restructure_gain", args.restructure_gain)) if v is not None}
+                                                   ("adopt_restructure_gain", args.restructure_gain),
+                                                   ("standardise", args.standardise)) if v is not None}
     seg = SegmentationConfig(train_every_events=args.train_every, n_segments=args.segments,
                              rules_file=args.rules or None, **tuned)
     config = EngineConfig(segmentation=seg)
@@ -231,8 +254,16 @@ def main() -> None:
     online = [run.states[c].cluster for c in customers]
     batch = batch_kmeans(z, seg.n_segments, args.restarts, args.seed)
     print(f"\nARI against the personas (k = {seg.n_segments}, {len(customers):,} customers):")
-    print(f"  online (segstream)  {adjusted_rand_index(truth, online):.3f}")
-    print(f"  batch k-means       {adjusted_rand_index(truth, batch.tolist()):.3f}")
+    print(f"  online (segstream)  {adjusted_rand_index(truth, online):.3f}   (standardise = {seg.standardise})")
+    print(f"  batch k-means       {adjusted_rand_index(truth, batch.tolist()):.3f}   (population standard deviations)")
+    within = batch_kmeans_within(x, seg.n_segments, args.restarts, args.seed, seg.within_scale_floor)
+    print(f"  batch k-means       {adjusted_rand_index(truth, within.tolist()):.3f}   (within-segment standard "
+          f"deviations, 5 rounds)")
+    if args.features_out is not None:
+        from models.features import FEATURES
+        np.savez(args.features_out, x=x, truth=np.asarray(truth), online=np.asarray(online, dtype=str),
+                 batch=batch, features=np.asarray(FEATURES), customers=np.asarray(customers),
+                 seed=args.seed, restarts=args.restarts)
     snap = run.pipeline.snapshot
     print(f"\nfinal model v{snap.version}, segment ids {', '.join(snap.segment_ids)}; "
           f"{time.perf_counter() - started:,.0f} s in all")

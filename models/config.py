@@ -135,6 +135,25 @@ class SegmentationConfig(_Config):
         90.0, ge=0, description="Going back to the segment a customer left less than this long ago needs twice "
         "the margin: a regular buyer's days since the last purchase rise and fall with each purchase, and must "
         "not carry it back and forth between two neighbouring segments (counted as a flap).")
+    standardise: str = Field(
+        "population", pattern="^(population|within_segments)$",
+        description="Scale of each feature before clustering: its standard deviation over the training sample "
+        "(population: every feature weighs the same), or its pooled standard deviation inside the segments of the "
+        "model in force (within_segments: a feature that is mostly noise inside segments, such as a regular buyer's "
+        "days since the last purchase, weighs less; the first model is searched in that metric, "
+        "first_model_scale_starts; see models.clustering.Scaler.fit). within_segments reaches ARI 1.000 on "
+        "bench/stability.py's personas (population: ~0.96) but 0.74 on a population that grows a new group late "
+        "(tests/test_segmentation.py's personas: population 0.9+): not the default (docs/benchmarks.md, issue #17).")
+    within_scale_floor: float = Field(
+        0.1, gt=0, le=1, description="within_segments: a feature's scale is at least this share of its population "
+        "standard deviation (bounds the weight of a feature nearly constant inside every segment).")
+    first_model_scale_starts: int = Field(
+        10, ge=1, le=50, description="within_segments: the first model (no model in force to take the metric from) "
+        "is the best, by models.clustering.within_segment_objective, of this many k-means++ starts, each iterated "
+        "with its own within-segment metric to a fixed point (models.clustering.within_segment_partition).")
+    first_model_scale_rounds: int = Field(
+        20, ge=1, le=100, description="within_segments: at most this many rounds (metric from the partition, Lloyd "
+        "steps in that metric) per start of the first model's search.")
     match_threshold: float = Field(1.5, gt=0, description="Max centroid move (std units) that keeps an id.")
     rules_file: str | None = Field(None, description="TOML file of rule segment definitions.")
     rule_band: float = Field(

@@ -10,6 +10,14 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from models.clustering import (
+    Scaler,
+    kmeans_plus_plus,
+    lloyd,
+    unexplained_variance,
+    within_segment_objective,
+    within_segment_partition,
+)
 from models.config import EngineConfig, SegmentationConfig
 from models.features import FEATURES, matrix_at
 from models.synthetic import DAY, PERSONAS, generate_population
@@ -190,6 +198,75 @@ def test_injected_behaviour_shift_is_detected() -> None:
     assert any(k in kinds for k in ("feature:satisfaction", "feature:cost_to_serve"))
     assert snap.drift["signals"], "the snapshot reports the drift"
     assert snap.drift["share_tvd"] > 0.0
+
+
+# ---- standardise = within_segments (issue #17) -------------------------------------------------
+
+def _noisy_groups(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Three groups of 80 that differ only on feature 0 (means 0, 3, 6, sd 0.5), plus two features
+    that are pure noise inside every group (sd 20 and 300: units do not matter). In population
+    standard units the signal is one feature of three, and k-means splits the noise instead: the
+    bench's cost_to_serve and recency, which vary mostly within personas (bench/ari_ceiling.py)."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(np.arange(3), 80)
+    x = np.column_stack([truth * 3.0 + rng.normal(0, 0.5, len(truth)),
+                         rng.normal(0, 20, len(truth)), rng.normal(0, 300, len(truth))])
+    return x, truth
+
+
+def _nearest(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return ((z[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+
+
+def test_within_segment_scaling_groups_what_population_scaling_mis_groups() -> None:
+    x, truth = _noisy_groups()
+    rng = np.random.default_rng(0)
+    z = Scaler.fit(x).transform(x)
+    # Population scaling: the best of 20 k-means++ restarts by inertia does not find the groups...
+    best = min((lloyd(z, kmeans_plus_plus(z, 3, rng), 50) for _ in range(20)),
+               key=lambda c: unexplained_variance(z, c))
+    population = _nearest(z, best)
+    assert adjusted_rand_score(truth, population) < 0.5
+    # ...while the within-segment metric, iterated with the partition to a fixed point from several
+    # starts (no labels), does: feature 0 is scaled by its spread inside the groups, the noise is not.
+    segments, scaler, centres = within_segment_partition(x, 3, np.random.default_rng(0), starts=10)
+    assert adjusted_rand_score(truth, segments) == 1.0
+    assert scaler.std[0] < 0.25 * x[:, 0].std()
+    assert np.allclose(scaler.std[1:], x[:, 1:].std(axis=0), rtol=0.05)
+    assert np.array_equal(_nearest(scaler.transform(x), centres), segments)  # centres in that metric
+    # The criterion that picks among the fixed points prefers the groups to the noise split.
+    assert within_segment_objective(x, truth) < within_segment_objective(x, population)
+
+
+def test_within_segment_scale_has_a_floor() -> None:
+    # Feature 1 is constant inside each segment (a placeholder shared by all never-buyers, say):
+    # its pooled within-segment sd is 0, and without a floor it would weigh infinitely.
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 5.0], [11.0, 5.0], [12.0, 5.0]])
+    segments = np.array([0, 0, 0, 1, 1, 1])
+    population = x.std(axis=0)
+    for floor in (0.1, 0.5):
+        std = Scaler.fit(x, segments, floor).std
+        assert std[1] == pytest.approx(floor * population[1])  # at the floor
+        assert std[0] == pytest.approx(max(np.sqrt(2 / 3), floor * population[0]))  # pooled within sd
+    assert Scaler.fit(x, segments, 1.0).std == pytest.approx(population)  # floor 1: population scaling
+    # The objective uses the same floor: finite for a partition that explains a feature entirely.
+    assert np.isfinite(within_segment_objective(x, segments, 0.1))
+
+
+def test_first_model_under_within_segments_is_the_partition_of_its_metric() -> None:
+    from models.segmentation import Segmenter
+
+    x, truth = _noisy_groups()
+    seg = Segmenter(SegmentationConfig(n_segments=3, standardise="within_segments"))
+    segments, floor = seg._scale_segments(x)
+    assert adjusted_rand_score(truth, segments) == 1.0
+    scaler = Scaler.fit(x, segments, floor)
+    (kind, centres), = seg._candidates(scaler, scaler.transform(x))  # that partition, no other restarts
+    assert kind == "restart"
+    assert adjusted_rand_score(truth, _nearest(scaler.transform(x), centres)) == 1.0
+    # Under population scaling there is no such search: the model's own k-means decides.
+    population = Segmenter(SegmentationConfig(n_segments=3, standardise="population"))
+    assert population._scale_segments(x)[0] is None
 
 
 def _iso(ts: float) -> str:
