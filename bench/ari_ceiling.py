@@ -28,15 +28,13 @@ Nothing here feeds the product: the persona labels are used only to score.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bench.stability import adjusted_rand_index, batch_kmeans, batch_kmeans_within  # noqa: E402
+from bench.stability import adjusted_rand_index, batch_kmeans, batch_kmeans_within
 
 
 def standardise(x: np.ndarray) -> np.ndarray:

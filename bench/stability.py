@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
@@ -38,16 +37,15 @@ from scipy.cluster.vq import kmeans2
 from scipy.special import comb
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from models.clustering import Scaler  # noqa: E402
-from models.config import EngineConfig, SegmentationConfig  # noqa: E402
-from models.features import basis_of, matrix_at  # noqa: E402
-from models.pipeline import Pipeline  # noqa: E402
-from models.state import CustomerState  # noqa: E402
-from models.synthetic import STABLE_YEAR, generate_population  # noqa: E402
-from schemas.events import parse_event  # noqa: E402
-from schemas.segment_change import SegmentChange  # noqa: E402
+from models.clustering import Scaler
+from models.config import EngineConfig, SegmentationConfig
+from models.features import basis_of, matrix_at
+from models.pipeline import Pipeline
+from models.state import CustomerState
+from models.synthetic import STABLE_YEAR, generate_population
+from schemas.events import parse_event
+from schemas.segment_change import SegmentChange
 
 HOUR = 3600.0
 YEAR_S = 365.0 * 86400.0
