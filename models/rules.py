@@ -53,6 +53,7 @@ from typing import Any, Literal, NamedTuple
 import river
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from river import stats
+from schemas.errors import ConfigurationError
 
 __all__ = [
     "ClauseDef",
@@ -83,7 +84,7 @@ _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _LOOKS_LIKE_PERCENTILE = re.compile(r"^p\d")
 
 
-class RuleDefinitionError(ValueError):
+class RuleDefinitionError(ConfigurationError):
     """Rule definitions that cannot be used; ``problems`` has one line per problem.
 
     Each problem names where it is, e.g. ``segment[1] 'advocates', all[0]: unknown op '=>' ...``

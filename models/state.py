@@ -62,6 +62,7 @@ from schemas.events import (
     FeedbackKind,
     PurchaseEvent,
 )
+from schemas.errors import ContractError
 
 SECONDS_PER_DAY = 86_400
 MICROS = 1_000_000  # money is kept in integer micro-units: sums are exact in any order
@@ -72,7 +73,7 @@ ERASED_IDS_CAP = 4096  # ids of erased events kept per event type, the latest (1
 Position = tuple[int, int, int]
 
 
-class EngineRejection(ValueError):
+class EngineRejection(ContractError):
     """A valid event the engine cannot apply (e.g. a currency without a configured rate)."""
 
     def __init__(self, field: str, message: str):

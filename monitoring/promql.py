@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Iterator
+from schemas.errors import ConfigurationError
 
 MONITORING = Path(__file__).resolve().parent
 DEFAULT_DASHBOARD = MONITORING / "grafana" / "dashboards" / "segstream.json"
@@ -90,7 +91,7 @@ def grafana_to_promql(expr: str, rate_interval: str = "1m", interval: str = "15s
     def secs(duration: str) -> int:
         m = re.fullmatch(r"(\d+)([smhd])", duration)
         if not m:
-            raise ValueError(f"expected a duration like 15s, 1m, 1h: {duration!r}")
+            raise ConfigurationError(f"expected a duration like 15s, 1m, 1h: {duration!r}")
         return int(m.group(1)) * seconds[m.group(2)]
 
     out = expr

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.errors import ContractError
 from schemas.json_keys import duplicate_key, keys_may_repeat
 from schemas.timestamps import Timestamp
 
@@ -250,7 +251,7 @@ class FieldProblem(BaseModel):
     message: str
 
 
-class EventValidationError(ValueError):
+class EventValidationError(ContractError):
     """An input message broke the contract; ``problems`` names each offending field."""
 
     def __init__(self, problems: list[FieldProblem]):

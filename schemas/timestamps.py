@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
+from schemas.errors import ContractError
 
 __all__ = [
     "EARLIEST_YEAR",
@@ -69,25 +70,25 @@ def parse_rfc3339(text: str) -> datetime:
     """
     m = _DATE_TIME.fullmatch(text)
     if m is None:
-        raise ValueError(f"{EXPECTED_FORM} (got {_shown(text)})")
+        raise ContractError(f"{EXPECTED_FORM} (got {_shown(text)})")
     if m.group(6) == "60":
-        raise ValueError(f"leap second ':60' is not accepted: {EXPECTED_FORM}")
+        raise ContractError(f"leap second ':60' is not accepted: {EXPECTED_FORM}")
     sign, off_h, off_m = m.group(9, 10, 11)
     if sign is not None and (off_h > "23" or off_m > "59"):  # two digits each: compared as text
-        raise ValueError(f"UTC offset {sign}{off_h}:{off_m} is out of range (-23:59 to +23:59): {EXPECTED_FORM}")
+        raise ContractError(f"UTC offset {sign}{off_h}:{off_m} is out of range (-23:59 to +23:59): {EXPECTED_FORM}")
     # The grammar is checked: the standard library's parser does the rest (2 µs less than by hand).
     # It truncates digits past the sixth (never rounds: no carry into the next second, minute or
     # day), wants upper-case T and Z and rejects month 13, 30 February, hour 24, minute 60.
     try:
         value = datetime.fromisoformat(text.upper())
     except ValueError as exc:
-        raise ValueError(f"not a calendar date-time ({exc}): {EXPECTED_FORM}") from None
+        raise ContractError(f"not a calendar date-time ({exc}): {EXPECTED_FORM}") from None
     return _in_range(value)
 
 
 def _in_range(value: datetime) -> datetime:
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
-        raise ValueError(f"year must be {EARLIEST_YEAR}-{LATEST_YEAR} (as written, before conversion to UTC)")
+        raise ContractError(f"year must be {EARLIEST_YEAR}-{LATEST_YEAR} (as written, before conversion to UTC)")
     return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
@@ -103,9 +104,9 @@ def _validate(value: Any) -> datetime:
     if isinstance(value, datetime) and value.utcoffset() is not None:
         return _in_range(value)
     if isinstance(value, datetime):
-        raise ValueError(f"a datetime without a UTC offset: {EXPECTED_FORM}")
+        raise ContractError(f"a datetime without a UTC offset: {EXPECTED_FORM}")
     kind = "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
-    raise ValueError(f"{EXPECTED_FORM} (got {kind}, not a string)")
+    raise ContractError(f"{EXPECTED_FORM} (got {kind}, not a string)")
 
 
 #: A contract field holding an RFC 3339 date-time, normalised to UTC (see the module docstring).

@@ -30,6 +30,7 @@ from streams.training import TrainerHost
 from streams.runtime import Runtime
 from streams.web import register_web
 from streams.agents import publish_snapshot, register_agents
+from schemas.errors import ConfigurationError
 
 
 def broker_url(bootstrap: str) -> str:
@@ -59,7 +60,7 @@ def use_event_loop(settings: Settings) -> None:
 def faust_app(settings: Settings, app_id: str | None = None, **overrides: Any) -> faust.App:
     """The faust app with the worker's Kafka clients (the worker's, and the benchmark's faust floor)."""
     if not settings.bootstrap_servers:
-        raise ValueError("no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+        raise ConfigurationError("no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS")
     w = settings.worker
     app = faust.App(
         app_id or w.app_id,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import time
 
+from schemas.errors import ConfigurationError
+
 __all__ = ["WorkerClock"]
 
 
@@ -39,7 +41,7 @@ class WorkerClock:
         input watermark is measured (:meth:`hold`); until its first measurement nothing is swept.
         Without it (in-process use: tests, benchmarks) the input holds nothing back."""
         if mode not in ("wall", "event"):
-            raise ValueError(f"clock mode must be 'wall' or 'event', not {mode!r}")
+            raise ConfigurationError(f"clock mode must be 'wall' or 'event', not {mode!r}")
         self.mode = mode
         self.max_ahead_s = max_ahead_s
         self.latest = -math.inf  # the latest applied event time

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import IO
 
 from streams.settings import WorkerSettings
+from schemas.errors import SetupError
 
 __all__ = ["DataDirInUse", "default_instance_id", "group_instance_id", "lock_data_dir"]
 
 LOCK_FILE = ".worker.lock"
 
 
-class DataDirInUse(RuntimeError):
+class DataDirInUse(SetupError):
     """Another live worker holds the data directory."""
 
 

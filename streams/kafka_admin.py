@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from schemas.errors import SetupError
 
 log = logging.getLogger("segstream.kafka")
 
@@ -54,7 +55,7 @@ class TopicSpec:
     config: tuple[tuple[str, str], ...] = ()
 
 
-class TopicMismatch(RuntimeError):
+class TopicMismatch(SetupError):
     """An existing topic has another partition count than configured: co-partitioning is broken."""
 
 

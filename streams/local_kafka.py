@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.errors import SetupError
 from streams.child_process import dies_with_parent
 from streams.settings import LocalKafkaSettings
 
@@ -55,7 +56,7 @@ Configuration:
 """
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(SetupError):
     """The local broker could not be prepared or started; the message says where to look."""
 
 

@@ -27,6 +27,7 @@ import zlib
 from typing import Callable, Literal, get_args
 
 from aiokafka.partitioner import murmur2
+from schemas.errors import ConfigurationError
 
 __all__ = ["MIXED_PARTITIONERS", "PARTITIONER_CHOICES", "PARTITIONERS", "HomePartitions", "PartitionerName",
            "crc32_partition", "fnv1a_partition", "home_partition", "partitioner_for"]
@@ -85,9 +86,9 @@ def partitioner_for(name: str, event_type: str) -> Partitioner:
     ['home_partition', 'crc32_partition', 'fnv1a_partition']
     """
     if name not in PARTITIONER_CHOICES:
-        raise ValueError(f"unknown partitioner {name!r}; expected one of {', '.join(PARTITIONER_CHOICES)}")
+        raise ConfigurationError(f"unknown partitioner {name!r}; expected one of {', '.join(PARTITIONER_CHOICES)}")
     if event_type not in MIXED_PARTITIONERS:
-        raise ValueError(f"unknown event type {event_type!r}; expected one of {', '.join(MIXED_PARTITIONERS)}")
+        raise ConfigurationError(f"unknown event type {event_type!r}; expected one of {', '.join(MIXED_PARTITIONERS)}")
     return PARTITIONERS[MIXED_PARTITIONERS[event_type] if name == "mixed" else name]
 
 

@@ -34,6 +34,7 @@ from schemas.events import EventValidationError, parse_event
 from streams.partitioning import Partitioner, PartitionerName, partitioner_for
 from streams.settings import Settings
 from streams.signals import stop_on_signals
+from schemas.errors import ConfigurationError
 
 FileFormat = Literal["auto", "jsonl", "cdnow"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "cdnow")
@@ -77,7 +78,7 @@ def resolve_format(path: Path, file_format: FileFormat) -> Literal["jsonl", "cdn
     if file_format == "auto":
         return "cdnow" if is_cdnow_file(path) else "jsonl"
     if file_format not in ("jsonl", "cdnow"):
-        raise ValueError(f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}")
+        raise ConfigurationError(f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}")
     return file_format
 
 

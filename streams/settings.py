@@ -19,6 +19,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import EngineConfig
+from schemas.errors import ConfigurationError
 
 
 def _default_cache_dir() -> Path:
@@ -91,7 +92,7 @@ class KafkaSecurity(_Section):
     @model_validator(mode="after")
     def _complete(self) -> "KafkaSecurity":
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
-            raise ValueError(f"{self.security_protocol} needs kafka.sasl_username and kafka.sasl_password")
+            raise ConfigurationError(f"{self.security_protocol} needs kafka.sasl_username and kafka.sasl_password")
         return self
 
     @property
@@ -193,12 +194,12 @@ class WorkerSettings(_Section):
     @classmethod
     def _only_at_least_once(cls, value: str) -> str:
         if value == "exactly_once":
-            raise ValueError("exactly_once is not supported: faust-streaming's transactions were never "
+            raise ConfigurationError("exactly_once is not supported: faust-streaming's transactions were never "
                              "started by the worker, so it ran at-least-once anyway. Use at_least_once (the "
                              "default): with the offsets in the state every event is applied once "
                              "(docs/reliability.md)")
         if value != "at_least_once":
-            raise ValueError("must be at_least_once")
+            raise ConfigurationError("must be at_least_once")
         return value
 
     lag_interval_s: float = Field(10.0, gt=0, description="Consumer lag is measured this often (for /metrics).")
@@ -231,7 +232,7 @@ class Settings(BaseSettings):
         for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError(f"expected host:port[,host:port...] with ports 1-65535, not {server.strip()!r}")
+                raise ConfigurationError(f"expected host:port[,host:port...] with ports 1-65535, not {server.strip()!r}")
         return value
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -243,7 +244,7 @@ class Settings(BaseSettings):
         # section name, SEGSTREAM_WORKERS__BATCH_MAX): the user would run with the default.
         unknown = unknown_variables(os.environ)
         if unknown:
-            raise ValueError("; ".join(unknown))
+            raise ConfigurationError("; ".join(unknown))
         return self
 
     def kafka_client_kwargs(self) -> dict[str, Any]:

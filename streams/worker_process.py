@@ -16,6 +16,7 @@ import orjson
 
 from monitoring.exposition import metric_sum
 from streams.child_process import dies_with_parent
+from schemas.errors import SetupError
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -76,7 +77,7 @@ def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout_s: flo
         status = ready(port, host)
         if status is not None and status.get("pid") not in (None, proc.pid):
             check_alive(proc, log_file)  # ours may just have died of the busy port
-            raise RuntimeError(f"another process (pid {status['pid']}) answers on port {port}; log {log_file}")
+            raise SetupError(f"another process (pid {status['pid']}) answers on port {port}; log {log_file}")
         if status is not None and (not model or status.get("model_version") is not None):
             return status
         time.sleep(0.25)
@@ -86,7 +87,7 @@ def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout_s: flo
 def check_alive(proc: subprocess.Popen, log_file: Path) -> None:
     if proc.poll() is not None:
         tail = log_file.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the worker exited with {proc.returncode}; log {log_file}:\n{tail}")
+        raise SetupError(f"the worker exited with {proc.returncode}; log {log_file}:\n{tail}")
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 60.0) -> int:

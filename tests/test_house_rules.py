@@ -62,3 +62,16 @@ def test_the_wiring_is_imported_by_nothing_it_wires() -> None:
             if "streams.app" in names:
                 importers.add(str(path.relative_to(ROOT)))
     assert importers == {"streams/cli.py", "streams/harnesses/faust_floor.py"}
+
+
+def test_errors_raised_on_purpose_are_segstreams() -> None:
+    """schemas/errors.py: SegstreamError and its kinds (ContractError, ConfigurationError,
+    SetupError) keep ValueError / RuntimeError as bases, so old handlers still catch them. Not yet
+    in models/, where 70 bare raises remain (issue #19, left for the models reorganisation)."""
+    import re
+
+    bare = [f"{path.relative_to(ROOT)}:{n}" for tree in ("schemas", "streams", "monitoring")
+            for path in ROOT.glob(f"{tree}/**/*.py")
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"raise (ValueError|RuntimeError)\(", line)]
+    assert bare == []

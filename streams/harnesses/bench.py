@@ -48,6 +48,7 @@ import orjson
 from monitoring.exposition import metric_sum, sample_value
 from streams import worker_process
 from streams.settings import Settings
+from schemas.errors import SetupError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the child runs from it, like the worker)
 
@@ -308,7 +309,7 @@ def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeo
             proc.wait()
     if proc.returncode != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"the faust floor exited with {proc.returncode}; log {log_path}:\n{tail}")
+        raise SetupError(f"the faust floor exited with {proc.returncode}; log {log_path}:\n{tail}")
     return orjson.loads(result_path.read_bytes())
 
 
@@ -535,7 +536,7 @@ def memory_per_customer(templates: list[bytes], count: int, timeout_s: float = 1
     proc = subprocess.run([sys.executable, "-c", "from streams.harnesses.bench import memory_child_main; memory_child_main()"],
                           input=pickle.dumps((templates, count)), capture_output=True, cwd=ROOT, timeout=timeout_s)
     if proc.returncode != 0:
-        raise RuntimeError(f"memory measurement of {count} customers failed:\n{proc.stderr.decode()[-3000:]}")
+        raise SetupError(f"memory measurement of {count} customers failed:\n{proc.stderr.decode()[-3000:]}")
     return orjson.loads(proc.stdout)
 
 

@@ -38,6 +38,7 @@ from streams import worker_process
 from streams.delivery_guard import HOLE_LOGGED
 from streams.partitioning import MIXED_PARTITIONERS, PARTITIONER_CHOICES, PartitionerName, partitioner_for
 from streams.settings import Settings
+from schemas.errors import ConfigurationError, SetupError
 
 Log = Callable[[str], None]
 
@@ -63,7 +64,7 @@ class CrashPlan:
 
     def __post_init__(self) -> None:
         if self.partitioner not in PARTITIONER_CHOICES:
-            raise ValueError(f"unknown partitioner {self.partitioner!r}; "
+            raise ConfigurationError(f"unknown partitioner {self.partitioner!r}; "
                              f"expected one of {', '.join(PARTITIONER_CHOICES)}")
 
     def rate_for(self, events: int) -> float:
@@ -503,7 +504,7 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
             truth.pop(customer_id, None)
         report.erased_customers = len(erasures.sent)
         if producer.error is not None or producer.is_alive():
-            raise RuntimeError(f"the producer did not finish: {producer.error!r}")
+            raise SetupError(f"the producer did not finish: {producer.error!r}")
         log(f"stream sent ({producer.sent} events); waiting for the worker to catch up")
         deadline = time.monotonic() + plan.catch_up_timeout_s
         while True:

@@ -22,6 +22,7 @@ import orjson
 
 from streams import worker_process
 from streams.settings import Settings
+from schemas.errors import SetupError
 
 Log = Callable[[str], None]
 
@@ -229,7 +230,7 @@ def run(plan: SoakPlan, work_dir: Path, log: Log = print, base: Settings | None 
             producer.stop.set()
             producer.join(timeout=120)
             if producer.error is not None:
-                raise RuntimeError(f"the producer failed: {producer.error!r}")
+                raise SetupError(f"the producer failed: {producer.error!r}")
             report.sent = producer.sent
             deadline = time.monotonic() + plan.drain_timeout_s
             while (events_counted(port) or 0) < report.sent and time.monotonic() < deadline:
