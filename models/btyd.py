@@ -35,6 +35,8 @@ from typing import Any, Union
 import numpy as np
 from scipy import linalg, optimize, special
 
+from schemas.errors import ConfigurationError, ContractError, ModelFitError
+
 __all__ = [
     "BetaGeoParams",
     "GammaGammaParams",
@@ -73,7 +75,7 @@ def _to_float_or_array(result: np.ndarray) -> float | np.ndarray:
 def _check_positive_finite(owner: str, name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
+        raise ConfigurationError(f"{owner}.{name} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -81,7 +83,7 @@ def _params_from_dict(cls: type, data: Mapping[str, float]) -> Any:
     names = [f.name for f in fields(cls)]
     missing = [name for name in names if name not in data]
     if missing:
-        raise ValueError(f"{cls.__name__}.from_dict: missing key(s) {missing}; expected {names}")
+        raise ContractError(f"{cls.__name__}.from_dict: missing key(s) {missing}; expected {names}")
     # Extra keys are ignored on purpose: stored parameter records may carry metadata
     # (fit time, number of customers, ...) next to the parameters.
     return cls(**{name: float(data[name]) for name in names})
@@ -168,11 +170,11 @@ def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
     if array.ndim == 0:
         array = array.reshape(1)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        raise ContractError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name} is empty: at least one customer row is needed to fit")
+        raise ContractError(f"{name} is empty: at least one customer row is needed to fit")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise ContractError(f"{name} contains NaN or infinite values")
     return array
 
 
@@ -181,17 +183,17 @@ def _as_weights(weights: ArrayLike | None, n: int) -> np.ndarray:
         return np.ones(n)
     w = _as_1d("weights", weights)
     if w.size != n:
-        raise ValueError(f"weights has {w.size} rows, expected {n}")
+        raise ContractError(f"weights has {w.size} rows, expected {n}")
     if np.any(w < 0):
-        raise ValueError("weights must be non-negative customer counts")
+        raise ContractError("weights must be non-negative customer counts")
     if not w.sum() > 0:
-        raise ValueError("weights sum to zero: no customers to fit")
+        raise ContractError("weights sum to zero: no customers to fit")
     return w
 
 
 def _check_frequency(frequency: np.ndarray) -> None:
     if np.any(frequency < 0) or np.any(frequency != np.round(frequency)):
-        raise ValueError("frequency must hold non-negative integers (repeat purchase counts)")
+        raise ContractError("frequency must hold non-negative integers (repeat purchase counts)")
 
 
 # Box on the log-parameters searched by the fits: every parameter stays in [e^-30, e^30], i.e.
@@ -242,7 +244,7 @@ def _minimize(fun: Any, x0: np.ndarray, args: tuple, what: str) -> np.ndarray:
         if np.isfinite(polish.fun) and (not np.isfinite(best_f) or polish.fun <= best_f):
             best_x, best_f = polish.x, polish.fun
     if not np.isfinite(best_f):
-        raise RuntimeError(f"{what}: the likelihood could not be evaluated at any tried parameters")
+        raise ModelFitError(f"{what}: the likelihood could not be evaluated at any tried parameters")
     return np.clip(best_x, -_LOG_PARAM_BOX, _LOG_PARAM_BOX)
 
 
@@ -386,17 +388,17 @@ def fit_beta_geo(
     t_x = _as_1d("recency", recency)
     age = _as_1d("T", T)
     if not x.size == t_x.size == age.size:
-        raise ValueError(
+        raise ContractError(
             f"frequency, recency and T must have the same length, got {x.size}, {t_x.size}, {age.size}"
         )
     w = _as_weights(weights, x.size)
     _check_frequency(x)
     if np.any(t_x < 0):
-        raise ValueError("recency must be non-negative")
+        raise ContractError("recency must be non-negative")
     if np.any(t_x > age):
-        raise ValueError("recency must not exceed T (last purchase after the end of observation?)")
+        raise ContractError("recency must not exceed T (last purchase after the end of observation?)")
     if np.any(t_x[x == 0] != 0):
-        raise ValueError("recency must be 0 for customers with frequency 0 (columns swapped?)")
+        raise ContractError("recency must be 0 for customers with frequency 0 (columns swapped?)")
 
     keep = w > 0
     x, t_x, age, w = x[keep], t_x[keep], age[keep], w[keep]
@@ -416,7 +418,7 @@ def fit_beta_geo(
         )
         start = np.array([r0, alpha0 * scale, a0, b0])
         if not np.all(np.isfinite(start) & (start > 0)):
-            raise ValueError(f"initial parameters must be positive and finite, got {initial!r}")
+            raise ConfigurationError(f"initial parameters must be positive and finite, got {initial!r}")
         if not np.array_equal(np.log(start), default_start):
             starts.insert(0, np.log(start))
 
@@ -516,16 +518,16 @@ def fit_gamma_gamma(
     x = _as_1d("frequency", frequency)
     m = _as_1d("monetary_value", monetary_value)
     if x.size != m.size:
-        raise ValueError(f"frequency and monetary_value must have the same length, got {x.size}, {m.size}")
+        raise ContractError(f"frequency and monetary_value must have the same length, got {x.size}, {m.size}")
     w = _as_weights(weights, x.size)
     _check_frequency(x)
 
     keep = (x > 0) & (w > 0)
     if not np.any(keep):
-        raise ValueError("no customers with frequency > 0: the Gamma-Gamma model needs repeat buyers")
+        raise ContractError("no customers with frequency > 0: the Gamma-Gamma model needs repeat buyers")
     x, m, w = x[keep], m[keep], w[keep]
     if np.any(m <= 0):
-        raise ValueError("monetary_value must be positive for customers with frequency > 0")
+        raise ContractError("monetary_value must be positive for customers with frequency > 0")
 
     # v is a money scale and the MLE is equivariant in it: fit on spend divided by its
     # weighted mean so the optimiser sees O(1) numbers in cents, dollars or yen alike.
@@ -1080,9 +1082,9 @@ def customer_lifetime_value(
     horizon_days = float(horizon_days)
     monthly_discount_rate = float(monthly_discount_rate)
     if not (math.isfinite(horizon_days) and horizon_days >= 0):
-        raise ValueError(f"horizon_days must be a non-negative finite number, got {horizon_days!r}")
+        raise ConfigurationError(f"horizon_days must be a non-negative finite number, got {horizon_days!r}")
     if not (math.isfinite(monthly_discount_rate) and monthly_discount_rate > -1):
-        raise ValueError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate!r}")
+        raise ConfigurationError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate!r}")
     n_months = math.ceil(horizon_days / DAYS_PER_MONTH)
 
     # E(t) = G(t) * P(alive) with G(t) = K * (1 - H(t)), K = (a+b+x-1)/(a-1), so the purchases

@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 from datetime import datetime, timezone
 
+from schemas.errors import ContractError
+
 #: The CDNOW sample (2,357 customers, 1997-98), shipped in the package (resources/cdnow, with its licence).
 SAMPLE = Path(__file__).resolve().parent / "resources" / "cdnow" / "CDNOW_sample.txt"
 
@@ -25,7 +27,7 @@ SAMPLE = Path(__file__).resolve().parent / "resources" / "cdnow" / "CDNOW_sample
 def transaction_to_event(line: bytes | str, line_number: int) -> dict[str, Any]:
     parts = (line.decode() if isinstance(line, bytes) else line).split()
     if len(parts) != 5:
-        raise ValueError(f"line {line_number}: expected 5 columns, got {len(parts)}")
+        raise ContractError(f"line {line_number}: expected 5 columns, got {len(parts)}")
     _, customer, date, quantity, amount = parts
     ts = datetime.strptime(date, "%Y%m%d").replace(tzinfo=timezone.utc)
     event: dict[str, Any] = {

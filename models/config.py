@@ -12,6 +12,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.errors import ConfigurationError
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,10 +74,10 @@ class ValueConfig(_Config):
         codes = {code.upper(): rate for code, rate in rates.items()}
         bad = [code for code in codes if not re.fullmatch(r"[A-Z]{3}", code)]
         if bad:
-            raise ValueError(f"currency codes must be ISO 4217 (three letters): {', '.join(bad)}")
+            raise ConfigurationError(f"currency codes must be ISO 4217 (three letters): {', '.join(bad)}")
         bad = [code for code, rate in codes.items() if not (math.isfinite(rate) and rate > 0)]
         if bad:
-            raise ValueError(f"rates must be positive numbers: {', '.join(bad)}")
+            raise ConfigurationError(f"rates must be positive numbers: {', '.join(bad)}")
         return codes
     refit_every_events: int = Field(
         50_000, ge=1, description="Refit BG/NBD and Gamma-Gamma after this many applied purchases."

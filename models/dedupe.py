@@ -29,6 +29,8 @@ import math
 import sys
 from array import array
 
+from schemas.errors import ContractError
+
 __all__ = ["RecentIds", "fingerprint"]
 
 _MINUTE = 60.0
@@ -54,7 +56,7 @@ class RecentIds:
         self.fingerprints = fingerprints if fingerprints is not None else array("Q")
         self.minutes = minutes if minutes is not None else array("i")  # non-decreasing
         if len(self.fingerprints) != len(self.minutes):
-            raise ValueError("fingerprints and minutes differ in length")
+            raise ContractError("fingerprints and minutes differ in length")
 
     def copy(self) -> "RecentIds":
         return RecentIds(array("Q", self.fingerprints), array("i", self.minutes))

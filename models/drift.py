@@ -47,6 +47,7 @@ import numpy as np
 from river import drift
 
 from models.river_fixups import ph_statistic
+from schemas.errors import ConfigurationError, ContractError
 
 __all__ = ["DriftSignal", "SnapshotDrift", "DriftMonitor", "total_variation_distance"]
 
@@ -152,10 +153,10 @@ def _total(name: str, shares: Mapping[object, float]) -> float:
     total = 0.0
     for key, share in shares.items():
         if not (math.isfinite(share) and share >= 0):
-            raise ValueError(f"{name}[{key!r}] must be finite and >= 0, got {share!r}")
+            raise ContractError(f"{name}[{key!r}] must be finite and >= 0, got {share!r}")
         total += share
     if total <= 0:
-        raise ValueError(f"{name} must have a positive total, got {total!r}")
+        raise ContractError(f"{name} must have a positive total, got {total!r}")
     return total
 
 
@@ -250,23 +251,23 @@ class DriftMonitor:
     ):
         names = tuple(feature_names)
         if not names:
-            raise ValueError("feature_names must not be empty")
+            raise ConfigurationError("feature_names must not be empty")
         if len(set(names)) != len(names):
-            raise ValueError(f"feature_names must be unique, got {names}")
+            raise ConfigurationError(f"feature_names must be unique, got {names}")
         if clash := set(names) & set(RESERVED_KEYS):
-            raise ValueError(f"feature names {sorted(clash)} are reserved for other detections")
+            raise ConfigurationError(f"feature names {sorted(clash)} are reserved for other detections")
         if feature_detector not in ("adwin", "page_hinkley"):
-            raise ValueError(f"feature_detector must be 'adwin' or 'page_hinkley', got {feature_detector!r}")
+            raise ConfigurationError(f"feature_detector must be 'adwin' or 'page_hinkley', got {feature_detector!r}")
         if distance_mode not in ("up", "both"):
-            raise ValueError(f"distance_mode must be 'up' or 'both', got {distance_mode!r}")
+            raise ConfigurationError(f"distance_mode must be 'up' or 'both', got {distance_mode!r}")
         if not 0 < adwin_delta < 1:
-            raise ValueError(f"adwin_delta must be in (0, 1), got {adwin_delta}")
+            raise ConfigurationError(f"adwin_delta must be in (0, 1), got {adwin_delta}")
         if adwin_clock < 1 or grace_samples < 0:
-            raise ValueError("adwin_clock must be >= 1 and grace_samples >= 0")
+            raise ConfigurationError("adwin_clock must be >= 1 and grace_samples >= 0")
         if ph_delta < 0 or ph_threshold <= 0 or not 0 < ph_alpha <= 1:
-            raise ValueError("need ph_delta >= 0, ph_threshold > 0 and 0 < ph_alpha <= 1")
+            raise ConfigurationError("need ph_delta >= 0, ph_threshold > 0 and 0 < ph_alpha <= 1")
         if centroid_shift_threshold < 0 or not 0 <= share_shift_threshold <= 1:
-            raise ValueError("need centroid_shift_threshold >= 0 and share_shift_threshold in [0, 1]")
+            raise ConfigurationError("need centroid_shift_threshold >= 0 and share_shift_threshold in [0, 1]")
         self.feature_names = names
         self.feature_detector = feature_detector
         self.adwin_delta = adwin_delta
@@ -357,17 +358,17 @@ class DriftMonitor:
         """
         if isinstance(vector, np.ndarray):
             if vector.ndim != 1:
-                raise ValueError(f"vector must be 1-D, got shape {vector.shape}")
+                raise ContractError(f"vector must be 1-D, got shape {vector.shape}")
             values = vector.tolist()  # Python floats: the detectors are per-scalar calls
         else:
             values = list(vector)
         if len(values) != len(self.feature_names):
-            raise ValueError(f"expected {len(self.feature_names)} features, got {len(values)}")
+            raise ContractError(f"expected {len(self.feature_names)} features, got {len(values)}")
         # One sum instead of d isfinite calls; a NaN would poison the detectors' sums for good.
         if not math.isfinite(sum(values)):
             bad = [n for n, v in zip(self.feature_names, values) if not math.isfinite(v)]
             if bad:
-                raise ValueError(f"non-finite feature values: {bad}")
+                raise ContractError(f"non-finite feature values: {bad}")
 
         self.samples_seen += 1
         if self._calibrating:
@@ -427,7 +428,7 @@ class DriftMonitor:
         """
         d = float(distance)
         if not (math.isfinite(d) and d >= 0):
-            raise ValueError(f"distance must be finite and >= 0, got {distance!r}")
+            raise ContractError(f"distance must be finite and >= 0, got {distance!r}")
         self.distances_seen += 1
         self._distance_since_reset += 1
         if self._distance_inv_scale is None:
@@ -496,11 +497,11 @@ class DriftMonitor:
         else:
             pairs = dict(matched)
             if unknown := [k for k in pairs if k not in prev_ids]:
-                raise ValueError(f"matched refers to unknown previous segments {sorted(unknown)}")
+                raise ContractError(f"matched refers to unknown previous segments {sorted(unknown)}")
             if unknown := [v for v in pairs.values() if v not in new_ids]:
-                raise ValueError(f"matched refers to unknown new segments {sorted(unknown)}")
+                raise ContractError(f"matched refers to unknown new segments {sorted(unknown)}")
             if len(set(pairs.values())) != len(pairs):
-                raise ValueError("matched must be one-to-one (two previous segments map to one new)")
+                raise ContractError("matched must be one-to-one (two previous segments map to one new)")
 
         shift: dict[str, float] = {}
         for old, new in pairs.items():
@@ -542,7 +543,7 @@ class DriftMonitor:
 def _centroid(name: str, value: Vector, d: int) -> np.ndarray:
     c = np.asarray(value, dtype=float)
     if c.shape != (d,):
-        raise ValueError(f"{name} must have shape ({d},), got {c.shape}")
+        raise ContractError(f"{name} must have shape ({d},), got {c.shape}")
     if not np.all(np.isfinite(c)):
-        raise ValueError(f"{name} must be finite")
+        raise ContractError(f"{name} must be finite")
     return c

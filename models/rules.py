@@ -53,7 +53,8 @@ from typing import Any, Literal, NamedTuple
 import river
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from river import stats
-from schemas.errors import ConfigurationError
+
+from schemas.errors import ConfigurationError, ContractError
 
 __all__ = [
     "ClauseDef",
@@ -132,9 +133,9 @@ class _Def(BaseModel):
 def _check_scalar(x: Any) -> None:
     # TOML also has dates, times and tables: none of them is a profile value.
     if isinstance(x, float) and not math.isfinite(x):
-        raise ValueError(f"value {x!r} is not a finite number")
+        raise ConfigurationError(f"value {x!r} is not a finite number")
     if not isinstance(x, (str, bool, int, float)):
-        raise ValueError(f"value {x!r} must be a number, a string or a boolean")
+        raise ConfigurationError(f"value {x!r} must be a number, a string or a boolean")
 
 
 class ClauseDef(_Def):
@@ -155,27 +156,27 @@ class ClauseDef(_Def):
         op, value = self.op, self.value
         if op in MEMBERSHIP_OPS:
             if not isinstance(value, list) or not value:
-                raise ValueError(f"op {op!r} needs a non-empty list of values, got {value!r}")
+                raise ConfigurationError(f"op {op!r} needs a non-empty list of values, got {value!r}")
             for x in value:
                 _check_scalar(x)
                 if isinstance(x, str) and _LOOKS_LIKE_PERCENTILE.match(x):
-                    raise ValueError(f"percentile {x!r} only works with >, >=, < and <=, not inside a list")
+                    raise ConfigurationError(f"percentile {x!r} only works with >, >=, < and <=, not inside a list")
             return self
         if isinstance(value, list):
-            raise ValueError(f"op {op!r} needs a single value, got the list {value!r} (use 'in' for lists)")
+            raise ConfigurationError(f"op {op!r} needs a single value, got the list {value!r} (use 'in' for lists)")
         _check_scalar(value)
         if isinstance(value, str) and op in ORDERING_OPS:
             pct = parse_percentile(value)
             if pct is None and not _LOOKS_LIKE_PERCENTILE.match(value):
-                raise ValueError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")
+                raise ConfigurationError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")
             if pct is None:
-                raise ValueError(f"bad percentile {value!r}: expected 'pNN' with NN from 1 to 99, "
+                raise ConfigurationError(f"bad percentile {value!r}: expected 'pNN' with NN from 1 to 99, "
                                  f"decimals allowed (e.g. 'p80', 'p99.5')")
             self.value = f"p{pct:g}"
         elif isinstance(value, str) and _LOOKS_LIKE_PERCENTILE.match(value):
-            raise ValueError(f"percentile {value!r} only works with >, >=, < and <=, not with {op!r}")
+            raise ConfigurationError(f"percentile {value!r} only works with >, >=, < and <=, not with {op!r}")
         elif op in ORDERING_OPS and isinstance(value, bool):
-            raise ValueError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")
+            raise ConfigurationError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")
         return self
 
     @property
@@ -205,9 +206,9 @@ class SegmentDef(_Def):
     def _one_clause_list(self) -> SegmentDef:
         if (self.all_ is None) == (self.any_ is None):
             both = "both" if self.all_ is not None else "neither"
-            raise ValueError(f"give exactly one of 'all' or 'any' (this segment has {both})")
+            raise ConfigurationError(f"give exactly one of 'all' or 'any' (this segment has {both})")
         if not self.clauses:
-            raise ValueError(f"'{self.mode}' is empty: give at least one clause")
+            raise ConfigurationError(f"'{self.mode}' is empty: give at least one clause")
         return self
 
     @property
@@ -230,7 +231,7 @@ class RuleDefinitions(_Def):
         seen: dict[str, int] = {}
         for i, seg in enumerate(segments):
             if seg.id in seen:
-                raise ValueError(f"duplicate segment id {seg.id!r} (segment[{seen[seg.id]}] and segment[{i}])")
+                raise ConfigurationError(f"duplicate segment id {seg.id!r} (segment[{seen[seg.id]}] and segment[{i}])")
             seen[seg.id] = i
         return segments
 
@@ -421,14 +422,14 @@ class PopulationQuantiles:
 
     def __init__(self, needed: Iterable[tuple[str, float]], min_samples: int = 50):
         if min_samples < 1:
-            raise ValueError("min_samples must be at least 1")
+            raise ConfigurationError("min_samples must be at least 1")
         self.min_samples = min_samples
         self._quantiles: dict[str, stats.Quantile] = {}
         self._by_field: dict[str, list[stats.Quantile]] = {}
         self.counts: dict[str, int] = {}
         for field, pct in sorted(set((f, float(p)) for f, p in needed)):
             if not 0.0 < pct < 100.0:
-                raise ValueError(f"percentile {pct} of {field!r} is not between 0 and 100")
+                raise ConfigurationError(f"percentile {pct} of {field!r} is not between 0 and 100")
             q = stats.Quantile(pct / 100.0)
             self._quantiles[percentile_key(field, pct)] = q
             self._by_field.setdefault(field, []).append(q)
@@ -487,17 +488,17 @@ class PopulationQuantiles:
             field, _, ref = key.rpartition(":")
             pct = parse_percentile(ref) if field else None
             if pct is None:
-                raise ValueError(f"bad estimator key {key!r}")
+                raise ContractError(f"bad estimator key {key!r}")
             needed.append((field, pct))
         out = cls(needed, int(data["min_samples"]))
         for key, blob in data["estimators"].items():
             try:
                 q = _QuantileUnpickler(io.BytesIO(base64.b64decode(blob, validate=True))).load()
             except Exception as exc:  # a corrupt blob or another river version's layout
-                raise ValueError(f"cannot restore estimator {key!r} (saved with river "
+                raise ContractError(f"cannot restore estimator {key!r} (saved with river "
                                  f"{data.get('river')}, running {river.__version__}): {exc}") from exc
             if not isinstance(q, stats.Quantile):
-                raise ValueError(f"estimator {key!r} is not a river Quantile")
+                raise ContractError(f"estimator {key!r} is not a river Quantile")
             field = key.rpartition(":")[0]
             out._by_field[field] = [q if x is out._quantiles[key] else x for x in out._by_field[field]]
             out._quantiles[key] = q

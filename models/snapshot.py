@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from models.clustering import population_estimate
+from schemas.errors import ContractError
 
 FORMAT = 1
 
@@ -124,7 +125,7 @@ class ModelSnapshot:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "ModelSnapshot":
         if doc.get("format") != FORMAT:
-            raise ValueError(f"unknown snapshot format {doc.get('format')!r}")
+            raise ContractError(f"unknown snapshot format {doc.get('format')!r}")
         segs = doc["segments"]
         return cls(
             version=doc["version"], created_at=doc["created_at"], algorithm=doc["algorithm"],

@@ -468,7 +468,7 @@ class CustomerState:
         (version, customer_id, scalars, deltas, rules, actions, channels, decayed, seen, positions,
          outbox, *erasure) = msgpack.unpackb(raw, ext_hook=_unpack_ext)
         if version not in (2, STATE_FORMAT):
-            raise ValueError(f"unknown customer state format {version!r}")
+            raise ContractError(f"unknown customer state format {version!r}")
         state = cls(customer_id)
         for name, value in zip(_SCALARS, scalars):
             setattr(state, name, value)
@@ -505,7 +505,7 @@ class CustomerState:
         """Format 1 (JSON, fingerprints in base64): tables written before format 2 still load."""
         doc = orjson.loads(raw)
         if doc.get("v") != 1:
-            raise ValueError(f"unknown customer state format {doc.get('v')!r}")
+            raise ContractError(f"unknown customer state format {doc.get('v')!r}")
         state = cls(doc["id"])
         for name in _SCALARS:
             if name in doc:
@@ -555,7 +555,7 @@ def _pack_big(obj: Any) -> msgpack.ExtType:
 def _unpack_ext(code: int, data: bytes) -> Any:
     if code == _BIG_INT:
         return int.from_bytes(data, "big", signed=True)
-    raise ValueError(f"unknown msgpack extension {code} in a customer state")
+    raise ContractError(f"unknown msgpack extension {code} in a customer state")
 
 
 def _union(*ids: dict[str, RecentIds]) -> dict[str, RecentIds]:

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from models.rules import percentile_key
+from schemas.errors import ConfigurationError, ContractError
 
 __all__ = [
     "QUANTILE_METHOD",
@@ -85,9 +86,9 @@ def exact_percentile(values: np.ndarray, pct: float) -> float:
     3.0
     """
     if len(values) == 0:
-        raise ValueError("no values to take a percentile of")
+        raise ContractError("no values to take a percentile of")
     if not 0.0 <= pct <= 100.0:
-        raise ValueError(f"percentile {pct} is not between 0 and 100")
+        raise ConfigurationError(f"percentile {pct} is not between 0 and 100")
     return float(np.quantile(values, pct / 100.0, method=QUANTILE_METHOD))
 
 
@@ -128,7 +129,7 @@ def carry_over(thresholds: Mapping[str, float], before: list[Mapping[str, Any]],
     {'clv:p50': 22.0, 'frequency:p50': 2.0}
     """
     if len(before) != len(after):
-        raise ValueError(f"{len(before)} profiles before the revaluation, {len(after)} after")
+        raise ContractError(f"{len(before)} profiles before the revaluation, {len(after)} after")
     out = dict(thresholds)
     for key, value in thresholds.items():
         field = key.rsplit(":p", 1)[0]
@@ -194,9 +195,9 @@ def update_thresholds(profiles: list[Mapping[str, Any]], needed: Iterable[tuple[
     {'clv:p80': 'only 1 customer(s) of the training sample have a value of clv; 50 are needed'}
     """
     if min_samples < 1:
-        raise ValueError("min_samples must be at least 1")
+        raise ConfigurationError("min_samples must be at least 1")
     if z < 0:
-        raise ValueError("z must be non-negative")
+        raise ConfigurationError("z must be non-negative")
     previous = previous or {}
     by_field: dict[str, list[float]] = {}
     for f, pct in sorted(set((f, float(p)) for f, p in needed)):

@@ -12,7 +12,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "ContractError", "SegstreamError", "SetupError"]
+__all__ = ["ConfigurationError", "ContractError", "ModelFitError", "SegstreamError", "SetupError"]
 
 
 class SegstreamError(Exception):
@@ -31,3 +31,8 @@ class ConfigurationError(SegstreamError, ValueError):
 class SetupError(SegstreamError, RuntimeError):
     """Something the process needs could not be set up: the local broker, a topic layout, a data
     directory, a child process."""
+
+
+class ModelFitError(SegstreamError, RuntimeError):
+    """A model could not be fitted to data that passed its checks (the likelihood could not be
+    evaluated anywhere the optimiser looked): the model in force stays."""
