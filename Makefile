@@ -33,6 +33,7 @@ test: setup kafka-jars lint
 
 lint: setup
 	$(PY) -m ruff check --no-cache .
+	$(PY) -m mypy
 
 reliability: setup kafka-jars
 	$(VENV)/bin/segstream crash-test --kills 10 --broker-restarts 1

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 from river import drift
@@ -125,7 +125,7 @@ class SnapshotDrift:
     signals: tuple[DriftSignal, ...]
 
 
-def total_variation_distance(p: Mapping[object, float], q: Mapping[object, float]) -> float:
+def total_variation_distance(p: Mapping[Any, float], q: Mapping[Any, float]) -> float:
     """Half the L1 distance between two discrete distributions, each normalised to sum 1.
 
     Keys missing from one side have probability 0 there.

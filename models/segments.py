@@ -103,9 +103,9 @@ class SegmentRegistry:
                 ids_of_rows[r] = f"c{number}"
                 number += 1
                 events.append(LifecycleEvent("born", ids_of_rows[r], version, at))
-            moved = {sid: float(np.linalg.norm(previous[r] - centroids[r]))
-                     for r, sid in enumerate(old_ids) if r not in set(reseeded)}
-            return Matching(ids=ids_of_rows, lifecycle=events, moved=moved)
+            kept_moved = {sid: float(np.linalg.norm(previous[r] - centroids[r]))
+                          for r, sid in enumerate(old_ids) if r not in set(reseeded)}
+            return Matching(ids=ids_of_rows, lifecycle=events, moved=kept_moved)
         ids: list[str | None] = [None] * len(centroids)
         lifecycle: list[LifecycleEvent] = []
         moved: dict[str, float] = {}

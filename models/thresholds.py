@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: numpy's name of Hyndman & Fan's definition 1 (the inverse of the empirical CDF).
-QUANTILE_METHOD = "inverted_cdf"
+QUANTILE_METHOD: Final = "inverted_cdf"
 
 
 def field_values(profiles: Iterable[Mapping[str, Any]], field: str) -> np.ndarray:
@@ -89,7 +89,7 @@ def exact_percentile(values: np.ndarray, pct: float) -> float:
         raise ContractError("no values to take a percentile of")
     if not 0.0 <= pct <= 100.0:
         raise ConfigurationError(f"percentile {pct} is not between 0 and 100")
-    return float(np.quantile(values, pct / 100.0, method=QUANTILE_METHOD))
+    return float(np.quantile(np.asarray(values, dtype=float), pct / 100.0, method=QUANTILE_METHOD))
 
 
 def still_quantile(sorted_values: np.ndarray, threshold: float, pct: float, z: float) -> bool:

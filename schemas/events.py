@@ -284,7 +284,7 @@ AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
 #: Every field name of the input contracts, plus "key" (the message key) and "type".
 #: Per topic: the union of that one type, so that ``type`` is required and checked first.
 _TOPIC_ADAPTERS: dict[str, TypeAdapter] = {
-    name: TypeAdapter(Annotated[Union[cls], Field(discriminator="type")])  # type: ignore[valid-type]
+    name: TypeAdapter(Annotated[Union[cls], Field(discriminator="type")])  # type: ignore[valid-type,arg-type]
     for name, cls in EVENT_TYPES.items()
 }
 

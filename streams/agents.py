@@ -142,7 +142,7 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
                                   cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home,
                                   watermark=rt.watermark)
     w = rt.settings.worker
-    app.consumer.guarded_topics = frozenset(routes)  # see streams.fixups.kafka_transport
+    app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
 
     rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
                      state_cache_size=processor.cache.capacity)
@@ -158,23 +158,23 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     view = rt.view
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
     async def close_view(_app: faust.App, **_kwargs: Any) -> None:
         await view.close()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
         intake.forget(revoked)
         rt.watermark.forget(revoked, repartition_topic)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
     async def forget_assigned(_app: faust.App, assigned: Any, **_kwargs: Any) -> None:
         intake.forget(assigned)  # delivery starts again from the committed offsets
         rt.watermark.forget(assigned, repartition_topic)
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(w.batch_max, within=w.batch_within_s):
+        async for batch in stream.take_events(w.batch_max, within=w.batch_within_s):  # type: ignore[attr-defined]  # not in faust's StreamT
             try:
                 events = await intake.admit(batch)  # in offset order, no holes (streams.delivery_guard)
             except Exception:  # nothing is known to be processed or held: start over from the commits
@@ -223,7 +223,7 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     @app.timer(OrderedIntake.TAIL_GRACE_S / 4)
     async def reread_stuck_tails() -> None:
-        if not app.tables.recovery.completed.is_set():
+        if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]  # not in faust's TableManagerT
             return  # faust pauses delivery while it restores the table
         try:
             await intake.check_tails(tp for tp in app.consumer.assignment() if tp.topic in routes)

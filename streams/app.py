@@ -103,14 +103,14 @@ def create_app(settings: Settings) -> SegstreamApp:
     forwarder = SampleForwarder()
     pipeline = Pipeline(settings.engine, train_locally=False, on_basis=forwarder.offer)
     metrics = WorkerMetrics()
-    listener = SnapshotListener(settings.bootstrap_servers, topics.model_snapshots.get_topic_name(),
+    listener = SnapshotListener(settings.broker(), topics.model_snapshots.get_topic_name(),
                               **settings.kafka_client_kwargs())
     trainer = TrainerHost(settings.engine, w.clock, w.train_interval_s, w.sweep_period_s, listener)
     home = HomePartitions(settings.topics.partitions)
     # The isolation level of faust's consumer at at_least_once (the only guarantee the settings
     # accept). Not read from app.in_transaction: faust caches that property, and reading it this
     # early, before faust marks the app as a worker, cached False and kept its transactions off.
-    view = OutsideView(settings.bootstrap_servers, w.app_id, "read_uncommitted", **settings.kafka_client_kwargs())
+    view = OutsideView(settings.broker(), w.app_id, "read_uncommitted", **settings.kafka_client_kwargs())
     # docs/worker.md: how far the event clock may jump, and the input watermark it waits for
     clock = WorkerClock(w.clock, settings.engine.value.max_future_skew_s, held_by_input=True)
     runtime = Runtime(app=app, settings=settings, topics=topics, table=table, pipeline=pipeline,

@@ -231,7 +231,7 @@ def _create_topics(settings: Settings) -> None:
 
     with _kafka_unreachable_said_once(settings):
         try:
-            asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings),
+            asyncio.run(ensure_topics(settings.broker(), topic_specs(settings),
                                       **settings.kafka_client_kwargs()))
         except TopicMismatch as exc:  # co-partitioning would break: refuse, in one line
             typer.secho(str(exc).splitlines()[0], err=True, fg="red")
@@ -492,7 +492,7 @@ def tail(
                 f"{' from the beginning' if from_beginning else ''} (Ctrl-C stops)", err=True, fg="cyan")
     with _kafka_unreachable_said_once(settings):
         stats = asyncio.run(run_tail(
-            settings.bootstrap_servers, topic, on_change, on_invalid, from_beginning=from_beginning,
+            settings.broker(), topic, on_change, on_invalid, from_beginning=from_beginning,
             max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
         ))
     typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
@@ -744,7 +744,7 @@ def unparsable_settings(environ: Mapping[str, str]) -> list[str]:
     >>> unparsable_settings({"SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES": "{USD:1", "SEGSTREAM_X": "[1]"})
     ['invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid JSON (expecting property name enclosed in double quotes at line 1 column 2)']
     """
-    lines = []
+    lines: list[str] = []
     for var, value in sorted(environ.items()):
         if not var.upper().startswith("SEGSTREAM_") or value.strip()[:1] not in ("{", "["):
             continue
@@ -760,7 +760,7 @@ def settings_errors(exc: Any) -> list[str]:
     """One line per invalid setting, named by its environment variable."""
     from streams.settings import unknown_variables
 
-    lines = []
+    lines: list[str] = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         if not loc:  # a check of the whole environment: its message names the variables

@@ -110,7 +110,8 @@ class OrderedIntake:
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         """The events (faust's) of ``events`` to process, in order."""
-        admitted, held = [], {}
+        admitted: list[Any] = []
+        held: dict[Any, list[int]] = {}
         starts = await self._starts({e.message.tp for e in events if self.guard.expected(e.message.tp) is None})
         for event in events:
             message = event.message

@@ -79,7 +79,7 @@ async def replay_and_tail(settings: Settings, events: Path, rate: float,
     try:
         on_change, on_invalid = printers(as_json=False)
         tail = asyncio.create_task(tail_changes(
-            settings.bootstrap_servers, settings.topics.name("segment_changes"), on_change, on_invalid,
+            settings.broker(), settings.topics.name("segment_changes"), on_change, on_invalid,
             from_beginning=True, stop=stop, client_kwargs=settings.kafka_client_kwargs()))
         try:
             await _unless_stopped(stop, _replay(settings, events, rate, on_produced, halt))

@@ -104,7 +104,7 @@ def rule_sizes(rt: Runtime) -> tuple[dict[str, int], str]:
 
 def readiness_document(rt: Runtime) -> dict:
     """GET /ready."""
-    recovered = rt.app.tables.recovery.completed.is_set()
+    recovered = rt.app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # not in faust's TableManagerT
     model_feed = rt.listener.started.is_set()
     partitions = sorted(rt.active_partitions())
     snap = rt.pipeline.snapshot

@@ -143,6 +143,7 @@ class LocalKafka:
         return self.run_dir / "broker.log"
 
     def _java(self, main: str, *args: str) -> list[str]:
+        assert self.run_dir is not None  # set by start()
         return [
             "java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",

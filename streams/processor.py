@@ -352,7 +352,7 @@ class CustomerProcessor:
         changes, entry.changes = entry.changes, []
         self.forwarder.forget(request.customer_id)
         held = state is not None and state.holds_data
-        if held:
+        if state is not None and held:
             at = self.clock.time_for(state.last_event_ts) or time.time()
             if entry.evaluate:
                 changes.extend(self.pipeline.evaluate(state, at))
@@ -392,12 +392,12 @@ class CustomerProcessor:
         repartition topic from where that topic ended when the request was accepted."""
         home = self.home(key) if self.home is not None else None
         for (tag, partition), offset in state.replay_pending().items():
-            tp = (self._topic_of(tag), partition)
+            topic = self._topic_of(tag)
             if home is not None and partition != home and self._repartition is not None:
-                tp = (self._repartition, home)
+                topic, partition = self._repartition, home
                 offset = state.erased_before.get((self._tag(self._repartition), home), 0)  # 0: from the earliest kept
-            if tp[0] is not None:
-                self.rewinds[tp] = min(offset, self.rewinds.get(tp, offset))
+            if topic is not None:
+                self.rewinds[(topic, partition)] = min(offset, self.rewinds.get((topic, partition), offset))
 
     def _topic_of(self, tag: int) -> str | None:
         for topic, route in self.routes.items():

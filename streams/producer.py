@@ -65,7 +65,7 @@ class ProduceReport:
     sent: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
-    file_format: str = "jsonl"
+    file_format: Literal["jsonl", "cdnow"] = "jsonl"
     stopped_by: int | None = None  # the signal that stopped it early (SIGINT, SIGTERM), if any
 
     @property

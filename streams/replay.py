@@ -293,7 +293,10 @@ def run_replay(
 ) -> ReplayReport:
     started = time.perf_counter()
     changes_file = changes_out.open("wb") if changes_out else None
-    on_change = (lambda c: changes_file.write(c.model_dump_json().encode() + b"\n")) if changes_file else None
+    def write_change(change: SegmentChange) -> None:
+        changes_file.write(change.model_dump_json().encode() + b"\n")  # type: ignore[union-attr]
+
+    on_change = write_change if changes_file else None
     try:
         replay = Replay(config, as_of, on_change=on_change)
         replay.feed_all(iter_jsonl(events, on_bytes))

@@ -247,6 +247,13 @@ class Settings(BaseSettings):
             raise ConfigurationError("; ".join(unknown))
         return self
 
+    def broker(self) -> str:
+        """The bootstrap servers; :class:`~schemas.errors.ConfigurationError` when none is set
+        (commands check first and say so in one line)."""
+        if not self.bootstrap_servers:
+            raise ConfigurationError("no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+        return self.bootstrap_servers
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security options for every aiokafka client (producer, consumer, admin)."""
         return self.kafka.aiokafka_kwargs()

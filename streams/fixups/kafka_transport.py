@@ -61,7 +61,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _seek(self, partition: TP, offset: int) -> None:
-        await self._thread.call_thread(self._thread.seek_here, partition, offset)
+        await self._thread.call_thread(self._thread.seek_here, partition, offset)  # type: ignore[attr-defined]
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         if tp.topic in self.guarded_topics:

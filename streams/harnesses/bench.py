@@ -154,6 +154,12 @@ class _CountingOutputs:
     async def dead_letter(self, message: Any, source_type: str, problems: list) -> None:
         self.dead_letters += 1
 
+    async def forward(self, message: Any, partition: int) -> None:
+        raise AssertionError("the engine bench runs one partition: nothing is forwarded")
+
+    async def input_end_offsets(self) -> dict[str, list[int]]:
+        return {}
+
 
 def _timed_pipeline(settings: Settings) -> Any:
     """``Pipeline(settings.engine, train_locally=True)`` that also counts its trainings' CPU time."""
