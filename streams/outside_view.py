@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -71,6 +72,8 @@ class OutsideView:
         partition = TopicPartition(tp.topic, tp.partition)
         return (await consumer.beginning_offsets([partition]))[partition]
 
+    PROBE_POLL_MS = 100
+
     async def first_offset_from(self, tp: Any, offset: int, timeout_s: float = 5.0) -> int | None:
         """The first offset at or after ``offset`` that holds a message of ``tp`` (``None``: none
         within ``timeout_s``). Offsets with no message for this isolation level (transaction
@@ -80,17 +83,26 @@ class OutsideView:
         and that position is the answer."""
         _, consumer = await self._clients()
         partition = TopicPartition(tp.topic, tp.partition)
+        deadline = time.monotonic() + timeout_s
         async with self._reading:
             consumer.assign([partition])
             consumer.seek(partition, offset)
-            records = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000), max_records=1)
-            found = records.get(partition)
-            # Moved with no record: the fetch was answered with markers only (a broker away moves nothing).
-            past = None if found else await consumer.position(partition)
-            consumer.unsubscribe()
-        if found:
-            return found[0].offset
-        return past if past is not None and past > offset else None
+            try:
+                # In short polls: a fetch answered with markers only returns no record, and
+                # waiting out the whole timeout for one made each tail of markers cost 5 s.
+                while True:
+                    records = await consumer.getmany(partition, timeout_ms=self.PROBE_POLL_MS, max_records=1)
+                    found = records.get(partition)
+                    if found:
+                        return found[0].offset
+                    # Moved with no record: markers only (a broker away moves nothing).
+                    past = await consumer.position(partition)
+                    if past > offset:
+                        return past
+                    if time.monotonic() >= deadline:
+                        return None
+            finally:
+                consumer.unsubscribe()
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         async with self._starting:
