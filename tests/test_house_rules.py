@@ -75,3 +75,40 @@ def test_errors_raised_on_purpose_are_segstreams() -> None:
             for n, line in enumerate(path.read_text().splitlines(), 1)
             if re.search(r"raise (ValueError|RuntimeError)\(", line)]
     assert bare == []
+
+
+def test_no_import_cycle_between_the_products_modules() -> None:
+    """Module-level imports only: an import inside a function (a command loading its harness) or
+    under TYPE_CHECKING is lazy on purpose and cannot make a cycle at import time."""
+    import ast
+
+    modules = {}
+    for tree in ("schemas", "models", "streams", "monitoring"):
+        for path in (ROOT / tree).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                       if isinstance(node, ast.ImportFrom) and node.module else [])
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
