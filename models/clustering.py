@@ -33,7 +33,7 @@ from models.config import SegmentationConfig
 
 __all__ = ["CustomerSample", "OnlineClusterer", "SampleFigures", "Scaler", "customer_hash", "in_sample",
            "kmeans_plus_plus", "lloyd", "population_estimate", "unexplained_variance", "within_segment_objective",
-           "within_segment_partition"]
+           "within_segment_partition", "within_segment_unexplained"]
 
 T = TypeVar("T")
 
@@ -277,6 +277,25 @@ def within_segment_objective(matrix: np.ndarray, segments: np.ndarray, floor: fl
     within /= max(len(matrix), 1)
     s2 = np.maximum(within, floor ** 2 * var)
     return float((np.log(s2 / var) + within / s2).sum())
+
+
+def within_segment_unexplained(matrix: np.ndarray, segments: np.ndarray, floor: float = 0.1) -> float:
+    """The share of variance a partition leaves inside its segments, as a geometric mean over the
+    features: ``exp(within_segment_objective / d - 1)``, i.e. ``(Π_j w_j / v_j)^(1/d)`` for
+    features above the floor (``w_j`` the pooled within-segment variance, ``v_j`` the
+    population's), at most 1 and lower for a better partition. It depends on the partition and
+    the raw ``matrix`` only, not on any metric, so partitions made in different metrics (the
+    model in force and a candidate under ``standardise = within_segments``) compare on it: the
+    adoption rule's ``unexplained`` there (:meth:`models.segmentation.Segmenter._judge`).
+
+    >>> m = np.array([[0.0, 1.0], [0.3, 5.0], [0.1, 9.0], [10.0, 2.0], [10.2, 6.0], [10.1, 8.0]])
+    >>> round(within_segment_unexplained(m, np.array([0, 0, 0, 1, 1, 1])), 3)   # split on feature 0
+    0.062
+    >>> round(within_segment_unexplained(m, np.zeros(6, dtype=int)), 3)   # one segment explains nothing
+    1.0
+    """
+    d = matrix.shape[1] if matrix.ndim == 2 else 1
+    return float(np.exp(within_segment_objective(matrix, segments, floor) / max(d, 1) - 1.0))
 
 
 def within_segment_partition(matrix: np.ndarray, k: int, rng: np.random.Generator, starts: int = 10,

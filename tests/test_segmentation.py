@@ -17,9 +17,11 @@ from models.clustering import (
     unexplained_variance,
     within_segment_objective,
     within_segment_partition,
+    within_segment_unexplained,
 )
 from models.config import EngineConfig, SegmentationConfig
 from models.features import FEATURES, matrix_at
+from models.snapshot import ModelSnapshot
 from models.synthetic import DAY, PERSONAS, generate_population
 from streams.replay import Replay
 
@@ -267,6 +269,44 @@ def test_first_model_under_within_segments_is_the_partition_of_its_metric() -> N
     # Under population scaling there is no such search: the model's own k-means decides.
     population = Segmenter(SegmentationConfig(n_segments=3, standardise="population"))
     assert population._scale_segments(x)[0] is None
+
+
+def test_within_segment_unexplained_depends_on_the_partition_not_the_metric() -> None:
+    # The adoption rule's criterion under within_segments: partitions made in different metrics
+    # (the model in force's and a candidate's) compare on it, because no metric enters it.
+    x, truth = _noisy_groups()
+    noise = np.arange(len(x)) % 3  # a split on nothing
+    for segments in (truth, noise):
+        u = within_segment_unexplained(x, segments)
+        assert 0.0 < u <= 1.0
+        assert within_segment_unexplained(x * np.array([1000.0, 0.01, 7.0]) + 5.0, segments) == pytest.approx(u)
+        assert np.log(u) == pytest.approx(within_segment_objective(x, segments) / x.shape[1] - 1.0)
+    assert within_segment_unexplained(x, truth) < 0.5 * within_segment_unexplained(x, noise)
+    assert within_segment_unexplained(x, np.zeros(len(x), dtype=int)) == pytest.approx(1.0)
+
+
+def test_within_segments_metric_reads_the_members_under_the_valuation_in_force() -> None:
+    # A BTYD refit shifts a feature (P(alive)) for many customers by far more than its spread
+    # inside the segments of the model in force: the segments the metric is estimated from are
+    # the customers' segments as the model in force sees them (its valuation: ``in_force``), not
+    # the in-force centroids applied to the refitted features, which scrambles them.
+    from models.segmentation import Segmenter
+
+    x, truth = _noisy_groups()
+    seg = Segmenter(SegmentationConfig(n_segments=3, standardise="within_segments"))
+    segments, floor = seg._scale_segments(x)
+    scaler = Scaler.fit(x, segments, floor)
+    centres = np.array([scaler.transform(x)[segments == j].mean(axis=0) for j in range(3)])
+    seg.snapshot = ModelSnapshot(version=1, created_at=0.0, algorithm="kmeans", features=("a", "b", "c"),
+                                 mean=scaler.mean, std=scaler.std, centroids=centres,
+                                 segment_ids=("c1", "c2", "c3"), labels=("a", "b", "c"), descriptions=("", "", ""))
+    refitted = x.copy()
+    refitted[::2, 0] += 2.0  # half the customers, four within-segment sd: across a segment boundary
+    scrambled = seg._scale_segments(refitted)[0]
+    assert adjusted_rand_score(truth, scrambled) < 0.8
+    in_force = seg.snapshot.standardise(x)
+    kept = seg._scale_segments(refitted, in_force)[0]
+    assert np.array_equal(kept, segments)
 
 
 def _iso(ts: float) -> str:
