@@ -43,17 +43,32 @@ def worker_env(bootstrap: str, replaying: bool) -> dict[str, str]:
 
 
 def history_in_time_order(path: Path, work_dir: Path) -> Path:
-    """A CDNOW file is ordered by customer; replayed as history it must be ordered by time, or the
-    event clock jumps to the end at once. Contract JSONL files are replayed as they are."""
+    """The history to replay, ordered by event time (the order ``segstream replay`` applies it
+    in, :func:`streams.replay.order_key`): a CDNOW file is ordered by customer and a contract
+    JSONL file by whatever wrote it, and replayed as they are the event clock would jump ahead of
+    the events still to come, lapsing customers whose next purchase is only later in the file.
+    Lines that are not valid events keep their place at the end (they are dead-lettered, with
+    their reason, as any producer's would be)."""
     import orjson
 
     from models.cdnow import is_cdnow_file, read_transactions
+    from schemas.events import EventValidationError, parse_event
+    from streams.producer import iter_lines
+    from streams.replay import order_key
 
-    if not is_cdnow_file(path):
-        return path
-    events = sorted(read_transactions(path), key=lambda e: e["timestamp"])
     out = work_dir / f"{path.stem}.by-time.jsonl"
-    out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    if is_cdnow_file(path):
+        events = sorted(read_transactions(path), key=lambda e: e["timestamp"])
+        out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        return out
+    keyed, invalid = [], []
+    for number, _size, raw in iter_lines(path):
+        try:
+            keyed.append(order_key(number, raw, parse_event(raw)))
+        except EventValidationError:
+            invalid.append(raw)
+    lines = [key[-2] for key in sorted(keyed)] + invalid
+    out.write_bytes(b"".join(line + b"\n" for line in lines))
     return out
 
 

@@ -80,3 +80,18 @@ def test_ctrl_c_during_the_replay_stops_it_at_once(kafka_bootstrap: str, unique_
     assert code == 130, stderr[-3000:]
     assert "replayed 6919 events" not in stderr and "Stopping the worker" in stderr
     assert took < 30, stderr[-3000:]  # the worker's graceful stop, not the rest of the replay
+
+
+def test_a_contract_history_is_replayed_in_time_order(tmp_path: Path) -> None:
+    """`segstream run --events FILE` replays in time order, as the README says (the new user's
+    report: shared/cases 12b unsorted gave another live change stream than its sorted copy);
+    invalid lines keep going to the dead-letter topic, last."""
+    from streams.demo import history_in_time_order
+
+    events = [b'{"type":"purchase","event_id":"b","customer_id":"c1","timestamp":"2026-04-10T10:00:00Z","amount":4.0}',
+              b'{"type":"purchase","event_id":"a","customer_id":"c1","timestamp":"2026-01-10T10:00:00Z","amount":4.0}',
+              b'{"type":"purchase","event_id":"c","customer_id":"c2","timestamp":"2026-02-01T10:00:00Z","amount":4.0}']
+    source = tmp_path / "unsorted.jsonl"
+    source.write_bytes(b"\n".join([b"not an event", *events]) + b"\n")
+    ordered = history_in_time_order(source, tmp_path).read_bytes().splitlines()
+    assert ordered == [events[1], events[2], events[0], b"not an event"]
