@@ -132,6 +132,19 @@ def _require_bootstrap(settings: Settings, why: str) -> None:
         raise typer.Exit(2)
 
 
+def _writable_outputs(**paths: Optional[Path]) -> None:
+    """Each output file's folder exists and can be written, checked before any work: one line and
+    exit 2, not a traceback after the whole replay (``paths``: option name -> path, None: not given)."""
+    for option, path in paths.items():
+        if path is None:
+            continue
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+            why = "is a directory" if path.is_dir() else f"folder {folder} does not exist or is not writable"
+            typer.secho(f"--{option.replace('_', '-')}: cannot write {path}: {why}", err=True, fg="red")
+            raise typer.Exit(2)
+
+
 def _setup_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -528,6 +541,8 @@ def replay(
     from streams.replay import run_replay
 
     _setup_logging("warning")
+    _writable_outputs(profiles_out=profiles_out, changes_out=changes_out, snapshot_out=snapshot_out,
+                      rejects_out=rejects_out)
     settings = Settings()
     as_of_ts = _parse_as_of(as_of)
     console = Console(stderr=True)
@@ -573,6 +588,7 @@ def generate(
 
     from models.synthetic import generate_population, iter_jsonl
 
+    _writable_outputs(out=out, personas_out=personas_out)
     started = time.monotonic()
     pop = generate_population(customers, seed=seed, activity=activity)
     with out.open("wb") as f:

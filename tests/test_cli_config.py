@@ -177,3 +177,15 @@ def test_tail_with_no_broker_says_so_in_one_line() -> None:
     assert len(done.stderr.splitlines()) == 2  # what it tails, then why it cannot
     assert done.stderr.splitlines()[1].startswith("cannot connect to Kafka at 127.0.0.1:")
     assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["replay", "README.md", "--as-of", "2026-04-01T00:00:00Z", "--profiles-out", "/nonexistent/dir/p.jsonl"],
+    ["replay", "README.md", "--as-of", "2026-04-01T00:00:00Z", "--profiles-out", "{tmp}/p.jsonl", "--changes-out", "{tmp}"],
+    ["generate", "--customers", "3", "--out", "/nonexistent/e.jsonl"],
+])
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(args: list[str], tmp_path: Path) -> None:
+    done = segstream(*[a.format(tmp=tmp_path) for a in args])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("--") and "cannot write" in line
