@@ -147,7 +147,10 @@ def figure_meanings() -> dict[str, str]:
     >>> figure_meanings()["value"]
     'CLV (base currency)'
     """
-    notes = {"recency": " (RFM recency)", "frequency": " (BTYD frequency)", "satisfaction": " score (0-10, decayed)"}
+    notes = {"recency": " (RFM recency)", "frequency": " (BTYD frequency)", "satisfaction": " score (0-10, decayed)",
+             # BG/NBD (Fader, Hardie & Lee 2005): a customer can only drop out after a repeat purchase
+             "p_alive": " (BG/NBD; 1.00 for a customer who never bought again after the first purchase: the model "
+                        "lets customers drop out only after a repeat purchase, so one-time buyers read as alive)"}
     return {feature: name + (" (base currency)" if unit == "$" else "") + notes.get(feature, "")
             for feature, (name, unit, _) in _READ.items()}
 
