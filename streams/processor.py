@@ -266,7 +266,7 @@ class CustomerProcessor:
         self.clock.observe(ts)  # only accepted data moves the event clock
         if self.watermark is not None:
             origin = (msg.topic, msg.partition) if msg.forwarded else None
-            self.watermark.applied(msg.delivered, origin, ts, msg.offset)
+            self.watermark.applied(msg.delivered, origin, ts)
         entry.state = state
         self._outcomes[(event_type, "applied")] += 1
         entry.evaluate = True

@@ -31,7 +31,8 @@ by another worker from a slower partition and forwarded here is not waited for (
 >>> w.forwarded(("purchases", 1), 7, home=0)                       # read, not applied yet
 >>> w.low({("purchases", 0): (9, 9), ("purchases", 1): (8, 8)})
 40.0
->>> w.applied(("repartition", 0), ("purchases", 1), 45.0, offset=7)
+>>> w.applied(("repartition", 0), ("purchases", 1), 45.0)
+>>> w.arrived(("purchases", 1), 7)                                # processed on its home partition
 >>> w.low({("purchases", 0): (9, 9), ("purchases", 1): (8, 8)})
 inf
 """
@@ -56,14 +57,12 @@ class InputWatermark:
         # origin partition -> {offset of a forwarded event: the home partition it went to}
         self._in_flight: dict[TopicPartition, dict[int, int]] = {}
 
-    def applied(self, delivered: TopicPartition, origin: TopicPartition | None, ts: float,
-                offset: int | None = None) -> None:
+    def applied(self, delivered: TopicPartition, origin: TopicPartition | None, ts: float) -> None:
         """An event at ``ts`` (epoch seconds) was applied, read from ``delivered``; a forwarded
-        one also from ``origin``, where it sat at ``offset``."""
+        one also counts for ``origin``, the partition it was first read from."""
         self._advance(delivered, ts)
         if origin is not None:
             self._advance(origin, ts)
-            self.arrived(origin, offset)
 
     def arrived(self, origin: TopicPartition, offset: int | None) -> None:
         """A forwarded message was processed on its home partition, whatever came of it
