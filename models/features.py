@@ -73,6 +73,11 @@ class FeatureBasis:
     # passive and a customer never asked, and statistics must tell them apart. None = a basis from
     # an older worker (the field came later): known when its satisfaction is not the neutral value.
     nps_known: bool | None = None
+    # Not an input of the features: the customer's cluster segment right after the evaluation that
+    # produced this basis (None: none yet, or a basis from an older worker). The trainer describes
+    # a segment by its members, not by the customers its centre happens to be nearest to: with
+    # margin and dwell the two differ (docs/segmentation.md, "What a segment's figures are over").
+    segment: str | None = None
 
     @property
     def answered_nps(self) -> bool:

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -135,10 +135,10 @@ class Pipeline:
             now = state.evaluated_at
         before = _membership(state)
         basis = basis_of(state, self.config.value)
-        if self._on_basis is not None:
-            self._on_basis(state.customer_id, basis)
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
+        if self._on_basis is not None:  # with the membership just decided: figures are over members
+            self._on_basis(state.customer_id, replace(basis, segment=state.cluster))
         records = [self._cluster_record(state, change, now)] if change else []
         if self.rules is not None:
             records.extend(self._rule_records(state, now))

@@ -33,7 +33,7 @@ from models.snapshot import ModelSnapshot
 from models.state import SECONDS_PER_DAY, CustomerState, utc_day
 from models.thresholds import carry_over, update_thresholds
 
-__all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter", "quoted_figures_show_the_move"]
+__all__ = ["Adoption", "ClusterChange", "MembershipCounters", "Segmenter", "described_groups", "quoted_figures_show_the_move"]
 
 _VALUE, _SAT = FEATURES.index("value"), FEATURES.index("satisfaction")
 
@@ -177,7 +177,9 @@ class Segmenter:
             self.signals.extend(new_signals)
             self._keep_in_force()
             # The valuation in force stays: so do the units of its thresholds.
-            return self._republish(now, self._rule_thresholds(bases, in_force_matrix), verdict)  # type: ignore[arg-type]
+            assert in_force_matrix is not None  # a rejected candidate has a model in force
+            return self._republish(now, self._rule_thresholds(bases, in_force_matrix), verdict,
+                                   in_force_matrix, bases, value_config.base_currency)
         refit = in_force_matrix is not None and verdict.refit
         thresholds = self._rule_thresholds(bases, matrix, revalued_from=in_force_matrix if refit else None)
         self.scaler = scaler
@@ -410,16 +412,29 @@ class Segmenter:
         self.scaler = Scaler(snap.mean, snap.std)
         self.clusterer.warm_start(snap.centroids)
 
-    def _republish(self, now: float, thresholds: dict[str, float], verdict: Adoption) -> ModelSnapshot | None:
-        """After a rejected candidate: a new version only if the rule thresholds changed, with the
-        model in force unchanged (same centroids, ids, labels, valuation: no cluster change)."""
+    def _republish(self, now: float, thresholds: dict[str, float], verdict: Adoption, matrix: np.ndarray,
+                   bases: list[FeatureBasis], currency: str) -> ModelSnapshot | None:
+        """After a rejected candidate: the model in force (same centroids, ids, valuation: no
+        cluster change), described again over its members now (``matrix``: the sample under the
+        valuation in force), and published as a new version if that description or the rule
+        thresholds changed. Between adoptions the members age and come and go; a label and figures
+        left as they were at the last adoption would describe customers as they used to be (a
+        "recent" segment whose members lapsed 200 days ago). Labels keep their hysteresis."""
         snap = self.snapshot
         assert snap is not None
-        if thresholds == snap.rule_thresholds:
+        z = snap.standardise(matrix)
+        naming = self._name_segments(list(snap.segment_ids), snap.centroids, matrix, z, bases, currency)
+        described = dataclasses.replace(
+            snap, version=snap.version + 1, created_at=now, rule_thresholds=thresholds, adoption=verdict.to_dict(),
+            labels=tuple(naming.labels), descriptions=tuple(naming.descriptions),
+            population=naming.population.to_dict(), retired_labels=snap.retired_labels,
+            lifecycle=self._relabelled(list(snap.segment_ids), naming, snap.version + 1, now),
+            definition_version=self.rules.version if self.rules else None)
+        stats = self._segment_stats(described, matrix, z, naming, clear_counters=False)
+        if thresholds == snap.rule_thresholds and not _description_changed(snap, described, stats):
             return None
-        new = dataclasses.replace(snap, version=snap.version + 1, created_at=now, rule_thresholds=thresholds,
-                                  lifecycle=(), adoption=verdict.to_dict(),
-                                  definition_version=self.rules.version if self.rules else None)
+        self._clear_version_counters()
+        new = dataclasses.replace(described, stats=stats)
         self.install(new, self.valuation)
         return new
 
@@ -468,23 +483,27 @@ class Segmenter:
     def _name_segments(self, ids: list[str], centroids: np.ndarray, matrix: np.ndarray, z: np.ndarray,
                        bases: list[FeatureBasis], currency: str) -> "Naming":
         """Figures, label words and descriptions of each new segment, from its members' raw
-        features (nearest centroid over the sample); an id keeps its previous label while its
-        figures still back every word of it (models.labels)."""
+        features (:func:`described_groups`: the sampled customers in it, or those nearest to its
+        centre while it has none); an id keeps its previous label while its figures still back
+        every word of it (models.labels)."""
         nearest = ((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
         raw = raw_matrix(matrix)
         bought = np.array([b.first_day is not None for b in bases], dtype=bool)
         answered = np.array([b.answered_nps for b in bases], dtype=bool)
         population = population_figures(raw, bought, answered, currency)
-        figures = [figures_of(raw[nearest == i], bought[nearest == i], answered[nearest == i])
-                   for i in range(len(centroids))]
-        fresh = [choose_words(c, f, population, min_z=self.config.label_min_z) for c, f in zip(centroids, figures)]
+        groups, over = described_groups(ids, bases, nearest)
+        figures = [figures_of(raw[g], bought[g], answered[g]) for g in groups]
+        # Rule 1 of a word (the segment stands out) is read on the same customers as its figures.
+        profiles = [z[g].mean(axis=0) if g.any() else c for g, c in zip(groups, centroids)]
+        fresh = [choose_words(p, f, population, min_z=self.config.label_min_z) for p, f in zip(profiles, figures)]
         previous: dict[str, tuple[str, list[str] | None]] = {}
         if self.snapshot is not None:
             for sid, label in zip(self.snapshot.segment_ids, self.snapshot.labels):
                 previous[sid] = (label, self.snapshot.stats.get(sid, {}).get("words"))
         labels, words = stable_labels(ids, fresh, figures, population, previous)
         descriptions = [describe_words(w, f, population) for w, f in zip(words, figures)]
-        return Naming(labels, descriptions, words, figures, population, nearest, answered, bought)
+        return Naming(labels, descriptions, words, figures, population, nearest, answered, bought, groups, over,
+                      memberships_known=any(b.segment is not None for b in bases))
 
     def _relabelled(self, ids: list[str], naming: "Naming", version: int, at: float) -> tuple[dict, ...]:
         """A lifecycle event for each kept id whose label changed: ``{"kind": "relabelled",
@@ -529,7 +548,7 @@ class Segmenter:
         return {"label_since_version": version, "previous_label": prev.labels[i]}
 
     def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray,
-                       naming: "Naming") -> dict[str, dict]:
+                       naming: "Naming", clear_counters: bool = True) -> dict[str, dict]:
         """What a marketer needs to judge each segment: substantial, profitable, distinct, stable.
 
         Every figure is over the members who have it: CLV over buyers, the NPS mix over members
@@ -541,23 +560,28 @@ class Segmenter:
         gaps = np.linalg.norm(snap.centroids[:, None, :] - snap.centroids[None, :, :], axis=2)
         np.fill_diagonal(gaps, np.inf)
         assigns = self.counters.moves > 0  # this engine assigns customers (a replay), not only trains
+        population = self.sample.population_estimate()
         for i, sid in enumerate(snap.segment_ids):
-            inside = nearest == i
-            n = int(inside.sum())
-            spread = float(np.linalg.norm(z[inside] - snap.centroids[i], axis=1).mean()) if n else 0.0
-            buyers = inside & naming.bought
-            clv = np.expm1(matrix[buyers, _VALUE])
+            near = nearest == i  # the model's geometry: where its centre pulls customers
+            n_near = int(near.sum())
+            spread = float(np.linalg.norm(z[near] - snap.centroids[i], axis=1).mean()) if n_near else 0.0
+            described = naming.groups[i]  # every figure of a marketer's: its members (see described_groups)
+            n = int(described.sum())
+            members = n if naming.over[i] == MEMBERS else 0
+            clv = np.expm1(matrix[described & naming.bought, _VALUE])
             # Exact sizes where this engine assigns (a replay); a trainer that only sees a sample
-            # estimates them from the sample share and the sample's population estimate.
-            size = (max(self.counters.sizes.get(sid, 0), 0) if assigns
-                    else round(n / len(matrix) * self.sample.population_estimate()))
+            # estimates them from the members' share of the sample and the population estimate.
+            share = (members if naming.memberships_known else n_near) / len(matrix)
+            size = max(self.counters.sizes.get(sid, 0), 0) if assigns else round(share * population)
             stats[sid] = {
-                "sample_share": round(n / len(matrix), 4),
+                "sample_share": round(n_near / len(matrix), 4),
+                "member_share": round(members / len(matrix), 4) if naming.memberships_known else None,
                 "size": size,
+                "figures_over": naming.over[i],
                 "mean_clv": round(float(clv.mean()), 2) if len(clv) else None,
                 # Non-buyers add no value (not an average of their missing CLV).
                 "total_clv_estimate": round(float(clv.sum()) / n * size, 2) if n else 0.0,
-                "nps_mix": nps_mix(matrix[inside, _SAT], naming.answered[inside]),
+                "nps_mix": nps_mix(matrix[described, _SAT], naming.answered[described]),
                 "nearest_segment": snap.segment_ids[int(gaps[i].argmin())] if k > 1 else None,
                 "separation": round(float(gaps[i].min()) / max(spread, 1e-9), 3) if k > 1 else None,
                 "words": naming.words[i],
@@ -567,9 +591,14 @@ class Segmenter:
             if assigns:
                 stats[sid]["entered_since_previous_version"] = self.counters.entered.get(sid, 0)
                 stats[sid]["left_since_previous_version"] = self.counters.left.get(sid, 0)
+        if clear_counters:
+            self._clear_version_counters()
+        return stats
+
+    def _clear_version_counters(self) -> None:
+        """A new version is published: entered/left count afresh "since the previous version"."""
         self.counters.entered.clear()
         self.counters.left.clear()
-        return stats
 
     def with_current_sizes(self) -> ModelSnapshot | None:
         """The snapshot in force with each segment's size as assigned now by this engine (a replay
@@ -730,6 +759,15 @@ def quoted_figures_show_the_move(feature: str, value: float, segment: float | No
     return abs(v - seg) < abs(v - ref)
 
 
+def _description_changed(old: ModelSnapshot, new: ModelSnapshot, stats: dict[str, dict]) -> bool:
+    """Whether ``new`` (the model in force described again) tells a marketer something else than
+    ``old``: a label, a description (they quote the figures as shown), a size or a figure's basis."""
+    def said(snap: ModelSnapshot, st: dict[str, dict]) -> tuple:
+        return (snap.labels, snap.descriptions,
+                tuple((st.get(sid, {}).get("size"), st.get(sid, {}).get("figures_over")) for sid in snap.segment_ids))
+    return said(old, old.stats) != said(new, stats)
+
+
 def _round_or_none(value: float | None) -> float | None:
     return round(float(value), 4) if value is not None else None
 
@@ -768,6 +806,44 @@ class Naming:
     nearest: np.ndarray  # segment index of each sample row
     answered: np.ndarray  # sample rows that answered NPS
     bought: np.ndarray  # sample rows that bought
+    groups: list[np.ndarray]  # per segment: the sample rows its figures are over
+    over: list[str]  # per segment: what those rows are (MEMBERS or NEAREST)
+    memberships_known: bool  # some basis of the sample carries its segment
+
+
+#: What a segment's figures are over (``stats.figures_over``).
+MEMBERS = "members: the sampled customers in the segment (margin and dwell applied)"
+NEAREST = ("the sampled customers nearest to its centre: it has no member in the sample yet (customers move in "
+           "after margin and dwell)")
+
+
+def described_groups(ids: list[str], bases: list[FeatureBasis], nearest: np.ndarray
+                     ) -> tuple[list[np.ndarray], list[str]]:
+    """The sample rows each segment is described by, and what they are: its **members** (the
+    bases' ``segment``) when it has any in the sample, else the rows nearest to its centre (a
+    first model, a segment born in this version, or bases from workers too old to send their
+    segment). With margin and dwell a customer joins a new centre only after a while, so the
+    nearest-centre group can be a group no customer is in yet (0 members against an estimate of
+    325 in a CDNOW replay) or miss members still held by hysteresis (a "recent" segment holding
+    customers 200 days lapsed); figures over members are what a campaign on the id reaches.
+
+    >>> from models.features import FeatureBasis
+    >>> bases = [FeatureBasis(segment="c1"), FeatureBasis(segment="c1"), FeatureBasis()]
+    >>> groups, over = described_groups(["c1", "c2"], bases, np.array([1, 0, 1]))
+    >>> [g.tolist() for g in groups], [o.split(":")[0] for o in over]
+    ([[True, True, False], [True, False, True]], ['members', 'the sampled customers nearest to its centre'])
+    """
+    held = np.array([b.segment for b in bases], dtype=object)
+    groups, over = [], []
+    for i, sid in enumerate(ids):
+        mine = held == sid
+        if mine.any():
+            groups.append(mine)
+            over.append(MEMBERS)
+        else:
+            groups.append(nearest == i)
+            over.append(NEAREST)
+    return groups, over
 
 
 def nps_mix(nps: np.ndarray, answered: np.ndarray) -> dict[str, float | None]:

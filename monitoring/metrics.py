@@ -97,8 +97,9 @@ class WorkerMetrics:
                                        ["kind", "segment"], registry=r)
         self.customers = Gauge("segstream_customers", "Customers in this worker's table partitions at its "
                                "last full sweep.", registry=r)
-        self.segment_size_estimate = Gauge("segstream_segment_size_estimate", "The model's size estimate of each "
-                                           "cluster segment (the same on every worker).", ["segment"], registry=r)
+        self.segment_size_estimate = Gauge("segstream_segment_size_estimate", "The trainer's estimate of each "
+                                           "cluster segment's members, from the training sample (the same on every "
+                                           "worker).", ["segment"], registry=r)
         # ---- model ----
         self.model_version = Gauge("segstream_model_version", "Version of the model this worker assigns with "
                                    "(0 = none yet).", registry=r)

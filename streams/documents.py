@@ -55,10 +55,15 @@ def segments_document(rt: Runtime) -> dict:
     segments = []
     for sid, label, desc in zip(snap.segment_ids, snap.labels, snap.descriptions):
         stats = snap.stats.get(sid, {})
-        share = stats.get("sample_share")
+        members_share, nearest_share = stats.get("member_share"), stats.get("sample_share")
+        share = members_share if members_share is not None else nearest_share
         segments.append({
             "id": sid, "label": label, "description": desc,
+            # Members, estimated from the training sample (a model trained before memberships were
+            # known: the customers nearest to its centre, which is where they go).
             "size_estimate": round(share * population) if share is not None and population else None,
+            "nearest_estimate": (round(nearest_share * population)
+                                 if nearest_share is not None and population else None),
             "members": members.get(sid, 0) if members is not None else None,
             "stats": stats, **worker_changes(counters, sid),
         })
@@ -79,14 +84,16 @@ def segments_document(rt: Runtime) -> dict:
 
 
 def cluster_members(rt: Runtime) -> tuple[dict[str, int] | None, str]:
-    """Customers in each cluster segment (their membership, after margin and dwell, not the
-    model's nearest centroid: ``size_estimate``), from this worker's last complete sweep pass."""
+    """Customers in each cluster segment (their membership, after margin and dwell), counted
+    exactly at this worker's last complete sweep pass (``size_estimate`` is the trainer's
+    estimate of the same from its sample)."""
     counts = rt.metrics.population_counts
     if counts is None:
         return None, "not counted yet: members come from the first complete sweep pass of this worker"
     members = {segment: n for (kind, segment), n in counts.items() if kind == "cluster"}
     return members, ("exact over this worker's partitions at its last complete sweep pass: customers in the "
-                     "segment (margin and dwell applied); size_estimate is the model's nearest-centroid share")
+                     "segment (margin and dwell applied); size_estimate is the members estimated from the training sample, "
+                     "nearest_estimate the customers nearest to the segment's centre (where members move after dwell)")
 
 
 def rule_sizes(rt: Runtime) -> tuple[dict[str, int], str]:

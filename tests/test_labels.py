@@ -200,6 +200,49 @@ def test_every_word_of_a_trained_label_holds_on_the_members_own_figures(trained)
     assert sum(said.values()) >= len(snap.segment_ids)  # the personas are told apart by words
 
 
+def test_figures_and_labels_are_over_the_members_not_the_nearest_centre(trained) -> None:
+    """With margin and dwell a segment's members are not the customers nearest to its centre: a
+    make-run replay had segments with 0 members described by 325 nearest customers, and a
+    "recent" segment holding customers 200 days lapsed. The bases carry each customer's segment,
+    and every figure of a segment with members in the sample is over those members."""
+    seg, snap, matrix, bases = trained
+    nearest = snap.assign_many(matrix)
+    emptied, holder = snap.segment_ids[0], snap.segment_ids[1]
+    # Customers nearest to `emptied` are still held by `holder` (dwell not over): `emptied` has no
+    # member, `holder` has its own customers plus those.
+    held = [holder if snap.segment_ids[j] == emptied else snap.segment_ids[j] for j in nearest]
+    with_members = [replace(b, segment=s) for b, s in zip(bases, held)]
+    trainer = Segmenter(seg.config, seg.rules)  # a trainer: it sees the sample, it assigns nobody
+    trainer.resume(snap)
+    for cid, basis in zip(seg.sample.ids(), with_members):
+        trainer.observe(cid, basis)
+    again = adopted_training(trainer, snap, with_members)
+    assert {emptied, holder} <= set(again.segment_ids)
+
+    raw = raw_matrix(matrix_at(with_members, again.created_at, Valuation.from_dict(again.valuation),
+                               EngineConfig().value))
+    bought = np.array([b.first_day is not None for b in bases])
+    answered = np.array([b.answered_nps for b in bases])
+    mine = np.array([s == holder for s in held])
+    stats = again.stats[holder]
+    assert stats["figures_over"].startswith("members")
+    assert stats["figures"]["members"] == int(mine.sum())
+    assert stats["member_share"] == round(mine.mean(), 4)
+    for feature in FEATURES:  # each median recomputed here over the members who have the figure
+        having = bought if feature in PURCHASE_FEATURES else answered if feature == "satisfaction" else mine | True
+        values = raw[mine & having, F[feature]]
+        expected = round(float(np.median(values)), 3) if len(values) else None
+        assert stats["figures"]["median"][feature] == pytest.approx(expected, abs=1e-3), feature
+    assert stats["mean_clv"] == pytest.approx(np.expm1(np.log1p(raw[mine & bought, F["value"]])).mean(), abs=0.01)
+
+    # The segment nobody is in yet: no member, size 0; its figures say they are of the nearest.
+    empty = again.stats[emptied]
+    assert empty["member_share"] == 0.0 and empty["size"] == 0
+    assert stats["size"] == round(mine.mean() * trainer.sample.population_estimate())
+    assert empty["figures_over"].startswith("the sampled customers nearest")
+    assert empty["sample_share"] > 0  # the model still places customers there
+
+
 # ---- 2. stable labels; retired ids keep theirs --------------------------------------------------
 
 def test_an_id_keeps_its_label_while_the_figures_back_it(trained) -> None:
@@ -327,9 +370,11 @@ def test_rule_percentiles_see_no_nps_for_a_customer_who_never_answered() -> None
 
 
 def test_a_basis_from_an_older_worker_says_whether_nps_was_answered() -> None:
-    old_wire = FeatureBasis(satisfaction=NEUTRAL_NPS).to_list()[:-1]  # without nps_known
+    before = FeatureBasis.__slots__.index("nps_known")  # the fields an older worker sends
+    old_wire = FeatureBasis(satisfaction=NEUTRAL_NPS, nps_known=True).to_list()[:before]
     assert not FeatureBasis.from_list(old_wire).answered_nps
-    assert FeatureBasis.from_list(FeatureBasis(satisfaction=9.0).to_list()[:-1]).answered_nps
+    assert FeatureBasis.from_list(FeatureBasis(satisfaction=9.0, nps_known=False).to_list()[:before]).answered_nps
+    assert FeatureBasis.from_list(FeatureBasis(segment="c3").to_list()[:before]).segment is None
 
 
 # ---- 4. the worker's entered/left counts; offline sizes ---------------------------------------------
