@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -138,7 +138,9 @@ class Pipeline:
         vector = vector_at(basis, now, self.values.valuation, self.config.value)
         change = self.segmenter.assign(state, vector, now)
         if self._on_basis is not None:  # with the membership just decided: figures are over members
-            self._on_basis(state.customer_id, replace(basis, segment=state.cluster))
+            # The basis is ours until it is sent: set in place (dataclasses.replace was 4 % of the engine).
+            object.__setattr__(basis, "segment", state.cluster)
+            self._on_basis(state.customer_id, basis)
         records = [self._cluster_record(state, change, now)] if change else []
         if self.rules is not None:
             records.extend(self._rule_records(state, now))
