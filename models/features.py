@@ -136,8 +136,11 @@ def vector_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueCo
     ]
 
 
-def matrix_at(bases: list[FeatureBasis], now: float, valuation: Valuation, config: ValueConfig) -> np.ndarray:
-    """Features of many bases as of ``now`` (one row each); vectorised for training rounds."""
+def matrix_at(bases: list[FeatureBasis], now: float | np.ndarray, valuation: Valuation,
+              config: ValueConfig) -> np.ndarray:
+    """Features of many bases as of ``now`` (one row each, in :data:`FEATURES` order); vectorised
+    for training rounds and batch evaluation. ``now``: epoch seconds, one time for every row or an
+    array of one time per row (a batch evaluates each customer as of its own time)."""
     if not bases:
         return np.empty((0, len(FEATURES)))
     cols = np.array([b.to_list() for b in bases], dtype=object)
@@ -151,7 +154,8 @@ def matrix_at(bases: list[FeatureBasis], now: float, valuation: Valuation, confi
     fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
     engagement = eng * np.exp2(-np.maximum(now - eng_ref, 0.0) / eng_hl)
     cost = load * np.exp2(-np.maximum(now - load_ref, 0.0) / fb_hl)
-    T = np.maximum(utc_day(now) - first, t_x)
+    today = np.floor_divide(now, SECONDS_PER_DAY) if isinstance(now, np.ndarray) else utc_day(now)
+    T = np.maximum(today - first, t_x)
     out = np.zeros((len(bases), len(FEATURES)))
     out[:, 5] = np.log1p(engagement)
     out[:, 6] = sat
@@ -163,7 +167,8 @@ def matrix_at(bases: list[FeatureBasis], now: float, valuation: Valuation, confi
         p_alive = valuation.prob_alive_many(xb, txb, Tb)
         out[bought, 0] = np.log1p(np.maximum(np.nan_to_num(clv, nan=0.0), 0.0)) if clv is not None else 0.0
         out[bought, 1] = np.log1p(xb)
-        out[bought, 2] = np.log1p(np.maximum(now - last_ts[bought], 0.0) / SECONDS_PER_DAY)
+        now_b = now[bought] if isinstance(now, np.ndarray) else now
+        out[bought, 2] = np.log1p(np.maximum(now_b - last_ts[bought], 0.0) / SECONDS_PER_DAY)
         out[bought, 3] = np.nan_to_num(p_alive, nan=1.0) if p_alive is not None else 1.0
         out[bought, 4] = np.log1p(np.maximum(aov[bought], 0.0))
         out[bought, 8] = np.log1p(Tb)

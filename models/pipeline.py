@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
-from models.features import FeatureBasis, basis_of, vector_at
+from models.features import FeatureBasis, basis_of, matrix_at, vector_at
 from models.profile import build_profile
 from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
@@ -147,6 +149,37 @@ class Pipeline:
         if records or _membership(state) != before:
             state.evaluated_at = now
         return records
+
+    def evaluate_many(self, states: Sequence[CustomerState], nows: Sequence[float]) -> list[list[SegmentChange]]:
+        """:meth:`evaluate` for a batch of customers (``states[i]`` as of ``nows[i]``), with the
+        features and the distances to the centroids computed for the whole batch at once (numpy:
+        the BTYD P(alive) and CLV of every buyer in one call). Returns each customer's changes,
+        the same as :meth:`evaluate` one by one, which stays the reference
+        (tests/test_batch_engine.py replays personas and CDNOW through both)."""
+        if len(states) < 2:
+            return [self.evaluate(state, now) for state, now in zip(states, nows)]
+        at = np.array([now if s.evaluated_at is None or now >= s.evaluated_at else s.evaluated_at
+                       for s, now in zip(states, nows)], dtype=float)
+        value_config = self.config.value
+        bases = [basis_of(state, value_config) for state in states]
+        matrix = matrix_at(bases, at, self.values.valuation, value_config)
+        snap = self.snapshot
+        distances = snap.distances_many(matrix) if snap is not None and len(snap.centroids) else None
+        out = []
+        for i, (state, basis) in enumerate(zip(states, bases)):
+            now = float(at[i])
+            before = _membership(state)
+            change = self.segmenter.assign(state, matrix[i], now, None if distances is None else distances[i])
+            if self._on_basis is not None:  # as in evaluate
+                object.__setattr__(basis, "segment", state.cluster)
+                self._on_basis(state.customer_id, basis)
+            records = [self._cluster_record(state, change, now)] if change else []
+            if self.rules is not None:
+                records.extend(self._rule_records(state, now))
+            if records or _membership(state) != before:
+                state.evaluated_at = now
+            out.append(records)
+        return out
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Rules need no clustering model: literal clauses hold from the first event, percentile

@@ -630,12 +630,15 @@ class Segmenter:
                 valuation = Valuation.from_dict(snapshot.valuation)
             self.valuation = valuation or self.valuation
 
-    def assign(self, state: CustomerState, vector: list[float], now: float) -> ClusterChange | None:
-        """Update the customer's cluster membership; a change when they moved."""
+    def assign(self, state: CustomerState, vector: list[float] | np.ndarray, now: float,
+               distances_row: np.ndarray | None = None) -> ClusterChange | None:
+        """Update the customer's cluster membership; a change when they moved. ``distances_row``:
+        the vector's distances to the snapshot's centroids when the caller computed them for a
+        whole batch (:meth:`ModelSnapshot.distances_many`)."""
         snap = self.snapshot
         if snap is None:
             return None
-        d = snap.distances(vector)
+        d = snap.distances(vector) if distances_row is None else distances_row
         distances = dict(zip(snap.segment_ids, d.tolist()))
         previous = state.cluster
         if state.cluster in distances:

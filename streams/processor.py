@@ -289,16 +289,26 @@ class CustomerProcessor:
 
     def _evaluate_touched(self, touched: dict[bytes, Touched]) -> None:
         """Each customer with new events as of its own time (:meth:`WorkerClock.time_for`)."""
+        due: list[Touched] = []
+        times: list[float] = []
         for entry in touched.values():
             if entry.evaluate and entry.state is not None:
                 at = self.clock.time_for(entry.state.last_event_ts)
                 if at is None:
                     continue
-                entry.changes.extend(self.pipeline.evaluate(entry.state, at))
-                entry.evaluate = False
+                due.append(entry)
+                times.append(at)
+        self._evaluate_all(due, times)
         at = self.clock.sweep_time()
         if at is not None:
             self.pipeline.maybe_train(at)
+
+    def _evaluate_all(self, due: list[Touched], times: list[float]) -> None:
+        """Evaluate these customers together (:meth:`Pipeline.evaluate_many`), each as of its time."""
+        results = self.pipeline.evaluate_many([entry.state for entry in due], times)  # type: ignore[misc]
+        for entry, changes in zip(due, results):
+            entry.changes.extend(changes)
+            entry.evaluate = False
 
     # ---- the clock-driven sweep ----------------------------------------------------------------
 
@@ -315,6 +325,8 @@ class CustomerProcessor:
         if at is None:
             return
         tally = self.populations.batch(msg.partition, batch.sweep_pass)
+        due: list[Touched] = []
+        times: list[float] = []
         for customer_id in customer_ids:
             entry = self._touch(customer_id.encode(), index, touched)
             if entry.state is not None and entry.state.replay_to:  # see _replay_missed
@@ -322,9 +334,11 @@ class CustomerProcessor:
             if entry.state is None or not entry.state.holds_data:
                 continue  # erased since the sweep listed it: only the erasure marker is left
             own = self.clock.time_for(entry.state.last_event_ts)  # not before its own latest event
-            entry.changes.extend(self.pipeline.evaluate(entry.state, own if own is not None else at))
-            entry.evaluate = False
-            tally.count(entry.state)
+            due.append(entry)
+            times.append(own if own is not None else at)
+        self._evaluate_all(due, times)
+        for entry in due:
+            tally.count(entry.state)  # type: ignore[arg-type]  # due holds states only
         self.metrics.reevaluated.inc(len(customer_ids))
         if batch.end:
             counts, customers = self.populations.complete(msg.partition)

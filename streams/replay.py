@@ -95,6 +95,9 @@ def iter_jsonl(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
                 yield number, stripped
 
 
+#: Customers evaluated together at a sweep tick (bounds the feature matrix: 2,000 x 9 floats).
+_EVALUATION_BATCH = 2000
+
 #: A valid line's place in the replay's order: (event time, customer, event type, event_id, the
 #: line's bytes, line number). Total on the content: two lines tie only if they are identical.
 OrderKey = tuple[float, str, str, str, bytes, int]
@@ -246,11 +249,17 @@ class Replay:
             # Without a model and without rules an evaluation changes nothing (and offers the
             # sample only the bases it already has): such ticks are skipped, not run.
             if self.pipeline.snapshot is not None or self.pipeline.rules is not None:
-                at = max(self._next_tick, self.clock)
-                for customer_id in sorted(self.states):
-                    self._emit(self.pipeline.evaluate(self.states[customer_id], at))
+                self._evaluate_everyone(max(self._next_tick, self.clock))
                 self.report.sweeps += 1
             self._next_tick += self.sweep_every_s
+
+    def _evaluate_everyone(self, at: float) -> None:
+        """Every customer as of ``at``, in id order, in batches (:meth:`Pipeline.evaluate_many`)."""
+        ids = sorted(self.states)
+        for start in range(0, len(ids), _EVALUATION_BATCH):
+            states = [self.states[cid] for cid in ids[start:start + _EVALUATION_BATCH]]
+            for changes in self.pipeline.evaluate_many(states, [at] * len(states)):
+                self._emit(changes)
 
     def _emit(self, changes: list[SegmentChange]) -> None:
         self.report.changes += len(changes)
@@ -264,8 +273,7 @@ class Replay:
         worker's sweep, if no tick caught it before)."""
         self._sweep_before(self.as_of)
         self.pipeline.train(self.as_of)
-        for customer_id in sorted(self.states):
-            self._emit(self.pipeline.evaluate(self.states[customer_id], self.as_of))
+        self._evaluate_everyone(self.as_of)
         self.report.customers = len(self.states)
         self.report.valuation = self.engine.valuation.to_dict()
         snap = self.pipeline.snapshot

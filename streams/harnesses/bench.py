@@ -161,13 +161,20 @@ class _CountingOutputs:
         return {}
 
 
-def _timed_pipeline(settings: Settings) -> Any:
-    """``Pipeline(settings.engine, train_locally=True)`` that also counts its trainings' CPU time."""
+def _timed_pipeline(settings: Settings, per_customer: bool = False) -> Any:
+    """``Pipeline(settings.engine, train_locally=True)`` that also counts its trainings' CPU time;
+    ``per_customer``: batches evaluated one customer after the other (``Pipeline.evaluate``, the
+    batch engine's reference) instead of together (``Pipeline.evaluate_many``)."""
     from models.pipeline import Pipeline
 
     class TimedPipeline(Pipeline):
         trainings = 0
         train_cpu_s = 0.0
+
+        def evaluate_many(self, states, nows):  # type: ignore[no-untyped-def]
+            if per_customer:
+                return [self.evaluate(state, now) for state, now in zip(states, nows)]
+            return super().evaluate_many(states, nows)
 
         def train(self, now: float):  # type: ignore[override]
             started = time.process_time()
@@ -180,9 +187,11 @@ def _timed_pipeline(settings: Settings) -> Any:
     return TimedPipeline(settings.engine, train_locally=True)
 
 
-def run_engine(settings: Settings, messages: list[Message]) -> tuple[dict[str, Any], dict[bytes, bytes]]:
+def run_engine(settings: Settings, messages: list[Message],
+               per_customer: bool = False) -> tuple[dict[str, Any], dict[bytes, bytes]]:
     """The worker's code (``CustomerProcessor.handle_batch``, in batches of the worker's
-    ``batch_max``) over the messages, in process: everything but Kafka and faust.
+    ``batch_max``) over the messages, in process: everything but Kafka and faust
+    (``per_customer``: see :func:`_timed_pipeline`).
 
     Returns the figures and the table (customer id bytes -> state bytes)."""
     from models.state_cache import StateCache
@@ -195,7 +204,7 @@ def run_engine(settings: Settings, messages: list[Message]) -> tuple[dict[str, A
     routes = {name: etype for etype, name in topics.items()}
     table: dict[bytes, bytes] = {}
     outputs = _CountingOutputs()
-    pipeline = _timed_pipeline(settings)
+    pipeline = _timed_pipeline(settings, per_customer)
     metrics = WorkerMetrics()
     processor = CustomerProcessor(pipeline, table, outputs, WorkerClock(settings.worker.clock), SampleForwarder(),
                                   metrics, routes, cache=StateCache(settings.worker.state_cache_size))
