@@ -145,6 +145,24 @@ def _writable_outputs(**paths: Optional[Path]) -> None:
             raise typer.Exit(2)
 
 
+#: The width of a console that is not a terminal: no line is that long, so none is wrapped.
+UNWRAPPED_WIDTH = 100_000
+
+
+def _console(stderr: bool = False, **options: Any) -> Any:
+    """A rich console that wraps lines only on a terminal. Piped or redirected (``| tee``, a log
+    file, a CI job), rich would wrap at 80 columns (its width when COLUMNS is unset), cutting
+    lines that grep and readers expect whole: there every line is written as it is."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, **options)
+    if not console.is_terminal:
+        # Wider than any line: nothing wraps, and a table still takes only the width it needs (with
+        # soft_wrap instead, its title would no longer be centred over it).
+        console.width = UNWRAPPED_WIDTH
+    return console
+
+
 def _setup_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -174,6 +192,32 @@ def _broker(settings: Settings, run_dir: Optional[Path] = None) -> Iterator[str]
         kafka.stop()
 
 
+@contextlib.contextmanager
+def _run_directory(run_dir: Optional[Path], prefix: str) -> Iterator[Path]:
+    """``run_dir`` when the user gave one (``--run-dir``: kept), else a new temporary directory
+    (broker data, logs) removed when the block ends, however it ends: Ctrl-C, SIGTERM, a refusal
+    in one line (silently: that stays one line). The block stops what it started first (the broker,
+    the worker), so nothing writes there any more. Kept, and its path said, only after an
+    unexpected error: its logs tell why."""
+    if run_dir is not None:
+        yield run_dir
+        return
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    except (typer.Exit, KeyboardInterrupt, SystemExit):
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    except BaseException:
+        typer.secho(f"Run directory kept for its logs: {path} (remove it when done)", err=True, fg="yellow")
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    typer.secho(f"Removed the run directory {path} (--run-dir DIR keeps the logs and data)", err=True, fg="cyan")
+
+
 def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
     return settings.model_copy(update={"bootstrap_servers": bootstrap})
 
@@ -181,7 +225,8 @@ def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
 @cli.command(cls=_Command)
 def kafka(
     port: int = typer.Option(0, help="Broker port on 127.0.0.1 (0 = a free one)."),
-    run_dir: Optional[Path] = typer.Option(None, help="Data and log directory (default: a new temp dir)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Data and log directory, kept (default: a temporary one, "
+                                           "removed on exit)."),
 ) -> None:
     """Run a local single-node Apache Kafka (KRaft) until Ctrl-C. Jars come from Maven Central."""
     _setup_logging()
@@ -191,7 +236,7 @@ def kafka(
         "local_kafka": settings.local_kafka.model_copy(update={"port": port}),
     })
     wait_for_signal = _wait_for_signal_setup()
-    with _broker(settings, run_dir) as bootstrap:
+    with _run_directory(run_dir, "segstream-kafka-") as directory, _broker(settings, directory) as bootstrap:
         typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
         received = wait_for_signal()
     _exit_if_interrupted(received)
@@ -379,7 +424,8 @@ def run(
                                 "settings (event clock, training every 5 s, a sweep pass every second, the example rule "
                                 "segments). --no-replay: only the broker and a worker on your settings (wall clock "
                                 "unless set); produce from elsewhere."),
-    run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs (default: a new temp dir)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Broker data and logs, kept (default: a temporary directory, "
+                                           "removed on exit)."),
     web_port: Optional[int] = typer.Option(None, help=_WEB_PORT_HELP),
 ) -> None:
     """The whole pipeline: a local Kafka, a worker, a history replayed, segment changes live.
@@ -387,15 +433,20 @@ def run(
     Starts a local Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker, replays a history
     through Kafka and prints the segment changes as the worker emits them. Ctrl-C stops everything
     (exit 130); nothing it started outlives it."""
-    import tempfile
-
-    from streams import demo, worker_process
-
     _setup_logging()
     settings = _with_web_port(Settings(), web_port)
     _require_free_web_port(settings)  # before the broker: a second 'run' must not start one
     _check_rules_file(settings)
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="segstream-run-"))
+    with _run_directory(run_dir, "segstream-run-") as directory:
+        received = _run_pipeline(settings, directory, events, rate, replay)
+    _exit_if_interrupted(received)
+
+
+def _run_pipeline(settings: Settings, run_dir: Path, events: Optional[Path], rate: float,
+                  replay: bool) -> Optional[int]:
+    """``segstream run`` in ``run_dir``, until the replay and tail end or a signal; the signal."""
+    from streams import demo, worker_process
+
     with _broker(settings, run_dir / "kafka") as bootstrap:
         settings = _with_bootstrap(settings, bootstrap)
         _create_topics(settings)
@@ -425,7 +476,7 @@ def run(
         finally:
             typer.secho("Stopping the worker...", err=True, fg="cyan")
             worker_process.stop(worker_proc)
-    _exit_if_interrupted(received)
+    return received
 
 
 @cli.command(cls=_Command)
@@ -441,7 +492,6 @@ def produce(
         help=_PARTITIONER_HELP.format(who="producer") + " Default: the producer client's own (murmur2)."),
 ) -> None:
     """Send events to their topics, keyed by customer_id: JSONL by 'type', CDNOW lines as purchases."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -455,7 +505,7 @@ def produce(
     # Created here if missing: a broker that auto-creates topics would give them one partition,
     # which the worker then refuses (the customer topics must be co-partitioned).
     _create_topics(settings)
-    console = Console(stderr=True, highlight=False)
+    console = _console(stderr=True, highlight=False)
     show_skipped = 20  # a wrong file has a skip per line: print the first ones, count them all
     skipped_seen = 0
 
@@ -535,7 +585,7 @@ def replay(
     show_rejects: int = typer.Option(20, help="Invalid lines printed to the terminal (all are counted)."),
 ) -> None:
     """Replay events offline through the same engine as the worker and write per-customer profiles."""
-    from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from streams.replay import run_replay
@@ -545,15 +595,16 @@ def replay(
                       rejects_out=rejects_out)
     settings = Settings()
     as_of_ts = _parse_as_of(as_of)
-    console = Console(stderr=True)
+    console = _console(stderr=True)
+    # Off when stderr is not a terminal, as for produce: a transient bar would leave an empty line.
     with Progress(TextColumn("replaying"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("replay", total=events.stat().st_size)
         report = run_replay(events, as_of_ts, settings.engine, profiles_out,
                             on_bytes=lambda n: progress.advance(task, n), changes_out=changes_out,
                             snapshot_out=snapshot_out)
     for rej in report.rejected[:show_rejects]:
-        console.print(f"[yellow]line {rej.line}[/]: {rej.error}", markup=True, highlight=False)
+        console.print(f"[yellow]line {rej.line}[/]: {escape(rej.error)}", markup=True, highlight=False)
     if report.invalid > show_rejects:
         console.print(f"... and {report.invalid - show_rejects} more invalid lines"
                       + (f" (all in {rejects_out})" if rejects_out else " (use --rejects-out to list them all)"))
@@ -617,7 +668,6 @@ def bench(
 
     Engine in process, worker end to end and raw aiokafka pass-through on the same broker and
     messages; latency at half the worker's throughput; memory per customer. Ratios last."""
-    from rich.console import Console
     from rich.table import Table
 
     from streams.harnesses import bench as b
@@ -638,7 +688,7 @@ def bench(
         table.add_column(column)
     for row in b.figure_rows(results):
         table.add_row(*row)
-    Console(highlight=False).print(table)
+    _console(highlight=False).print(table)
     for line in b.summary_lines(results):
         typer.echo(line)
 
@@ -753,30 +803,61 @@ def main() -> None:
 
 
 def unparsable_settings(environ: Mapping[str, str]) -> list[str]:
-    """One line per ``SEGSTREAM_`` variable whose value looks like JSON (an object or a list, the
-    form of the dict and list settings) but does not parse: pydantic-settings names only the
-    top-level section ("engine") when it fails on one.
+    """One line per ``SEGSTREAM_`` variable whose value should be JSON (a section, a parameter set,
+    a mapping such as the currency rates) or looks like it (an object or a list) but does not
+    parse: pydantic-settings names only the top-level section ("engine") when it fails on one.
 
     >>> unparsable_settings({"SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES": "{USD:1", "SEGSTREAM_X": "[1]"})
-    ['invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid JSON (expecting property name enclosed in double quotes at line 1 column 2)']
+    ['invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid JSON (expecting property name enclosed in double quotes at line 1 column 2); expected a JSON object of names to numbers']
     """
+    from streams.settings import expected_json, json_variables
+
+    json_settings = json_variables()
     lines: list[str] = []
     for var, value in sorted(environ.items()):
-        if not var.upper().startswith("SEGSTREAM_") or value.strip()[:1] not in ("{", "["):
+        path = json_settings.get(var.upper())
+        if not var.upper().startswith("SEGSTREAM_") or (path is None and value.strip()[:1] not in ("{", "[")):
             continue
-        try:
-            json.loads(value)
-        except json.JSONDecodeError as exc:
-            lines.append(f"invalid configuration: {var}: not valid JSON ({exc.msg.lower()} at line {exc.lineno} "
-                         f"column {exc.colno})")
+        problem = _json_problem(value)
+        if problem and problem.startswith("not valid JSON"):  # what else is wrong: the validation's errors
+            expected = expected_json(path) if path else None
+            lines.append(f"invalid configuration: {var}: {problem}" + (f"; expected {expected}" if expected else ""))
     return lines
 
 
-def settings_errors(exc: Any) -> list[str]:
-    """One line per invalid setting, named by its environment variable."""
-    from streams.settings import unknown_variables
+def _json_problem(value: Any, text: bool = True) -> str | None:
+    """Why ``value`` is not a JSON object, or None if it is one; ``text``: ``value`` is the text of
+    a variable (parsed here), else a value already parsed from it.
 
+    >>> _json_problem('{"r": 0.2'), _json_problem("[1, 2]"), _json_problem('{"r": 0.2}'), _json_problem("x", text=False)
+    ("not valid JSON (expecting ',' delimiter at line 1 column 10)", 'a JSON array, not an object', None, 'a JSON string, not an object')
+    """
+    parsed = value
+    if text and isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            return f"not valid JSON ({exc.msg.lower()} at line {exc.lineno} column {exc.colno})"
+    if isinstance(parsed, dict):
+        return None
+    kind = {list: "array", tuple: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(parsed), "number")
+    return f"a JSON {kind}, not an object"
+
+
+#: pydantic's errors for a value that is not an object where a model or a mapping is expected: its
+#: message names the internal class ("instance of BetaGeoPinned"), not what to write.
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
+def settings_errors(exc: Any, environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """One line per invalid setting, named by the environment variable that was set: the setting's
+    own, or the one above it whose JSON value holds it (``SEGSTREAM_ENGINE__VALUE__BETA_GEO={...}``:
+    a key of the object is named as such, and the keys missing from one object are one line)."""
+    from streams.settings import expected_json, unknown_variables
+
+    given = {name.upper() for name in (os.environ if environ is None else environ)}
     lines: list[str] = []
+    missing: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # (variable, object's path) -> keys
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         if not loc:  # a check of the whole environment: its message names the variables
@@ -784,14 +865,35 @@ def settings_errors(exc: Any) -> list[str]:
                          for problem in error["msg"].removeprefix("Value error, ").split("; "))
             continue
         bootstrap = len(loc) == 1 and loc[0].lower().endswith("bootstrap_servers")  # the field or an alias
-        var = "KAFKA_BOOTSTRAP_SERVERS" if bootstrap else "SEGSTREAM_" + "__".join(loc).upper()
+        full = "KAFKA_BOOTSTRAP_SERVERS" if bootstrap else "SEGSTREAM_" + "__".join(loc).upper()
+        # The variable set: the setting's own, or the nearest section above it given as JSON.
+        depth = next((n for n in range(len(loc), 0, -1) if "SEGSTREAM_" + "__".join(loc[:n]).upper() in given),
+                     len(loc))
+        var = full if bootstrap else "SEGSTREAM_" + "__".join(loc[:depth]).upper()
+        key = ".".join(loc[depth:])  # within that variable's JSON value
         value = error.get("input")
-        secret = any(word in var for word in ("PASSWORD", "TOKEN", "SECRET"))
+        secret = any(word in full for word in ("PASSWORD", "TOKEN", "SECRET"))
         shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
+        message = error["msg"].removeprefix("Value error, ")
+        inside = expected_json(loc[:-1]) if key else None  # what the object holding the key takes
         if error["type"] == "extra_forbidden":  # a name within a section that is no setting
-            lines.extend(f"invalid configuration: {problem}" for problem in unknown_variables({var: ""}))
+            if not key:
+                lines.extend(f"invalid configuration: {problem}" for problem in unknown_variables({var: ""}))
+                continue
+            message, shown = "not a key of this object", ""
+        elif error["type"] == "missing" and key:
+            missing.setdefault((var, tuple(loc[:-1])), []).append(loc[-1])
             continue
-        lines.append(f"invalid configuration: {var}: {error['msg'].removeprefix('Value error, ')}{shown}")
+        elif error["type"] in _NOT_AN_OBJECT:
+            problem = _json_problem(value, text=not key)  # the variable's text, or a value inside it
+            message, shown, inside = (f"{problem}; " if problem else "") + f"expected {expected_json(loc)}", "", None
+        where = f"{var}: key {key!r}: " if key else f"{var}: "
+        lines.append(f"invalid configuration: {where}{message}{shown}" + (f"; expected {inside}" if inside else ""))
+    for (var, path), keys in missing.items():
+        within = ".".join(path[len(var.split("__")):])  # the object's own key within the variable, if any
+        where = f"{var}: key {within!r}: " if within else f"{var}: "
+        inside = expected_json(list(path))
+        lines.append(f"invalid configuration: {where}missing {', '.join(keys)}" + (f"; expected {inside}" if inside else ""))
     return lines
 
 

@@ -223,7 +223,9 @@ class LocalKafka:
         )
         self._wait_ready(t0)
         self.started_in_s = time.monotonic() - t0
-        log.info("Kafka %s ready in %.1fs (log: %s)", self.bootstrap_servers, self.started_in_s, self.log_file)
+        # Debug only: the commands that start a broker say so themselves, in their own words (at info
+        # level this line came out twice at every start of 'segstream run' and 'segstream kafka').
+        log.debug("Kafka %s ready in %.1fs (log: %s)", self.bootstrap_servers, self.started_in_s, self.log_file)
         return self
 
     def _wait_ready(self, t0: float) -> None:

@@ -83,7 +83,9 @@ class ReplayReport:
 
 def iter_jsonl(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes]]:
     """(line number, stripped line) for each non-empty line; a UTF-8 byte order mark at the start
-    of the file is dropped (``utf-8-sig``), as ``segstream produce`` drops it."""
+    of the file is dropped (``utf-8-sig``), as ``segstream produce`` drops it. One at the start of
+    a later line (two files concatenated) is kept: :meth:`Replay.feed` rejects that line, naming
+    the mark (:data:`BOM_INSIDE`)."""
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
             if on_bytes is not None:
@@ -97,6 +99,12 @@ def iter_jsonl(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
 
 #: Customers evaluated together at a sweep tick (bounds the feature matrix: 2,000 x 9 floats).
 _EVALUATION_BATCH = 2000
+
+#: Why a line that starts with a UTF-8 byte order mark is rejected. Only the file's first line may
+#: carry one (it is dropped there): further on it is the start of a second file pasted after the
+#: first, and JSON itself does not allow it.
+BOM_INSIDE = ("the line starts with a UTF-8 byte-order mark (U+FEFF), allowed only at the start of the "
+              "file (two files concatenated?): remove the mark")
 
 #: A valid line's place in the replay's order: (event time, customer, event type, event_id, the
 #: line's bytes, line number). Total on the content: two lines tie only if they are identical.
@@ -202,6 +210,9 @@ class Replay:
         """The event on a line, or None when it is invalid (reported) or after the as-of time."""
         report = self.report
         report.lines += 1
+        if raw.startswith(codecs.BOM_UTF8):  # parse_event would say only "invalid JSON at column 1"
+            report.rejected.append(Rejected(number, BOM_INSIDE))
+            return None
         try:
             event = parse_event(raw)
         except EventValidationError as exc:

@@ -11,7 +11,7 @@ import difflib
 import os
 import ssl
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -294,6 +294,51 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         hint = f" (did you mean {leaves[close[0]]}?)" if close else " (docs/worker.md lists the settings)"
         problems.append(f"unknown setting {var}{hint}")
     return problems
+
+
+def expected_json(path: Sequence[str]) -> str | None:
+    """What the setting at ``path`` (field names from :class:`Settings` down, as in a validation
+    error's location) takes when its value is JSON: a section or a parameter set (a JSON object
+    with its keys) or a mapping; None for a scalar setting or a path that names no setting.
+
+    >>> expected_json(["engine", "value", "beta_geo"])
+    'a JSON object with the keys r, alpha, a, b (BG/NBD parameters in days)'
+    >>> expected_json(["engine", "value", "currency_rates"])
+    'a JSON object of names to numbers'
+    >>> expected_json(["worker", "web_port"]) is None
+    True
+    """
+    model: type[BaseModel] | None = Settings
+    annotation: Any = None
+    for part in path:
+        info = model.model_fields.get(str(part).lower()) if model is not None else None
+        if info is None:
+            return None
+        annotation = info.annotation
+        models = _model_types(annotation)
+        model = models[0] if models else None
+    if model is not None:
+        keys = list(model.model_fields)
+        if len(keys) > 6:  # a whole section: its keys are what matters, and they are many
+            return f"a JSON object with some of the keys {', '.join(keys[:6])}, ... ({len(keys)} in all)"
+        what = " ".join((model.__doc__ or "").replace("``", "").split()).split(". ")[0].rstrip(".")
+        return f"a JSON object with the keys {', '.join(keys)}" + (f" ({what})" if what else "")
+    while annotation is not None and typing.get_origin(annotation) not in (dict, Mapping):  # X | None, Annotated
+        annotation = next((arg for arg in typing.get_args(annotation) if _is_mapping(arg)), None)
+    if annotation is None:
+        return None
+    args = typing.get_args(annotation)
+    return f"a JSON object of names to {_JSON_KINDS.get(args[1], 'values') if len(args) == 2 else 'values'}"
+
+
+_JSON_KINDS: dict[Any, str] = {float: "numbers", int: "integers", str: "strings", bool: "booleans"}
+
+
+def json_variables() -> dict[str, list[str]]:
+    """Every environment variable whose value is JSON (a section, a parameter set, a mapping) ->
+    the path of its setting (for :func:`expected_json`)."""
+    return {name: name[len(ENV_PREFIX):].lower().split("__") for name, annotation in _fields(Settings, ENV_PREFIX)
+            if _model_types(annotation) or _is_mapping(annotation)}
 
 
 def _fields(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, Any]]:

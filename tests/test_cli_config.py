@@ -166,7 +166,37 @@ def test_a_setting_that_is_not_valid_json_is_named_in_one_line(tmp_path: Path) -
                      SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES="{USD:1")
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["invalid configuration: SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid "
-                                        "JSON (expecting property name enclosed in double quotes at line 1 column 2)"]
+                                        "JSON (expecting property name enclosed in double quotes at line 1 column 2); "
+                                        "expected a JSON object of names to numbers"]
+
+
+BETA_GEO = "SEGSTREAM_ENGINE__VALUE__BETA_GEO"
+EXPECTED_BETA_GEO = "expected a JSON object with the keys r, alpha, a, b (BG/NBD parameters in days)"
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({BETA_GEO: '{"r":0.24,"alpha":30.9'},
+     f"{BETA_GEO}: not valid JSON (expecting ',' delimiter at line 1 column 23); {EXPECTED_BETA_GEO}"),
+    ({BETA_GEO: "0.24,30.9,0.79,2.43"}, f"{BETA_GEO}: not valid JSON (extra data at line 1 column 5); {EXPECTED_BETA_GEO}"),
+    ({BETA_GEO: "[0.24, 30.9, 0.79, 2.43]"}, f"{BETA_GEO}: a JSON array, not an object; {EXPECTED_BETA_GEO}"),
+    ({BETA_GEO: '{"r":0.24,"alpha":30.9,"a":0.79}'}, f"{BETA_GEO}: missing b; {EXPECTED_BETA_GEO}"),
+    ({BETA_GEO: '{"r":0.24,"alpha":30.9,"a":0.79,"b":2.43,"c":1}'},
+     f"{BETA_GEO}: key 'c': not a key of this object; {EXPECTED_BETA_GEO}"),
+    ({"SEGSTREAM_ENGINE__VALUE": '{"beta_geo": "r=0.24"}'},
+     f"SEGSTREAM_ENGINE__VALUE: key 'beta_geo': a JSON string, not an object; {EXPECTED_BETA_GEO}"),
+    ({"SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES": "EUR=1.08"},
+     "SEGSTREAM_ENGINE__VALUE__CURRENCY_RATES: not valid JSON (expecting value at line 1 column 1); "
+     "expected a JSON object of names to numbers"),
+], ids=["truncated", "not-json", "array", "missing-key", "unknown-key", "inside-a-section", "mapping"])
+def test_a_json_setting_that_is_wrong_names_the_variable_and_what_it_takes(env: dict[str, str], line: str,
+                                                                           tmp_path: Path) -> None:
+    """Not the internal class ("valid dictionary or instance of BetaGeoPinned"), nor the section
+    ("engine"): the variable the user set, what is wrong with its value, and what it should be."""
+    (tmp_path / "events.jsonl").write_text("")
+    done = segstream("replay", str(tmp_path / "events.jsonl"), "--as-of", "2026-01-01T00:00:00Z",
+                     "--profiles-out", str(tmp_path / "p.jsonl"), **env)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"invalid configuration: {line}"]
 
 
 def test_tail_with_no_broker_says_so_in_one_line() -> None:

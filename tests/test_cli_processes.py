@@ -160,6 +160,54 @@ def test_ctrl_c_stops_what_the_command_started_then_exits_130(command: list[str]
     assert code == 130, out.read_text()[-3000:]
     assert left == []
     assert "Traceback" not in out.read_text()
+    assert (tmp_path / "run").is_dir() and any((tmp_path / "run").rglob("broker.log"))  # --run-dir: kept
+
+
+def started_and_stopped(command: list[str], ready: str, tmp_path: Path) -> tuple[int, list[str], Path]:
+    """``command`` started with its own TMPDIR, stopped with Ctrl-C once ``ready`` is printed: its
+    exit code, its output lines and that TMPDIR."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = clean_env(SEGSTREAM_WORKER__WEB_PORT=str(free_port()), SEGSTREAM_WORKER__DATA_DIR=str(tmp_path / "data"),
+                    TMPDIR=str(tmp))
+    out = tmp_path / "out.txt"
+    proc = started_by(command, env, out)
+    try:
+        wait_for_text(out, ready, proc, timeout_s=150)
+        assert [d.name for d in tmp.glob("segstream-*")], "no run directory in TMPDIR"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, out.read_text().splitlines(), tmp
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("command", "ready"), [
+    (["kafka"], "export KAFKA_BOOTSTRAP_SERVERS="),
+    (["run", "--no-replay"], "Ctrl-C stops."),
+], ids=["kafka", "run --no-replay"])
+def test_the_broker_being_ready_is_said_once(command: list[str], ready: str, tmp_path: Path) -> None:
+    """The command says it (with the broker's log); the broker's own log line said it again."""
+    code, lines, _ = started_and_stopped(command, ready, tmp_path)
+    assert code == 130, lines[-30:]
+    said = [line for line in lines if "Kafka" in line and " ready " in line]
+    assert len(said) == 1 and said[0].startswith("Kafka ready on 127.0.0.1:"), lines
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("command", "ready"), [
+    (["kafka"], "export KAFKA_BOOTSTRAP_SERVERS="),
+    (["run", "--no-replay"], "Ctrl-C stops."),
+], ids=["kafka", "run --no-replay"])
+def test_the_temporary_run_directory_is_removed_on_exit(command: list[str], ready: str, tmp_path: Path) -> None:
+    """Without --run-dir, the broker data and logs go to a temporary directory that the command
+    removes when it stops (they piled up in /tmp, one per run); with it they stay (above)."""
+    code, lines, tmp = started_and_stopped(command, ready, tmp_path)
+    assert code == 130, lines[-30:]
+    assert list(tmp.glob("segstream-*")) == []
+    assert any(line.startswith(f"Removed the run directory {tmp}/segstream-") for line in lines), lines
 
 
 @pytest.mark.kafka

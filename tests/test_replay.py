@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -88,6 +89,59 @@ def test_replay_cli_reports_invalid_lines_and_skips_later_events(tmp_path: Path)
     assert (c1["purchase_count"], c1["total_spend"], c1["frequency"], c1["recency"], c1["T"]) == (2, 30.0, 1, 31, 59)
     assert c1["last_purchase_at"] == "2026-02-01T00:00:00+00:00" and c1["segment"] is None
     assert profiles["c2"]["nps"] == 6 and profiles["c2"]["purchase_count"] == 0
+
+
+def replay_cli(events: Path, *options: str, as_of: str = "2026-03-01T00:00:00Z",
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(events), "--as-of", as_of, *options],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def purchase_line(event_id: str, day: int) -> bytes:
+    return orjson.dumps({"type": "purchase", "event_id": event_id, "customer_id": "c1",
+                         "timestamp": f"2026-01-{day:02d}T00:00:00Z", "amount": 10})
+
+
+def test_a_byte_order_mark_inside_the_file_is_an_invalid_line_that_says_so(tmp_path: Path) -> None:
+    """Two files concatenated: the second one's UTF-8 BOM starts line 3. That line is rejected,
+    named with its line number and the mark; the others are applied; it is no crash."""
+    bom = "\ufeff".encode()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([purchase_line("a", 1), purchase_line("b", 2), bom + purchase_line("c", 3),
+                                   purchase_line("d", 4)]) + b"\n")
+    out, rejects = tmp_path / "profiles.jsonl", tmp_path / "rejects.jsonl"
+    proc = replay_cli(events, "--profiles-out", str(out), "--rejects-out", str(rejects))
+    assert proc.returncode == 0, proc.stderr
+    [reject] = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert reject["line"] == 3
+    assert reject["error"].startswith("the line starts with a UTF-8 byte-order mark (U+FEFF)"), reject
+    assert f"line 3: {reject['error']}" in proc.stderr.splitlines()
+    assert "3 applied, 0 duplicates, 0 after as-of, 1 invalid" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_byte_order_mark_at_the_start_of_the_file_is_dropped(tmp_path: Path) -> None:
+    """What Windows editors write (utf-8-sig): the first line is an ordinary valid event."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes("\ufeff".encode() + purchase_line("a", 1) + b"\n" + purchase_line("b", 2) + b"\n")
+    report = run_replay(events, datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp(), EngineConfig(),
+                        tmp_path / "p.jsonl")
+    assert (report.applied, report.invalid) == (2, 0) and report.reconciles()
+
+
+def test_replay_output_is_not_wrapped_when_piped(tmp_path: Path) -> None:
+    """Not a terminal (a pipe, a file): each line whole, however long (rich wrapped at 80 columns)."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(purchase_line("a", 1) + b"\n" + b'{"type": "purchase", "amount": "x"}\n')
+    out = tmp_path / ("a-folder-name-long-enough-to-take-the-summary-line-past-eighty-columns" * 2) / "p.jsonl"
+    out.parent.mkdir()
+    proc = replay_cli(events, "--profiles-out", str(out), env={k: v for k, v in os.environ.items() if k != "COLUMNS"})  # rich's 80
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert f"1 customers -> {out}" in lines[-3], lines
+    assert lines[-3].startswith("2 events in ")
+    assert lines[0] == ("line 2: event_id: Field required; customer_id: Field required; timestamp: Field required; "
+                        "amount: Input should be a valid number"), lines
 
 
 def test_run_replay_reconciles_every_line(tmp_path: Path) -> None:
