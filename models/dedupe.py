@@ -31,7 +31,7 @@ from array import array
 
 from schemas.errors import ContractError
 
-__all__ = ["RecentIds", "fingerprint"]
+__all__ = ["RecentIds", "fingerprint", "minute_of"]
 
 _MINUTE = 60.0
 
@@ -41,7 +41,8 @@ def fingerprint(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
-def _minute(at_s: float) -> int:
+def minute_of(at_s: float) -> int:
+    """The minute (since the epoch, clamped to a 32-bit int) an id applied at ``at_s`` is kept with."""
     return max(min(math.floor(at_s / _MINUTE), 2**31 - 1), -(2**31))
 
 
@@ -84,7 +85,7 @@ class RecentIds:
     def add(self, fp: int, at_s: float) -> None:
         """Remember ``fp`` as applied at ``at_s`` (epoch seconds of the customer's event time,
         which never goes back: the minutes stay sorted)."""
-        minute = _minute(at_s)
+        minute = minute_of(at_s)
         if self.minutes and minute < self.minutes[-1]:
             minute = self.minutes[-1]
         self.fingerprints.append(fp)
@@ -93,11 +94,21 @@ class RecentIds:
     def prune(self, now_s: float, window_s: float, keep_last: int, cap: int) -> None:
         """Forget ids applied more than ``window_s`` before ``now_s`` unless among the last
         ``keep_last``; then keep at most ``cap`` (the most recent)."""
-        stale = bisect.bisect_left(self.minutes, _minute(now_s - window_s))
-        drop = max(min(stale, len(self) - keep_last), len(self) - cap, 0)
+        self.prune_before(minute_of(now_s - window_s), keep_last, cap)
+
+    def prune_before(self, stale_minute: int, keep_last: int, cap: int) -> None:
+        """:meth:`prune` with the window's start given as a minute (:func:`minute_of`): a caller
+        pruning several types at one time computes it once. Nothing to do, the common case, is
+        found in one comparison."""
+        minutes = self.minutes
+        n = len(minutes)
+        if n <= cap and (n <= keep_last or minutes[0] >= stale_minute):
+            return
+        stale = bisect.bisect_left(minutes, stale_minute)
+        drop = max(min(stale, n - keep_last), n - cap, 0)
         if drop:
             del self.fingerprints[:drop]
-            del self.minutes[:drop]
+            del minutes[:drop]
 
     # ---- the table's format ----------------------------------------------------------------------
 
@@ -114,7 +125,7 @@ class RecentIds:
     def from_fingerprints(cls, raw: bytes, at_s: float) -> "RecentIds":
         """Fingerprints saved without their minutes (state format 2), all taken as applied at ``at_s``."""
         fps = _from_little_endian("Q", raw)
-        return cls(fps, array("i", [_minute(at_s)] * len(fps)))
+        return cls(fps, array("i", [minute_of(at_s)] * len(fps)))
 
 
 def _from_little_endian(typecode: str, raw: bytes) -> array:

@@ -53,7 +53,7 @@ import orjson
 
 from models.config import ValueConfig
 from models.decay import DecayedSum
-from models.dedupe import RecentIds, fingerprint
+from models.dedupe import RecentIds, fingerprint, minute_of
 from schemas.events import (
     INFLUENCE_ACTIONS,
     AnyEvent,
@@ -284,9 +284,10 @@ class CustomerState:
             self._advance(position)
         self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
         recent.add(fp, self.last_event_ts)  # applied "at" the customer's event time (never earlier)
-        window_s = config.dedupe_window_days * SECONDS_PER_DAY
+        stale = minute_of(self.last_event_ts - config.dedupe_window_days * SECONDS_PER_DAY)
+        keep_last, cap = config.dedupe_keep_last, config.dedupe_max_ids
         for ids in self.seen.values():
-            ids.prune(self.last_event_ts, window_s, config.dedupe_keep_last, config.dedupe_max_ids)
+            ids.prune_before(stale, keep_last, cap)
         return True
 
     def redelivered(self, position: Position) -> bool:
