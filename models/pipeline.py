@@ -26,7 +26,7 @@ import numpy as np
 from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FeatureBasis, basis_of, matrix_at, vector_at
-from models.profile import build_profile
+from models.profile import build_profile, decision_values
 from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
@@ -187,7 +187,8 @@ class Pipeline:
         Members are held to the relaxed percentiles (``rule_band``)."""
         snap = self.snapshot
         assert self.rules is not None
-        profile = build_profile(state, now, self.values.valuation, self.config.value, exact=True)  # decide unrounded
+        # Decided on exact (unrounded) figures, only those the clauses read.
+        profile = decision_values(state, now, self.values.valuation, self.config.value, self.rules.fields)
         members = frozenset(state.rules)
         evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
                                          self.config.segmentation.rule_band)

@@ -182,6 +182,7 @@ class RuleSet:
         # sha256 of the canonical JSON: stable across formatting, comments and key order
         self.version = hashlib.sha256(definitions.canonical_json().encode("utf-8")).hexdigest()[:12]
         self._segments = tuple(_Segment(s) for s in definitions.segment)
+        self._fields = tuple(sorted({c.field for seg in definitions.segment for c in seg.clauses}))
 
     @classmethod
     def from_toml(cls, text_or_path: str | os.PathLike[str], *, fields: Collection[str] | None = None) -> RuleSet:
@@ -238,6 +239,16 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet(version={self.version!r}, segments={list(self.ids)})"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The profile fields the clauses read, sorted (each once).
+
+        >>> RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                   'all = [{field = "clv", op = ">", value = "p80"}, {field = "T", op = "<", value = 9}]').fields
+        ('T', 'clv')
+        """
+        return self._fields
 
     def percentiles_needed(self, band: float = 0.0) -> frozenset[tuple[str, float]]:
         """The ``(field, percentile)`` pairs referenced anywhere, and with ``band`` > 0 also the
