@@ -87,3 +87,45 @@ async def test_flush_returns_only_once_every_table_write_is_acknowledged(kafka_b
         assert len(records) == 300
     finally:
         await app.producer.stop()
+
+
+async def test_no_offset_is_committed_before_the_writes_a_batch_left_unacknowledged(
+        kafka_bootstrap: str, unique_prefix: str) -> None:
+    """A batch does not wait for its last table writes (``KafkaOutputs.settle``); the consumer
+    waits for them before it commits any offset (``WorkerConsumer.before_commit``), also while
+    another flush (the next batch's) has them in hand already."""
+    from streams.agents import KafkaOutputs, current_event_is
+
+    sapp = create_app(_settings(kafka_bootstrap, unique_prefix))
+    app, table = sapp.app, sapp.runtime.table
+    await app.producer.start()
+    try:
+        await table.changelog_topic.maybe_declare()
+
+        async def gives_up(max_messages: int | None) -> int:
+            return 0
+
+        app.producer.buffer.flush_atmost = gives_up  # type: ignore[method-assign]
+
+        class Message:
+            partition, topic, offset = 0, "x", 0
+
+        class Event:
+            message = Message()
+
+        outputs = KafkaOutputs(sapp.topics, table)
+        outputs.commit_waits = True
+        app.consumer.before_commit = outputs.flush  # as register_agents does
+        with current_event_is(Event()):  # type: ignore[arg-type]
+            for i in range(300):
+                table[f"c{i}".encode()] = b"state %d" % i
+        writes = list(table.__dict__["_pending_writes"])
+        await outputs.settle()  # the batch is done without waiting
+        assert table.take_pending_writes() == []  # handed to the outputs, not forgotten
+        next_batch = asyncio.ensure_future(outputs.flush())  # has every write in hand
+        await asyncio.sleep(0)
+        await asyncio.wait_for(app.consumer._commit_tps([], start_new_transaction=False), timeout=30)  # noqa: SLF001
+        assert all(w.done() and w.exception() is None for w in writes)  # before any offset could be committed
+        await next_batch
+    finally:
+        await app.producer.stop()
