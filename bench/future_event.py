@@ -49,9 +49,6 @@ class Outputs:
     async def input_end_offsets(self) -> dict[str, list[int]]:
         return {}
 
-    async def settle(self) -> None:  # in process: nothing to defer
-        await self.flush()
-
     async def flush(self) -> None: ...
 
 

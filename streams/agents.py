@@ -44,21 +44,12 @@ class KafkaOutputs:
     """Segment changes and dead letters, sent through the app's producer; ``flush`` returns once
     they and the table's changelog writes are acknowledged."""
 
-    #: Writes a batch may leave unacknowledged for the next commit (bounds the futures kept).
-    MAX_DEFERRED = 50_000
-
     def __init__(self, topics: Topics, table: DurableTable | None = None,
                  end_offsets: Callable[[], Awaitable[dict[str, list[int]]]] | None = None):
         self.topics = topics
         self.table = table
         self._end_offsets = end_offsets
-        self._sent: list[Any] = []  # futures of dead letters and forwards not yet seen acknowledged
-        # Every send not yet seen acknowledged, kept until it is: a flush that finds others already
-        # waiting for some (the commit's, the batch's) waits for them too, never past them.
-        self._unacked: list[Any] = []
-        # Set once the consumer awaits flush() before every commit (register_agents): then a
-        # batch need not wait for its last writes (settle).
-        self.commit_waits = False
+        self._sent: list[Any] = []  # futures of dead letters not yet seen acknowledged
 
     async def changes(self, changes: list[SegmentChange]) -> None:
         acks = [await self.topics.segment_changes.send(key=c.customer_id.encode(), value=c.model_dump_json().encode())
@@ -68,29 +59,14 @@ class KafkaOutputs:
             await ack
 
     async def flush(self) -> None:
-        """Every table write, dead letter and forward so far acknowledged by the broker (an error
-        if one failed). Safe to call from two tasks at once (the agent's batch and the commit):
-        each waits for every send not yet seen acknowledged."""
-        self._take_pending()
-        if not self._unacked and not self._producer.buffer.size:
+        """Every table write and dead letter so far acknowledged by the broker (an error if one failed)."""
+        pending = self._sent + (self.table.take_pending_writes() if self.table is not None else [])
+        self._sent = []
+        if not pending and not self._producer.buffer.size:
             return
         await flush_now(self._producer)
-        for fut in list(self._unacked):  # faust's flush may give up early (streams.fixups.durable_table): these do not
+        for fut in pending:  # faust's flush may give up early (see streams.fixups.durable_table): these do not
             await fut
-        self._unacked = [fut for fut in self._unacked if not fut.done()]
-
-    async def settle(self) -> None:
-        """The batch is done: its writes are awaited by the next commit when the consumer does
-        that (``commit_waits``), else now."""
-        self._take_pending()
-        if not self.commit_waits or len(self._unacked) > self.MAX_DEFERRED:
-            await self.flush()
-
-    def _take_pending(self) -> None:
-        self._unacked.extend(self._sent)
-        self._sent = []
-        if self.table is not None:
-            self._unacked.extend(self.table.take_pending_writes())
 
     async def forward(self, message: InMessage, partition: int) -> None:
         header = origin_header(message.topic, message.partition, message.offset)
@@ -167,8 +143,6 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
                                   watermark=rt.watermark)
     w = rt.settings.worker
     app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
-    app.consumer.before_commit = outputs.flush  # type: ignore[attr-defined]  # no offset before its batch's writes
-    outputs.commit_waits = True
 
     rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
                      state_cache_size=processor.cache.capacity)

@@ -23,13 +23,11 @@ Within a batch, chosen for at-least-once delivery:
 4. customers with segment changes are saved first **with the changes in an outbox**, and the
    producer is flushed: the new state (with its offsets) is durable before anyone sees a change;
 5. the changes are sent **and acknowledged**;
-6. the states are saved (outboxes emptied) and the batch is done (``Outputs.settle``): the worker
-   does not wait for those writes (and the batch's dead letters and forwards) here but before
-   the consumer commits any offset (:attr:`streams.fixups.kafka_transport.WorkerConsumer.before_commit`
-   awaits every write not yet acknowledged): one acknowledgement wait per commit instead of one
-   per batch, and no offset committed before the writes of its batch are durable. faust flushes
-   its producer before a commit too, but that flush gives up when nothing moves for 100 ms (see
-   :mod:`streams.fixups.durable_table`), which would let a commit cover writes still queued.
+6. the states are saved (outboxes emptied) and the worker waits until the broker has acknowledged
+   those writes (and the batch's dead letters); only then is the batch acknowledged to faust,
+   whose offset commits follow. faust flushes its producer before a commit too, but that flush
+   gives up when nothing moves for 100 ms (see :mod:`streams.fixups.durable_table`), which would let a
+   commit cover writes still queued.
 
 A crash before 4 replays the batch onto the old states and nothing was visible yet. A crash
 between 4 and 6 leaves an outbox behind; the events are redelivered (their offsets were not
@@ -100,10 +98,6 @@ class Outputs(Protocol):
     async def flush(self) -> None:
         """Return once everything sent so far (table changelog writes and dead letters included)
         is acknowledged; raise if any of it failed."""
-
-    async def settle(self) -> None:
-        """A batch is done: everything it sent must be acknowledged before its offsets are
-        committed. Either :meth:`flush` now, or make sure the next commit waits for it."""
 
 
 def key_problem(key: bytes | None, customer_id: str) -> list[FieldProblem]:
@@ -218,9 +212,9 @@ class CustomerProcessor:
         for _, entry in with_changes:
             entry.state.outbox = []  # type: ignore[union-attr]
         self._write(touched.items(), bind)
-        # Acknowledged before the batch's offsets are committed (now, or by the commit: see
-        # Outputs.settle): faust's own flush before a commit may give up with writes still queued.
-        await self.outputs.settle()
+        # Acknowledged before the batch counts as processed (and its offsets can be committed):
+        # faust's own flush before a commit may give up with writes still queued.
+        await self.outputs.flush()
         for key, entry in touched.items():  # saved: decoded states may serve the next batches
             if entry.state is not None and entry.raw is not None:
                 self.cache.put(key, entry.raw, entry.state)

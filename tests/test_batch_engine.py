@@ -88,9 +88,6 @@ class _RecordingOutputs:
     async def changes(self, changes: list[SegmentChange]) -> None:
         self.sent.extend(c.model_dump_json().encode() for c in changes)
 
-    async def settle(self) -> None:  # in process: nothing to defer
-        await self.flush()
-
     async def flush(self) -> None:
         pass
 

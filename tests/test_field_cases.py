@@ -62,9 +62,6 @@ class DeadLetters:
     async def changes(self, changes: list) -> None:
         pass
 
-    async def settle(self) -> None:  # in process: nothing to defer
-        await self.flush()
-
     async def flush(self) -> None:
         pass
 

@@ -43,9 +43,6 @@ class PartitionOutputs:
     async def changes(self, changes: list) -> None:
         self.published.extend(c.model_dump_json() for c in changes)
 
-    async def settle(self) -> None:  # in process: nothing to defer
-        await self.flush()
-
     async def flush(self) -> None:
         pass
 

@@ -30,18 +30,11 @@ the worker, and the batch in flight failed with "Producer not Running" (seen by 
 crash test with a CRC32 producer, whose forwards make the delivery guard seek more often). The
 worker's seeks go through faust's own ``call_thread``, like its commits (:meth:`WorkerConsumer._seek`).
 Can go when faust-streaming seeks in its consumer thread.
-
-**Writes before commits.** A batch of the customer agent does not wait for its last table writes
-(streams.processor, step 6): :attr:`WorkerConsumer.before_commit` is awaited before every commit
-of offsets (``_commit_tps``: the commit timer's, a rebalance's, the shutdown's), so no offset is
-committed before the writes of its batch are acknowledged. One wait per commit instead of one per
-batch. Can go when faust awaits its own changelog writes before a commit (its producer flush gives
-up early: streams.fixups.durable_table).
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -63,12 +56,6 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class WorkerConsumer(faust_aiokafka.Consumer):
     guarded_topics: frozenset[str] = frozenset()  # set by the agent that guards them
-    before_commit: Callable[[], Awaitable[None]] | None = None  # awaited before offsets are committed
-
-    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
-        if self.before_commit is not None:
-            await self.before_commit()  # raises if a write failed: nothing is committed then
-        return await super()._commit_tps(tps, start_new_transaction)
 
     def _new_consumer_thread(self) -> WorkerConsumerThread:
         return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -148,9 +148,6 @@ class _CountingOutputs:
     async def changes(self, changes: list) -> None:
         self.changes_sent += len(changes)
 
-    async def settle(self) -> None:  # in process: nothing to defer
-        await self.flush()
-
     async def flush(self) -> None:
         pass
 
