@@ -135,20 +135,8 @@ class Pipeline:
         evaluation that decides nothing leaves the state as it was (the sweep writes nothing)."""
         if state.evaluated_at is not None and now < state.evaluated_at:
             now = state.evaluated_at
-        before = _membership(state)
         basis = basis_of(state, self.config.value)
-        vector = vector_at(basis, now, self.values.valuation, self.config.value)
-        change = self.segmenter.assign(state, vector, now)
-        if self._on_basis is not None:  # with the membership just decided: figures are over members
-            # The basis is ours until it is sent: set in place (dataclasses.replace was 4 % of the engine).
-            object.__setattr__(basis, "segment", state.cluster)
-            self._on_basis(state.customer_id, basis)
-        records = [self._cluster_record(state, change, now)] if change else []
-        if self.rules is not None:
-            records.extend(self._rule_records(state, now))
-        if records or _membership(state) != before:
-            state.evaluated_at = now
-        return records
+        return self._decide(state, basis, vector_at(basis, now, self.values.valuation, self.config.value), now)
 
     def evaluate_many(self, states: Sequence[CustomerState], nows: Sequence[float]) -> list[list[SegmentChange]]:
         """:meth:`evaluate` for a batch of customers (``states[i]`` as of ``nows[i]``), with the
@@ -165,21 +153,25 @@ class Pipeline:
         matrix = matrix_at(bases, at, self.values.valuation, value_config)
         snap = self.snapshot
         distances = snap.distances_many(matrix) if snap is not None and len(snap.centroids) else None
-        out = []
-        for i, (state, basis) in enumerate(zip(states, bases)):
-            now = float(at[i])
-            before = _membership(state)
-            change = self.segmenter.assign(state, matrix[i], now, None if distances is None else distances[i])
-            if self._on_basis is not None:  # as in evaluate
-                object.__setattr__(basis, "segment", state.cluster)
-                self._on_basis(state.customer_id, basis)
-            records = [self._cluster_record(state, change, now)] if change else []
-            if self.rules is not None:
-                records.extend(self._rule_records(state, now))
-            if records or _membership(state) != before:
-                state.evaluated_at = now
-            out.append(records)
-        return out
+        return [self._decide(state, basis, matrix[i], float(at[i]), None if distances is None else distances[i])
+                for i, (state, basis) in enumerate(zip(states, bases))]
+
+    def _decide(self, state: CustomerState, basis: FeatureBasis, vector: list[float] | np.ndarray, now: float,
+                distances_row: np.ndarray | None = None) -> list[SegmentChange]:
+        """The membership decisions of one evaluation (``vector``: the customer's features as of
+        ``now``; ``distances_row``: their distances to the centroids, when computed for a batch)."""
+        before = _membership(state)
+        change = self.segmenter.assign(state, vector, now, distances_row)
+        if self._on_basis is not None:  # with the membership just decided: figures are over members
+            # The basis is ours until it is sent: set in place (dataclasses.replace was 4 % of the engine).
+            object.__setattr__(basis, "segment", state.cluster)
+            self._on_basis(state.customer_id, basis)
+        records = [self._cluster_record(state, change, now)] if change else []
+        if self.rules is not None:
+            records.extend(self._rule_records(state, now))
+        if records or _membership(state) != before:
+            state.evaluated_at = now
+        return records
 
     def _rule_records(self, state: CustomerState, now: float) -> list[SegmentChange]:
         """Rules need no clustering model: literal clauses hold from the first event, percentile
