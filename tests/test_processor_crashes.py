@@ -183,15 +183,15 @@ def test_a_batch_retried_in_the_same_process_after_a_failure_is_applied_once_and
     nobody and the changes they cause would be lost)."""
     msgs, table, outputs = inbox(), {}, BrokerOutputs()
     proc = processor(table, outputs)
-    evaluate = proc.pipeline.evaluate
+    evaluate_many = proc.pipeline.evaluate_many
     failing = False
 
-    def failing_evaluate(state, now):  # noqa: ANN001, ANN202 - after every event of the batch was applied
+    def failing_evaluate_many(states, nows):  # noqa: ANN001, ANN202 - after every event of the batch was applied
         if failing:
             raise Crash
-        return evaluate(state, now)
+        return evaluate_many(states, nows)
 
-    proc.pipeline.evaluate = failing_evaluate  # type: ignore[method-assign]
+    proc.pipeline.evaluate_many = failing_evaluate_many  # type: ignore[method-assign]
     failed = 0
     for n, start in enumerate(range(0, len(msgs), 50)):
         batch = msgs[start:start + 50]
