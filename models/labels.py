@@ -326,10 +326,22 @@ def stable_labels(ids: list[str], fresh: list[list[str]], figures: list[SegmentF
 
 def _unique(labels: list[str], ids: list[str], kept: list[bool]) -> list[str]:
     """A label shared by several segments gets the id appended, except on a kept label (unique
-    when it was given, so the newcomer yields)."""
-    seen = Counter(labels)
+    when it was given, so the newcomer yields). Labels with the same words in another order are
+    the same label ("frequent · high value" and "high value · frequent" tell nobody which is which).
+
+    >>> _unique(["frequent · high value", "high value · frequent", "churn risk"], ["c3", "c5", "c6"],
+    ...         [True, False, False])
+    ['frequent · high value', 'high value · frequent (c5)', 'churn risk']
+    """
+    words = [_words_of(label, sid) for label, sid in zip(labels, ids)]
+    seen = Counter(words)
     out = []
-    for label, sid, keep in zip(labels, ids, kept):
-        clash = seen[label] > 1 and not (keep and sum(k for l2, k in zip(labels, kept) if l2 == label) == 1)
+    for label, w, sid, keep in zip(labels, words, ids, kept):
+        clash = seen[w] > 1 and not (keep and sum(k for w2, k in zip(words, kept) if w2 == w) == 1)
         out.append(f"{label} ({sid})" if clash and not label.endswith(f"({sid})") else label)
     return out
+
+
+def _words_of(label: str, sid: str) -> frozenset[str]:
+    """The words of a label, in any order, without the id a clash appended."""
+    return frozenset(label.removesuffix(f" ({sid})").split(" · "))

@@ -232,14 +232,19 @@ class Pipeline:
             },
         }
 
+    def why_no_model(self) -> str:
+        """Why there is no clustering model yet, in a marketer's words (None-free)."""
+        seg = self.config.segmentation
+        return (f"no model trained yet: a training needs {seg.min_customers_to_train} customers in the training "
+                f"sample (and for the first model, {seg.first_model_min_tenure_days:g} days since the first "
+                f"purchase of its median buyer)")
+
     def _pending_why(self, key: str, entry: bool) -> str:
         snap, seg = self.snapshot, self.config.segmentation
         field = key.rpartition(":")[0]
         if snap is None:
-            return (f"no model trained yet: percentile thresholds are computed at each training, which needs "
-                    f"{seg.min_customers_to_train} customers in the training sample (and for the first model, "
-                    f"{seg.first_model_min_tenure_days:g} days since the first purchase of its median buyer); "
-                    f"clauses on it are false until then")
+            return (f"{self.why_no_model()}; percentile thresholds are computed at each training, and clauses "
+                    f"on it are false until then")
         if not entry:
             return (f"model v{snap.version} has no relaxed threshold {key} (trained with another rule_band, or "
                     f"before hysteresis existed): members are held to the entry threshold until a training brings it")

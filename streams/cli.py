@@ -619,9 +619,12 @@ def replay(
         f"{report.applied} applied, {report.duplicates} duplicates, {report.after_as_of} after as-of, "
         f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
     )
-    console.print(f"BG/NBD (days): {val.get('beta_geo')}; Gamma-Gamma: {val.get('gamma_gamma')}", highlight=False)
-    console.print(f"{report.changes} segment changes ({report.sweeps} event-time sweeps); "
-                  f"model version {report.model_version}", highlight=False)
+    console.print(f"BG/NBD (days): {val.get('beta_geo') or 'not fitted'}; "
+                  f"Gamma-Gamma: {val.get('gamma_gamma') or 'not fitted'}", highlight=False)
+    model = (f"model version {report.model_version}" if report.model_version is not None
+             else f"no clustering model ({report.no_model})")
+    console.print(f"{report.changes} segment changes ({report.sweeps} event-time sweeps); {model}"
+                  + (f"; snapshot -> {snapshot_out}" if snapshot_out else ""), highlight=False)
     if report.invalid:
         raise typer.Exit(1 if report.applied == 0 else 0)
 

@@ -66,6 +66,7 @@ class ReplayReport:
     valuation: dict | None = None
     changes: int = 0
     model_version: int | None = None
+    no_model: str | None = None  # why there is no model, when there is none
     sweeps: int = 0  # event-time sweep ticks run (those before any model or rule are skipped)
 
     @property
@@ -289,6 +290,7 @@ class Replay:
         self.report.valuation = self.engine.valuation.to_dict()
         snap = self.pipeline.snapshot
         self.report.model_version = snap.version if snap else None
+        self.report.no_model = None if snap else self.pipeline.why_no_model()
 
     def profiles(self) -> Iterator[dict]:
         for customer_id in sorted(self.states):
@@ -324,10 +326,12 @@ def run_replay(
         if changes_file:
             changes_file.close()
     write_jsonl(profiles_out, replay.profiles())
-    if snapshot_out and (replay.pipeline.snapshot or replay.pipeline.rules):
-        # The rule section too (sizes, thresholds, pending ones): rules work without a model.
+    if snapshot_out:
+        # The rule section too (sizes, thresholds, pending ones): rules work without a model. Written
+        # even without either, so the file never holds an older run's snapshot unsaid.
         snap = replay.pipeline.segmenter.with_current_sizes()  # sizes after the last re-evaluation
-        doc = snap.to_dict() if snap else {"format": SNAPSHOT_FORMAT, "version": None, "segments": []}
+        doc = snap.to_dict() if snap else {"format": SNAPSHOT_FORMAT, "version": None, "segments": [],
+                                           "no_model": replay.pipeline.why_no_model()}
         snapshot_out.write_bytes(orjson.dumps({**doc, **replay.pipeline.rule_report()},
                                               option=orjson.OPT_SERIALIZE_NUMPY))
     replay.report.seconds = time.perf_counter() - started

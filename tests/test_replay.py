@@ -308,3 +308,18 @@ def test_the_sweep_cadence_is_configurable_and_zero_turns_it_off() -> None:
     lapse = lambda moves: next(at for at, code, seg in moves if (code, seg) == ("rule_entered", "lapsed_60"))  # noqa: E731
     assert lapse(daily) < lapse(weekly)
     assert ("rule_entered", "lapsed_60") not in [m[1:] for m in off]  # the gap the sweep closes
+
+
+def test_the_snapshot_file_is_written_even_without_a_model(tmp_path: Path) -> None:
+    """A user found an older run's snapshot left in place (no model, no rules: nothing was
+    written) and took it for this run's: the file always holds this run's answer."""
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b'{"type":"purchase","event_id":"p1","customer_id":"a",'
+                       b'"timestamp":"2026-01-05T00:00:00Z","amount":5}\n')
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_bytes(b'{"stale": true}')
+    report = run_replay(events, 1_769_904_000.0, EngineConfig(), tmp_path / "p.jsonl", snapshot_out=snapshot)
+    doc = orjson.loads(snapshot.read_bytes())
+    assert "stale" not in doc and doc["version"] is None and doc["segments"] == []
+    assert doc["no_model"].startswith("no model trained yet: a training needs 300 customers")
+    assert report.model_version is None and report.no_model == doc["no_model"]
