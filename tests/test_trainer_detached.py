@@ -117,3 +117,42 @@ def test_a_killed_worker_leaves_no_training_process_behind() -> None:
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_an_idle_trainer_does_not_retrain_the_same_sample_at_the_same_time() -> None:
+    """After a demo's replay the event clock stands still and sweeps re-send unchanged bases: the
+    trainer retrained every few seconds on half a core. The same sample at the same time gives
+    the same model: no training then; a changed basis or a clock that moved makes one due."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.sampling import encode_samples
+    from streams.training import TrainerHost
+
+    bases = [(f"c{i}", b) for i, b in enumerate(_trainer().copy_sample())]
+    listener = SimpleNamespace(started=asyncio.Event(), latest=None)
+    listener.started.set()
+    host = TrainerHost(CONFIG, "event", train_interval_s=0, refill_wait_s=0, listener=listener)  # type: ignore[arg-type]
+
+    async def round_(samples: list, clock: float) -> object:
+        host.on_samples(encode_samples(samples, [], clock=clock))
+        return await host.maybe_train()
+
+    async def scenario() -> list[int]:
+        trainings = []
+        await round_(bases, NOW)
+        trainings.append(host.trainings)
+        await round_(bases, NOW)  # a sweep re-sends every basis unchanged, the clock stands still
+        trainings.append(host.trainings)
+        changed = [(bases[0][0], FeatureBasis(x=9, t_x=90, first_day=19990, last_purchase_ts=NOW - 86400.0,
+                                              monetary=50.0, purchase_count=10))]
+        await round_(changed, NOW)  # one customer bought: due again
+        trainings.append(host.trainings)
+        await round_(bases[1:], NOW + 86400.0)  # unchanged, but a day later: features aged, due
+        trainings.append(host.trainings)
+        return trainings
+
+    try:
+        assert asyncio.run(scenario()) == [1, 1, 2, 3]
+    finally:
+        host.close()
