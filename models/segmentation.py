@@ -195,6 +195,7 @@ class Segmenter:
             retired_labels=self._retired_labels(matching.ids), population=naming.population.to_dict(),
         )
         stats = self._segment_stats(snap, matrix, z, naming)
+        self._clear_version_counters()
         drift = self._snapshot_drift(snap, stats)
         new_signals.extend(drift.signals)
         self.signals.extend(new_signals)
@@ -427,10 +428,10 @@ class Segmenter:
         described = dataclasses.replace(
             snap, version=snap.version + 1, created_at=now, rule_thresholds=thresholds, adoption=verdict.to_dict(),
             labels=tuple(naming.labels), descriptions=tuple(naming.descriptions),
-            population=naming.population.to_dict(), retired_labels=snap.retired_labels,
+            population=naming.population.to_dict(),
             lifecycle=self._relabelled(list(snap.segment_ids), naming, snap.version + 1, now),
             definition_version=self.rules.version if self.rules else None)
-        stats = self._segment_stats(described, matrix, z, naming, clear_counters=False)
+        stats = self._segment_stats(described, matrix, z, naming)
         if thresholds == snap.rule_thresholds and not _description_changed(snap, described, stats):
             return None
         self._clear_version_counters()
@@ -548,7 +549,7 @@ class Segmenter:
         return {"label_since_version": version, "previous_label": prev.labels[i]}
 
     def _segment_stats(self, snap: ModelSnapshot, matrix: np.ndarray, z: np.ndarray,
-                       naming: "Naming", clear_counters: bool = True) -> dict[str, dict]:
+                       naming: "Naming") -> dict[str, dict]:
         """What a marketer needs to judge each segment: substantial, profitable, distinct, stable.
 
         Every figure is over the members who have it: CLV over buyers, the NPS mix over members
@@ -591,8 +592,6 @@ class Segmenter:
             if assigns:
                 stats[sid]["entered_since_previous_version"] = self.counters.entered.get(sid, 0)
                 stats[sid]["left_since_previous_version"] = self.counters.left.get(sid, 0)
-        if clear_counters:
-            self._clear_version_counters()
         return stats
 
     def _clear_version_counters(self) -> None:
