@@ -39,7 +39,6 @@ class ModelTrainer:
         self.segmenter = Segmenter(config.segmentation, rules)
         self.valuation: Valuation = pinned_valuation(config.value)
         self.updates = 0  # sample updates since the last training
-        self.changed = 0  # of which with a basis other than the one the sample held
 
     @property
     def snapshot(self) -> ModelSnapshot | None:
@@ -56,8 +55,6 @@ class ModelTrainer:
         """A sampled customer's current basis. Sweeps re-send unchanged ones too (that is how a new
         trainer refills its sample), and they count: time passes for them as well (recency, P(alive)),
         and every training gives the drift detectors another look at the population."""
-        if self.segmenter.sample.get(customer_id) != basis:
-            self.changed += 1
         self.segmenter.observe(customer_id, basis)
         self.updates += 1
 
@@ -74,7 +71,7 @@ class ModelTrainer:
     def copy_sample(self) -> list[FeatureBasis]:
         """The sample as it is now: take it in the thread that feeds :meth:`observe`, then
         :meth:`train` may run elsewhere."""
-        self.updates = self.changed = 0
+        self.updates = 0
         return self.segmenter.sample.values()
 
     def train(self, now: float, bases: list[FeatureBasis]) -> ModelSnapshot | None:

@@ -63,7 +63,6 @@ class TrainerHost:
         self._resumed_from: ModelSnapshot | None = None
         self._resumed = False
         self._last_train = -math.inf
-        self._trained_at: float | None = None  # the clock at the last training
         self.trainings = 0
         self._training = False
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -95,7 +94,6 @@ class TrainerHost:
         if self._training or now is None or not self._due(trainer):
             return None
         bases = trainer.copy_sample()
-        self._trained_at = now
         self._training = True
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -171,11 +169,6 @@ class TrainerHost:
         if trainer.snapshot is None:
             return trainer.sample_size >= min_customers
         if trainer.updates == 0 or time.monotonic() - self._last_train < self.train_interval_s:
-            return False
-        if trainer.changed == 0 and self.clock.now() == self._trained_at:
-            # The same sample at the same time: the same model. An idle demo (event clock frozen
-            # after its replay, sweeps re-sending unchanged bases) retrained every few seconds on
-            # half a core, and its timer overlapped itself.
             return False
         resumed = self._resumed_from
         if resumed is not None and trainer.snapshot is resumed:
