@@ -142,10 +142,10 @@ class Valuation:
 
     def _memoised_many(self, tag: str, columns: tuple[np.ndarray, ...],
                        compute: Callable[[np.ndarray], Any]) -> np.ndarray:
-        """The vectorised predictions, through the same memo as the scalar ones: a batch's
+        """The vectorised predictions, memoised in the scalar ones' dict: a batch's
         customers mostly have (x, t_x, T[, m]) already seen (the discounted CLV sums 13 monthly
         periods of hypergeometric terms: about 30 µs a row even vectorised). ``compute`` gets the
-        indices of the rows to compute. Its own keys (``tag``): numpy's vectorised arithmetic can
+        indices of the rows to compute. Under keys of their own (``tag``): numpy's vectorised arithmetic can
         differ from the scalar path's in the last bits, and a value must not depend on which path
         met its key first (tests/test_batch_engine.py holds the two paths to the same changes)."""
         keys = [(tag, *row) for row in zip(*(c.tolist() for c in columns))]
