@@ -19,7 +19,12 @@ Within a batch, chosen for at-least-once delivery:
    event redelivered after a crash is recognised however many came back (and a repeated
    ``event_id`` within a window, see :mod:`models.state`); each customer is loaded from the table
    once per batch;
-3. each customer touched is evaluated once, after all its events of the batch;
+3. each applied event is evaluated as if its message had been a batch of its own (the clock as
+   of that message): the customers whose latest event is the batch's last for them are evaluated
+   together at the end (:meth:`Pipeline.evaluate_many`), and a customer's earlier events of the
+   batch one by one, just before its next event is applied (or the sweep or an erasure reaches
+   it). A batch therefore emits exactly the changes its messages would one at a time, which is
+   what the offline replay emits too (tests/test_batch_engine.py);
 4. customers with segment changes are saved first **with the changes in an outbox**, and the
    producer is flushed: the new state (with its offsets) is durable before anyone sees a change;
 5. the changes are sent **and acknowledged**;
@@ -114,7 +119,8 @@ class Touched:
     state: CustomerState | None  # None: not in the table and no event applied yet (then nothing is written)
     raw: bytes | None  # as loaded from the table
     last_index: int  # the batch position of its latest message (its partition context for the write)
-    evaluate: bool = False  # events were applied: evaluate once at the end of the batch
+    evaluate: bool = False  # its latest event was applied and not yet evaluated
+    evaluate_at: float = 0.0  # the time that evaluation is as of (the clock when the event came)
     latest_event_ts: float = 0.0
     changes: list[SegmentChange] = field(default_factory=list)  # to emit, in order
 
@@ -125,8 +131,9 @@ def _no_context(_index: int) -> contextlib.AbstractContextManager:
 
 class CustomerProcessor:
     """Processes batches of messages (``handle_batch``): each customer touched by a batch is loaded
-    once, evaluated once after all its events were applied, and written once, after the batch's
-    segment changes were acknowledged. A batch of one message behaves like per-message processing.
+    once, evaluated after each of its events (as of the clock when that event came), and written
+    once, after the batch's segment changes were acknowledged. A batch emits the changes its
+    messages would one at a time.
     """
 
     def __init__(self, pipeline: Pipeline, table: MutableMapping[bytes, bytes], outputs: Outputs,
@@ -251,6 +258,7 @@ class CustomerProcessor:
         if self._replay_missed(state, position, msg):
             self.held.append(index)
             return 0
+        self._settle(entry)  # its previous event of this batch is decided on the state it left
         try:
             # The future-skew bound is wall time in both clock modes: it is what bounds the event
             # clock (docs/worker.md, "How far the event clock may jump").
@@ -269,7 +277,9 @@ class CustomerProcessor:
             self.watermark.applied(msg.delivered, origin, ts)
         entry.state = state
         self._outcomes[(event_type, "applied")] += 1
-        entry.evaluate = True
+        at = self.clock.time_for(state.last_event_ts)  # as a batch of this one message would
+        if at is not None:
+            entry.evaluate, entry.evaluate_at = True, at
         entry.latest_event_ts = max(entry.latest_event_ts, ts)
         return 1
 
@@ -287,18 +297,18 @@ class CustomerProcessor:
             return None
         return event
 
+    def _settle(self, entry: Touched) -> None:
+        """Decide ``entry``'s pending evaluation now, before its state changes again (one
+        customer: the batch's repeat customers only)."""
+        if entry.evaluate and entry.state is not None:
+            entry.changes.extend(self.pipeline.evaluate(entry.state, entry.evaluate_at))
+        entry.evaluate = False
+
     def _evaluate_touched(self, touched: dict[bytes, Touched]) -> None:
-        """Each customer with new events as of its own time (:meth:`WorkerClock.time_for`)."""
-        due: list[Touched] = []
-        times: list[float] = []
-        for entry in touched.values():
-            if entry.evaluate and entry.state is not None:
-                at = self.clock.time_for(entry.state.last_event_ts)
-                if at is None:
-                    continue
-                due.append(entry)
-                times.append(at)
-        self._evaluate_all(due, times)
+        """The customers with a pending evaluation, together, each as of the time its latest event
+        came (:meth:`WorkerClock.time_for` then)."""
+        due = [entry for entry in touched.values() if entry.evaluate and entry.state is not None]
+        self._evaluate_all(due, [entry.evaluate_at for entry in due])
         at = self.clock.sweep_time()
         if at is not None:
             self.pipeline.maybe_train(at)
@@ -331,6 +341,7 @@ class CustomerProcessor:
             entry = self._touch(customer_id.encode(), index, touched)
             if entry.state is not None and entry.state.replay_to:  # see _replay_missed
                 self._rewind(entry.state, customer_id.encode())
+            self._settle(entry)  # an event earlier in this batch is decided before the sweep
             if entry.state is None or not entry.state.holds_data:
                 continue  # erased since the sweep listed it: only the erasure marker is left
             own = self.clock.time_for(entry.state.last_event_ts)  # not before its own latest event
@@ -367,9 +378,9 @@ class CustomerProcessor:
         self.forwarder.forget(request.customer_id)
         held = state is not None and state.holds_data
         if state is not None and held:
+            self._settle(entry)
+            changes, entry.changes = changes + entry.changes, []
             at = self.clock.time_for(state.last_event_ts) or time.time()
-            if entry.evaluate:
-                changes.extend(self.pipeline.evaluate(state, at))
             changes.extend(self.pipeline.erase(state, at))
         # The marker, saved in place of the state: keeps earlier events out and repeats a no-op.
         marker = CustomerState.erased(request.customer_id, state, request.request_id, cutoff)

@@ -2,14 +2,18 @@
 
 ``Pipeline.evaluate_many`` evaluates a batch of customers together (features, BTYD P(alive) and
 CLV, distances to the centroids as numpy arrays); ``Pipeline.evaluate`` one by one stays the
-reference. Both are driven here over the same inputs, through the offline replay (sweeps of every
-customer) and through the worker's ``CustomerProcessor`` (its batches, on an event clock), and
-must emit the same segment changes, byte for byte, and leave the same profiles.
+reference. Both are driven here over the same inputs through the offline replay (sweeps of every
+customer) and must emit the same segment changes, byte for byte, and leave the same profiles.
+
+The worker's ``CustomerProcessor`` in batches of 500 (the batch engine) is held to the same
+messages one at a time through the per-customer path: every event is evaluated, as of the clock
+when it came, even when its customer has several events in one batch (as the replay does).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Sequence
 
 import orjson
@@ -101,15 +105,31 @@ class _RecordingOutputs:
         return {}
 
 
-def processed(pipeline_class: type[Pipeline], batch: int) -> tuple[list[bytes], dict[bytes, bytes]]:
-    """(changes, table) of the worker's processor over the personas' messages, in batches."""
+def trained_snapshot() -> Any:
+    """A model trained on the personas (a worker gets its model from the trainer the same way)."""
+    cfg = config(2000)
+    replay = Replay(cfg, END, pipeline=Pipeline(cfg, auto_refit=False))
+    for i, event in enumerate(persona_events()):
+        replay.feed(i, orjson.dumps(event))
+    replay.finish()
+    assert replay.pipeline.snapshot is not None
+    return replay.pipeline.snapshot
+
+
+def processed(pipeline_class: type[Pipeline], batch: int, snapshot: Any) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """(changes, table) of the worker's processor over the personas' messages, in batches, with
+    the model ``snapshot`` installed and a sweep batch of 40 customers every 700 messages."""
     settings = Settings()
     topics = settings.topics.input_topics
+    reevaluate = settings.topics.name("reevaluate")
     table: dict[bytes, bytes] = {}
     outputs = _RecordingOutputs()
-    processor = CustomerProcessor(pipeline_class(config(2000), train_locally=True), table, outputs,
-                                  WorkerClock("event"), SampleForwarder(), WorkerMetrics(),
-                                  {name: etype for etype, name in topics.items()}, cache=StateCache(100))
+    pipeline = pipeline_class(config(2000), train_locally=False)
+    pipeline.install(snapshot)
+    routes: dict[str, str] = {name: etype for etype, name in topics.items()}
+    routes[reevaluate] = "reevaluate"
+    processor = CustomerProcessor(pipeline, table, outputs, WorkerClock("event"), SampleForwarder(),
+                                  WorkerMetrics(), routes, cache=StateCache(100))
     events = persona_events()
     # Producers resend late: every 40th event arrives 3,000 messages later (its customer's time
     # never goes back: the evaluation's floor, state.evaluated_at, is exercised too).
@@ -117,8 +137,12 @@ def processed(pipeline_class: type[Pipeline], batch: int) -> tuple[list[bytes], 
     order = [e for i, e in enumerate(events) if i not in late]
     for i, e in sorted(late.items(), reverse=True):
         order.insert(min(i + 3000 - len([j for j in late if j < i]), len(order)), e)
-    inbox = [InMessage(topics[e["type"]], 0, i, e["customer_id"].encode(), orjson.dumps(e))
-             for i, e in enumerate(order)]
+    inbox: list[InMessage] = []
+    for i, e in enumerate(order):
+        inbox.append(InMessage(topics[e["type"]], 0, i, e["customer_id"].encode(), orjson.dumps(e)))
+        if i % 700 == 699:  # the sweep reaches customers whose events are in the same batch
+            recent = sorted({m.key.decode() for m in inbox[-60:] if m.key is not None})[:40]
+            inbox.append(InMessage(reevaluate, 0, i, None, orjson.dumps({"customers": recent, "pass": 1})))
 
     async def drive() -> None:
         for start in range(0, len(inbox), batch):
@@ -128,12 +152,30 @@ def processed(pipeline_class: type[Pipeline], batch: int) -> tuple[list[bytes], 
     return outputs.sent, table
 
 
-def test_the_workers_batches_emit_the_same_changes_through_the_batch_engine() -> None:
-    batch_changes, batch_table = processed(Pipeline, batch=500)
-    reference_changes, reference_table = processed(ReferencePipeline, batch=500)
+class PerMessagePipeline(ReferencePipeline):
+    """The reference for the worker: every message a batch of its own, so every event is
+    evaluated right after it is applied (what the replay does), one customer at a time."""
+
+
+def test_a_workers_batch_emits_exactly_what_its_messages_would_one_at_a_time() -> None:
+    """A customer with several events in one batch is evaluated after each of them (a segment it
+    holds between two events of the batch is entered and left), as of the clock when each came."""
+    snapshot = trained_snapshot()
+    batch_changes, batch_table = processed(Pipeline, 500, snapshot)
+    reference_changes, reference_table = processed(PerMessagePipeline, 1, snapshot)
     assert len(batch_changes) > 100
-    assert batch_changes == reference_changes
+    assert {orjson.loads(c)["kind"] for c in batch_changes} == {"cluster", "rule"}
+    # Ordered per customer, as the changes topic is (keyed by customer); a batch sends one
+    # customer's changes after another's, the messages one at a time interleave them.
+    assert by_customer(batch_changes) == by_customer(reference_changes)
     assert batch_table == reference_table  # every customer's state, byte for byte
+
+
+def by_customer(changes: list[bytes]) -> dict[str, list[bytes]]:
+    grouped: dict[str, list[bytes]] = {}
+    for change in changes:
+        grouped.setdefault(orjson.loads(change)["customer_id"], []).append(change)
+    return grouped
 
 
 def test_a_batch_never_evaluates_a_customer_before_its_last_decision() -> None:
@@ -158,3 +200,29 @@ def test_a_batch_never_evaluates_a_customer_before_its_last_decision() -> None:
     for p in (batch, reference):
         p.install(replay.pipeline.snapshot)
     assert run(batch) == run(reference)
+
+
+def test_field_case_14_live_enters_new_customers_at_the_first_purchase_as_the_replay_does() -> None:
+    """Field case 14's three purchases of one customer in one batch: the worker stamped the
+    ``new_customers`` entry at the last of them (it evaluated once per batch); the replay, at the
+    first. Both now say 2026-05-01T10:00:00Z."""
+    lines = (Path(__file__).resolve().parent / "data" / "14-huge-amount-serialisation.jsonl").read_bytes().splitlines()
+    cfg = EngineConfig.model_validate({"value": {"base_currency": "VND", "currency_rates": {"USD": 25000}},
+                                       "segmentation": {"rules_file": str(EXAMPLE_RULES)}})
+    offline: list[bytes] = []
+    replay = Replay(cfg, 1_780_272_000.0, on_change=lambda c: offline.append(c.model_dump_json().encode()))  # 2026-06-01
+    for i, line in enumerate(lines):
+        replay.feed(i, line)
+    replay.finish()
+
+    topics = Settings().topics.input_topics
+    outputs = _RecordingOutputs()
+    processor = CustomerProcessor(Pipeline(cfg, train_locally=False), {}, outputs, WorkerClock("event"),
+                                  SampleForwarder(), WorkerMetrics(), {name: t for t, name in topics.items()})
+    inbox = [InMessage(topics["purchase"], 0, i, orjson.loads(line)["customer_id"].encode(), line)
+             for i, line in enumerate(lines)]
+    asyncio.run(processor.handle_batch(inbox))  # one batch, as a live worker catching up reads them
+
+    entries = [orjson.loads(c) for c in outputs.sent if orjson.loads(c)["customer_id"] == "wholesale-1"]
+    assert [(c["segment"]["id"], c["changed_at"]) for c in entries] == [("new_customers", "2026-05-01T10:00:00Z")]
+    assert by_customer(outputs.sent) == by_customer([c for c in offline if orjson.loads(c)["changed_at"] < "2026-05-04"])
