@@ -85,6 +85,10 @@ class WorkerMetrics:
         self.changes_resent = Counter("segstream_segment_changes_resent_total", "Changes sent again as saved, "
                                       "after a crash between saving them and their acknowledgement (same "
                                       "change_id and content; also counted in segment_changes_total).", registry=r)
+        self.states_written_behind = Counter("segstream_states_written_behind_total", "Customer states written "
+                                             "to the table's changelog just before an offset commit (write-behind: "
+                                             "one write per customer and commit, however many batches touched it).",
+                                             registry=r)
         self.delivery_holes = Counter("segstream_delivery_holes_total", "Offsets faust skipped in an input "
                                       "partition: the later messages were held and the partition read again "
                                       "from the hole (streams.delivery_guard; the log names the partition).",

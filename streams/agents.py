@@ -137,15 +137,27 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     repartition_topic = topics.repartition.get_topic_name()
     routes[repartition_topic] = REPARTITION
     outputs = KafkaOutputs(topics, rt.table, rt.input_end_offsets)
+    w = rt.settings.worker
     processor = CustomerProcessor(rt.pipeline, rt.table, outputs, rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
-                                  cache=StateCache(rt.settings.worker.state_cache_size), home=rt.home,
-                                  watermark=rt.watermark)
-    w = rt.settings.worker
+                                  cache=StateCache(w.state_cache_size), home=rt.home,
+                                  watermark=rt.watermark, store=rt.store)
     app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
+    # A batch and the writing out of the states waiting for a commit never interleave: the
+    # states written must be those of finished batches (a batch's changes are sent before its
+    # states are final), and every finished batch's states are written before offsets are.
+    processing = asyncio.Lock()
+
+    async def write_out_before_commit() -> None:
+        async with processing:
+            written = await processor.write_out()
+        if written:
+            rt.metrics.states_written_behind.inc(written)
+
+    app.consumer.before_commit = write_out_before_commit  # type: ignore[attr-defined]  # our WorkerConsumer
 
     rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
-                     state_cache_size=processor.cache.capacity)
+                     state_cache_size=processor.cache.capacity, write_behind=processor.store.deferred)
     timers = rt.wiring.setdefault("timers", {})
 
     def every(interval_s: float) -> Callable:
@@ -166,6 +178,13 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     async def forget_revoked(_app: faust.App, revoked: Any, **_kwargs: Any) -> None:
         intake.forget(revoked)
         rt.watermark.forget(revoked, repartition_topic)
+        # faust committed (wait_empty) before this signal, so normally nothing waits here; what a
+        # failed commit left for these partitions is another worker's now (it reads their events
+        # again from the last commit): never written by this one.
+        dropped = rt.store.forget(tp.partition for tp in revoked if tp.topic in routes)
+        if dropped:
+            log.warning("%d customer states of revoked partitions were not written; their events are "
+                        "read again by the new owner", dropped)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
     async def forget_assigned(_app: faust.App, assigned: Any, **_kwargs: Any) -> None:
@@ -189,22 +208,27 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
             intake.busy = True  # until the batch is done: no delivery is expected meanwhile
             try:
-                await processor.handle_batch(msgs, bind)
-                await settle(processor, intake, events)
-            except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
-                log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
-                try:
-                    for index, msg in enumerate(msgs):
-                        await process_one(processor, intake, events[index], msg,
-                                          lambda _i, index=index: bind(index), routes)
-                except Exception:
-                    # Not even a dead letter could be written. Letting the exception out would
-                    # have faust ack the batch (take_events acks in a finally) and lose it: stop
-                    # the process instead, so the batch is redelivered to the next owner.
-                    log.exception("a batch could neither be processed nor dead-lettered")
-                    exit_now("the batch will be redelivered after a restart")
+                async with processing:
+                    await handle(msgs, events, bind)
             finally:
                 intake.busy = False
+
+    async def handle(msgs: list[InMessage], events: list[faust.EventT], bind: Callable) -> None:
+        try:
+            await processor.handle_batch(msgs, bind)
+            await settle(processor, intake, events)
+        except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
+            log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
+            try:
+                for index, msg in enumerate(msgs):
+                    await process_one(processor, intake, events[index], msg,
+                                      lambda _i, index=index: bind(index), routes)
+            except Exception:
+                # Not even a dead letter could be written. Letting the exception out would
+                # have faust ack the batch (take_events acks in a finally) and lose it: stop
+                # the process instead, so the batch is redelivered to the next owner.
+                log.exception("a batch could neither be processed nor dead-lettered")
+                exit_now("the batch will be redelivered after a restart")
 
     @app.agent(topics.trainer_samples, name="segstream.trainer", concurrency=1)
     async def collect_samples(stream: faust.StreamT) -> None:

@@ -106,6 +106,7 @@ def _agents(rt: Runtime) -> dict[str, Any]:
         W + "BATCH_MAX": rt.wiring.get("batch_max"),
         W + "BATCH_WITHIN_S": rt.wiring.get("batch_within_s"),
         W + "STATE_CACHE_SIZE": rt.wiring.get("state_cache_size"),
+        W + "WRITE_BEHIND": rt.wiring.get("write_behind"),
     }
 
 

@@ -28,23 +28,30 @@ Within a batch, chosen for at-least-once delivery:
 4. customers with segment changes are saved first **with the changes in an outbox**, and the
    producer is flushed: the new state (with its offsets) is durable before anyone sees a change;
 5. the changes are sent **and acknowledged**;
-6. the states are saved (outboxes emptied) and the worker waits until the broker has acknowledged
-   those writes (and the batch's dead letters); only then is the batch acknowledged to faust,
-   whose offset commits follow. faust flushes its producer before a commit too, but that flush
-   gives up when nothing moves for 100 ms (see :mod:`streams.fixups.durable_table`), which would let a
-   commit cover writes still queued.
+6. the states are saved (outboxes emptied). Write-through (:class:`~streams.write_behind.StateStore`
+   not deferred): the worker waits until the broker has acknowledged those writes (and the
+   batch's dead letters) before the batch is acknowledged to faust, whose offset commits follow.
+   Write-behind (the worker's default): the saved states wait in the store and are written, and
+   acknowledged, just before the consumer commits offsets, together with the batches' dead
+   letters and forwards (:mod:`streams.write_behind`). Either way no offset is committed before
+   what its batch wrote is acknowledged; faust's own flush before a commit gives up when nothing
+   moves for 100 ms (see :mod:`streams.fixups.durable_table`), hence these waits of our own.
 
 A crash before 4 replays the batch onto the old states and nothing was visible yet. A crash
 between 4 and 6 leaves an outbox behind; the events are redelivered (their offsets were not
 committed), so the customer is loaded again and the outbox sent again *as it was*: the same
 ``change_id`` with the same content, which a consumer drops. Re-deciding instead could give
 another answer (a new model, a later clock) and leave subscribers with a segment the worker no
-longer holds: the crash test caught exactly that. A crash after 6 finds everything applied.
+longer holds: the crash test caught exactly that. A crash after 6 finds everything applied,
+except the states still waiting for a commit (write-behind): their events were not committed
+either, so they come again onto the last written states, as after a crash before 4 (or between
+4 and 6, when the lost write was the one emptying an outbox).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -55,6 +62,7 @@ from typing import Callable, Iterable, MutableMapping, Protocol
 from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, Position, source_tag
 from models.state_cache import StateCache
+from streams.write_behind import StateStore
 from monitoring.metrics import WorkerMetrics
 from schemas.erasure import parse_erasure
 from schemas.internal import parse_reevaluation
@@ -119,6 +127,7 @@ class Touched:
     state: CustomerState | None  # None: not in the table and no event applied yet (then nothing is written)
     raw: bytes | None  # as loaded from the table
     last_index: int  # the batch position of its latest message (its partition context for the write)
+    partition: int = 0  # the partition its messages came from (its changelog partition)
     evaluate: bool = False  # its latest event was applied and not yet evaluated
     evaluate_at: float = 0.0  # the time that evaluation is as of (the clock when the event came)
     latest_event_ts: float = 0.0
@@ -140,14 +149,19 @@ class CustomerProcessor:
                  clock: WorkerClock, forwarder: SampleForwarder, metrics: WorkerMetrics,
                  routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None,
                  cache: StateCache | None = None, home: Callable[[bytes], int] | None = None,
-                 watermark: InputWatermark | None = None):
+                 watermark: InputWatermark | None = None, store: StateStore | None = None,
+                 max_waiting: int = 50_000):
         """``routes``: topic name -> event type, ``"erasure"``, ``"reevaluate"`` or ``"repartition"``.
         ``cache``: decoded states kept between batches (default: 20,000 customers). ``home``: a
         customer key's home partition (:class:`streams.partitioning.HomePartitions`); None
         processes every message where it arrives (a single partition, tests). ``watermark``: told
-        what was applied and forwarded from which partition (the worker's input watermark)."""
+        what was applied and forwarded from which partition (the worker's input watermark).
+        ``store``: ``table`` behind a write-behind buffer (default: written through);
+        ``max_waiting``: the states it may hold before a batch writes them out itself."""
         self.pipeline = pipeline
         self.table = table
+        self.store = store if store is not None else StateStore(table)
+        self.max_waiting = max_waiting
         self.outputs = outputs
         self.clock = clock
         self.forwarder = forwarder
@@ -212,20 +226,30 @@ class CustomerProcessor:
         for _, entry in with_changes:
             entry.state.outbox = [c.model_dump_json() for c in entry.changes]  # type: ignore[union-attr]
         if with_changes:
-            self._write(with_changes, bind)
+            self._write(with_changes, bind, through=True)
             await self.outputs.flush()
         changes = exits + [c for _, entry in with_changes for c in entry.changes]
         await self._emit(changes)
         for _, entry in with_changes:
             entry.state.outbox = []  # type: ignore[union-attr]
         self._write(touched.items(), bind)
-        # Acknowledged before the batch counts as processed (and its offsets can be committed):
-        # faust's own flush before a commit may give up with writes still queued.
-        await self.outputs.flush()
+        # Acknowledged before the batch's offsets can be committed: here, or by the commit (a
+        # deferred store; see the module doc). faust's own flush may give up with writes queued.
+        if not self.store.deferred:
+            await self.outputs.flush()
+        elif len(self.store) > self.max_waiting:
+            await self.write_out()
         for key, entry in touched.items():  # saved: decoded states may serve the next batches
             if entry.state is not None and entry.raw is not None:
                 self.cache.put(key, entry.raw, entry.state)
         return changes
+
+    async def write_out(self) -> int:
+        """Write every state waiting in the store and await the acknowledgement of everything
+        sent so far (what must precede an offset commit); the number of states written."""
+        written = self.store.write_out()
+        await self.outputs.flush()
+        return written
 
     async def _forwarded_home(self, msg: InMessage, route: str) -> bool:
         """Forward ``msg`` if it arrived off its customer's home partition (see the module doc).
@@ -247,7 +271,7 @@ class CustomerProcessor:
         event = await self._validated(msg, event_type)
         if event is None:
             return 0
-        entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
+        entry = self._touch(msg.key, index, touched, msg.delivered[1])  # type: ignore[arg-type]
         # A new customer's state is kept only once an event is applied to it: a rejected event
         # must not leave a profile behind (GET /customers/{id} would answer, the sweep segment it).
         state = entry.state if entry.state is not None else self.pipeline.new_state(event.customer_id)
@@ -338,7 +362,7 @@ class CustomerProcessor:
         due: list[Touched] = []
         times: list[float] = []
         for customer_id in customer_ids:
-            entry = self._touch(customer_id.encode(), index, touched)
+            entry = self._touch(customer_id.encode(), index, touched, msg.partition)
             if entry.state is not None and entry.state.replay_to:  # see _replay_missed
                 self._rewind(entry.state, customer_id.encode())
             self._settle(entry)  # an event earlier in this batch is decided before the sweep
@@ -366,7 +390,7 @@ class CustomerProcessor:
         except EventValidationError as exc:
             await self._dead(msg, ERASURE, exc.problems)
             return []
-        entry = self._touch(msg.key, index, touched)  # type: ignore[arg-type]
+        entry = self._touch(msg.key, index, touched, msg.delivered[1])  # type: ignore[arg-type]
         state = entry.state
         # The request id, not the customer id: logs are for ops and must not hold customer data.
         if state is not None and state.erasure_applied(request.request_id):  # redelivered: deletes nothing new
@@ -442,36 +466,38 @@ class CustomerProcessor:
             tag = self._tags[topic] = source_tag(topic)
         return tag
 
-    def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched]) -> Touched:
+    def _touch(self, key: bytes, index: int, touched: dict[bytes, Touched], partition: int = 0) -> Touched:
         entry = touched.get(key)
         if entry is None:
-            raw = self.table.get(key)
+            raw = self.store.get(key)
             state = None
             if raw is not None:
                 state = self.cache.take(key, raw) or CustomerState.from_bytes(
                     raw, partition=self.home(key) if self.home is not None else None)
-            entry = touched[key] = Touched(state, raw, index)
+            entry = touched[key] = Touched(state, raw, index, partition)
             if state is not None and state.outbox:  # a crash between saving and sending: send as saved
                 entry.changes = [SegmentChange.model_validate_json(c) for c in state.outbox]
                 self.metrics.changes_resent.inc(len(entry.changes))
         else:
-            entry.last_index = index
+            entry.last_index, entry.partition = index, partition
         return entry
 
     def _write(self, entries: Iterable[tuple[bytes, Touched]],
-               bind: Callable[[int], contextlib.AbstractContextManager]) -> None:
-        """Save every state that differs from what the table holds."""
+               bind: Callable[[int], contextlib.AbstractContextManager], through: bool = False) -> None:
+        """Save every state that differs from what the store holds (``through``: to the table now)."""
         for key, entry in entries:
+            context = functools.partial(bind, entry.last_index)
             if entry.state is None:
                 if entry.raw is not None:
-                    with bind(entry.last_index):
-                        del self.table[key]
+                    self.store.save(key, None, entry.partition, context)
                     entry.raw = None
                 continue
             new = entry.state.to_bytes()
             if new != entry.raw:
-                with bind(entry.last_index):
-                    self.table[key] = new
+                if through:
+                    self.store.write_through(key, new, context)
+                else:
+                    self.store.save(key, new, entry.partition, context)
                 entry.raw = new
 
     def _observe_timing(self, started: float, messages: int, applied: int, changes: list[SegmentChange],

@@ -26,6 +26,7 @@ from streams.sweep import Sweeper
 from streams.topics import Topics
 from streams.training import TrainerHost
 from streams.watermark import InputWatermark
+from streams.write_behind import StateStore
 
 __all__ = ["Runtime"]
 
@@ -52,6 +53,11 @@ class Runtime:
     installed: list[int] = field(default_factory=list)  # model versions installed, in order
     # What the agents, timers and web views were set up with, as they were given it (GET /config)
     wiring: dict[str, Any] = field(default_factory=dict)
+    # The table behind the write-behind buffer: read customers through it (streams.write_behind)
+    store: StateStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = StateStore(self.table, deferred=self.settings.worker.write_behind)
 
     # ---- model -----------------------------------------------------------------------------
 

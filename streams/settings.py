@@ -178,6 +178,10 @@ class WorkerSettings(_Section):
     fetch_max_wait_ms: int = Field(10, ge=0, le=1500, description="...or this long passed: live events are "
                                    "fetched in windows of at most this delay, a third less CPU each (faust's "
                                    "own: 1500).")
+    write_behind: bool = Field(True, description="Write a customer's state to the table's changelog once "
+                               "per offset commit instead of once per batch (written and acknowledged "
+                               "before every commit; a state with segment changes still before they are "
+                               "sent). false: every batch writes and waits for its states.")
     state_cache_size: int = Field(20_000, ge=0, description="Decoded customer states kept between batches "
                                   "(about 3.7 KB each; checked against the table's bytes; 0: decode every batch).")
     event_loop: str = Field("uvloop", pattern="^(uvloop|asyncio)$", description="The worker's event loop: "

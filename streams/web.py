@@ -103,7 +103,7 @@ def register_web(app: faust.App, rt: Runtime) -> None:
                 # Not "unknown customer": the table is still being restored from its changelog.
                 return _json(self, {"error": "recovering: try again shortly"}, 503,
                              headers={"Retry-After": str(RETRY_AFTER_S)})
-            raw = table.get(customer_id.encode())
+            raw = rt.store.get(customer_id.encode())  # states waiting to be written included
             state = CustomerState.from_bytes(raw) if raw is not None else None
             if state is None or not state.holds_data:  # unknown, or erased (only the marker is left)
                 return _json(self, {"error": "unknown customer", "customer_id": customer_id}, 404)
@@ -139,7 +139,7 @@ def register_web(app: faust.App, rt: Runtime) -> None:
         async def get(self, request: Request, customer_id: str, request_id: str) -> Response:
             if not _CUSTOMER_ID.match(customer_id) or not _CUSTOMER_ID.match(request_id):
                 return _json(self, {"error": "invalid customer or request id"}, 400)
-            raw = table.get(customer_id.encode())
+            raw = rt.store.get(customer_id.encode())  # states waiting to be written included
             applied = raw is not None and CustomerState.from_bytes(raw).erasure_applied(request_id)
             return _json(self, {"customer_id": customer_id, "request_id": request_id, "applied": applied})
 

@@ -38,6 +38,7 @@ KNOWN_METRICS = {
     "segstream_events_total",
     "segstream_dead_letters_total",
     "segstream_delivery_holes_total",
+    "segstream_states_written_behind_total",
     "segstream_processing_seconds",
     "segstream_batch_messages",
     "segstream_event_to_change_seconds",

@@ -20,6 +20,7 @@ from streams.harnesses.bench import events_total
 from streams.processor import CustomerProcessor, InMessage
 from streams.sampling import SampleForwarder
 from streams.settings import Settings
+from streams.write_behind import StateStore
 
 from models.config import EngineConfig
 
@@ -63,11 +64,13 @@ class BrokerOutputs:
         return {}  # no cutoff known: the erasure covers what was consumed
 
 
-def processor(table: dict, outputs: BrokerOutputs) -> CustomerProcessor:
+def processor(table: dict, outputs: BrokerOutputs, write_behind: bool = False) -> CustomerProcessor:
+    """A new process's processor over the surviving table (write-behind: a new, empty buffer)."""
     pipeline = Pipeline(ENGINE, train_locally=True)
     routes = {name: etype for etype, name in TOPICS.items()}
     routes[ERASURES] = "erasure"
-    return CustomerProcessor(pipeline, table, outputs, WorkerClock("event"), SampleForwarder(), WorkerMetrics(), routes)
+    return CustomerProcessor(pipeline, table, outputs, WorkerClock("event"), SampleForwarder(), WorkerMetrics(), routes,
+                             store=StateStore(table, deferred=write_behind))
 
 
 def inbox() -> list[InMessage]:
@@ -81,23 +84,33 @@ def inbox() -> list[InMessage]:
     return msgs
 
 
-def run_with_crashes(crash_at: str, every: int) -> tuple[dict, BrokerOutputs, list[InMessage]]:
-    """Batches of 50; every ``every``-th batch crashes at ``crash_at`` and, as after a restart,
-    the uncommitted batch is delivered again to a new processor (the table survives: it is the
-    changelog)."""
+def run_with_crashes(crash_at: str, every: int, write_behind: bool = False,
+                     commit_every: int = 3) -> tuple[dict, BrokerOutputs, list[InMessage]]:
+    """Batches of 50; the first delivery of every ``every``-th batch crashes at ``crash_at`` and,
+    as after a restart, Kafka delivers again from the last commit to a new processor (the table
+    survives: it is the changelog). Write-through commits after every batch; write-behind every
+    ``commit_every`` batches, after writing out the waiting states (as the worker's consumer
+    does before a commit), so a crash loses the states of up to ``commit_every`` batches and
+    their events come again."""
     msgs, table, outputs = inbox(), {}, BrokerOutputs()
-    proc = processor(table, outputs)
-    for n, start in enumerate(range(0, len(msgs), 50)):
-        batch = msgs[start:start + 50]
-        outputs.crash_at = crash_at if n % every == every - 1 else None
+    proc = processor(table, outputs, write_behind)
+    batches = [msgs[start:start + 50] for start in range(0, len(msgs), 50)]
+    committed, i, delivered = 0, 0, set()
+    while i < len(batches):
+        outputs.crash_at = crash_at if i % every == every - 1 and i not in delivered else None
+        delivered.add(i)
         try:
-            asyncio.run(proc.handle_batch(batch))
+            asyncio.run(proc.handle_batch(batches[i]))
+            i += 1
+            if not write_behind or i % commit_every == 0 or i == len(batches):
+                asyncio.run(proc.write_out())  # what must precede the commit
+                committed = i
         except Crash:
             outputs.crash_at = None
             # A new process: nothing in memory survives, and the model comes later (the new one
             # may well decide differently from the one that made the changes already sent).
-            proc = processor(table, outputs)
-            asyncio.run(proc.handle_batch(batch))  # Kafka redelivers from the last commit
+            proc = processor(table, outputs, write_behind)
+            i = committed  # Kafka redelivers from the last commit
     return table, outputs, msgs
 
 
@@ -120,10 +133,12 @@ def subscriber_view(published: list[str]) -> tuple[dict[str, str | None], int, i
     return cluster, duplicates, differing
 
 
+@pytest.mark.parametrize("write_behind", [False, True], ids=["write-through", "write-behind"])
 @pytest.mark.parametrize("crash_at", ["flush", "send", "after_send"])
-def test_a_crash_at_any_step_loses_nothing_and_subscribers_agree_with_the_state(crash_at: str) -> None:
+def test_a_crash_at_any_step_loses_nothing_and_subscribers_agree_with_the_state(crash_at: str,
+                                                                                write_behind: bool) -> None:
     reference_table, reference_out, msgs = run_with_crashes("none", every=10**9)
-    table, outputs, _ = run_with_crashes(crash_at, every=3)
+    table, outputs, _ = run_with_crashes(crash_at, every=3, write_behind=write_behind)
 
     for key, raw in reference_table.items():  # the same value state as without crashes
         expected, got = CustomerState.from_bytes(raw), CustomerState.from_bytes(table[key])
