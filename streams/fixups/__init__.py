@@ -14,11 +14,13 @@ module                     why (upstream behaviour worked around)         can go
 ``kafka_transport``        faust drops fetched messages and commits past  faust-streaming stops committing past
                            the gap (``_add_gap``, ``_new_offset`` with    unprocessed offsets and seeks in its
                            ``_committed_offset``); it has no setting for  consumer thread; it gets fetch_min_bytes /
-                           ``fetch_min_bytes``/``fetch_max_wait_ms``      fetch_max_wait_ms settings
+                           ``fetch_min_bytes``/``fetch_max_wait_ms``      fetch_max_wait_ms
                            (set on aiokafka's private fields); its
                            ``seek`` runs outside the consumer's thread
                            (``KeyError`` in aiokafka's fetched_records);
-                           a held message leaves ``_unacked_messages``
+                           a held message leaves ``_unacked_messages``;  settings, and awaits a hook before
+                           no hook before a commit (write-behind's        a commit
+                           writes: ``_commit_tps`` overridden)
 ``durable_table``          faust's buffer flush before a commit gives up  faust's flush waits for every changelog
                            with changelog writes still queued             write
                            (``ProducerBuffer.flush_atmost``): the table
