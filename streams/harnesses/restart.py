@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +69,7 @@ class RestartConfig:
     ready_timeout_s: float = 1800.0
     work_dir: Path | None = None
     worker_env: dict[str, str] = field(default_factory=dict)  # more SEGSTREAM_ variables for every run
+    py_spy: str | None = None  # a py-spy binary: each run's worker is sampled from its start to ready
 
 
 RUN_STORES = {"baseline": "memory://", "memory": "memory://", "rocksdb-cold": "rocksdb://",
@@ -205,12 +208,30 @@ def worker_log_lines(log_path: Path, start: int) -> list[str]:
     return [line for line in text.splitlines() if any(w in line for w in wanted)][:40]
 
 
+def start_py_spy(py_spy: str, pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling ``pid`` (every thread, without pausing it) into ``out`` (collapsed stacks)."""
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--nonblocking",
+                             "--rate", "50", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_py_spy(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Path, expect_customers: int,
-               lookups: int, timeout_s: float, log: Log = _stderr, poll_s: float = 0.1) -> dict[str, Any]:
-    """Start a worker, time it to web / ready / consuming, measure and check it, stop it (SIGTERM)."""
+               lookups: int, timeout_s: float, log: Log = _stderr, poll_s: float = 0.1,
+               py_spy: str | None = None) -> dict[str, Any]:
+    """Start a worker, time it to web / ready / consuming, measure and check it, stop it (SIGTERM).
+    With ``py_spy``, the worker is profiled from its start to ready (``<log>.py-spy.txt``)."""
     log_start = log_path.stat().st_size if log_path.exists() else 0
     started = time.perf_counter()
     proc = worker_process.start(env, log_path)
+    spy = start_py_spy(py_spy, proc.pid, log_path.with_suffix(".py-spy.txt")) if py_spy else None
     port = int(env["SEGSTREAM_WORKER__WEB_PORT"])
     result: dict[str, Any] = {"run": name, "store": env["SEGSTREAM_WORKER__STORE"], "pid": proc.pid,
                               "started_at": time.time() - (time.perf_counter() - started)}
@@ -227,6 +248,9 @@ def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Pat
                 web_s = now - started
             if web_s is not None and ready_s is None and worker_process.ready(port) is not None:
                 ready_s = now - started
+                if spy is not None:
+                    stop_py_spy(spy)
+                    spy = None
             if ready_s is not None and consuming_s is None:
                 raw = worker_process.http_get(port, "/metrics", timeout=2)
                 if raw is not None and events_total(raw.decode()) >= 1:
@@ -244,6 +268,8 @@ def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Pat
         if expect_customers:
             result["table"] = check_table(port, expect_customers, lookups)
     finally:
+        if spy is not None:
+            stop_py_spy(spy)
         stop_started = time.perf_counter()
         result["exit_code"] = worker_process.stop(proc, timeout_s=120)
         result["shutdown_s"] = time.perf_counter() - stop_started
@@ -310,7 +336,7 @@ def run(config: RestartConfig, log: Log = _stderr, base: Settings | None = None)
             asyncio.run(produce_probe(settings, customer_id(0), name))
             log(f"{name} ({store}): {records:,} changelog records; starting the worker...")
             r = run_worker(settings, name, env, work_dir / f"worker-{name}.log", expect, config.lookups,
-                           config.ready_timeout_s, log)
+                           config.ready_timeout_s, log, py_spy=config.py_spy)
             r["changelog_records"] = records
             results["runs"][name] = r
             log(f"{name}: web {r['web_s']:.1f}s, ready {r['ready_s']:.1f}s, consuming {r['consuming_s']:.1f}s, "
