@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a SEGSTREAM_ variable for every worker run (repeatable)")
+    parser.add_argument("--no-raw-restore", action="store_true",
+                        help="skip reading the changelog with a plain aiokafka consumer (the restore ceiling)")
     parser.add_argument("--py-spy", default=None, metavar="PATH",
                         help="a py-spy binary: profile each worker from its start to ready (collapsed stacks beside its log)")
     args = parser.parse_args()
@@ -40,7 +42,7 @@ def main() -> None:
         parser.error(f"unknown runs {unknown}")
     config = RestartConfig(customers=args.customers, partitions=args.partitions,
                            template_customers=args.template_customers, runs=runs, lookups=args.lookups,
-                           work_dir=args.work_dir, py_spy=args.py_spy, worker_env=dict(e.split("=", 1) for e in args.env))
+                           work_dir=args.work_dir, py_spy=args.py_spy, raw_restore=not args.no_raw_restore, worker_env=dict(e.split("=", 1) for e in args.env))
     results = run(config)
     if args.json_out:
         args.json_out.write_bytes(to_json(results))

@@ -39,7 +39,8 @@ def test_every_field_of_the_readiness_document_is_documented() -> None:
     done = asyncio.Event()
     done.set()
     rt = SimpleNamespace(
-        app=SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=done)), consumer=object()),
+        app=SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=done, active_remaining_total=lambda: 0)),
+                             consumer=object()),
         listener=SimpleNamespace(started=done), active_partitions=lambda: {0, 1},
         pipeline=Pipeline(EngineConfig()), is_trainer=lambda: True, trainer=trainer,
         clock=SimpleNamespace(now=lambda: 1_767_225_600.0, input_watermark=float("inf")),

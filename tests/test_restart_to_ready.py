@@ -56,6 +56,7 @@ def test_every_run_recovers_the_whole_table_and_answers_ready(kafka_bootstrap: s
     assert list(runs) == ["baseline", "memory", "rocksdb-cold", "rocksdb-warm"]
     for name, r in runs.items():
         assert r["ready"]["ready"] and r["ready"]["tables_recovered"], name
+        assert r["ready"]["changelog_remaining"] == 0, name
         assert 0 < r["web_s"] <= r["ready_s"] <= r["consuming_s"], name
         assert r["exit_code"] == 0, (name, r["exit_code"])
         assert r["rss_bytes"] > 0

@@ -69,6 +69,7 @@ class RestartConfig:
     ready_timeout_s: float = 1800.0
     work_dir: Path | None = None
     worker_env: dict[str, str] = field(default_factory=dict)  # more SEGSTREAM_ variables for every run
+    raw_restore: bool = True  # also read the changelog with a plain aiokafka consumer (a ceiling)
     py_spy: str | None = None  # a py-spy binary: each run's worker is sampled from its start to ready
 
 
@@ -166,6 +167,40 @@ async def produce_probe(settings: Settings, cid: str, tag: str) -> None:
         await producer.stop()
 
 
+async def raw_restore(settings: Settings, topic: str) -> dict[str, Any]:
+    """The changelog read into a dict by a plain aiokafka consumer, in fetched batches (what a
+    restore without faust's per-message machinery costs): the ceiling of any restore here."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    started = time.perf_counter()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+                                **settings.kafka_client_kwargs())
+    await consumer.start()
+    table: dict[bytes, bytes] = {}
+    records = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        while left:
+            for tp, batch in (await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)).items():
+                for r in batch:
+                    if r.value is None:
+                        table.pop(r.key, None)
+                    else:
+                        table[r.key] = r.value
+                records += len(batch)
+                if batch and batch[-1].offset + 1 >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+    seconds = time.perf_counter() - started
+    return {"records": records, "customers": len(table), "seconds": seconds, "records_per_s": records / seconds}
+
+
 # ---- one worker run --------------------------------------------------------------------------
 
 
@@ -186,6 +221,17 @@ def lookup_status(port: int, cid: str, timeout: float = 10.0) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+def readiness(port: int) -> dict | None:
+    """The worker's /ready document, 200 or 503 (None when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
+            return orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return orjson.loads(exc.read()) if exc.code == 503 else None
+    except OSError:
+        return None
 
 
 def check_table(port: int, count: int, lookups: int) -> dict[str, Any]:
@@ -257,8 +303,10 @@ def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Pat
                     consuming_s = time.perf_counter() - started
             if now - last_said > 10:
                 rss, _ = rss_bytes(proc.pid)
+                doc = readiness(port) if web_s and not ready_s else None
+                remaining = f" ({doc['changelog_remaining']:,} changelog records to go)" if doc else ""
                 log(f"  {name}: {now - started:.0f}s, web {'up' if web_s else 'down'}, "
-                    f"{'ready' if ready_s else 'recovering'}, RSS {rss / 2**20:,.0f} MiB")
+                    f"{'ready' if ready_s else 'recovering'}{remaining}, RSS {rss / 2**20:,.0f} MiB")
                 last_said = now
             time.sleep(poll_s)
         result.update(web_s=web_s, ready_s=ready_s, consuming_s=consuming_s)
@@ -317,6 +365,10 @@ def run(config: RestartConfig, log: Log = _stderr, base: Settings | None = None)
         results["fill"] = asyncio.run(fill_changelog(settings, topic, templates, config.customers, log))
         log(f"fill: {results['fill']['seconds']:.1f}s ({results['fill']['records_per_s']:,.0f} records/s)")
 
+        if config.raw_restore:
+            results["raw_restore"] = asyncio.run(raw_restore(settings, topic))
+            log(f"raw restore (plain aiokafka into a dict): {results['raw_restore']['seconds']:.1f}s "
+                f"({results['raw_restore']['records_per_s']:,.0f} records/s)")
         port = free_port()
         results["runs"] = {}
         for name in config.runs:
@@ -372,6 +424,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
              f"{'run':<14} {'records':>10} {'web s':>7} {'ready s':>8} {'consume s':>10}  RSS / shutdown"]
     for row in figure_rows(results):
         lines.append(f"{row[0]:<14} {row[1]:>10} {row[2]:>7} {row[3]:>8} {row[4]:>10}  {row[5]}")
+    if "raw_restore" in results:
+        raw = results["raw_restore"]
+        lines.append(f"raw restore (plain aiokafka consumer into a dict, in this process): {raw['seconds']:.1f}s, "
+                     f"{raw['records_per_s']:,.0f} records/s")
     ready = {name: r["ready_s"] for name, r in runs.items() if name != "baseline"}
     if "memory" in ready and "rocksdb-cold" in ready:
         lines.append(f"ratio rocksdb cold / memory ready = {ready['rocksdb-cold'] / ready['memory']:.2f}")
