@@ -280,7 +280,8 @@ def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Pat
     spy = start_py_spy(py_spy, proc.pid, log_path.with_suffix(".py-spy.txt")) if py_spy else None
     port = int(env["SEGSTREAM_WORKER__WEB_PORT"])
     result: dict[str, Any] = {"run": name, "store": env["SEGSTREAM_WORKER__STORE"], "pid": proc.pid,
-                              "started_at": time.time() - (time.perf_counter() - started)}
+                              "started_at": time.time() - (time.perf_counter() - started),
+                              "load_at_start": os.getloadavg()[0]}
     try:
         deadline = time.monotonic() + timeout_s
         web_s = ready_s = consuming_s = None
@@ -309,7 +310,7 @@ def run_worker(settings: Settings, name: str, env: dict[str, str], log_path: Pat
                     f"{'ready' if ready_s else 'recovering'}{remaining}, RSS {rss / 2**20:,.0f} MiB")
                 last_said = now
             time.sleep(poll_s)
-        result.update(web_s=web_s, ready_s=ready_s, consuming_s=consuming_s)
+        result.update(web_s=web_s, ready_s=ready_s, consuming_s=consuming_s, load_at_ready=os.getloadavg()[0])
         time.sleep(1.0)  # what recovery left behind settles (faust's buffers, the first sweep tick)
         result["rss_bytes"], result["peak_rss_bytes"] = rss_bytes(proc.pid)
         result["ready"] = worker_process.ready(port)
@@ -413,7 +414,8 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, 
         rows.append((name, f"{r['changelog_records']:,}", f"{r['web_s']:.1f}", f"{r['ready_s']:.1f}",
                      f"{r['consuming_s']:.1f}",
                      f"{r['rss_bytes'] / 2**20:,.0f} MiB (peak {r['peak_rss_bytes'] / 2**20:,.0f}); "
-                     f"shutdown {r['shutdown_s']:.1f}s exit {r['exit_code']}"))
+                     f"shutdown {r['shutdown_s']:.1f}s exit {r['exit_code']}; "
+                     f"load {r['load_at_start']:.1f} -> {r['load_at_ready']:.1f}"))
     return rows
 
 
