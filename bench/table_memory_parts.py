@@ -6,14 +6,13 @@ The states of the restart benchmark (``streams.harnesses.restart.state_templates
 synthetic customers through the worker's own code, copied under new ids), then, one after the
 other, the RSS growth per customer of: the table's dict (id bytes -> state bytes, what faust's
 memory store holds as ``data``); the store's second dict, key -> partition (faust's
-``stores/memory.py`` keeps it for every key); the sweep's pass queue (``streams.sweep.Sweeper``:
-a deque of (key, home partition) for every customer, built at the first tick after recovery).
+``stores/memory.py`` keeps it for every key); the sweep's pass queue (``streams.sweep.Sweeper``'s
+own, built at the first tick after recovery: the table's keys).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import gc
 import pickle
 import subprocess
@@ -21,8 +20,8 @@ import sys
 
 from streams.harnesses.bench import _rss_bytes, bench_settings, fill_table
 from streams.harnesses.restart import state_templates
-from streams.partitioning import HomePartitions
 from streams.settings import Settings
+from streams.sweep import Sweeper
 
 
 def measure(templates: list[bytes], n: int, partitions: int) -> None:
@@ -35,9 +34,8 @@ def measure(templates: list[bytes], n: int, partitions: int) -> None:
     key_partition = {key: i % partitions for i, key in enumerate(table)}
     gc.collect()
     after_index = _rss_bytes()
-    home = HomePartitions(partitions)
-    active = set(range(partitions))
-    queue = collections.deque((k, p) for k in table if (p := home(k)) in active)
+    sweeper = Sweeper(partitions, batch=2000, period_s=600.0)
+    sweeper.tick(table.keys(), set(range(partitions)))  # the pass's queue, and one tick's home cache
     gc.collect()
     after_queue = _rss_bytes()
     print(f"{n:,} customers, key + value {key_value / n:,.0f} B on average")
@@ -45,7 +43,7 @@ def measure(templates: list[bytes], n: int, partitions: int) -> None:
     print(f"memory store's key -> partition dict:       {(after_index - after_table) / n:6,.0f} B per customer")
     print(f"sweep pass queue (and its home cache):      {(after_queue - after_index) / n:6,.0f} B per customer")
     print(f"together:                                   {(after_queue - start) / n:6,.0f} B per customer")
-    del key_partition, queue
+    del key_partition, sweeper
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ agent evaluates the batch in order with everything else for those customers.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -28,8 +28,10 @@ class Sweeper:
         self.home = home if home is not None else HomePartitions(partitions)
         self.batch = batch
         self.period_s = period_s
-        self._queue: deque[tuple[bytes, int]] = deque()
-        self._remaining: Counter[int] = Counter()
+        # The pass's keys only (the table's own bytes objects: 8 B a customer), each one's home
+        # partition computed when its tick comes: hashing a million keys at once blocked the event
+        # loop for 5-9 s, and (key, partition) tuples cost 75 B a customer (bench/table_memory_parts.py).
+        self._queue: deque[bytes] = deque()
         self._pass_started: float | None = None
         self.passes = 0
 
@@ -41,26 +43,27 @@ class Sweeper:
     def tick(self, keys: Iterable[bytes], active: set[int], now: float | None = None) -> dict[int, SweepBatch]:
         """The customers to re-evaluate this tick, by partition (only partitions active here).
 
-        ``keys`` (the table's keys) is only read when a new pass starts. A partition's last batch
-        of the pass is marked ``end`` (its segment populations are complete then).
+        ``keys`` (the table's keys) is only read when a new pass starts. The pass's last tick
+        marks a batch ``end`` for every active partition (its segment populations are complete
+        then), an empty one for a partition with no customer left in that tick.
         """
         now = time.monotonic() if now is None else now
         if not self._queue:
             if self._pass_started is not None and now - self._pass_started < self.period_s:
                 return {}
-            self._queue = deque((k, p) for k in keys if (p := self.home(k)) in active)
-            self._remaining = Counter(p for _, p in self._queue)
+            self._queue = deque(keys)
             self._pass_started = now
             self.passes += 1
         batches: dict[int, SweepBatch] = {}
         for _ in range(min(self.batch, len(self._queue))):
-            key, p = self._queue.popleft()
-            self._remaining[p] -= 1
-            if p not in active:  # revoked since the pass started: its new owner sweeps it
+            key = self._queue.popleft()
+            p = self.home(key)
+            if p not in active:  # not ours (a standby's key), or revoked since the pass started
                 continue
-            batch = batches.setdefault(p, SweepBatch(self.passes))
-            batch.customers.append(key.decode())
-            batch.end = self._remaining[p] == 0
+            batches.setdefault(p, SweepBatch(self.passes)).customers.append(key.decode())
+        if not self._queue:
+            for p in active:
+                batches.setdefault(p, SweepBatch(self.passes)).end = True
         return batches
 
 
