@@ -1,6 +1,7 @@
 """Latency and worker CPU across input rates, on one worker with a trained model.
 
     python bench/latency_curve.py --rates 5,100,300,800,1500 --customers 1000
+    python bench/latency_curve.py --loads 0.1,0.3,0.5,0.7,0.9 --customers 1000   # shares of the drain rate
 
 The population of ``--customers`` (seed 1) is produced and drained first (the drain rate and the
 mean batch are printed), then, once the model is trained, each rate runs for ``--seconds`` with
@@ -35,6 +36,8 @@ def batch_figures(port: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="5,100,300,800,1500", help="events/s, comma-separated")
+    parser.add_argument("--loads", default=None, help="shares of the measured drain rate, comma-separated "
+                        "(instead of --rates; issue #20 asks for 10 %% ... 90 %%)")
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15.0, help="per rate")
     args = parser.parse_args()
@@ -50,6 +53,8 @@ def main() -> None:
             worker_process.wait_ready(proc, port, log)
             drain = bench.measure_worker_drain(proc, port, log, len(messages))
             print(f"drain: {drain['events_per_s']:,.0f} events/s, batches of {drain['mean_batch']:.0f}", flush=True)
+            if args.loads:
+                rates = [float(share) * drain["events_per_s"] for share in args.loads.split(",")]
             worker_process.wait_ready(proc, port, log, 600, model=True)
             for rate in rates:
                 batches0, messages0 = batch_figures(port)
@@ -59,7 +64,8 @@ def main() -> None:
                 cpu1 = bench.process_cpu_s(proc.pid)
                 batch = (messages1 - messages0) / max(batches1 - batches0, 1)
                 cores = (cpu1 - cpu0) / r["seconds"] if cpu0 is not None and cpu1 is not None else float("nan")
-                print(f"rate {rate:6,.0f}/s (achieved {r['achieved_rate']:6,.0f}): p50 {r['p50_ms']:7.1f} ms, "
+                share = f" ({rate / drain['events_per_s']:4.0%} of the drain)"
+                print(f"rate {rate:6,.0f}/s{share} (achieved {r['achieved_rate']:6,.0f}): p50 {r['p50_ms']:7.1f} ms, "
                       f"p99 {r['p99_ms']:7.1f} ms, probes {r['probes_seen']}/{r['probes_sent']}, "
                       f"batches of {batch:.0f}, worker {cores:.2f} cores", flush=True)
 
