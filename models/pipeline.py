@@ -182,8 +182,10 @@ class Pipeline:
         # Decided on exact (unrounded) figures, only those the clauses read.
         profile = decision_values(state, now, self.values.valuation, self.config.value, self.rules.fields)
         members = frozenset(state.rules)
-        evaluation = self.rules.evaluate(profile, snap.rule_thresholds if snap else None, members,
-                                         self.config.segmentation.rule_band)
+        thresholds, band = (snap.rule_thresholds if snap else None), self.config.segmentation.rule_band
+        if self.rules.memberships(profile, thresholds, members, band) == members:
+            return []  # nothing entered or left: the clause details (texts, reasons) are not needed
+        evaluation = self.rules.evaluate(profile, thresholds, members, band)
         changes = diff_memberships(members, evaluation)
         if not changes:
             return []

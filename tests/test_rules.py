@@ -481,3 +481,37 @@ def test_changes_are_exactly_the_membership_difference(previous, clv, days, p_al
             assert c.turned and all(r.holds == c.entered for r in c.clauses if r.text in c.turned)
     # applying the changes to previous gives the new memberships; diffing again gives nothing
     assert diff_memberships(ev.memberships, ev, ev.clause_truths()) == []
+
+
+def test_memberships_alone_agree_with_the_full_evaluation_on_every_kind_of_clause() -> None:
+    """``RuleSet.memberships`` (the fast path: most evaluations change nothing) must find exactly
+    the segments ``evaluate`` finds: members held to relaxed percentiles, missing thresholds,
+    missing fields, strings compared with numbers, set membership, any/all."""
+    from hypothesis import given, settings, strategies as st
+
+    from models.rules import RuleSet, percentile_key
+    from streams.demo import RULES as DEMO
+
+    rules = RuleSet.from_toml(DEMO.read_text() + '''
+[[segment]]
+id = "mixed"
+label = "Mixed"
+any = [{ field = "country", op = "in", value = ["DE", "AT"] }, { field = "clv", op = "<=", value = "p20" },
+       { field = "frequency", op = ">=", value = 3 }]
+''')
+    fields = sorted(set(rules.fields) | {"country"})
+    values = st.one_of(st.none(), st.floats(-10, 2000, allow_nan=False), st.integers(-5, 400),
+                       st.sampled_from(["DE", "FR", "x"]))
+    keys = sorted({percentile_key(f, p) for f, p in rules.percentiles_needed(5.0) | rules.percentiles_needed(0.0)})
+    assert len(keys) > len(rules.percentiles_needed(0.0)) > 0  # relaxed thresholds among them
+
+    @settings(max_examples=400, deadline=None)
+    @given(profile=st.fixed_dictionaries({}, optional={f: values for f in fields}),
+           thresholds=st.fixed_dictionaries({}, optional={k: st.floats(-10, 2000, allow_nan=False) for k in keys}),
+           members=st.frozensets(st.sampled_from([s.id for s in rules.segments] + ["retired"])),
+           band=st.sampled_from([0.0, 5.0]))
+    def check(profile, thresholds, members, band) -> None:  # noqa: ANN001
+        assert rules.memberships(profile, thresholds, members, band) == \
+            rules.evaluate(profile, thresholds, members, band).memberships
+
+    check()

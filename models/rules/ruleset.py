@@ -106,13 +106,21 @@ class _Clause:
             found = self._stay_keys[band] = (percentile_key(self.field, relaxed), f"{self.op} p{relaxed:g}")
         return found
 
-    def _held(self, thresholds: Mapping[str, float], entry: float | None, band: float) -> tuple[float | None, str]:
-        """A member's threshold (the relaxed one, never stricter than the entry) and its text."""
+    def _held_operand(self, thresholds: Mapping[str, float], entry: float | None, band: float) -> float | None:
+        """A member's threshold: the relaxed one, never stricter than the entry (the entry one when
+        there is no relaxed threshold, e.g. an older snapshot)."""
         stay = self._stay_keys.get(band) or self.stay_key(band)
         relaxed = thresholds.get(stay[0]) if stay is not None else None
-        if relaxed is None or entry is None:  # no relaxed threshold (e.g. an older snapshot): exact
+        if relaxed is None or entry is None:
+            return entry
+        return min(relaxed, entry) if self._lower_is_looser else max(relaxed, entry)
+
+    def _held(self, thresholds: Mapping[str, float], entry: float | None, band: float) -> tuple[float | None, str]:
+        """A member's threshold (:meth:`_held_operand`) and its text."""
+        stay = self._stay_keys.get(band) or self.stay_key(band)
+        if stay is None or entry is None or thresholds.get(stay[0]) is None:  # exact
             return entry, self._texts.get(entry) or self._text_for(entry)  # type: ignore[arg-type]
-        looser = min(relaxed, entry) if self._lower_is_looser else max(relaxed, entry)
+        looser = self._held_operand(thresholds, entry, band)
         text = self._stay_texts.get(looser)
         if text is None:
             if len(self._stay_texts) > 64:
@@ -132,14 +140,27 @@ class _Clause:
             else:
                 text = self._texts.get(operand) or self._text_for(operand)  # type: ignore[arg-type]
             shown = operand
-        holds = False
-        if actual is not None and operand is not None:
-            try:
-                holds = bool(self.test(actual, operand))
-            except TypeError:  # e.g. a string field compared with a number: false, not a crash
-                pass
         # tuple.__new__ skips NamedTuple's Python-level __new__, which costs as much again
-        return _new_tuple(ClauseResult, (text, self.field, self.op, shown, actual, holds))
+        return _new_tuple(ClauseResult, (text, self.field, self.op, shown, actual, self._test(actual, operand)))
+
+    def holds(self, profile: Mapping[str, Any], thresholds: Mapping[str, float],
+              member: bool = False, band: float = 0.0) -> bool:
+        """``self(profile, ...).holds`` without the result's texts (most evaluations change nothing)."""
+        if self.key is None:
+            operand = self.operand
+        else:
+            operand = thresholds.get(self.key)
+            if member and band > 0:
+                operand = self._held_operand(thresholds, operand, band)
+        return self._test(profile.get(self.field), operand)
+
+    def _test(self, actual: Any, operand: Any) -> bool:
+        if actual is None or operand is None:
+            return False
+        try:
+            return bool(self.test(actual, operand))
+        except TypeError:  # e.g. a string field compared with a number: false, not a crash
+            return False
 
 
 class _Segment:
@@ -305,7 +326,7 @@ class RuleSet:
         >>> rules.evaluate({"clv": 95.0}, {}).segments[0].clauses[0].text
         'clv > p80 (threshold not known yet)'
         """
-        th = thresholds.thresholds() if isinstance(thresholds, PopulationQuantiles) else (thresholds or {})
+        th = self._thresholds(thresholds)
         results = []
         in_segments = []
         for seg in self._segments:
@@ -316,3 +337,23 @@ class RuleSet:
                 in_segments.append(seg.id)
             results.append(SegmentResult(seg.id, seg.label, matched, clauses))
         return RuleEvaluation(self.version, tuple(results), frozenset(in_segments))
+
+    def memberships(self, profile: Mapping[str, Any],
+                    thresholds: PopulationQuantiles | Mapping[str, float] | None = None,
+                    members: Collection[str] = (), band: float = 0.0) -> frozenset[str]:
+        """``evaluate(...).memberships`` without the clause details: enough to see that nothing
+        changed (what most evaluations find), at about a third of the cost.
+
+        >>> rules = RuleSet.from_toml('[[segment]]\\nid = "vip"\\nlabel = "VIP"\\n'
+        ...                           'all = [{field = "clv", op = ">", value = "p80"}]')
+        >>> th = {"clv:p80": 100.0, "clv:p75": 90.0}
+        >>> rules.memberships({"clv": 95.0}, th, band=5), rules.memberships({"clv": 95.0}, th, {"vip"}, 5)
+        (frozenset(), frozenset({'vip'}))
+        """
+        th = self._thresholds(thresholds)
+        return frozenset([seg.id for seg in self._segments
+                          if seg.combine([clause.holds(profile, th, seg.id in members, band) for clause in seg.clauses])])
+
+    @staticmethod
+    def _thresholds(thresholds: PopulationQuantiles | Mapping[str, float] | None) -> Mapping[str, float]:
+        return thresholds.thresholds() if isinstance(thresholds, PopulationQuantiles) else (thresholds or {})
