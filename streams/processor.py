@@ -191,7 +191,6 @@ class CustomerProcessor:
         self._outcomes.clear()  # a batch that failed half-way is retried message by message
         self.rewinds, self.held = {}, []
         touched: dict[bytes, Touched] = {}
-        exits: list[SegmentChange] = []  # of customers erased in this batch (no state to hold them)
         applied = 0
         for i, msg in enumerate(msgs):
             if msg.delivered in self.rewinds:  # read again from an earlier offset: comes again
@@ -206,7 +205,7 @@ class CustomerProcessor:
             elif route is not None and await self._forwarded_home(msg, route):
                 continue
             elif route == ERASURE:
-                exits.extend(await self._erase(msg, i, touched))
+                await self._erase(msg, i, touched)
             elif route is not None:
                 applied += await self._ingest(msg, i, route, touched)
                 if msg.forwarded and self.watermark is not None and not (self.held and self.held[-1] == i):
@@ -214,21 +213,21 @@ class CustomerProcessor:
             else:  # not subscribed by us; only if the topic settings change under a running group
                 log.error("message from unexpected topic %s[%d]@%d ignored", msg.topic, msg.partition, msg.offset)
         self._evaluate_touched(touched)
-        changes = await self._publish(touched, exits, bind)
+        changes = await self._publish(touched, bind)
         self._observe_timing(started, len(msgs), applied, changes, touched)
 
-    async def _publish(self, touched: dict[bytes, Touched], exits: list[SegmentChange],
+    async def _publish(self, touched: dict[bytes, Touched],
                        bind: Callable[[int], contextlib.AbstractContextManager]) -> list[SegmentChange]:
         """Save the customers with changes (outbox filled), send, then save every touched state
-        (see the module doc). Only those with changes are saved early: an erased customer's state
-        is deleted only once its exits are acknowledged, like every other state."""
+        (see the module doc). An erased customer's exits are in its marker's outbox like any
+        other changes: saved before they are sent, sent again as saved after a crash."""
         with_changes = [(key, e) for key, e in touched.items() if e.changes and e.state is not None]
         for _, entry in with_changes:
             entry.state.outbox = [c.model_dump_json() for c in entry.changes]  # type: ignore[union-attr]
         if with_changes:
             self._write(with_changes, bind, through=True)
             await self.outputs.flush()
-        changes = exits + [c for _, entry in with_changes for c in entry.changes]
+        changes = [c for _, entry in with_changes for c in entry.changes]
         await self._emit(changes)
         for _, entry in with_changes:
             entry.state.outbox = []  # type: ignore[union-attr]
@@ -381,7 +380,9 @@ class CustomerProcessor:
 
     # ---- erasure -------------------------------------------------------------------------------
 
-    async def _erase(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> list[SegmentChange]:
+    async def _erase(self, msg: InMessage, index: int, touched: dict[bytes, Touched]) -> None:
+        """Replace the customer's state by the erasure's marker; its exits (and any change found
+        earlier in the batch) stay on the entry, to be saved in the marker's outbox and sent."""
         try:
             request = parse_erasure(msg.value or b"")
             problems = key_problem(msg.key, request.customer_id)
@@ -389,13 +390,13 @@ class CustomerProcessor:
                 raise EventValidationError(problems)
         except EventValidationError as exc:
             await self._dead(msg, ERASURE, exc.problems)
-            return []
+            return
         entry = self._touch(msg.key, index, touched, msg.delivered[1])  # type: ignore[arg-type]
         state = entry.state
         # The request id, not the customer id: logs are for ops and must not hold customer data.
         if state is not None and state.erasure_applied(request.request_id):  # redelivered: deletes nothing new
             log.info("erase request %s: already applied", request.request_id)
-            return []
+            return
         cutoff = await self._cutoff(request.cutoff)
         # Changes found earlier in this batch (or left in an outbox) come before the exits.
         changes, entry.changes = entry.changes, []
@@ -408,14 +409,13 @@ class CustomerProcessor:
             changes.extend(self.pipeline.erase(state, at))
         # The marker, saved in place of the state: keeps earlier events out and repeats a no-op.
         marker = CustomerState.erased(request.customer_id, state, request.request_id, cutoff)
-        entry.state, entry.evaluate = marker, False
+        entry.state, entry.evaluate, entry.changes = marker, False, changes
         if marker.replay_to:
             log.info("erase request %s: events produced after it were consumed before it, from %d partition(s); "
                      "reading them again", request.request_id, len(marker.replay_to))
             self._rewind(marker, msg.key)  # type: ignore[arg-type]
         self.metrics.erasures_found[held].inc()
         log.info("erase request %s: %s", request.request_id, "state deleted" if held else "no state held")
-        return changes
 
     async def _cutoff(self, accepted: dict[str, list[int]] | None) -> dict[tuple[int, int], int]:
         """Per source topic-partition, the first offset produced after the request was accepted:

@@ -159,14 +159,17 @@ def test_a_crash_at_any_step_loses_nothing_and_subscribers_agree_with_the_state(
         assert cluster.get(state.customer_id) == state.cluster, state.customer_id
 
 
-def test_an_erased_customer_is_deleted_only_after_its_exits_are_acknowledged() -> None:
-    """In a batch where another customer has changes (saved early, with their outbox), the erased
-    customer's state must outlive a crash before the sends: the redelivered request then finds it
-    and sends the exits. Deleting it with the early save would lose them for good."""
+@pytest.mark.parametrize("write_behind", [False, True], ids=["write-through", "write-behind"])
+def test_an_erased_customers_exits_are_saved_in_its_marker_before_they_are_sent(write_behind: bool) -> None:
+    """The exits of an erasure are changes like any other: saved (in the marker's outbox) before
+    they are sent, and sent again exactly as saved after a crash. Rebuilt on the redelivered
+    request instead, they would carry the same change_ids with another content (another time),
+    which the crash test found with write-behind; never saved, they would be lost for good."""
     msgs, table, outputs = inbox(), {}, BrokerOutputs()
-    trained = processor(table, outputs)
+    trained = processor(table, outputs, write_behind)
     for start in range(0, len(msgs), 500):  # a model, a clock and customers in segments
         asyncio.run(trained.handle_batch(msgs[start:start + 500]))
+    asyncio.run(trained.write_out())
     erased = next(CustomerState.from_bytes(raw) for raw in table.values() if CustomerState.from_bytes(raw).cluster)
     newcomer = orjson.loads(msgs[-1].value)
     newcomer.update(customer_id="newcomer", event_id="newcomer-1", type="purchase", amount=10.0)
@@ -179,16 +182,21 @@ def test_an_erased_customer_is_deleted_only_after_its_exits_are_acknowledged() -
     outputs.crash_at = "send"
     with pytest.raises(Crash):
         asyncio.run(trained.handle_batch(batch))
-    assert CustomerState.from_bytes(table[b"newcomer"]).outbox  # saved early, with its changes...
-    assert CustomerState.from_bytes(table[erased.customer_id.encode()]).holds_data  # ...but the erased customer's data is still there
+    marker = CustomerState.from_bytes(table[erased.customer_id.encode()])
+    assert not marker.holds_data and marker.erasure_applied("r-1")  # the data is gone at once...
+    saved = [orjson.loads(c) for c in marker.outbox]
+    assert saved and all(c["reason"]["code"] == "erased" for c in saved)  # ...its exits saved before any is sent
+    assert CustomerState.from_bytes(table[b"newcomer"]).outbox
 
     outputs.crash_at = None
     published = len(outputs.published)
-    asyncio.run(processor(table, outputs).handle_batch(batch))  # redelivered after the restart
+    restarted = processor(table, outputs, write_behind)
+    asyncio.run(restarted.handle_batch(batch))  # redelivered after the restart
+    sent = outputs.published[published:]
+    assert [c for c in sent if orjson.loads(c)["customer_id"] == erased.customer_id] == list(marker.outbox)
+    asyncio.run(restarted.write_out())  # the commit
     left = CustomerState.from_bytes(table[erased.customer_id.encode()])
-    assert not left.holds_data and left.erasure_applied("r-1")  # only the erasure's marker is left
-    exits = [orjson.loads(c) for c in outputs.published[published:]]
-    assert [c["reason"]["code"] for c in exits if c["customer_id"] == erased.customer_id][-1] == "erased"
+    assert not left.holds_data and left.erasure_applied("r-1") and not left.outbox
 
 
 def test_a_batch_retried_in_the_same_process_after_a_failure_is_applied_once_and_evaluated() -> None:

@@ -97,7 +97,7 @@ class CrashReport:
     changes: int = 0
     duplicate_change_ids: int = 0
     conflicting_duplicates: int = 0
-    differing_duplicates: int = 0  # copies not byte-identical (an erasure's rebuilt exits; none here)
+    differing_duplicates: int = 0  # copies not byte-identical (a change re-decided instead of resent as saved)
     final_view_mismatches: list[str] = field(default_factory=list)
     delivery_holes: int = 0  # offsets faust skipped that the workers' delivery guard re-read
     seconds: float = 0.0
