@@ -34,6 +34,7 @@ def main(topic: str, expected: int, out: Path, linger_s: float) -> None:
     channel = use_batch_delivery(app, source, settings.worker.batch_max)
     delivered: list[tuple[int, int]] = []
     sizes: list[int] = []
+    batches: list[tuple[int, int, int, int]] = []  # (partition, first offset, last offset, generation)
 
     async def finish() -> None:
         await asyncio.sleep(linger_s)  # the agent keeps recording meanwhile
@@ -41,7 +42,7 @@ def main(topic: str, expected: int, out: Path, linger_s: float) -> None:
         assert isinstance(consumer, BatchConsumer), type(consumer)
         committed = await consumer.commit()
         out.write_bytes(orjson.dumps({"delivered": delivered, "sizes": sizes, "committed": committed,
-                                      "dropped": channel.dropped}))
+                                      "dropped": channel.dropped, "batches": batches}))
         os._exit(0)
 
     @app.timer(0.5)
@@ -51,13 +52,13 @@ def main(topic: str, expected: int, out: Path, linger_s: float) -> None:
         if out.with_suffix(".stop").exists():
             await finish_now()
         tmp = out.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"delivered": delivered, "sizes": sizes, "dropped": channel.dropped}))
+        tmp.write_bytes(orjson.dumps({"delivered": delivered, "sizes": sizes, "dropped": channel.dropped, "batches": batches}))
         tmp.replace(out.with_suffix(".partial"))
 
     async def finish_now() -> None:
         committed = await app.consumer.commit()
         out.write_bytes(orjson.dumps({"delivered": delivered, "sizes": sizes, "committed": committed,
-                                      "dropped": channel.dropped}))
+                                      "dropped": channel.dropped, "batches": batches}))
         os._exit(0)
 
     @app.agent(source, name="test.batch_delivery", concurrency=1)
@@ -68,6 +69,8 @@ def main(topic: str, expected: int, out: Path, linger_s: float) -> None:
             assert all(a.offset < b.offset for a, b in zip(batch.records, batch.records[1:]))
             delivered.extend((r.partition, r.offset) for r in batch.records)
             sizes.append(len(batch))
+            batches.append((batch.tp.partition, batch.records[0].offset, batch.records[-1].offset,
+                            batch.generation_id))
             if expected and finishing is None and len(delivered) >= expected:
                 finishing = asyncio.ensure_future(finish())
 

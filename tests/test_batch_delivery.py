@@ -50,9 +50,9 @@ def run_child(env: dict[str, str], topic: str, expected: int, out: Path, log: Pa
     return orjson.loads(out.read_bytes())
 
 
-def test_bulk_acks_are_committed_and_a_restart_delivers_each_message_once(kafka_bootstrap: str,
-                                                                        tmp_path: Path) -> None:
-    prefix = f"batchdelivery-{tmp_path.name[-6:]}."
+def test_bulk_acks_are_committed_and_a_restart_delivers_each_message_once(kafka_bootstrap: str, tmp_path: Path,
+                                                                        unique_prefix: str) -> None:
+    prefix = f"batchdelivery-{unique_prefix}"
     topic, group = f"{prefix}input", f"{prefix}app"
     run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)]))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -86,66 +86,100 @@ def test_bulk_acks_are_committed_and_a_restart_delivers_each_message_once(kafka_
     assert committed == ends, (committed, ends)
 
 
-def test_a_rebalance_loses_nothing_and_the_commits_end_at_the_end_offsets(kafka_bootstrap: str,
-                                                                          tmp_path: Path) -> None:
-    """Two members of one group; the second joins while the first is consuming (its partitions
-    are revoked mid-stream). At least once: everything is delivered, a redelivery after the
-    rebalance is allowed; once both commit, the committed offsets are the end offsets."""
+def jumps_within_a_generation(batches: list[list[int]]) -> list[tuple[int, int, int, int]]:
+    """(partition, last offset, next batch's first offset, generation) wherever a member's next
+    batch of a partition in the same generation did not start right after the previous one: a
+    hole (forward) or a re-read (back). Nobody seeks here and no topic holds transaction markers:
+    within a generation each partition must come as one gapless run."""
+    last: dict[tuple[int, int], int] = {}
+    jumps = []
+    for p, first, end, generation in batches:
+        prev = last.get((p, generation))
+        if prev is not None and first != prev + 1:
+            jumps.append((p, prev, first, generation))
+        last[(p, generation)] = end
+    return jumps
+
+
+def test_rebalances_lose_nothing_skip_nothing_and_the_commits_end_at_the_end_offsets(
+        kafka_bootstrap: str, tmp_path: Path, unique_prefix: str) -> None:
+    """Two members of one group: the second joins while the first is consuming (every partition
+    revoked mid-stream), takes part, then leaves while messages keep coming (revoked again). At
+    least once: everything is delivered, a redelivery after a rebalance is allowed; within a
+    generation no member ever skips or repeats an offset of a partition (in order by
+    construction, no hole); once both commit, the committed offsets are the end offsets."""
     import time
 
     from tests.kafka_helpers import wait_until
 
-    prefix = f"batchrebalance-{tmp_path.name[-6:]}."
+    prefix = f"batchrebalance-{unique_prefix}"
     topic, group = f"{prefix}input", f"{prefix}app"
     run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)]))
     base = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": prefix,
             "SEGSTREAM_TOPICS__PARTITIONS": str(PARTITIONS), "SEGSTREAM_WORKER__APP_ID": group,
             "SEGSTREAM_WORKER__BATCH_MAX": "64", "SEGSTREAM_WORKER__STATIC_MEMBERSHIP": "false",
             "PYTHONUNBUFFERED": "1"}
-    procs, outs = [], []
+    procs: dict[str, subprocess.Popen] = {}
+    outs: dict[str, Path] = {}
 
     def start(name: str) -> None:
         env = {**base, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / name)}
         out = tmp_path / f"{name}.json"
         log = (tmp_path / f"{name}.log").open("ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.batch_delivery_child", topic, "0", str(out), "0"],
-                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-        outs.append(out)
+        procs[name] = subprocess.Popen([sys.executable, "-m", "tests.batch_delivery_child", topic, "0", str(out), "0"],
+                                       cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        outs[name] = out
 
-    def seen() -> list[tuple[int, int]]:
+    def seen(name: str | None = None) -> list[tuple[int, int]]:
         got: list[tuple[int, int]] = []
-        for out in outs:
+        for member, out in outs.items():
             partial = out.with_suffix(".partial")
-            if partial.exists():
+            if (name is None or member == name) and partial.exists():
                 got.extend(tuple(x) for x in orjson.loads(partial.read_bytes())["delivered"])
         return got
 
+    def stop(name: str) -> None:
+        outs[name].with_suffix(".stop").touch()
+        assert procs[name].wait(timeout=60) == 0, (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    total = 0
+
+    def produce_round() -> None:
+        nonlocal total
+        run(produce(kafka_bootstrap, [(topic, f"c{i % 97}".encode(), b"%d" % i) for i in range(1500)]))
+        total += 1500
+        time.sleep(0.5)
+
     try:
-        total = 0
         start("a")
-        for round_ in range(6):
-            run(produce(kafka_bootstrap, [(topic, f"c{i % 97}".encode(), b"%d" % i) for i in range(1500)]))
-            total += 1500
-            if round_ == 1:
-                wait_until(lambda: len(seen()) > 0, 90, "the first member to consume")
-                start("b")
-            time.sleep(1)
+        produce_round()
+        wait_until(lambda: len(seen("a")) > 0, 90, "the first member to consume")
+        start("b")  # a's partitions are revoked mid-stream
+        deadline = time.monotonic() + 90
+        while not seen("b") and time.monotonic() < deadline:
+            produce_round()
+        assert seen("b"), "the second member never consumed"
+        for _ in range(2):
+            produce_round()
+        stop("b")  # its partitions go back to a while messages keep coming
+        for _ in range(3):
+            produce_round()
         wait_until(lambda: len(set(seen())) == total, 120, "every message delivered")
-        for out in outs:
-            out.with_suffix(".stop").touch()
-        for proc in procs:
-            assert proc.wait(timeout=60) == 0
+        stop("a")
     finally:
-        for proc in procs:
+        for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    results = [orjson.loads(out.read_bytes()) for out in outs]
-    delivered = [tuple(x) for r in results for x in r["delivered"]]
+    results = {name: orjson.loads(out.read_bytes()) for name, out in outs.items()}
+    delivered = [tuple(x) for r in results.values() for x in r["delivered"]]
     ends = run(offsets(kafka_bootstrap, group, topic))[1]
+    assert sum(ends.values()) == total
     assert set(delivered) == {(p, o) for p in range(PARTITIONS) for o in range(ends[p])}  # nothing lost
-    assert all(len(r["delivered"]) > 0 for r in results)  # both members took part
+    for name, r in results.items():
+        assert r["delivered"], name  # both members took part
+        assert jumps_within_a_generation(r["batches"]) == [], name  # in order, no hole, ever
     committed, ends = run(offsets(kafka_bootstrap, group, topic))
     assert committed == ends, (committed, ends)
-    print(f"delivered {len(delivered)} for {total} messages ({len(delivered) - total} again after the rebalance); "
-          f"dropped batches {[r['dropped'] for r in results]}")
+    print(f"delivered {len(delivered)} for {total} messages ({len(delivered) - total} again after the rebalances); "
+          f"dropped batches {[r['dropped'] for r in results.values()]}")
