@@ -178,6 +178,12 @@ class WorkerSettings(_Section):
     fetch_max_wait_ms: int = Field(10, ge=0, le=1500, description="...or this long passed: live events are "
                                    "fetched in windows of at most this delay, a third less CPU each (faust's "
                                    "own: 1500).")
+    delivery: Literal["faust", "batch"] = Field("faust", description="How the customer agent gets its "
+                                                 "messages: 'faust' (faust's per-message delivery, batched by "
+                                                 "take_events, holes re-read by streams.delivery_guard) or "
+                                                 "'batch' (each partition's fetched records as whole batches, in "
+                                                 "offset order by construction: streams.fixups.batch_delivery). "
+                                                 "Both: faust's app, consumer group, tables and commits.")
     state_cache_size: int = Field(20_000, ge=0, description="Decoded customer states kept between batches "
                                   "(about 3.7 KB each; checked against the table's bytes; 0: decode every batch).")
     event_loop: str = Field("uvloop", pattern="^(uvloop|asyncio)$", description="The worker's event loop: "
