@@ -232,6 +232,7 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     w = rt.settings.worker
     # before anything reads app.consumer: the batch path is faust's consumer with our drain loop
     channel = use_batch_delivery(app, topics.customer_source, w.batch_max) if w.delivery == "batch" else None
+    log.info("customer agent delivery: %s", w.delivery)
     app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
 
     rt.wiring.update(delivery=w.delivery, batch_max=w.batch_max, batch_within_s=w.batch_within_s,
