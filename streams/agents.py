@@ -247,6 +247,8 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
         return register
 
     view = rt.view
+    if channel is not None:
+        app.consumer.first_offset_from = view.first_offset_from  # type: ignore[attr-defined]  # our BatchConsumer
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
