@@ -211,8 +211,25 @@ class BatchConsumer(WorkerConsumer):
             read = self._read_offset
             for tp in tps:
                 offset = read.get(tp)
-                if offset is not None:  # the committed offset (None: none, delivery starts where Kafka does)
+                if offset is not None:  # the committed offset
                     self._next_offset[tp] = offset
+        await self._seek_uncommitted_to_earliest()
+
+    async def _seek_uncommitted_to_earliest(self) -> None:
+        """A routed partition the group never committed: aiokafka's ``seek_to_committed`` leaves
+        it where the fetch stood (it seeks only to a committed offset above 0), past whatever was
+        fetched and cut off by the rebalance. Sought to its earliest offset instead, where a new
+        consumer starts (``consumer_auto_offset_reset="earliest"``); what was already processed
+        there is recognised by the state."""
+        routes = getattr(self.transport, "batch_routes", {})
+        tps = [tp for tp in self.assignment() if tp.topic in routes and self._read_offset.get(tp) is None]
+        if not tps:
+            return
+        earliest = await self.earliest_offsets(*tps)
+        for tp in tps:
+            offset = earliest.get(tp)
+            if offset is not None:
+                await self.seek(tp, offset)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._bump(revoked)
@@ -340,17 +357,23 @@ class BatchConsumer(WorkerConsumer):
 
     async def _undelivered(self, tp: TP, recs: Sequence[Any], generation_id: int) -> None:
         """Fetched records that are not delivered: aiokafka's position is past them, so the
-        partition must be read again from its next offset. During a rebalance faust's
-        ``perform_seek`` does it (to the committed offsets, before the flow resumes); otherwise
-        the partition is sought back here."""
-        if not self.flow_active or self.app.consumer_generation_id != generation_id or self.should_stop:
+        partition is sought back to its next offset to deliver. Also during a rebalance: a fetch
+        that returns while ``perform_seek`` runs may hold records from the sought position, and
+        the rebalance's seek is then behind it. Not known (revoked, or a new assignment before its
+        ``perform_seek``): that seek is still to come."""
+        if self.should_stop or tp not in self.assignment():
             return
-        if tp not in self.assignment():
-            return
-        offset = self._next_offset.get(tp, recs[0].offset)
+        offset = self._next_offset.get(tp)
+        if offset is None:
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return
+            offset = recs[0].offset
         self.log.debug("undelivered %s[%d] %d..%d: seek to %d", tp.topic, tp.partition, recs[0].offset,
-                      recs[-1].offset, offset)
-        await self.seek(tp, offset)
+                       recs[-1].offset, offset)
+        try:
+            await self.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: its next owner reads it from the commit
+            self.log.warning("%s[%d]: reading again from %d failed: %r", tp.topic, tp.partition, offset, exc)
 
     async def _deliver_batches(self, channel: BatchChannel, tp: TP, recs: Sequence[Any], generation_id: int) -> None:
         recs = self._fresh(tp, recs)
