@@ -666,8 +666,8 @@ def bench(
                                          "(comma-separated)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write every figure as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data (default: a new temp dir)."),
-    batch_floor: bool = typer.Option(False, "--batch-floor", help="Also measure the faust floor with the "
-                                     "batch delivery prototype of #20 (streams.fixups.batch_delivery)."),
+    batch_floor: bool = typer.Option(False, "--batch-floor", help="Also measure the faust floor with "
+                                     "batch delivery (worker.delivery=batch)."),
 ) -> None:
     """Throughput of the engine, the worker and raw Kafka side by side; latency; memory.
 

@@ -79,6 +79,8 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from schemas.errors import SetupError
+
 from streams.fixups.kafka_transport import WorkerConsumer, WorkerTransport
 
 __all__ = ["BatchChannel", "BatchConsumer", "BatchTransport", "RawBatch", "record_is_current",
@@ -507,7 +509,7 @@ def use_batch_delivery(app: Any, topic: Any, max_records: int, maxsize: int = 8)
                                    fetch_max_wait_ms=old.fetch_max_wait_ms)
         app.transport = transport
     if not isinstance(app.consumer, BatchConsumer):
-        raise RuntimeError("batch delivery must be set up before the app's consumer is created")
+        raise SetupError("batch delivery must be set up before the app's consumer is created")
     channel = BatchChannel(app, list(topic.topics), max_records, maxsize)
     for name in channel.topics:
         app.transport.batch_routes[name] = channel
