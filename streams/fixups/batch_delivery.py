@@ -80,7 +80,6 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from schemas.errors import SetupError
-
 from streams.fixups.kafka_transport import WorkerConsumer, WorkerTransport
 
 __all__ = ["BatchChannel", "BatchConsumer", "BatchTransport", "RawBatch", "record_is_current",
