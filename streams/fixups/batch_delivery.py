@@ -171,6 +171,7 @@ class BatchConsumer(WorkerConsumer):
         super().__init__(*args, **kwargs)
         self._epoch: defaultdict[TP, int] = defaultdict(int)
         self._next_offset: dict[TP, int] = {}  # the next offset to deliver, where known
+        self._handed: dict[TP, int] = {}  # the next offset not yet taken by the agent (<= _next_offset)
         self._jumps: dict[TP, tuple[int, int, int]] = {}  # tp -> (next offset, first fetched, times seen)
         self.jumps_read_again = 0  # fetches that started past the next offset, read again
         # ``(tp, offset) -> first offset at or after it holding a message`` (None: unknown), asked
@@ -191,12 +192,12 @@ class BatchConsumer(WorkerConsumer):
         """faust's ``seek``; what was fetched or queued before it is not delivered (read again)."""
         tp = partition
         self._bump([tp])
-        self._next_offset[tp] = offset
+        self._next_offset[tp] = self._handed[tp] = offset
         try:
             await super().seek(partition, offset)
         finally:
             self._bump([tp])  # a fetch started before the seek took effect is dropped too
-            self._next_offset[tp] = offset
+            self._next_offset[tp] = self._handed[tp] = offset
 
     async def perform_seek(self) -> None:
         """faust's seek to the committed offsets (every rebalance, before ``resume_flow``)."""
@@ -209,11 +210,12 @@ class BatchConsumer(WorkerConsumer):
             self._bump(tps)
             for tp in tps:
                 self._next_offset.pop(tp, None)
+                self._handed.pop(tp, None)
             read = self._read_offset
             for tp in tps:
                 offset = read.get(tp)
                 if offset is not None:  # the committed offset
-                    self._next_offset[tp] = offset
+                    self._next_offset[tp] = self._handed[tp] = offset
         await self._seek_uncommitted_to_earliest()
 
     async def _seek_uncommitted_to_earliest(self) -> None:
@@ -236,6 +238,7 @@ class BatchConsumer(WorkerConsumer):
         self._bump(revoked)
         for tp in revoked:
             self._next_offset.pop(tp, None)
+            self._handed.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -247,6 +250,7 @@ class BatchConsumer(WorkerConsumer):
     def track_batch(self, batch: RawBatch) -> None:
         """One faust message stands for the batch in ``_unacked_messages`` (what
         ``Consumer.track_message`` does per message): ``wait_empty`` waits for it."""
+        self._handed[batch.tp] = batch.records[-1].offset + 1
         message = self._to_message(batch.tp, batch.records[-1])
         message.tracked = True
         batch.tracked = message
@@ -358,13 +362,14 @@ class BatchConsumer(WorkerConsumer):
 
     async def _undelivered(self, tp: TP, recs: Sequence[Any], generation_id: int) -> None:
         """Fetched records that are not delivered: aiokafka's position is past them, so the
-        partition is sought back to its next offset to deliver. Also during a rebalance: a fetch
+        partition is sought back to the first offset the agent has not taken (the seek makes the
+        channel drop the batches still queued: they are read again too). Also during a rebalance: a fetch
         that returns while ``perform_seek`` runs may hold records from the sought position, and
         the rebalance's seek is then behind it. Not known (revoked, or a new assignment before its
         ``perform_seek``): that seek is still to come."""
         if self.should_stop or tp not in self.assignment():
             return
-        offset = self._next_offset.get(tp)
+        offset = self._handed.get(tp, self._next_offset.get(tp))
         if offset is None:
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 return
