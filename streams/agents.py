@@ -133,7 +133,8 @@ def record_message(tp: TP, record: Any, repartition_topic: str) -> InMessage:
 
 
 async def process_batches(channel: BatchChannel, processor: CustomerProcessor, intake: OrderedIntake,
-                          routes: dict[str, str], repartition_topic: str, batch_max: int) -> None:
+                          routes: dict[str, str], repartition_topic: str, batch_max: int,
+                          batch_within_s: float = 0.0) -> None:
     """The customer agent on batch delivery (``worker.delivery = "batch"``,
     :mod:`streams.fixups.batch_delivery`): each partition comes in offset order without holes by
     construction, so nothing is admitted or held by the delivery guard (it keeps the progress the
@@ -144,7 +145,7 @@ async def process_batches(channel: BatchChannel, processor: CustomerProcessor, i
     neither be processed nor dead-lettered stops the worker unacknowledged."""
     consumer: BatchConsumer = channel.app.consumer
     while True:
-        batches = await channel.take(batch_max)
+        batches = await channel.take(batch_max, batch_within_s)
         records: list[tuple[RawBatch, Any]] = [(b, r) for b in batches for r in b.records]
         msgs = [record_message(b.tp, r, repartition_topic) for b, r in records]
 
@@ -231,7 +232,8 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
                                   watermark=rt.watermark)
     w = rt.settings.worker
     # before anything reads app.consumer: the batch path is faust's consumer with our drain loop
-    channel = use_batch_delivery(app, topics.customer_source, w.batch_max) if w.delivery == "batch" else None
+    # a queue of batches, not of messages: live, each holds a few per partition (64 of them: ~4 fetches of 16 partitions)
+    channel = use_batch_delivery(app, topics.customer_source, w.batch_max, maxsize=64) if w.delivery == "batch" else None
     log.info("customer agent delivery: %s", w.delivery)
     app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
 
@@ -269,7 +271,8 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     async def process_customers(stream: faust.StreamT) -> None:
         if channel is not None:  # the stream only subscribes: the batches arrive on the channel
             try:
-                await process_batches(channel, processor, intake, routes, repartition_topic, w.batch_max)
+                await process_batches(channel, processor, intake, routes, repartition_topic, w.batch_max,
+                                      w.batch_within_s)
             except Exception:  # an agent that dies stops consuming while the worker looks alive
                 log.exception("the batch delivery loop failed")
                 exit_now("what was not committed is redelivered after a restart")

@@ -128,9 +128,12 @@ class BatchChannel:
             return False
         return True
 
-    async def take(self, max_records: int) -> list[RawBatch]:
-        """The next batches (at least one, at most ``max_records`` records but at least one batch),
-        each tracked until :meth:`BatchConsumer.ack_batch`."""
+    async def take(self, max_records: int, within_s: float = 0.0) -> list[RawBatch]:
+        """The next batches, each tracked until :meth:`BatchConsumer.ack_batch`: at least one,
+        then more while fewer than ``max_records`` records are taken and either some are queued
+        or ``within_s`` has not passed since the first (what faust's ``take_events`` does:
+        live events come a few at a time per partition, and each batch of the processor costs a
+        few round trips to the broker whatever its size)."""
         consumer: BatchConsumer = self.app.consumer
         queue = self.queue
         while True:
@@ -139,8 +142,18 @@ class BatchChannel:
                 break
         consumer.track_batch(batch)
         taken, size = [batch], len(batch)
-        while size < max_records and not queue.empty():
-            batch = queue.get_nowait()
+        deadline = asyncio.get_running_loop().time() + within_s
+        while size < max_records:
+            if queue.empty():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch = await asyncio.wait_for(queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            else:
+                batch = queue.get_nowait()
             if self._current(batch):
                 consumer.track_batch(batch)
                 taken.append(batch)
