@@ -106,6 +106,8 @@ def _agents(rt: Runtime) -> dict[str, Any]:
         W + "BATCH_MAX": rt.wiring.get("batch_max"),
         W + "BATCH_WITHIN_S": rt.wiring.get("batch_within_s"),
         W + "STATE_CACHE_SIZE": rt.wiring.get("state_cache_size"),
+        # what the transport does, not what was asked: topics routed to a batch channel
+        W + "DELIVERY": "batch" if getattr(rt.app.transport, "batch_routes", None) else "faust",
     }
 
 
