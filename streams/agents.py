@@ -22,6 +22,7 @@ from schemas.dead_letter import Source, dead_letter_for
 from schemas.events import FieldProblem
 from schemas.segment_change import SegmentChange
 from streams.delivery_guard import OrderedIntake
+from streams.fixups.batch_delivery import BatchChannel, BatchConsumer, RawBatch, record_is_current, use_batch_delivery
 from streams.fixups.current_event import current_event_is
 from streams.fixups.durable_table import DurableTable
 from streams.fixups.faust_producer import flush_now
@@ -122,6 +123,97 @@ async def process_one(processor: CustomerProcessor, intake: OrderedIntake, event
         await processor.outputs.dead_letter(msg, routes.get(msg.topic, "unknown"), [problem])
 
 
+def record_message(tp: TP, record: Any, repartition_topic: str) -> InMessage:
+    """:func:`in_message` for a record of batch delivery (aiokafka's ``ConsumerRecord``)."""
+    if tp.topic == repartition_topic:
+        origin = parse_origin(dict(record.headers) if record.headers else None)
+        if origin is not None:
+            return InMessage(*origin, record.key, record.value, forwarded=True, delivered_on=(tp.topic, tp.partition))
+    return InMessage(tp.topic, tp.partition, record.offset, record.key, record.value)
+
+
+async def process_batches(channel: BatchChannel, processor: CustomerProcessor, intake: OrderedIntake,
+                          routes: dict[str, str], repartition_topic: str, batch_max: int,
+                          batch_within_s: float = 0.0, lock: asyncio.Lock | None = None) -> None:
+    """The customer agent on batch delivery (``worker.delivery = "batch"``,
+    :mod:`streams.fixups.batch_delivery`): each partition comes in offset order without holes by
+    construction, so nothing is admitted or held by the delivery guard (it keeps the progress the
+    watermark reads, and its tail check stays as a safety net). Same processor, outbox and
+    flush-before-ack as the per-message path: a batch is acknowledged only once
+    ``handle_batch`` returned (every change acknowledged by the broker; the states it saved are
+    written and acknowledged before the next commit, :mod:`streams.write_behind`), never the
+    messages it held; a batch that raises is processed again message by message; one that can
+    neither be processed nor dead-lettered stops the worker unacknowledged."""
+    consumer: BatchConsumer = channel.app.consumer
+    lock = lock if lock is not None else asyncio.Lock()
+    while True:
+        batches = await channel.take(batch_max, batch_within_s)
+        records: list[tuple[RawBatch, Any]] = [(b, r) for b in batches for r in b.records]
+        msgs = [record_message(b.tp, r, repartition_topic) for b, r in records]
+
+        def bind(index: int, records: list = records) -> contextlib.AbstractContextManager:
+            batch, record = records[index]
+            return record_is_current(consumer, batch.tp, record)  # the changelog partition of its own message
+
+        async with lock:  # never interleaved with the writing out before a commit (write-behind)
+            held: set[int] = set()
+            rewinds: dict[tuple[str, int], int] = {}
+            intake.busy = True  # until the batch is done: no delivery is expected meanwhile
+            try:
+                try:
+                    await processor.handle_batch(msgs, bind)
+                    held.update(processor.held)
+                    rewinds.update(processor.rewinds)
+                except Exception:  # a bug, not bad input: isolate the message, keep the partition moving
+                    log.exception("internal error in a batch of %d; processing it message by message", len(msgs))
+                    held.clear()
+                    rewinds.clear()
+                    try:
+                        for index, msg in enumerate(msgs):
+                            if msg.delivered in rewinds:  # after a rewind of its partition: comes again
+                                held.add(index)
+                                continue
+                            alone = await process_alone(processor, msg, lambda _i, index=index: bind(index), routes)
+                            if alone is not None:
+                                if alone[0]:
+                                    held.add(index)
+                                for tp, offset in alone[1].items():
+                                    rewinds[tp] = min(offset, rewinds.get(tp, offset))
+                    except Exception:
+                        # Not even a dead letter could be written: stop unacknowledged, the batch is
+                        # redelivered to the next owner.
+                        log.exception("a batch could neither be processed nor dead-lettered")
+                        exit_now("the batch will be redelivered after a restart")
+                held_offsets: dict[RawBatch, list[int]] = {}
+                for index in held:
+                    batch, record = records[index]
+                    held_offsets.setdefault(batch, []).append(record.offset)
+                for batch in batches:
+                    consumer.ack_batch(batch, held=held_offsets.get(batch, ()))
+                    intake.processed_in_order(batch.tp, batch.records[-1].offset)
+                for (topic, partition), offset in rewinds.items():
+                    try:
+                        await intake.seek_in_order(TP(topic, partition), offset)
+                    except Exception as exc:  # not ours any more (a rebalance): its owner reads it from the commit
+                        log.warning("%s[%d]: reading again from %d failed: %r", topic, partition, offset, exc)
+            finally:
+                intake.busy = False
+
+
+async def process_alone(processor: CustomerProcessor, msg: InMessage, bind, routes: dict[str, str]  # noqa: ANN001
+                        ) -> tuple[bool, dict[tuple[str, int], int]] | None:
+    """One message on its own (batch delivery): (held, rewinds), or ``None`` when an unexpected
+    error dead-lettered it (the worker never stops on input)."""
+    try:
+        await processor.handle_batch([msg], bind)
+        return bool(processor.held), dict(processor.rewinds)
+    except Exception as exc:
+        log.exception("internal error on %s[%d]@%d; dead-lettered", msg.topic, msg.partition, msg.offset)
+        problem = FieldProblem(field="", error="internal_error", message=f"{type(exc).__name__}: {exc}"[:500])
+        await processor.outputs.dead_letter(msg, routes.get(msg.topic, "unknown"), [problem])
+        return None
+
+
 async def publish_snapshot(rt: Runtime, snapshot: ModelSnapshot) -> None:
     ack = await rt.topics.model_snapshots.send(key=SNAPSHOT_KEY, value=snapshot.to_bytes(), partition=0)
     await ack
@@ -142,6 +234,10 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(w.state_cache_size), home=rt.home,
                                   watermark=rt.watermark, store=rt.store)
+    # before anything reads app.consumer: the batch path is faust's consumer with our drain loop
+    # a queue of batches, not of messages: live, each holds a few per partition (64 of them: ~4 fetches of 16 partitions)
+    channel = use_batch_delivery(app, topics.customer_source, w.batch_max, maxsize=64) if w.delivery == "batch" else None
+    log.info("customer agent delivery: %s", w.delivery)
     app.consumer.guarded_topics = frozenset(routes)  # type: ignore[attr-defined]  # our WorkerConsumer: streams.fixups.kafka_transport
     # A batch and the writing out of the states waiting for a commit never interleave: the
     # states written must be those of finished batches (a batch's changes are sent before its
@@ -156,7 +252,7 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     app.consumer.before_commit = write_out_before_commit  # type: ignore[attr-defined]  # our WorkerConsumer
 
-    rt.wiring.update(batch_max=w.batch_max, batch_within_s=w.batch_within_s,
+    rt.wiring.update(delivery=w.delivery, batch_max=w.batch_max, batch_within_s=w.batch_within_s,
                      state_cache_size=processor.cache.capacity, write_behind=processor.store.deferred)
     timers = rt.wiring.setdefault("timers", {})
 
@@ -168,6 +264,8 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
         return register
 
     view = rt.view
+    if channel is not None:
+        app.consumer.first_offset_from = view.first_offset_from  # type: ignore[attr-defined]  # our BatchConsumer
     intake = OrderedIntake(app.consumer, view, on_hole=lambda _topic: rt.metrics.delivery_holes.inc())
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
@@ -193,6 +291,14 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(topics.customer_source, name="segstream.customers", concurrency=1)
     async def process_customers(stream: faust.StreamT) -> None:
+        if channel is not None:  # the stream only subscribes: the batches arrive on the channel
+            try:
+                await process_batches(channel, processor, intake, routes, repartition_topic, w.batch_max,
+                                      w.batch_within_s, processing)
+            except Exception:  # an agent that dies stops consuming while the worker looks alive
+                log.exception("the batch delivery loop failed")
+                exit_now("what was not committed is redelivered after a restart")
+            return
         async for batch in stream.take_events(w.batch_max, within=w.batch_within_s):  # type: ignore[attr-defined]  # not in faust's StreamT
             try:
                 events = await intake.admit(batch)  # in offset order, no holes (streams.delivery_guard)

@@ -666,6 +666,8 @@ def bench(
                                          "(comma-separated)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write every figure as JSON here."),
     run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data (default: a new temp dir)."),
+    batch_floor: bool = typer.Option(False, "--batch-floor", help="Also measure the faust floor with "
+                                     "batch delivery (worker.delivery=batch)."),
 ) -> None:
     """Throughput of the engine, the worker and raw Kafka side by side; latency; memory.
 
@@ -682,7 +684,7 @@ def bench(
         raise typer.BadParameter("comma-separated integers", param_hint="--memory-customers") from None
     config = b.BenchConfig(customers=customers, seed=seed, activity=activity, partitions=partitions,
                            latency_seconds=latency_seconds, probe_share=probe_share, memory_customers=sizes,
-                           work_dir=run_dir)
+                           work_dir=run_dir, batch_floor=batch_floor)
     results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
     if json_out:
         json_out.write_bytes(b.to_json(results))

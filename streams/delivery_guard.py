@@ -62,6 +62,10 @@ class DeliveryGuard:
         self._next[tp] = offset + 1
         return True
 
+    def advance(self, tp: Hashable, offset: int) -> None:
+        """``offset`` processed, delivered in order (batch delivery: no hole by construction)."""
+        self._next[tp] = offset + 1
+
     def expected(self, tp: Hashable) -> int | None:
         """The next offset to process (the start of the hole while messages are held)."""
         return self._next.get(tp)
@@ -131,6 +135,22 @@ class OrderedIntake:
         for tp, offsets in held.items():
             await self._reread(tp, len(offsets))
         return admitted
+
+    def processed_in_order(self, tp: Any, last: int) -> None:
+        """Batch delivery (:mod:`streams.fixups.batch_delivery`): ``tp`` was processed up to
+        ``last``, delivered in order without holes by construction (nothing to admit or hold).
+        Keeps what the watermark and the tail check read; a hole the tail check found is filled."""
+        self.guard.advance(tp, last)
+        hole = self._holes.get(tp)
+        if hole is not None and last >= hole[0]:
+            del self._holes[tp]
+
+    async def seek_in_order(self, tp: Any, offset: int) -> None:
+        """Batch delivery: read ``tp`` again from ``offset`` (an erasure's rewind). The delivery
+        path drops whatever was fetched before the seek, so the next batch of ``tp`` starts there
+        (or at the first offset retention kept): nothing to retry."""
+        self.guard.rewind(tp, offset)
+        await self.consumer.seek(tp, offset)
 
     async def _only_markers_before(self, tp: Any, offset: int) -> bool:
         """Whether the offsets between the next one to process and ``offset`` (just delivered)

@@ -107,6 +107,8 @@ def _agents(rt: Runtime) -> dict[str, Any]:
         W + "BATCH_WITHIN_S": rt.wiring.get("batch_within_s"),
         W + "STATE_CACHE_SIZE": rt.wiring.get("state_cache_size"),
         W + "WRITE_BEHIND": rt.wiring.get("write_behind"),
+        # what the transport does, not what was asked: topics routed to a batch channel
+        W + "DELIVERY": "batch" if getattr(rt.app.transport, "batch_routes", None) else "faust",
     }
 
 

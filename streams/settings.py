@@ -182,6 +182,12 @@ class WorkerSettings(_Section):
                                "per offset commit instead of once per batch (written and acknowledged "
                                "before every commit; a state with segment changes still before they are "
                                "sent). false: every batch writes and waits for its states.")
+    delivery: Literal["faust", "batch"] = Field("faust", description="How the customer agent gets its "
+                                                 "messages: 'faust' (faust's per-message delivery, batched by "
+                                                 "take_events, holes re-read by streams.delivery_guard) or "
+                                                 "'batch' (each partition's fetched records as whole batches, in "
+                                                 "offset order by construction: streams.fixups.batch_delivery). "
+                                                 "Both: faust's app, consumer group, tables and commits.")
     state_cache_size: int = Field(20_000, ge=0, description="Decoded customer states kept between batches "
                                   "(about 3.7 KB each; checked against the table's bytes; 0: decode every batch).")
     event_loop: str = Field("uvloop", pattern="^(uvloop|asyncio)$", description="The worker's event loop: "

@@ -45,6 +45,7 @@ def changed_settings(bootstrap: str, prefix: str, data_dir: Path) -> dict[str, t
         "FETCH_MAX_WAIT_MS": ("20", 20),
         "STATE_CACHE_SIZE": ("99", 99),
         "WRITE_BEHIND": ("false", False),
+        "DELIVERY": ("batch", "batch"),
         "EVENT_LOOP": ("asyncio", "asyncio"),
         "SESSION_TIMEOUT_S": ("12", 12.0),
         "STATIC_MEMBERSHIP": ("true", True),  # the default; false is the second worker below

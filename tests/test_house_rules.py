@@ -61,7 +61,7 @@ def test_the_wiring_is_imported_by_nothing_it_wires() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if "streams.app" in names:
                 importers.add(str(path.relative_to(ROOT)))
-    assert importers == {"streams/cli.py", "streams/harnesses/faust_floor.py"}
+    assert importers == {"streams/cli.py", "streams/harnesses/faust_floor.py", "streams/harnesses/faust_batch_floor.py"}
 
 
 def test_errors_raised_on_purpose_are_segstreams() -> None:

@@ -15,9 +15,9 @@ from tests.test_worker_e2e import to_messages, worker_env
 pytestmark = pytest.mark.kafka
 
 
-def test_an_erasure_written_while_the_owner_was_down_is_applied_after_its_restart(kafka_bootstrap: str,
-                                                                                 tmp_path: Path) -> None:
-    prefix = f"uncommitted-{tmp_path.name[-6:]}."
+def test_an_erasure_written_while_the_owner_was_down_is_applied_after_its_restart(kafka_bootstrap: str, tmp_path: Path,
+                                                                                 unique_prefix: str) -> None:
+    prefix = f"uncommitted-{unique_prefix}"  # its own topics also on a broker shared by several runs
     events = generate_population(30, seed=6).events
     customer = events[0]["customer_id"]
     env = worker_env(kafka_bootstrap, prefix, tmp_path / "data")

@@ -39,6 +39,14 @@ module                     why (upstream behaviour worked around)         can go
                            for its /stats pages on the hot path           statistics off
 ``prometheus_histogram``   prometheus-client has no weighted observe      prometheus-client gets one, or the batch
                            (``_sum``, ``_buckets``, ``_upper_bounds``)    engine (#20) observes once per batch
+``batch_delivery``         faust delivers a message at a time (drain      faust-streaming hands an agent whole
+                           loop -> conductor -> Event -> stream -> ack),  fetched batches per partition with
+                           ~100 us each, and moves its read offset for a  bulk acks (no such API in 0.15.3) and
+                           message cut off by a rebalance (holes);        stops moving its read offset past
+                           ``worker.delivery = "batch"`` overrides        messages it did not deliver
+                           ``Consumer._drain_messages``, delivers each
+                           partition in order (seek epochs), acks in
+                           bulk into ``_acked``/``_acked_index``
 ``models/river_fixups``    river's PageHinkley exposes only               river exposes the statistic
                            ``drift_detected``, not its statistic
 =========================  =============================================  ==========================================

@@ -73,6 +73,7 @@ class BenchConfig:
     drain_timeout_s: float = 3600.0
     model_timeout_s: float = 180.0
     work_dir: Path | None = None
+    batch_floor: bool = False  # also measure the batch delivery prototype of #20 (streams.harnesses.faust_batch_floor)
 
 
 Log = Callable[[str], None]
@@ -305,16 +306,19 @@ def worker_env(settings: Settings, port: int, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeout_s: float = 3600.0) -> dict[str, float]:
+def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeout_s: float = 3600.0,
+                        harness: str = "faust_floor") -> dict[str, float]:
     """A faust agent that only counts the messages (``streams.harnesses.faust_floor``), with the worker's
-    clients and batching, as a child process: faust's own ceiling."""
+    clients and batching, as a child process: faust's own ceiling. ``harness="faust_batch_floor"``: the
+    same with the batch delivery prototype of #20 (``streams.fixups.batch_delivery``)."""
     from streams.local_kafka import free_port
 
-    env = worker_env(settings, free_port(), work_dir / "floor-data")
-    log_path, result_path = work_dir / "faust-floor.log", work_dir / "faust-floor.json"
+    name = harness.replace("_", "-")
+    env = worker_env(settings, free_port(), work_dir / f"{name}-data")
+    log_path, result_path = work_dir / f"{name}.log", work_dir / f"{name}.json"
     result_path.unlink(missing_ok=True)
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.harnesses.faust_floor", str(expected), str(result_path)],
+        proc = subprocess.Popen([sys.executable, "-m", f"streams.harnesses.{harness}", str(expected), str(result_path)],
                                 cwd=worker_process.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         proc.wait(timeout=timeout_s)
@@ -324,7 +328,7 @@ def measure_faust_floor(settings: Settings, work_dir: Path, expected: int, timeo
             proc.wait()
     if proc.returncode != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-2000:]
-        raise SetupError(f"the faust floor exited with {proc.returncode}; log {log_path}:\n{tail}")
+        raise SetupError(f"the {name} exited with {proc.returncode}; log {log_path}:\n{tail}")
     return orjson.loads(result_path.read_bytes())
 
 
@@ -611,6 +615,12 @@ def run(config: BenchConfig, log: Log = _stderr, base: Settings | None = None) -
         results["faust_floor"] = measure_faust_floor(settings, work_dir, len(messages), config.drain_timeout_s)
         log(f"faust floor: {results['faust_floor']['events_per_s']:,.0f} events/s")
 
+        if config.batch_floor:
+            log("faust batch floor (the same agent, batch delivery of #20)...")
+            results["faust_batch_floor"] = measure_faust_floor(settings, work_dir, len(messages),
+                                                               config.drain_timeout_s, harness="faust_batch_floor")
+            log(f"faust batch floor: {results['faust_batch_floor']['events_per_s']:,.0f} events/s")
+
         log("worker...")
         with running_worker(settings, work_dir) as (proc, port, log_path):
             worker_process.wait_ready(proc, port, log_path)
@@ -643,6 +653,10 @@ def run(config: BenchConfig, log: Log = _stderr, base: Settings | None = None) -
                          "floor_raw": results["faust_floor"]["events_per_s"] / raw if raw else float("nan"),
                          "worker_floor": results["worker"]["events_per_s"] / results["faust_floor"]["events_per_s"],
                          "engine_raw": results["engine"]["events_per_s_per_core"] / raw if raw else float("nan")}
+    if "faust_batch_floor" in results:
+        batch = results["faust_batch_floor"]["events_per_s"]
+        results["ratios"]["batch_floor_raw"] = batch / raw if raw else float("nan")
+        results["ratios"]["batch_floor_floor"] = batch / results["faust_floor"]["events_per_s"]
     return results
 
 
@@ -671,6 +685,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"goal <= {GOAL_BYTES_PER_CUSTOMER:.0f} B per customer in the table ({int(largest or 0):,} customers): "
         f"{per_customer:,.0f} B -> {_verdict(per_customer <= GOAL_BYTES_PER_CUSTOMER)}",
         f"ratio faust floor/raw = {ratios['floor_raw']:.2f}  (the most any faust agent reaches here)",
+        *([f"ratio faust batch floor/raw = {ratios['batch_floor_raw']:.2f}  (#20 prototype)",
+           f"ratio faust batch floor/faust floor = {ratios['batch_floor_floor']:.2f}"]
+          if "batch_floor_raw" in ratios else []),
         f"ratio worker/faust floor = {ratios['worker_floor']:.2f}",
         f"ratio worker/raw = {ratios['worker_raw']:.2f}  (goal >= {GOAL_WORKER_RATIO:.2f})",
         f"ratio engine/raw = {ratios['engine_raw']:.2f}",
@@ -692,6 +709,10 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("faust floor (no-op agent)", f"{results['faust_floor']['events_per_s']:,.0f} events/s",
          f"{results['faust_floor']['seconds']:.1f} s; the worker's clients and batches, counting only; "
          f"{results['faust_floor']['cpu_s']:.1f} CPU s"),
+        *[("faust batch floor (#20 prototype)", f"{bf['events_per_s']:,.0f} events/s",
+           f"{bf['seconds']:.1f} s; the same agent, per-partition batches (streams.fixups.batch_delivery); "
+           f"{bf['batches']:,} batches; {bf['cpu_s']:.1f} CPU s")
+          for bf in results.get("faust_batch_floor", []) and [results["faust_batch_floor"]]],
         ("worker end to end", f"{w['events_per_s']:,.0f} events/s",
          f"{w['seconds']:.1f} s first to last applied; {w['events_per_cpu_s']:,.0f} events per worker CPU s; "
          f"batches of {w.get('mean_batch', float('nan')):,.0f} messages on average"),

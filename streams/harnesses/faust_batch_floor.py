@@ -1,0 +1,65 @@
+"""The benchmark's faust *batch* floor (#20, a research prototype): the faust floor's agent, with
+faust's per-message delivery replaced by :mod:`streams.fixups.batch_delivery`.
+
+Same app, clients, consumer group machinery, acks and commits as :mod:`streams.harnesses.faust_floor`;
+the agent is still declared on the input topics (faust subscribes, assigns, acks and commits), but
+gets each partition's fetched records as one batch (at most the worker's ``batch_max``) and only
+counts them. Run by ``segstream bench`` next to the faust floor::
+
+    python -m streams.harnesses.faust_batch_floor EXPECTED RESULT_FILE
+
+It writes one JSON document (``events``, ``seconds``, ``events_per_s``, ``cpu_s``, ``batches``) to
+RESULT_FILE once it has taken EXPECTED messages, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from streams.settings import Settings
+
+
+def main(expected: int, result_file: Path) -> None:
+    settings = Settings()
+    w = settings.worker
+    import faust
+
+    from streams.app import faust_app, use_event_loop
+    from streams.fixups.batch_delivery import use_batch_delivery
+
+    use_event_loop(settings)  # as the worker does, before any loop exists
+
+    app = faust_app(settings, app_id=f"{w.app_id}-batch-floor", web_enabled=False)
+    source = app.topic(*settings.topics.input_topics.values(), key_type=bytes, value_type=bytes)
+    batches = use_batch_delivery(app, source, w.batch_max)
+    seen = {"events": 0, "first": 0.0, "first_batch": 0, "cpu0": 0.0, "batches": 0}
+
+    @app.agent(source, name="segstream.batch_floor", concurrency=1)
+    async def count(stream: faust.StreamT) -> None:  # the stream only subscribes: batches arrive on `batches`
+        async for batch in batches:
+            if not seen["events"]:
+                seen.update(first=time.perf_counter(), first_batch=len(batch), cpu0=time.process_time())
+            seen["events"] += len(batch)
+            seen["batches"] += 1
+            if seen["events"] >= expected:
+                seconds = time.perf_counter() - seen["first"]
+                counted = seen["events"] - seen["first_batch"]  # from the end of the first batch
+                result_file.write_bytes(orjson.dumps({
+                    "events": seen["events"], "seconds": seconds,
+                    "events_per_s": counted / seconds if seconds > 0 else 0.0,
+                    "cpu_s": time.process_time() - seen["cpu0"], "batches": seen["batches"],
+                }))
+                os._exit(0)  # a measurement child: nothing to shut down gracefully
+
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), Path(sys.argv[2]))
