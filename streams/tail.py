@@ -7,12 +7,14 @@ partitions away from a real subscriber, and any number of people can tail at onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
@@ -159,17 +161,42 @@ async def tail_changes(
     except BaseException:  # the broker unreachable: close what start() opened, then say so
         await consumer.stop()
         raise
+    lost = False
     try:
         while not stop.is_set():
             # A short poll so that a stop request is seen within half a second.
-            batch = await consumer.getmany(timeout_ms=500)
+            try:
+                batch = await consumer.getmany(timeout_ms=500)
+            except KafkaError as exc:  # the broker went away: say so once, and wait for it
+                if not lost:
+                    print(f"lost the broker ({type(exc).__name__}); waiting for it (Ctrl-C to stop)", file=sys.stderr)
+                    lost = True
+                await _wait(stop, 1.0)
+                continue
+            lost = False
             for records in batch.values():
                 for record in records:
                     if _handle(record, customer, stats, on_change, on_invalid) and stats.shown == max_changes:
                         return stats
     finally:
-        await consumer.stop()
+        await _stop_quietly(consumer)
     return stats
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Close the consumer, also when the broker is gone (aiokafka's stop then fails or hangs on
+    requests to a node that is not ready): a tail that was asked to stop exits cleanly."""
+    try:
+        await asyncio.wait_for(consumer.stop(), 5.0)
+    except (Exception, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # we are being cancelled ourselves: let it through
+            raise
 
 
 def _handle(record: Any, customer: str | None, stats: TailStats, on_change: OnChange,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -105,3 +106,37 @@ def test_tail_reads_changes_in_order_and_skips_garbage(kafka_bootstrap: str, uni
     assert [c.change_id for c in seen] == [d["change_id"] for d in docs]
     assert stats.shown == 3 and stats.invalid == 1
     assert len(warnings) == 1 and "offset 1" in warnings[0]
+
+
+@pytest.mark.kafka
+def test_a_tail_whose_broker_went_away_stops_cleanly_when_asked(tmp_path: Path) -> None:
+    """A new user's Ctrl-C after the demo's broker had stopped ended the tail with a traceback and
+    exit 1 (aiokafka's stop on a node that is not ready). A stop request ends it with its counts."""
+    from streams.local_kafka import LocalKafka
+
+    kafka = LocalKafka.from_settings(Settings().local_kafka, run_dir=tmp_path / "kafka")
+    kafka.start()
+    settings = Settings(topics=TopicSettings(prefix="gone."))
+    run(ensure_topics(kafka.bootstrap_servers, topic_specs(settings)))
+    topic = settings.topics.name("segment_changes")
+    run(produce(kafka.bootstrap_servers, [(topic, b"c1", orjson.dumps(change(1, previous_segment=None)))]))
+
+    async def scenario() -> Any:
+        stop = asyncio.Event()
+        seen: list[SegmentChange] = []
+        tail = asyncio.ensure_future(tail_changes(kafka.bootstrap_servers, topic, lambda c, _r: seen.append(c),
+                                                  lambda _w: None, from_beginning=True, stop=stop))
+        for _ in range(100):  # the change already there is shown...
+            if seen:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(kafka.stop)  # ...then the broker goes away
+        await asyncio.sleep(6)
+        stop.set()  # Ctrl-C
+        return await asyncio.wait_for(tail, 30)
+
+    try:
+        stats = run(scenario())
+    finally:
+        kafka.stop()
+    assert stats.shown == 1 and stats.stopped_by is None  # returned its counts, no exception
