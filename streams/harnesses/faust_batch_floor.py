@@ -14,22 +14,18 @@ RESULT_FILE once it has taken EXPECTED messages, and exits.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-import time
 from pathlib import Path
 
-import orjson
+import faust
 
+from streams.harnesses.faust_floor import Tally, run_worker
 from streams.settings import Settings
 
 
 def main(expected: int, result_file: Path) -> None:
     settings = Settings()
     w = settings.worker
-    import faust
-
     from streams.app import faust_app, use_event_loop
     from streams.fixups.batch_delivery import use_batch_delivery
 
@@ -38,27 +34,14 @@ def main(expected: int, result_file: Path) -> None:
     app = faust_app(settings, app_id=f"{w.app_id}-batch-floor", web_enabled=False)
     source = app.topic(*settings.topics.input_topics.values(), key_type=bytes, value_type=bytes)
     batches = use_batch_delivery(app, source, w.batch_max)
-    seen = {"events": 0, "first": 0.0, "first_batch": 0, "cpu0": 0.0, "batches": 0}
+    tally = Tally(expected, result_file)
 
     @app.agent(source, name="segstream.batch_floor", concurrency=1)
     async def count(stream: faust.StreamT) -> None:  # the stream only subscribes: batches arrive on `batches`
         async for batch in batches:
-            if not seen["events"]:
-                seen.update(first=time.perf_counter(), first_batch=len(batch), cpu0=time.process_time())
-            seen["events"] += len(batch)
-            seen["batches"] += 1
-            if seen["events"] >= expected:
-                seconds = time.perf_counter() - seen["first"]
-                counted = seen["events"] - seen["first_batch"]  # from the end of the first batch
-                result_file.write_bytes(orjson.dumps({
-                    "events": seen["events"], "seconds": seconds,
-                    "events_per_s": counted / seconds if seconds > 0 else 0.0,
-                    "cpu_s": time.process_time() - seen["cpu0"], "batches": seen["batches"],
-                }))
-                os._exit(0)  # a measurement child: nothing to shut down gracefully
+            tally.take(len(batch))
 
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    run_worker(app)
 
 
 if __name__ == "__main__":

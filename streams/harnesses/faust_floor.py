@@ -20,42 +20,59 @@ import sys
 import time
 from pathlib import Path
 
+import faust
 import orjson
 
 from streams.settings import Settings
 
 
+class Tally:
+    """Counts the messages an agent takes, from the end of its first batch; at ``expected`` writes
+    the result to ``result_file`` and ends the process (a measurement child: nothing to shut down)."""
+
+    def __init__(self, expected: int, result_file: Path):
+        self.expected, self.result_file = expected, result_file
+        self.events = self.first_batch = self.batches = 0
+        self.first = self.cpu0 = 0.0
+
+    def take(self, messages: int) -> None:
+        if not self.events:
+            self.first, self.first_batch, self.cpu0 = time.perf_counter(), messages, time.process_time()
+        self.events += messages
+        self.batches += 1
+        if self.events >= self.expected:
+            seconds = time.perf_counter() - self.first
+            counted = self.events - self.first_batch  # from the end of the first batch
+            self.result_file.write_bytes(orjson.dumps({
+                "events": self.events, "seconds": seconds,
+                "events_per_s": counted / seconds if seconds > 0 else 0.0,
+                "cpu_s": time.process_time() - self.cpu0, "batches": self.batches,
+            }))
+            os._exit(0)
+
+
+def run_worker(app: "faust.App") -> None:
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
 def main(expected: int, result_file: Path) -> None:
     settings = Settings()
     w = settings.worker
-    import faust
-
     from streams.app import faust_app, use_event_loop
 
     use_event_loop(settings)  # as the worker does, before any loop exists
 
     app = faust_app(settings, app_id=f"{w.app_id}-floor", web_enabled=False)
     source = app.topic(*settings.topics.input_topics.values(), key_type=bytes, value_type=bytes)
-    seen = {"events": 0, "first": 0.0, "first_batch": 0, "cpu0": 0.0}
+    tally = Tally(expected, result_file)
 
     @app.agent(source, name="segstream.floor", concurrency=1)
     async def count(stream: faust.StreamT) -> None:
         async for events in stream.take_events(w.batch_max, within=w.batch_within_s):  # type: ignore[attr-defined]  # not in faust's StreamT
-            if not seen["events"]:
-                seen.update(first=time.perf_counter(), first_batch=len(events), cpu0=time.process_time())
-            seen["events"] += len(events)
-            if seen["events"] >= expected:
-                seconds = time.perf_counter() - seen["first"]
-                counted = seen["events"] - seen["first_batch"]  # from the end of the first batch
-                result_file.write_bytes(orjson.dumps({
-                    "events": seen["events"], "seconds": seconds,
-                    "events_per_s": counted / seconds if seconds > 0 else 0.0,
-                    "cpu_s": time.process_time() - seen["cpu0"],
-                }))
-                os._exit(0)  # a measurement child: nothing to shut down gracefully
+            tally.take(len(events))
 
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    run_worker(app)
 
 
 if __name__ == "__main__":
