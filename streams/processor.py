@@ -159,7 +159,6 @@ class CustomerProcessor:
         ``store``: ``table`` behind a write-behind buffer (default: written through);
         ``max_waiting``: the states it may hold before a batch writes them out itself."""
         self.pipeline = pipeline
-        self.table = table
         self.store = store if store is not None else StateStore(table)
         self.max_waiting = max_waiting
         self.outputs = outputs
@@ -398,18 +397,16 @@ class CustomerProcessor:
             log.info("erase request %s: already applied", request.request_id)
             return
         cutoff = await self._cutoff(request.cutoff)
-        # Changes found earlier in this batch (or left in an outbox) come before the exits.
-        changes, entry.changes = entry.changes, []
         self.forwarder.forget(request.customer_id)
         held = state is not None and state.holds_data
         if state is not None and held:
+            # Changes found earlier in this batch (or left in an outbox) come before the exits.
             self._settle(entry)
-            changes, entry.changes = changes + entry.changes, []
             at = self.clock.time_for(state.last_event_ts) or time.time()
-            changes.extend(self.pipeline.erase(state, at))
+            entry.changes.extend(self.pipeline.erase(state, at))
         # The marker, saved in place of the state: keeps earlier events out and repeats a no-op.
         marker = CustomerState.erased(request.customer_id, state, request.request_id, cutoff)
-        entry.state, entry.evaluate, entry.changes = marker, False, changes
+        entry.state, entry.evaluate = marker, False
         if marker.replay_to:
             log.info("erase request %s: events produced after it were consumed before it, from %d partition(s); "
                      "reading them again", request.request_id, len(marker.replay_to))
