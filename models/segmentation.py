@@ -174,12 +174,11 @@ class Segmenter:
         restructured = verdict.adopted and (verdict.candidate == "restart" or verdict.rule == "first_model")
         self._structure_age = 0 if restructured else self._structure_age + 1
         if not verdict.adopted:
-            self.signals.extend(new_signals)
             self._keep_in_force()
             # The valuation in force stays: so do the units of its thresholds.
             assert in_force_matrix is not None  # a rejected candidate has a model in force
             return self._republish(now, self._rule_thresholds(bases, in_force_matrix), verdict,
-                                   in_force_matrix, bases, value_config.base_currency)
+                                   in_force_matrix, bases, value_config.base_currency, new_signals)
         refit = in_force_matrix is not None and verdict.refit
         thresholds = self._rule_thresholds(bases, matrix, revalued_from=in_force_matrix if refit else None)
         self.scaler = scaler
@@ -200,12 +199,7 @@ class Segmenter:
         new_signals.extend(drift.signals)
         self.signals.extend(new_signals)
         snap = ModelSnapshot(**{
-            **snap.__dict__, "stats": stats,
-            "drift": {"centroid_shift": {k: round(v, 4) for k, v in drift.centroid_shift.items()},
-                      "max_centroid_shift": _finite_or_none(drift.max_centroid_shift),
-                      "share_tvd": round(drift.share_tvd, 4),
-                      "signals": [{"kind": g.kind, "feature": g.feature, "value": _finite_or_none(g.value),
-                                   "detail": g.detail} for g in new_signals]},
+            **snap.__dict__, "stats": stats, "drift": _drift_document(drift, new_signals),
             "definition_version": self.rules.version if self.rules else None,
             "rule_thresholds": thresholds,
             "sample_size": len(bases), "sample_threshold": self.sample.threshold(),
@@ -414,13 +408,19 @@ class Segmenter:
         self.clusterer.warm_start(snap.centroids)
 
     def _republish(self, now: float, thresholds: dict[str, float], verdict: Adoption, matrix: np.ndarray,
-                   bases: list[FeatureBasis], currency: str) -> ModelSnapshot | None:
+                   bases: list[FeatureBasis], currency: str, signals: list[DriftSignal]) -> ModelSnapshot | None:
         """After a rejected candidate: the model in force (same centroids, ids, valuation: no
         cluster change), described again over its members now (``matrix``: the sample under the
-        valuation in force), and published as a new version if that description or the rule
-        thresholds changed. Between adoptions the members age and come and go; a label and figures
-        left as they were at the last adoption would describe customers as they used to be (a
-        "recent" segment whose members lapsed 200 days ago). Labels keep their hysteresis."""
+        valuation in force), and published as a new version if that description, the rule
+        thresholds or the drift seen changed. Between adoptions the members age and come and go; a
+        label and figures left as they were at the last adoption would describe customers as they
+        used to be (a "recent" segment whose members lapsed 200 days ago). Labels keep their
+        hysteresis.
+
+        ``signals``: what this training's feature detectors raised. They and the share drift since
+        the version in force travel in the new version's ``drift`` (workers count them once, on
+        install), never the version in force's: a republish copying those would count the last
+        adoption's detections again on every worker at every republish."""
         snap = self.snapshot
         assert snap is not None
         z = snap.standardise(matrix)
@@ -432,10 +432,13 @@ class Segmenter:
             lifecycle=self._relabelled(list(snap.segment_ids), naming, snap.version + 1, now),
             definition_version=self.rules.version if self.rules else None)
         stats = self._segment_stats(described, matrix, z, naming)
-        if thresholds == snap.rule_thresholds and not _description_changed(snap, described, stats):
+        drift = self._snapshot_drift(described, stats)  # same centroids: only the shares can move
+        signals = [*signals, *drift.signals]
+        self.signals.extend(signals)
+        if thresholds == snap.rule_thresholds and not _description_changed(snap, described, stats) and not signals:
             return None
         self._clear_version_counters()
-        new = dataclasses.replace(described, stats=stats)
+        new = dataclasses.replace(described, stats=stats, drift=_drift_document(drift, signals))
         self.install(new, self.valuation)
         return new
 
@@ -759,6 +762,16 @@ def quoted_figures_show_the_move(feature: str, value: float, segment: float | No
     if pop is not None and side * (v - pop) <= 0:
         return False
     return abs(v - seg) < abs(v - ref)
+
+
+def _drift_document(drift: SnapshotDrift, signals: list[DriftSignal]) -> dict:
+    """A snapshot's ``drift``: how it differs from the version before it, and the detections of
+    the training that made it (each detection is in exactly one published version)."""
+    return {"centroid_shift": {k: round(v, 4) for k, v in drift.centroid_shift.items()},
+            "max_centroid_shift": _finite_or_none(drift.max_centroid_shift),
+            "share_tvd": round(drift.share_tvd, 4),
+            "signals": [{"kind": g.kind, "feature": g.feature, "value": _finite_or_none(g.value),
+                         "detail": g.detail} for g in signals]}
 
 
 def _description_changed(old: ModelSnapshot, new: ModelSnapshot, stats: dict[str, dict]) -> bool:

@@ -202,6 +202,49 @@ def test_injected_behaviour_shift_is_detected() -> None:
     assert snap.drift["share_tvd"] > 0.0
 
 
+def test_each_drift_detection_is_published_in_exactly_one_version() -> None:
+    """Workers count ``segstream_drift_detections_total`` from the versions they install, so a
+    detection must travel in exactly one published version: a training whose candidate is rejected
+    still publishes what its detectors raised (a CI run once waited 120 s for a satisfaction shift
+    that had been detected and dropped), and a republish of the model in force must not carry the
+    last adoption's detections again (they would be counted on every republish)."""
+    end = 1_767_225_600.0
+    pop = generate_population(800, seed=9, end=end, personas=STEADY)
+    r = replay(pop.events, EngineConfig(segmentation=SegmentationConfig(train_every_events=5000)), end, finish=False)
+    segmenter = r.pipeline.segmenter
+    detected: list[str] = []
+    published: list[str] = []
+
+    def train(now: float) -> ModelSnapshot | None:
+        before = len(segmenter.signals)
+        snap = r.pipeline.train(now)
+        new = [f"{s.kind}:{s.feature}" for s in list(segmenter.signals)[before:]]
+        detected.extend(new)
+        if snap is None:
+            assert not new, f"detected {new} but published nothing"
+        else:
+            carried = [f"{s['kind']}:{s['feature']}" for s in snap.drift["signals"]]
+            assert carried == new, (snap.adoption, carried, new)
+            published.extend(carried)
+        return snap
+
+    for day in range(3):
+        train(end + day * DAY)
+    shifted = [{"type": "feedback", "event_id": f"{cid}-shift-{k}", "customer_id": cid,
+                "timestamp": _iso(end + (k + 3) * DAY), "kind": kind, **({"score": 1} if kind == "nps" else {})}
+               for cid, persona in pop.personas.items() if persona == "loyal"
+               for k in range(3) for kind in ("nps", "complaint")]
+    for i, e in enumerate(shifted):
+        r.feed(i, orjson.dumps(e))
+    versions = [train(end + (6 + day) * DAY) for day in range(8)]
+    assert any(s.startswith("feature:") for s in detected), detected
+    assert sum(v is not None and not v.adoption["adopted"] for v in versions), "no rejected candidate was tested"
+    assert published == detected
+
+
+# ---- standardise = within_segments (issue #17) -------------------------------------------------
+
+
 # ---- standardise = within_segments (issue #17) -------------------------------------------------
 
 def _noisy_groups(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
