@@ -65,6 +65,12 @@ class ValueConfig(_Config):
     max_future_skew_s: float = Field(
         300.0, ge=0, description="Events stamped further than this past 'now' are rejected."
     )
+    recent_spend_days: int = Field(
+        90, ge=1, le=366, description="The window of recent_spend (net spend on the last this many UTC days) "
+        "and of retention (bought in this window, and in the one before it). The state keeps each purchase "
+        "day's spend for this many days back from the latest one: a longer window set later fills in as "
+        "purchases come."
+    )
 
     @field_validator("currency_rates")
     @classmethod

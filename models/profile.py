@@ -17,11 +17,13 @@ their own.
 
 from __future__ import annotations
 
+import bisect
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from models.config import ValueConfig
-from models.state import SECONDS_PER_DAY, CustomerState, utc_day
+from models.state import MICROS, SECONDS_PER_DAY, CustomerState, utc_day
+from models.traits import CONSENT_CHANNELS, TRAIT_NAMES
 from models.valuation import Valuation
 
 
@@ -39,10 +41,11 @@ class _At:
     """What every field of a profile derives from: the state, the time and the models (cached
     per profile: most fields read ``bought``, ``x``, ``t_x``, ``T`` or ``m``)."""
 
-    __slots__ = ("state", "as_of", "valuation", "bought", "x", "t_x", "T", "m", "eng_hl", "fb_hl", "_by_action")
+    __slots__ = ("state", "as_of", "valuation", "config", "bought", "x", "t_x", "T", "m", "eng_hl", "fb_hl",
+                 "_by_action")
 
     def __init__(self, state: CustomerState, as_of: float, valuation: Valuation, config: ValueConfig):
-        self.state, self.as_of, self.valuation = state, as_of, valuation
+        self.state, self.as_of, self.valuation, self.config = state, as_of, valuation, config
         self.eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
         self.fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
         self.bought = bool(state.purchase_days)
@@ -56,9 +59,46 @@ class _At:
             self._by_action = {k: d.value_at(self.as_of, self.eng_hl) for k, d in sorted(self.state.actions.items())}
         return self._by_action
 
+    @property
+    def day(self) -> int:
+        return utc_day(self.as_of)
+
+    @property
+    def window(self) -> int:
+        return self.config.recent_spend_days
+
+    def recent_spend(self) -> float:
+        """Net spend on the ``window`` UTC days ending with ``as_of``'s day (exact from the latest
+        purchase day on: the state keeps that many days back from it)."""
+        first = self.day - self.window
+        return sum(m for d, m in self.state.recent_spend.items() if first < d <= self.day) / MICROS
+
+    def bought_between(self, after: int, upto: int) -> bool:
+        """Whether the customer bought on a UTC day in ``(after, upto]``."""
+        days = self.state.purchase_days
+        i = bisect.bisect_right(days, after)
+        return i < len(days) and days[i] <= upto
+
+    def trait(self, name: str) -> Any:
+        held = self.state.traits.get(name)
+        value = None if held is None else held[1]
+        return list(value) if isinstance(value, list) else value  # the document's own copy
+
+    def age(self) -> int | None:
+        """Years reached in ``as_of``'s calendar year (UTC): only the birth year is known."""
+        birth = self.trait("birth_year")
+        if birth is None:
+            return None
+        age = datetime.fromtimestamp(self.as_of, timezone.utc).year - birth
+        return age if age >= 0 else None
+
     def nps_decayed(self) -> float | None:
         weights = self.state.nps_weights.value_at(self.as_of, self.fb_hl)
         return self.state.nps_weighted.value_at(self.as_of, self.fb_hl) / weights if weights > 1e-12 else None
+
+
+def _money(micros: int | None) -> float | None:
+    return None if micros is None else micros / MICROS
 
 
 def _if_bought(value: Callable[[_At], Any]) -> Callable[[_At], Any]:
@@ -111,7 +151,18 @@ _FIELDS: dict[str, Callable[[_At], Any]] = {
     "support_tickets": lambda a: a.state.ticket_count,
     "complaints": lambda a: a.state.complaint_count,
     "cost_to_serve": lambda a: a.state.service_load.value_at(a.as_of, a.fb_hl),
+    # recent spend and retention (ValueConfig.recent_spend_days, UTC days)
+    "recent_spend": lambda a: a.recent_spend(),
+    "recent_spend_days": lambda a: a.window,
+    "bought_in_period": lambda a: a.bought_between(a.day - a.window, a.day),
+    "bought_in_previous_period": lambda a: a.bought_between(a.day - 2 * a.window, a.day - a.window),
+    # traits (models.traits), as the latest profile update set them; None when unknown
+    **{name: (lambda a, name=name: a.trait(name)) for name in TRAIT_NAMES if name != "acquisition_cost"},
+    "acquisition_cost": lambda a: _money(a.trait("acquisition_cost")),
+    "age": lambda a: a.age(),
+    "reachable": lambda a: any(a.trait(f"consent_{c}") is True for c in CONSENT_CHANNELS),
     # filled by segmentation
+    "cluster": lambda a: a.state.cluster,
     "segment": lambda a: None,
     "rule_segments": lambda a: [],
 }
@@ -121,6 +172,7 @@ _SHOWN_DIGITS: dict[str, int] = {
     "monetary_value": 6, "p_alive": 6, "expected_purchases": 4, "expected_average_spend": 2, "clv": 2,
     "total_spend": 6, "gross_spend": 6, "refund_total": 6, "average_order_value": 6, "days_since_last_purchase": 3,
     "engagement": 4, "nps_decayed": 3, "csat_avg": 3, "review_avg": 3, "cost_to_serve": 4,
+    "recent_spend": 6, "acquisition_cost": 6,
 }
 #: Fields whose values are maps of figures, shown each with these decimals.
 _SHOWN_MAP_DIGITS: dict[str, int] = {"engagement_by_action": 4, "engagement_by_channel": 4}

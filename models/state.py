@@ -54,12 +54,14 @@ import orjson
 from models.config import ValueConfig
 from models.decay import DecayedSum
 from models.dedupe import RecentIds, fingerprint, minute_of
+from models.traits import TRAIT_INDEX, TRAIT_NAMES, merge_trait, traits_of
 from schemas.events import (
     INFLUENCE_ACTIONS,
     AnyEvent,
     EngagementEvent,
     FeedbackEvent,
     FeedbackKind,
+    ProfileEvent,
     PurchaseEvent,
 )
 from schemas.errors import ContractError
@@ -121,9 +123,15 @@ def purchase_micros(event: PurchaseEvent, config: ValueConfig) -> int:
     >>> purchase_micros(e, cfg)  # beyond int64 and uint64: held all the same
     20000000000000000000
     """
-    value = event.amount * _rate(event.currency, config)
+    return value_micros(event.amount, event.currency, config, "amount")
+
+
+def value_micros(amount: float, currency: str, config: ValueConfig, field: str) -> int:
+    """``amount`` in ``currency`` as micro-units of the base currency, or :class:`EngineRejection`
+    naming ``field`` (or ``currency``: no configured rate) when it cannot be valued."""
+    value = amount * _rate(currency, config)
     if not math.isfinite(value):
-        raise EngineRejection("amount", f"{event.amount!r} {event.currency} is beyond any value in "
+        raise EngineRejection(field, f"{amount!r} {currency} is beyond any value in "
                               f"{config.base_currency} at the configured rate")
     return to_micros(value)
 
@@ -158,6 +166,12 @@ class CustomerState:
     ticket_count: int = 0
     complaint_count: int = 0
     service_load: DecayedSum = field(default_factory=DecayedSum)  # decayed tickets + weighted complaints
+    # recent spend: UTC day -> net micro-units (purchases minus refunds) of the days within
+    # ValueConfig.recent_spend_days of the latest such day (older days are dropped: the same set
+    # whatever the arrival order, see _add_recent)
+    recent_spend: dict[int, int] = field(default_factory=dict)
+    # traits (models.traits): name -> (timestamp, value), the latest timestamp winning; None = cleared
+    traits: dict[str, tuple[float, Any]] = field(default_factory=dict)
     # segment membership (written by models.membership / models.segmentation)
     cluster: str | None = None
     cluster_since: float | None = None
@@ -254,8 +268,9 @@ class CustomerState:
         """
         if position is not None and self.redelivered(position):
             return False
-        # Valued before anything is touched: a purchase the engine cannot value leaves no trace.
+        # Valued before anything is touched: an event the engine cannot value leaves no trace.
         micros = purchase_micros(event, config) if isinstance(event, PurchaseEvent) else 0
+        traits = self._traits_valued(event, config) if isinstance(event, ProfileEvent) else None
         fp = fingerprint(event.event_id)
         erased = self.erased_ids.get(event.type)
         if erased is not None and fp in erased and not self._replayed(position):
@@ -269,11 +284,14 @@ class CustomerState:
             return False
         ts = event.timestamp.timestamp()
         if isinstance(event, PurchaseEvent):
-            self._apply_purchase(event, micros, ts)
+            self._apply_purchase(event, micros, ts, config.recent_spend_days)
         elif isinstance(event, EngagementEvent):
             self._apply_engagement(event, ts, config)
         elif isinstance(event, FeedbackEvent):
             self._apply_feedback(event, ts, config)
+        elif traits is not None:
+            for name, value in traits.items():
+                merge_trait(self.traits, name, ts, value)
         # Nothing above raised (a rejection leaves the state exactly as it was): record the id now.
         if recent is None:
             recent = self.seen[event.type] = RecentIds()
@@ -282,9 +300,11 @@ class CustomerState:
         self.applied_events += 1
         if position is not None:
             self._advance(position)
-        self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
-        recent.add(fp, self.last_event_ts)  # applied "at" the customer's event time (never earlier)
-        stale = minute_of(self.last_event_ts - config.dedupe_window_days * SECONDS_PER_DAY)
+        if traits is None:  # a profile update is not activity (last_active_at, the customer's event time)
+            self.last_event_ts = ts if self.last_event_ts is None else max(self.last_event_ts, ts)
+        anchor = self.last_event_ts if self.last_event_ts is not None else ts
+        recent.add(fp, anchor)  # applied "at" the customer's event time (never earlier)
+        stale = minute_of(anchor - config.dedupe_window_days * SECONDS_PER_DAY)
         keep_last, cap = config.dedupe_keep_last, config.dedupe_max_ids
         for ids in self.seen.values():
             ids.prune_before(stale, keep_last, cap)
@@ -311,9 +331,33 @@ class CustomerState:
         if upto is not None and position[2] >= upto:
             del self.replay_to[source]  # read again to where the erasure took it
 
-    def _apply_purchase(self, event: PurchaseEvent, micros: int, ts: float) -> None:
+    @staticmethod
+    def _traits_valued(event: ProfileEvent, config: ValueConfig) -> dict[str, Any]:
+        """The event's traits, ``acquisition_cost`` in base-currency micro-units."""
+        traits = traits_of(event)
+        cost = traits.get("acquisition_cost")
+        if cost is not None:
+            traits["acquisition_cost"] = value_micros(cost, event.currency, config, "acquisition_cost")
+        return traits
+
+    def _add_recent(self, day: int, micros: int, window_days: int) -> None:
+        """Add a day's net spend to :attr:`recent_spend`, keeping the days within ``window_days`` of
+        the latest one. The days kept are those within the window of the latest day ever added,
+        whatever the order they came in: an older day is dropped either on arrival or when a
+        newer one pushes the window past it."""
+        recent = self.recent_spend
+        latest = max(recent) if recent else day
+        if day <= latest - window_days:
+            return
+        recent[day] = recent.get(day, 0) + micros
+        if day > latest:
+            for old in [d for d in recent if d <= day - window_days]:
+                del recent[old]
+
+    def _apply_purchase(self, event: PurchaseEvent, micros: int, ts: float, window_days: int) -> None:
         # Refund or purchase on the sign of the amount as sent: -0.0000004 rounds to 0 micro-units
         # yet is a refund (no purchase, no purchase day); +0.0000004 is a purchase of 0.
+        self._add_recent(utc_day(ts), micros, window_days)  # negative for a refund
         if event.is_refund:
             self.refund_count += 1
             self.refund_micros -= micros
@@ -435,6 +479,10 @@ class CustomerState:
             doc["pos"] = [[tag, partition, offset] for (tag, partition), offset in self.positions.items()]
         if self.outbox:
             doc["outbox"] = self.outbox
+        if self.recent_spend:
+            doc["recent_spend"] = {str(day): micros for day, micros in sorted(self.recent_spend.items())}
+        if self.traits:
+            doc["traits"] = {name: list(self.traits[name]) for name in TRAIT_NAMES if name in self.traits}
         if self.erasures:
             doc["erased_before"] = [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()]
             doc["erasures"] = self.erasures
@@ -455,6 +503,7 @@ class CustomerState:
             [[tag, partition, offset] for (tag, partition), offset in self.erased_before.items()], self.erasures,
             {etype: ids.to_wire() for etype, ids in self.erased_ids.items()},
             [[tag, partition, offset] for (tag, partition), offset in self.replay_to.items()],
+            _pack_recent(self.recent_spend), _pack_traits(self.traits),
         ], default=_pack_big)
 
     @classmethod
@@ -485,9 +534,12 @@ class CustomerState:
             erased_before, state.erasures, *replay = erasure
             state.erased_before = {(tag, p): offset for tag, p, offset in erased_before}
             if replay:  # written since erasures re-read what they took (earlier: no erased ids kept apart)
-                erased_ids, replay_to = replay
+                erased_ids, replay_to, *kept = replay
                 state.erased_ids = {etype: RecentIds.from_wire(wire) for etype, wire in erased_ids.items()}
                 state.replay_to = {(tag, p): offset for tag, p, offset in replay_to}
+                if kept:  # written since profiles and recent spend (earlier: neither)
+                    state.recent_spend = _unpack_recent(kept[0])
+                    state.traits = _unpack_traits(kept[1])
         else:
             state._load_format2(seen, positions, partition)
         state.outbox = outbox
@@ -586,6 +638,34 @@ def _decayed(table: dict[str, DecayedSum], key: str) -> DecayedSum:
     if d is None:
         d = table[key] = DecayedSum()
     return d
+
+
+def _pack_recent(recent: dict[int, int]) -> list[int]:
+    """``[latest day, then (latest - day, micros) per day]``: one-byte day offsets."""
+    if not recent:
+        return []
+    latest = max(recent)
+    return [latest, *(x for day, micros in sorted(recent.items()) for x in (latest - day, micros))]
+
+
+def _unpack_recent(packed: list[int]) -> dict[int, int]:
+    if not packed:
+        return {}
+    latest = packed[0]
+    return {latest - packed[i]: packed[i + 1] for i in range(1, len(packed), 2)}
+
+
+def _pack_traits(traits: dict[str, tuple[float, Any]]) -> list[Any]:
+    """``[[timestamp, index, value, index, value, ...], ...]``: the traits grouped by the time
+    they were set (one profile event sets several), a trait by its index in :data:`TRAIT_NAMES`."""
+    by_time: dict[float, list[Any]] = {}
+    for name, (ts, value) in traits.items():
+        by_time.setdefault(ts, [ts]).extend((TRAIT_INDEX[name], value))
+    return list(by_time.values())
+
+
+def _unpack_traits(packed: list[list[Any]]) -> dict[str, tuple[float, Any]]:
+    return {TRAIT_NAMES[group[i]]: (group[0], group[i + 1]) for group in packed for i in range(1, len(group), 2)}
 
 
 def _rate(currency: str, config: ValueConfig) -> float:

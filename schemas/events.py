@@ -1,4 +1,4 @@
-"""Input event contracts: purchase, engagement and feedback.
+"""Input event contracts: purchase, engagement, feedback and profile (a customer's attributes).
 
 One JSON object per Kafka message; the message key is the ``customer_id``. The field names are a
 public contract consumed by other teams: change them only with a new contract version.
@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas import codes
 from schemas.errors import ContractError
 from schemas.json_keys import duplicate_key, keys_may_repeat
 from schemas.timestamps import Timestamp
@@ -223,6 +225,124 @@ class FeedbackEvent(_Event):
         return self
 
 
+class IncomeBand(str, Enum):
+    """Household income band, lowest first (ordinal). The bands' bounds are the producer's (a
+    market's quintiles, typically); segstream only orders them."""
+
+    low = "low"
+    lower_middle = "lower_middle"
+    middle = "middle"
+    upper_middle = "upper_middle"
+    high = "high"
+
+
+class Education(str, Enum):
+    """Highest level of education completed, lowest first (ordinal; ISCED 2011 levels 1, 2-3,
+    4-5, 6, 7, 8)."""
+
+    primary = "primary"
+    secondary = "secondary"
+    post_secondary = "post_secondary"
+    bachelor = "bachelor"
+    master = "master"
+    doctorate = "doctorate"
+
+
+class CompanySize(str, Enum):
+    """A business customer's headcount band, smallest first (ordinal): micro 1-9, small 10-49,
+    medium 50-249 (the EU's SME bands, Recommendation 2003/361/EC), large 250-999, enterprise 1000+."""
+
+    micro = "micro"
+    small = "small"
+    medium = "medium"
+    large = "large"
+    enterprise = "enterprise"
+
+
+_TAG = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+#: A tag of a bounded vocabulary (interests, lifestyle, industry, occupation, channel): lower case,
+#: no spaces, at most 40 characters.
+Tag = Annotated[str, StringConstraints(pattern=_TAG), _exported_pattern(_TAG)]
+#: At most this many tags per list trait (interests, lifestyle).
+MAX_TAGS = 20
+_POSTAL = r"^[A-Za-z0-9][A-Za-z0-9 -]{0,15}$"
+
+
+def _one_of(values: tuple[str, ...], what: str) -> AfterValidator:
+    """Accept only ``values``, rejected with ``what`` in the message (a 249- or 5,000-value list
+    would drown the field's name)."""
+    allowed = frozenset(values)
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _enum_schema(values: tuple[str, ...]) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": sorted(values)})
+
+
+CountryCode = Annotated[str, _one_of(codes.COUNTRIES, "an ISO 3166-1 alpha-2 country code (upper case, e.g. 'DE')"),
+                        _enum_schema(codes.COUNTRIES)]
+RegionCode = Annotated[str, _one_of(codes.REGIONS, "an ISO 3166-2 subdivision code (e.g. 'DE-BY')"),
+                       _enum_schema(codes.REGIONS)]
+TimeZoneName = Annotated[str, _one_of(codes.TIME_ZONES, "an IANA time zone name (e.g. 'Europe/Berlin')"),
+                         _enum_schema(codes.TIME_ZONES)]
+
+
+class Consent(BaseModel):
+    """Marketing consent per channel: true given, false withdrawn, null forgotten; a channel left
+    out is unchanged. Unknown consent is no consent (models.profile ``reachable``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    email: bool | None = None
+    sms: bool | None = None
+    push: bool | None = None
+
+
+class ProfileEvent(_Event):
+    """A customer's attributes as a CDP sends them (Segment's ``identify``, a profile update).
+
+    Every trait is optional. A trait left out is unchanged; a trait sent as ``null`` is cleared.
+    Per trait the latest ``timestamp`` wins whatever the arrival order (models/state.py), so a
+    late, older update never overwrites a newer one. ``acquisition_cost`` is in ``currency``.
+    """
+
+    type: Literal["profile"] = "profile"
+    # geographic
+    country: CountryCode | None = Field(None, description="ISO 3166-1 alpha-2 code, upper case.")
+    region: RegionCode | None = Field(None, description="ISO 3166-2 subdivision code, e.g. DE-BY.")
+    city: str | None = Field(None, min_length=1, max_length=100)
+    postal_code: Annotated[str, StringConstraints(pattern=_POSTAL), _exported_pattern(_POSTAL)] | None = None
+    time_zone: TimeZoneName | None = Field(None, description="IANA time zone name, e.g. Europe/Berlin.")
+    # demographic
+    birth_year: Annotated[int, Field(ge=1900, le=2100), WHOLE] | None = Field(
+        None, description="Year of birth; age is computed from it as of each evaluation.")
+    household_size: Annotated[int, Field(ge=1, le=20), WHOLE] | None = None
+    income_band: IncomeBand | None = None
+    education: Education | None = None
+    occupation: Tag | None = None
+    # psychographic
+    interests: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = Field(
+        None, description=f"Up to {MAX_TAGS} tags; repeats count once. The list replaces the previous one.")
+    lifestyle: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = Field(
+        None, description=f"Up to {MAX_TAGS} tags; repeats count once. The list replaces the previous one.")
+    # firmographic
+    industry: Tag | None = None
+    company_size: CompanySize | None = None
+    # acquisition (CAC) and reach
+    acquisition_channel: Tag | None = None
+    acquisition_campaign: Identifier | None = None
+    acquisition_cost: float | None = Field(None, ge=0, le=MAX_AMOUNT,
+                                           description="What acquiring the customer cost, in currency.")
+    currency: CurrencyCode = Field("USD", description="ISO 4217 code of acquisition_cost.")
+    consent: Consent | None = Field(None, description="Marketing consent per channel (email, sms, push).")
+
+
 class _FieldError(ValueError):
     """A model-level check that blames one field (pydantic puts model errors at the root)."""
 
@@ -231,13 +351,14 @@ class _FieldError(ValueError):
         self.field = field
 
 
-Event = Annotated[Union[PurchaseEvent, EngagementEvent, FeedbackEvent], Field(discriminator="type")]
-_EVENT_ADAPTER: TypeAdapter[PurchaseEvent | EngagementEvent | FeedbackEvent] = TypeAdapter(Event)
+Event = Annotated[Union[PurchaseEvent, EngagementEvent, FeedbackEvent, ProfileEvent], Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[PurchaseEvent | EngagementEvent | FeedbackEvent | ProfileEvent] = TypeAdapter(Event)
 
 EVENT_TYPES: dict[str, type[_Event]] = {
     "purchase": PurchaseEvent,
     "engagement": EngagementEvent,
     "feedback": FeedbackEvent,
+    "profile": ProfileEvent,
 }
 
 
@@ -279,7 +400,7 @@ class EventValidationError(ContractError):
         return cls(problems)
 
 
-AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent
+AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent | ProfileEvent
 
 #: Every field name of the input contracts, plus "key" (the message key) and "type".
 #: Per topic: the union of that one type, so that ``type`` is required and checked first.
@@ -325,8 +446,9 @@ def parse_event(raw: bytes | str, expected_type: str | None = None) -> AnyEvent:
             error = _on_topic(error, expected_type, raw)
         repeated = duplicate_key_problem(raw)  # rare: only for messages rejected anyway
         raise (EventValidationError([repeated, *error.problems]) if repeated else error) from None
-    # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars.
-    if keys_may_repeat(raw, len(event.model_fields_set)):
+    # Every key of a valid event is one of its fields (extra="forbid"), all of them scalars, but a
+    # profile's consent is an object: its keys are checked in full (profiles are rare).
+    if type(event) is ProfileEvent or keys_may_repeat(raw, len(event.model_fields_set)):
         repeated = duplicate_key_problem(raw)
         if repeated is not None:
             raise EventValidationError([repeated])

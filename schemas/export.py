@@ -12,7 +12,7 @@ import orjson
 
 from schemas.dead_letter import DeadLetter
 from schemas.erasure import ErasureRequest
-from schemas.events import EngagementEvent, FeedbackEvent, PurchaseEvent, event_json_schema
+from schemas.events import EngagementEvent, FeedbackEvent, ProfileEvent, PurchaseEvent, event_json_schema
 from schemas.segment_change import SegmentChange
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
@@ -28,6 +28,7 @@ def all_schemas() -> dict[str, dict]:
         "purchase": PurchaseEvent.model_json_schema(),
         "engagement": EngagementEvent.model_json_schema(),
         "feedback": FeedbackEvent.model_json_schema(),
+        "profile": ProfileEvent.model_json_schema(),
         "event": event_json_schema(),
         "segment_change": SegmentChange.model_json_schema(),
         "dead_letter": DeadLetter.model_json_schema(),

@@ -50,7 +50,7 @@ def load(name: str) -> dict:
 # ---- the runtime side ----------------------------------------------------------------------------
 
 def runtime(name: str) -> Callable[[str], None]:
-    if name in ("purchase", "engagement", "feedback"):
+    if name in ("purchase", "engagement", "feedback", "profile"):
         return lambda raw: parse_event(raw, expected_type=name)  # the worker's check on that topic
     if name == "event":
         return lambda raw: parse_event(raw)  # the replay's check (one file, every type)
@@ -214,7 +214,7 @@ def mutated(schema: dict) -> st.SearchStrategy[Any]:
 
 # ---- the tests -----------------------------------------------------------------------------------
 
-NAMES = ["purchase", "engagement", "feedback", "event", "erasure", "segment_change", "dead_letter"]
+NAMES = ["purchase", "engagement", "feedback", "profile", "event", "erasure", "segment_change", "dead_letter"]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.filter_too_much])
 

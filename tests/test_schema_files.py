@@ -30,6 +30,11 @@ def test_input_schemas_keep_the_public_field_names() -> None:
         "type", "event_id", "customer_id", "timestamp", "action", "channel", "duration_s"}
     assert set(schemas["feedback"]["properties"]) == {
         "type", "event_id", "customer_id", "timestamp", "kind", "score", "text"}
+    assert set(schemas["profile"]["properties"]) == {
+        "type", "event_id", "customer_id", "timestamp", "country", "region", "city", "postal_code", "time_zone",
+        "birth_year", "household_size", "income_band", "education", "occupation", "interests", "lifestyle",
+        "industry", "company_size", "acquisition_channel", "acquisition_campaign", "acquisition_cost", "currency",
+        "consent"}
     change = schemas["segment_change"]["properties"]
     for field in ("change_id", "customer_id", "previous_segment", "segment", "changed_at",
                   "model_version", "definition_version", "reason", "value"):
