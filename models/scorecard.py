@@ -203,8 +203,8 @@ def differentiable(f: Mapping[str, Any], figures: Sequence[Mapping[str, Any]], c
     verdict: Verdict = "pass" if value >= threshold else "fail"
     side = "at least" if verdict == "pass" else "under"
     return Criterion(name, verdict, value, threshold,
-                     f"{_number(value, threshold)} spreads from the nearest segment ({nearest}), "
-                     f"{side} the {threshold:g} minimum")
+                     f"the nearest segment ({nearest}) is {_number(value, threshold)} x the members' spread away, "
+                     f"{side} the {threshold:g} x minimum")
 
 
 def stable(f: Mapping[str, Any], flow: MembershipFlow | None, config: ScorecardConfig) -> Criterion:
@@ -302,7 +302,7 @@ def _percent(share: float, threshold: float | None = None) -> str:
 
 
 def _number(value: float, threshold: float) -> str:
-    return f"{value:.{_decimals(value, threshold, 1)}f}"
+    return f"{value:.{_decimals(value, threshold, 2)}f}"
 
 
 def _money(value: float, currency: str) -> str:
