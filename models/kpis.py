@@ -185,7 +185,7 @@ def _nps(score: Any) -> int | None:
     """+1 for a promoter (9-10), -1 for a detractor (0-6), 0 for a passive, None when unanswered."""
     if score is None:
         return None
-    if isinstance(score, bool) or not 0 <= score <= 10:
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 10:
         raise ContractError(f"nps: {score!r} is not a 0-10 score")
     return 1 if score >= 9 else -1 if score <= 6 else 0
 
@@ -294,8 +294,8 @@ class SegmentKPIs:
 
     def add(self, memberships: Iterable[tuple[str, str]], values: Mapping[str, Any],
             features_z: Sequence[float] | np.ndarray | None = None) -> None:
-        """Count one customer: in each segment of ``memberships`` (``(kind, segment_id)`` pairs, kind
-        in :data:`KINDS`) and in the population. ``values``: the customer's decision values by
+        """Count one customer: in each segment of ``memberships`` (distinct ``(kind, segment_id)``
+        pairs, kind in :data:`KINDS`) and in the population. ``values``: the customer's decision values by
         profile field name; ``features_z``: the customer's standardised feature vector, or None
         when there is none yet (no model in force)."""
         z = None

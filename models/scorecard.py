@@ -1,9 +1,9 @@
 """A viability scorecard per segment, from its KPI figures (:mod:`models.kpis`).
 
-A segment is worth acting on when it is measurable, substantial, accessible, differentiable,
-actionable and profitable (Kotler's criteria of effective segmentation; Kotler & Keller, *Marketing
-Management*, "Effective segmentation criteria"). Each criterion here is one computation on the
-segment's figures, judged against a threshold of :class:`models.config.ScorecardConfig`:
+A segment is worth acting on when it is measurable, substantial, accessible, differentiable and
+actionable (the criteria of effective segmentation of Kotler & Keller, *Marketing Management*), and
+profitable. Each criterion here is one computation on the segment's figures, judged against a
+threshold of :class:`models.config.ScorecardConfig`:
 
 ==============  ========================================================================  =========
 criterion       value                                                                      verdict
@@ -25,10 +25,11 @@ squared distance of a member to its segment's mean)::
 
 A Fisher-like separation: Fisher's (1936, "The use of multiple measurements in taxonomic
 problems") criterion weighs the distance between class means against the within-class scatter;
-with the scatter pooled over features it reads as here, and it is the inverse of the pairwise
-term of the Davies-Bouldin index (Davies & Bouldin 1979, "A cluster separation measure") with root
-mean square spreads. 1 means the means are one typical member-to-mean distance apart; the nearest
-segment is the one with the smallest separation.
+with the scatter pooled over features it reads as here. It is akin to the inverse of the
+pairwise term of the Davies-Bouldin index (Davies & Bouldin 1979, "A cluster separation measure"),
+which adds the two root mean square spreads where this takes their quadratic mean. 1 means the
+means are one typical member-to-mean distance apart; the nearest segment is the one with the
+smallest separation.
 
 **Stability** needs the members who entered and left the segment and the time span those counts
 cover (:class:`MembershipFlow`); normalised to a week. Under a day of changes it is "not measured
@@ -39,9 +40,8 @@ member costs: the mean acquisition cost where known plus the mean service load p
 ``service_unit_cost``. When no member's acquisition cost is known the verdict is judged on the cost
 to serve alone, and says so in its ``note`` (likewise for an unpriced cost to serve).
 
-Actionable, the remaining one of Kotler's criteria, judges the marketer's own programmes and is
-not computed; stability stands in its place (a segment whose members change every week cannot be
-acted on for long).
+Actionable judges the marketer's own programmes and is not computed; stability stands in its
+place (a segment whose members change every week cannot be acted on for long).
 
 Each verdict is "pass", "fail" or "unknown" (the data to judge is missing), with the value, the
 threshold and a one-line reason a marketer reads.
