@@ -20,6 +20,8 @@ Where each part lives, in the order an event meets them:
 ``labels``, ``figures``       words a segment's figures back, and the figures labels and drivers quote
 ``rules/``, ``thresholds``    declarative rule segments and their percentile thresholds
 ``drift``                     drift detection of features, distances and segment shares
+``kpis``, ``scorecard``,      KPIs per segment (mergeable sums over a sweep), the viability scorecard judged
+``segment_report``            on them, and the report a marketer reads (terminal, Markdown, HTML)
 ``cdnow``, ``synthetic``      the CDNOW sample and the persona population (tests, demo, benchmarks)
 ``config``                    the engine's typed settings
 ============================  ==========================================================================

@@ -214,9 +214,41 @@ class ReplayConfig(_Config):
     )
 
 
+class ScorecardConfig(_Config):
+    """Thresholds of the viability scorecard each segment is judged by (models.scorecard: each
+    criterion's computation and source)."""
+
+    min_share: float = Field(
+        0.02, ge=0, le=1, description="Substantial: the segment holds at least this share of all customers.")
+    min_measurable_share: float = Field(
+        0.8, ge=0, le=1, description="Measurable: at least this share of its members have every field that defines "
+        "the segment known (a rule's clause fields; a cluster's features, a placeholder such as the neutral NPS of a "
+        "customer never surveyed being unknown).")
+    min_reachable_share: float = Field(
+        0.5, ge=0, le=1, description="Accessible: at least this share of its members consented to at least one "
+        "channel (email, sms or push; unknown consent is not consent).")
+    min_separation: float = Field(
+        1.0, ge=0, description="Differentiable: the distance between the segment's mean and the nearest other "
+        "segment's of the same kind, in standardised feature space, is at least this many times the two segments' "
+        "root mean within-segment spread (a Fisher-like separation).")
+    max_weekly_churn: float = Field(
+        0.2, ge=0, description="Stable: customers entering plus leaving the segment in a week are at most this share "
+        "of its size.")
+    min_profit_ratio: float = Field(
+        1.0, ge=0, description="Profitable: the members' mean CLV is at least this many times their mean acquisition "
+        "cost plus their mean cost to serve.")
+    service_unit_cost: float | None = Field(
+        None, ge=0, description="Money (base currency) per unit of service load, to price the cost to serve. A unit "
+        "is one support ticket (a complaint counts value.complaint_weight), decayed with "
+        "value.feedback_half_life_days: a steady r tickets a day holds a load of r x half-life / ln 2, so pricing the "
+        "CLV horizon at c per ticket is c x ln 2 x horizon_days / feedback_half_life_days (2.81 c with the defaults). "
+        "None: the cost to serve is not priced and profitability weighs CLV against CAC alone.")
+
+
 class EngineConfig(_Config):
     """Everything the pure engine needs; one object shared by worker, replay and benchmarks."""
 
     value: ValueConfig = ValueConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     replay: ReplayConfig = ReplayConfig()
+    scorecard: ScorecardConfig = ScorecardConfig()

@@ -1,0 +1,341 @@
+"""The segments report a marketer reads: KPIs, scorecard and composition of every segment.
+
+Pure text in, text out (``segstream segments`` and the worker call it): the inputs are the plain
+JSON forms, :meth:`models.kpis.SegmentKPIs.figures` and :meth:`models.scorecard.Scorecard.to_dict`
+(or the :class:`~models.scorecard.Scorecard` itself), so a report can be drawn from a worker's
+``/segments`` answer as well as in process. Three renderings of the same tables:
+
+* :func:`render_terminal`: ``rich`` tables, as plain text (or with ANSI colours);
+* :func:`render_markdown`: GitHub-flavoured Markdown, every cell escaped (``|`` cannot break a row);
+* :func:`render_html`: one self-contained page (inline style, no script, no external asset), every
+  text escaped.
+
+Each says plainly which segments fail which criterion, with the scorecard's reasons. Money is
+shown in the base currency passed in, shares as percentages; an unknown figure shows as "–".
+
+>>> from models.kpis import SegmentKPIs
+>>> from models.scorecard import score
+>>> kpis = SegmentKPIs(90)
+>>> for i in range(100):
+...     kpis.add([("rule", "vip")] if i < 1 else [], {"clv": 100.0 + i, "consent_email": True})
+>>> figures = kpis.figures()
+>>> md = render_markdown(figures, score(figures))
+>>> for line in md.split("## Failing")[1].strip().splitlines()[2:4]:
+...     print(line)
+- **vip fails substantial**
+  - *substantial*: 1.0 % of customers, under the 2 % minimum
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from models.scorecard import CRITERIA, Scorecard
+
+__all__ = ["render_html", "render_markdown", "render_terminal"]
+
+_Key = tuple[str, str]
+_UNKNOWN = "–"
+_TRAITS = {"country": "country", "age_band": "age", "income_band": "income band", "company_size": "company size",
+           "household_size": "household size"}
+
+
+@dataclass(frozen=True)
+class _Cell:
+    text: str
+    style: str = ""  # pass | fail | unknown | "" (the verdict a cell shows, for colour)
+
+
+@dataclass(frozen=True)
+class _Table:
+    title: str
+    header: list[str]
+    rows: list[list[_Cell]]
+    figures_from: int  # the columns from this one on hold figures (right-aligned, never wrapped)
+
+
+@dataclass(frozen=True)
+class _Report:
+    tables: list[_Table]
+    failing: list[tuple[str, list[tuple[str, str]]]]  # segment name, [(criterion, reason)]
+    notes: list[tuple[str, str, str]]  # segment name, criterion, note
+
+
+def render_terminal(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
+                    currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
+                    population: Mapping[str, Any] | None = None, width: int = 160, color: bool = False) -> str:
+    """The report as terminal text: ``rich`` tables ``width`` columns wide; ANSI colours when
+    ``color`` (for a terminal), plain text otherwise. Labels are shown as text, never as markup."""
+    report = _build(figures, scorecard, currency, labels, population)
+    console = Console(file=io.StringIO(), width=width, force_terminal=color, color_system="standard" if color else None,
+                      highlight=False, emoji=False, markup=False)
+    for table in report.tables:
+        console.print(_rich_table(table))
+    console.print(Text(_failing_heading(report), style="bold"))
+    for name, failures in report.failing:
+        console.print(Text(f"  {_failing_line(name, failures)}", style="bold red"))
+        for criterion, reason in failures:
+            console.print(Text(f"    {criterion}: {reason}"))
+    if report.notes:
+        console.print(Text("* judged on part of the data:", style="bold"))
+    for name, criterion, note in report.notes:
+        console.print(Text(f"  {name}, {criterion}: {note}"))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
+                    currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
+                    population: Mapping[str, Any] | None = None, title: str = "Segments") -> str:
+    """The report as Markdown: a heading, a pipe table per section and the failing list."""
+    report = _build(figures, scorecard, currency, labels, population)
+    out = [f"# {_md(title)}", ""]
+    for table in report.tables:
+        out += [f"## {_md(table.title)}", "", "| " + " | ".join(_md(h) for h in table.header) + " |",
+                "|" + "".join("---:|" if i >= table.figures_from else "---|" for i in range(len(table.header)))]
+        out += ["| " + " | ".join(_md(c.text) for c in row) + " |" for row in table.rows]
+        out.append("")
+    out += [f"## {_failing_heading(report)}", ""]
+    for name, failures in report.failing:
+        out.append(f"- **{_md(_failing_line(name, failures))}**")
+        out += [f"  - *{criterion}*: {_md(reason)}" for criterion, reason in failures]
+    if report.notes:
+        out += ["", "\\* Judged on part of the data:", ""]
+    out += [f"- {_md(name)}, *{criterion}*: {_md(note)}" for name, criterion, note in report.notes]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
+                currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
+                population: Mapping[str, Any] | None = None, title: str = "Segments") -> str:
+    """The report as one self-contained HTML page (inline style, no script, no external asset);
+    every text is escaped."""
+    report = _build(figures, scorecard, currency, labels, population)
+    e = html.escape
+    body = [f"<h1>{e(title)}</h1>"]
+    for table in report.tables:
+        body.append(f"<h2>{e(table.title)}</h2>\n<table>\n<tr>" + "".join(f"<th>{e(h)}</th>" for h in table.header)
+                    + "</tr>")
+        body += ["<tr>" + "".join(f'<td class="{c.style}">{e(c.text)}</td>' if c.style else f"<td>{e(c.text)}</td>"
+                                  for c in row) + "</tr>" for row in table.rows]
+        body.append("</table>")
+    body.append(f"<h2>{e(_failing_heading(report))}</h2>\n<ul>")
+    for name, failures in report.failing:
+        body.append(f'<li class="fail"><b>{e(_failing_line(name, failures))}</b><ul>'
+                    + "".join(f"<li><i>{e(c)}</i>: {e(reason)}</li>" for c, reason in failures) + "</ul></li>")
+    body.append("</ul>")
+    if report.notes:
+        body.append("<p>* Judged on part of the data:</p>\n<ul>")
+        body += [f"<li>{e(name)}, <i>{e(criterion)}</i>: {e(note)}</li>" for name, criterion, note in report.notes]
+        body.append("</ul>")
+    return _PAGE.format(title=e(title), style=_STYLE, body="\n".join(body))
+
+
+# ---- the report's content, shared by the three renderings ------------------------------------------
+
+def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any], currency: str,
+           labels: Mapping[_Key, str] | None, population: Mapping[str, Any] | None) -> _Report:
+    card = scorecard.to_dict() if isinstance(scorecard, Scorecard) else scorecard
+    scores = {(s["kind"], s["segment_id"]): s for s in card["segments"]}
+    names = {(f["kind"], f["segment_id"]): _name(f, labels or {}) for f in figures}
+    value_rows = [_value_row(names[f["kind"], f["segment_id"]], f["kind"], f) for f in figures]
+    loyalty_rows = [_loyalty_row(names[f["kind"], f["segment_id"]], f) for f in figures]
+    if population is not None:
+        value_rows.append(_value_row("All customers", "", population))
+        loyalty_rows.append(_loyalty_row("All customers", population))
+    window = next((f.get("recent_revenue_days") for f in [*figures, population or {}] if f), None)
+    over = f"; revenue over the last {window:g} days" if isinstance(window, (int, float)) else ""
+    tables = [
+        _Table(f"Size and value (money in {currency}{over})", _VALUE_HEADER, value_rows, 2),
+        _Table("Loyalty and reach", _LOYALTY_HEADER, loyalty_rows, 1),
+        _Table("Scorecard", ["Segment", *_criterion_headers(card.get("thresholds") or {})],
+               [[_Cell(names[key]), *_verdict_cells(scores[key])] for key in names if key in scores], 1),
+        _Table("Composition (share of members)", ["Segment", "Trait", "Values"],
+               [row for f in figures for row in _composition_rows(names[f["kind"], f["segment_id"]], f)], 3),
+    ]
+    failing = [(names.get(key, key[1]), [(c, s["criteria"][c]["reason"]) for c in s["failed"]])
+               for key, s in scores.items() if s["failed"]]
+    notes = [(names.get(key, key[1]), c, v["note"]) for key, s in scores.items()
+             for c, v in s["criteria"].items() if v.get("note")]
+    return _Report(tables, failing, notes)
+
+
+def _name(f: Mapping[str, Any], labels: Mapping[_Key, str]) -> str:
+    label = labels.get((f["kind"], f["segment_id"])) or f.get("label")
+    return f"{label} ({f['segment_id']})" if label else str(f["segment_id"])
+
+
+_VALUE_HEADER = ["Segment", "Kind", "Size", "Share", "Revenue", "CLV total", "CLV mean", "CAC mean", "CAC known",
+                 "CLV:CAC"]
+_LOYALTY_HEADER = ["Segment", "Retention", "Churn", "NPS", "NPS answered", "Service load (tickets)", "Reachable"]
+
+
+def _value_row(name: str, kind: str, f: Mapping[str, Any]) -> list[_Cell]:
+    ratio = f.get("clv_to_cac")
+    texts = [name, kind, f"{f.get('size', 0):,}", _pct(f.get("share")), _amount(f.get("recent_revenue")),
+             _amount(f.get("clv_total")), _amount(f.get("clv_mean")), _amount(f.get("cac_mean")),
+             _pct(f.get("cac_known_share")), _UNKNOWN if ratio is None else f"{ratio:.1f}:1"]
+    return [_Cell(t) for t in texts]
+
+
+def _loyalty_row(name: str, f: Mapping[str, Any]) -> list[_Cell]:
+    nps, load = f.get("nps"), f.get("cost_to_serve_mean")
+    texts = [name, _pct(f.get("retention")), _pct(f.get("churn")), _UNKNOWN if nps is None else f"{nps:+.0f}",
+             _pct(f.get("nps_answered_share")), _UNKNOWN if load is None else f"{load:.2f}",
+             _pct(f.get("reachable_share"))]
+    return [_Cell(t) for t in texts]
+
+
+def _criterion_headers(thresholds: Mapping[str, Any]) -> list[str]:
+    """Each criterion with its threshold, so the table reads without the configuration at hand."""
+    share: Callable[[float], str] = lambda v: f"{v * 100:g} %"  # noqa: E731
+    ratio: Callable[[float], str] = lambda v: f"{v:g}x"  # noqa: E731
+    bounds = {"substantial": ("min_share", "≥", share), "measurable": ("min_measurable_share", "≥", share),
+              "accessible": ("min_reachable_share", "≥", share), "differentiable": ("min_separation", "≥", ratio),
+              "stable": ("max_weekly_churn", "≤", lambda v: f"{share(v)}/wk"),
+              "profitable": ("min_profit_ratio", "≥", ratio)}
+    headers = []
+    for name in CRITERIA:
+        key, op, shown = bounds[name]
+        headers.append(f"{name} ({op} {shown(thresholds[key])})" if thresholds.get(key) is not None else name)
+    return headers
+
+
+def _verdict_cells(s: Mapping[str, Any]) -> list[_Cell]:
+    cells = []
+    for name in CRITERIA:
+        c = s["criteria"].get(name)
+        if c is None:
+            cells.append(_Cell(_UNKNOWN, "unknown"))
+            continue
+        shown = _criterion_value(name, c.get("value"))
+        text = {"pass": "pass", "fail": "FAIL", "unknown": "?"}[c["verdict"]] + (f" {shown}" if shown else "")
+        cells.append(_Cell(text + (" *" if c.get("note") else ""), c["verdict"]))
+    return cells
+
+
+def _criterion_value(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if name in ("substantial", "measurable", "accessible"):
+        return _pct(value)
+    return f"{_pct(value)}/wk" if name == "stable" else _times(value)
+
+
+def _composition_rows(name: str, f: Mapping[str, Any]) -> list[list[_Cell]]:
+    """One row per trait; the segment's name on its first row only."""
+    size = f.get("size") or 0
+    rows: list[list[_Cell]] = []
+    for trait, c in (f.get("composition") or {}).items():
+        parts = [f"{v} {_pct(n / size)}" for v, n in c["values"].items()] if size else []
+        if size and c["other"]:
+            parts.append(f"{c['other_values']} other values {_pct(c['other'] / size)}")
+        if size and c["unknown"]:
+            parts.append(f"unknown {_pct(c['unknown'] / size)}")
+        rows.append([_Cell("" if rows else name), _Cell(_TRAITS.get(trait, trait)),
+                     _Cell(", ".join(parts) or _UNKNOWN)])
+    return rows
+
+
+def _failing_heading(report: _Report) -> str:
+    if not report.failing:
+        return "Failing: no segment fails a criterion"
+    n = len(report.failing)
+    return f"Failing: {n} segment{'s' if n > 1 else ''} fail{'' if n > 1 else 's'} at least one criterion"
+
+
+def _failing_line(name: str, failures: list[tuple[str, str]]) -> str:
+    criteria = [c for c, _ in failures]
+    listed = criteria[0] if len(criteria) == 1 else ", ".join(criteria[:-1]) + " and " + criteria[-1]
+    return f"{name} fails {listed}"
+
+
+# ---- formats ---------------------------------------------------------------------------------------
+
+def _pct(share: float | None) -> str:
+    """A share as a percentage, one decimal.
+
+    >>> _pct(0.1234), _pct(None), _pct(1.0)
+    ('12.3 %', '–', '100.0 %')
+    """
+    return _UNKNOWN if share is None else f"{share * 100:.1f} %"
+
+
+def _amount(value: float | None) -> str:
+    """Money (the currency is in the column's header): whole units from 100 up, millions and
+    billions shortened.
+
+    >>> _amount(12.345), _amount(12_345.6), _amount(3_456_789.0), _amount(-2.5e9), _amount(None)
+    ('12.35', '12,346', '3.46 M', '-2.50 bn', '–')
+    """
+    if value is None:
+        return _UNKNOWN
+    size = abs(value)
+    if size >= 1e9:
+        return f"{value / 1e9:,.2f} bn"
+    if size >= 1e6:
+        return f"{value / 1e6:,.2f} M"
+    return f"{value:,.0f}" if size >= 100 else f"{value:,.2f}"
+
+
+def _times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def _md(text: str) -> str:
+    """``text`` safe in a Markdown table cell: one line, Markdown's specials backslashed, HTML's escaped
+    (a renderer that passes HTML through must not run a label's ``<script>``).
+
+    >>> _md("a|b <script>*x*</script>\\nc")
+    'a\\\\|b &lt;script&gt;\\\\*x\\\\*&lt;/script&gt; c'
+    """
+    one_line = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def _rich_table(t: _Table) -> Table:
+    table = Table(title=t.title, box=box.SIMPLE_HEAVY, title_justify="left", show_lines=False)
+    for i, h in enumerate(t.header):
+        figures = i >= t.figures_from
+        widest = max((len(row[i].text) for row in t.rows), default=0)  # a figure is never broken over lines
+        table.add_column(Text(h), justify="right" if figures else "left", overflow="fold",
+                         min_width=widest if figures else min(widest, 16))
+    colours = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
+    for row in t.rows:
+        table.add_row(*(Text(c.text, style=colours.get(c.style, "")) for c in row))
+    return table
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.pass { color: #176317; } td.fail { color: #b00020; font-weight: bold; } td.unknown { color: #8a6d00; }
+li.fail { color: #b00020; }
+"""
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
