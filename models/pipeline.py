@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from models.config import EngineConfig
 from models.engine import ValueEngine
-from models.features import FeatureBasis, basis_of, matrix_at, vector_at
+from models.features import FEATURES, FeatureBasis, basis_of, matrix_at, vector_at
+from models.kpis import SegmentKPIs, cluster_defining_fields
 from models.profile import build_profile, decision_values
 from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
@@ -311,6 +312,41 @@ class Pipeline:
         doc["rule_segments"] = list(state.rules)
         return doc
 
+    def new_kpis(self) -> SegmentKPIs:
+        """An empty KPI accumulator for this engine's segments (window: ``recent_spend_days``): a
+        rule segment is defined by the fields its clauses read, a cluster segment by
+        :data:`CLUSTER_DEFINING_FIELDS`."""
+        defining: dict[str | tuple[str, str], tuple[str, ...]] = {"cluster": CLUSTER_DEFINING_FIELDS}
+        for segment in self.rules.segments if self.rules is not None else ():
+            defining[("rule", segment.id)] = tuple(sorted({c.field for c in segment.clauses}))
+        return SegmentKPIs(self.config.value.recent_spend_days, defining)
+
+    @property
+    def kpi_fields(self) -> tuple[str, ...]:
+        """The profile fields :meth:`kpi_rows` must give :meth:`new_kpis`' accumulators."""
+        rule_fields = self.rules.fields if self.rules is not None else ()
+        return tuple(dict.fromkeys((*KPI_FIELDS, *CLUSTER_DEFINING_FIELDS, *rule_fields)))
+
+    def kpi_rows(self, states: Sequence[CustomerState], nows: Sequence[float],
+                 fields: Iterable[str]) -> Iterator[tuple[list[tuple[str, str]], dict[str, Any], np.ndarray | None]]:
+        """What :class:`models.kpis.SegmentKPIs` is fed for each customer: its segments
+        (``(kind, segment_id)``), the exact values of ``fields`` as of ``nows[i]`` (as rules read
+        them) and its standardised features under the model in force (None without one), the
+        features computed for the whole batch at once."""
+        fields = tuple(fields)
+        valuation, value_config = self.values.valuation, self.config.value
+        snap = self.snapshot
+        z = None
+        if snap is not None and len(snap.centroids) and states:
+            matrix = matrix_at([basis_of(s, value_config) for s in states], np.asarray(nows, dtype=float),
+                               valuation, value_config)
+            z = snap.standardise(matrix)
+        for i, (state, now) in enumerate(zip(states, nows)):
+            memberships = [("cluster", state.cluster)] if state.cluster is not None else []
+            memberships += [("rule", rule) for rule in state.rules]
+            yield (memberships, decision_values(state, now, valuation, value_config, fields),
+                   None if z is None else z[i])
+
     # ---- change records ------------------------------------------------------------------------
 
     def value_summary(self, state: CustomerState, now: float) -> ValueSummary:
@@ -350,6 +386,20 @@ class Pipeline:
             definition_version=self.rules.version if self.rules else None, reason=Reason(code=ReasonCode(move.reason), details=details),
             value=self.value_summary(state, now),
         )
+
+
+#: Profile fields the KPIs read (models.kpis), besides those that define each segment.
+KPI_FIELDS: tuple[str, ...] = (
+    "clv", "recent_spend", "bought_in_period", "bought_in_previous_period", "nps", "cost_to_serve",
+    "acquisition_cost", "consent_email", "consent_sms", "consent_push", "reachable",
+    "country", "age", "income_band", "company_size", "household_size",
+)
+#: What a cluster segment's members must have known to be measured (the scorecard's measurable):
+#: the figures behind every feature but satisfaction. Satisfaction is the passive 7 for a customer
+#: never surveyed (models.features), by design; how many members answered is the KPIs' own
+#: ``nps_answered_share``, and counting it here would fail every cluster of a business that
+#: surveys a tenth of its customers.
+CLUSTER_DEFINING_FIELDS: tuple[str, ...] = cluster_defining_fields(f for f in FEATURES if f != "satisfaction")
 
 
 def next_change_id(state: CustomerState) -> str:

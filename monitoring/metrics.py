@@ -8,11 +8,14 @@ kept, because a ``labels(...)`` lookup costs more than the increment.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the web view
 
+from models.kpis import SegmentKPIs
+from models.scorecard import MembershipFlow, Scorecard
 from schemas.segment_change import ReasonCode, SegmentKind
 from streams.fixups.prometheus_histogram import observe_many
 
@@ -38,12 +41,27 @@ BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+@dataclass(frozen=True)
+class KpiReport:
+    """A complete sweep pass's KPIs over this worker's partitions (``kpis``: the raw sums, to merge
+    with other workers'), their figures, the scorecard, and the clock time of the pass, with the entries and exits per segment its stability was judged on."""
+
+    kpis: SegmentKPIs
+    figures: list[dict[str, Any]]
+    scorecard: Scorecard
+    at: float
+    flows: Mapping[tuple[str, str], MembershipFlow]  # entries and exits over the last week
+
+
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # the last complete sweep pass's (kind, segment) -> members; None before the first
         self.population_counts: dict[tuple[str, str], int] | None = None
+        # the last complete sweep pass's KPIs (models.kpis), their figures, the scorecard and the
+        # clock time of the pass; None before the first (read by /segments)
+        self.kpis: KpiReport | None = None
         # ---- input ----
         self._events = Counter("segstream_events_total", "Input events consumed, by type and outcome "
                                "(applied, duplicate = event_id seen before, invalid = broke the contract, "
@@ -118,6 +136,26 @@ class WorkerMetrics:
         self.drift_detections = Counter("segstream_drift_detections_total", "Drift detected by the trainer "
                                         "(counted on every worker that installs the model carrying it).",
                                         ["kind", "feature"], registry=r)
+        # ---- segment KPIs and viability (models.kpis, models.scorecard), at each complete sweep pass ----
+        kpi_help = {
+            "share": "Members / customers of this worker's partitions.",
+            "recent_revenue": "Members' net spend over the last recent_spend_days days (base currency).",
+            "clv_total": "Sum of the members' CLV (base currency).",
+            "clv_mean": "Mean CLV of the members with one (base currency).",
+            "retention": "Members who bought in the previous period and again in this one / those who bought in "
+                         "the previous period (periods of recent_spend_days).",
+            "nps": "Net Promoter Score of the members who answered (-100..100).",
+            "nps_answered_share": "Members with an NPS answer / members.",
+            "cost_to_serve_mean": "Mean service load of the members (decayed tickets + weighted complaints).",
+            "cac_mean": "Mean acquisition cost of the members where known (base currency).",
+            "clv_to_cac": "Mean CLV / mean CAC over the members with both known.",
+            "reachable_share": "Members with a consented channel / members.",
+        }
+        self._kpi_gauges = {name: Gauge(f"segstream_segment_{name}", text, ["kind", "segment"], registry=r)
+                            for name, text in kpi_help.items()}
+        self.segment_viable = Gauge("segstream_segment_viable", "1 when the segment passes the scorecard criterion, "
+                                    "0 when it fails it (absent while unknown).", ["kind", "segment", "criterion"],
+                                    registry=r)
         # ---- housekeeping ----
         self.erasures = Counter("segstream_erasures_total", "Erase requests processed.", ["found"], registry=r)
         self.erasures_found = {True: self.erasures.labels("true"), False: self.erasures.labels("false")}
@@ -182,6 +220,23 @@ class WorkerMetrics:
         self.share_tvd.set(drift.get("share_tvd") or 0.0)
         for signal in drift_signals(drift.get("signals") or ()):
             self.drift_detections.labels(*signal).inc()
+
+    def segment_kpis(self, report: KpiReport) -> None:
+        """Replace the per-segment KPIs and viability verdicts (a finished sweep pass)."""
+        self.kpis = report
+        figures, card = report.figures, report.scorecard
+        for gauge in (*self._kpi_gauges.values(), self.segment_viable):
+            gauge.clear()
+        for f in figures:
+            key = (f["kind"], f["segment_id"])
+            for name, gauge in self._kpi_gauges.items():
+                value = f.get(name)
+                if value is not None:
+                    gauge.labels(*key).set(value)
+            verdicts = card.get(*key)
+            for criterion in verdicts.criteria.values() if verdicts is not None else ():
+                if criterion.verdict != "unknown":
+                    self.segment_viable.labels(*key, criterion.name).set(1.0 if criterion.verdict == "pass" else 0.0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

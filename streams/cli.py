@@ -10,6 +10,7 @@ import contextlib
 import logging
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -560,6 +561,65 @@ def tail(
         ))
     typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
     _exit_if_interrupted(stats.stopped_by)
+
+
+@cli.command(cls=_Command)
+def segments(
+    url: Optional[list[str]] = typer.Option(None, "--url", metavar="URL", help="A worker's web address (repeat for every worker "
+                                            "of the group; default: this machine's, on SEGSTREAM_WORKER__WEB_PORT)."),
+    events: Optional[Path] = typer.Option(None, "--events", exists=True, dir_okay=False,
+                                          help="Replay this contract JSONL offline instead of asking workers."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="With --events: ISO-8601 time the figures are "
+                                        "as of (UTC if no offset; default: the latest event's time)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), markdown or html."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the report here instead of printing it."),
+) -> None:
+    """Each segment's KPIs (size, revenue, CLV, retention, NPS, cost to serve, CAC) and its viability
+    scorecard, saying which segments fail which criterion."""
+    from schemas.errors import ConfigurationError
+    from streams.segments_report import FORMATS, from_events, from_workers, render
+
+    _setup_logging("warning")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if events is not None and url:
+        raise typer.BadParameter("give --url or --events, not both", param_hint="--events")
+    if as_of is not None and events is None:
+        raise typer.BadParameter("--as-of needs --events (workers report as of their own clock)", param_hint="--as-of")
+    _writable_outputs(out=out)
+    settings = Settings()
+    try:
+        if events is not None:
+            report = from_events(events, _parse_as_of(as_of) if as_of else _latest_event_time(events), settings.engine)
+        else:
+            report = from_workers(url or [f"http://127.0.0.1:{settings.worker.web_port}"])
+    except ConfigurationError as exc:
+        typer.secho(f"segstream segments: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    width = max(shutil.get_terminal_size((160, 40)).columns, 100)
+    text = render(report, settings.engine.scorecard, fmt, width=width)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.secho(f"{fmt} report of {report.kpis.population} customers -> {out}", err=True, fg="cyan")
+
+
+def _latest_event_time(path: Path) -> float:
+    """The latest ``timestamp`` of the valid lines of ``path`` (the default as-of of an offline report)."""
+    from schemas.events import EventValidationError, parse_event
+    from streams.replay import iter_jsonl
+
+    latest = None
+    for _, raw in iter_jsonl(path):
+        try:
+            ts = parse_event(raw).timestamp.timestamp()
+        except EventValidationError:
+            continue
+        latest = ts if latest is None else max(latest, ts)
+    if latest is None:
+        raise typer.BadParameter(f"{path} holds no valid event", param_hint="--events")
+    return latest
 
 
 def _parse_as_of(value: str) -> float:

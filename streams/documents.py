@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ from models.segmentation import MembershipCounters
 from models.state import CustomerState
 from streams.runtime import Runtime
 
-__all__ = ["cluster_members", "iso", "profile_document", "readiness_document", "rule_sizes", "segments_document",
+__all__ = ["cluster_members", "iso", "kpi_sums_document", "kpis_document", "profile_document", "readiness_document", "rule_sizes", "segments_document",
            "watermark_text", "worker_changes"]
 
 
@@ -80,7 +81,47 @@ def segments_document(rt: Runtime) -> dict:
         "population_estimate": population,
         "segments": segments, **rule_part,
         "definition_version": snap.definition_version, "valuation": snap.valuation,
+        "kpis": kpis_document(rt),
     }
+
+
+def segment_labels(rt: Runtime) -> dict[str, dict[str, str]]:
+    """Each segment's label by kind and id: the model's clusters and the rules file's segments."""
+    snap, rules = rt.pipeline.snapshot, rt.pipeline.rules
+    return {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
+            "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
+
+
+def kpis_document(rt: Runtime) -> dict:
+    """The ``kpis`` of /segments: each segment's KPIs and viability at this worker's last complete
+    sweep pass, over its partitions (docs/segmentation.md, "KPIs and the viability scorecard")."""
+    report = rt.metrics.kpis
+    if report is None:
+        return {"counted": "not counted yet: KPIs come from the first complete sweep pass of this worker"}
+    labels = segment_labels(rt)
+    cards = {(s.kind, s.segment_id): s.to_dict() for s in report.scorecard.segments}
+    return {
+        "counted": "exact over this worker's partitions at its last complete sweep pass",
+        "as_of": iso(report.at), "currency": rt.pipeline.config.value.base_currency,
+        "window_days": report.kpis.window_days, "population": report.kpis.population_figures(),
+        "thresholds": report.scorecard.config.model_dump(),
+        "segments": [{**f, "label": labels.get(f["kind"], {}).get(f["segment_id"]),
+                      "scorecard": cards.get((f["kind"], f["segment_id"]))} for f in report.figures],
+        "failing": [{"kind": kind, "segment_id": sid, "criteria": failed}
+                    for (kind, sid), failed in report.scorecard.failing().items()],
+    }
+
+
+def kpi_sums_document(rt: Runtime) -> dict:
+    """GET /segments/kpis: this worker's raw KPI sums (:meth:`models.kpis.SegmentKPIs.to_dict`), its
+    segments' entries and exits over the last week and their labels, for ``segstream segments`` to
+    merge several workers' exactly."""
+    report = rt.metrics.kpis
+    if report is None:
+        return {"kpis": None}
+    return {"kpis": report.kpis.to_dict(), "as_of": iso(report.at), "labels": segment_labels(rt),
+            "currency": rt.pipeline.config.value.base_currency,
+            "flows": [[kind, sid, dataclasses.asdict(flow)] for (kind, sid), flow in report.flows.items()]}
 
 
 def cluster_members(rt: Runtime) -> tuple[dict[str, int] | None, str]:

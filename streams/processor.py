@@ -59,11 +59,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, MutableMapping, Protocol
 
 
+from models.kpis import SegmentKPIs
+from models.membership_flow import MembershipFlowLog
+from models.scorecard import score
 from models.pipeline import Pipeline
 from models.state import CustomerState, EngineRejection, Position, source_tag
 from models.state_cache import StateCache
 from streams.write_behind import StateStore
-from monitoring.metrics import WorkerMetrics
+from monitoring.metrics import KpiReport, WorkerMetrics
 from schemas.erasure import parse_erasure
 from schemas.internal import parse_reevaluation
 from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
@@ -166,7 +169,9 @@ class CustomerProcessor:
         self.forwarder = forwarder
         self.metrics = metrics
         self.routes = routes
-        self.populations = PopulationTally(active_partitions)
+        self.populations = PopulationTally(active_partitions, pipeline.new_kpis)
+        self.kpi_fields = pipeline.kpi_fields
+        self.flow = MembershipFlowLog()  # entries and exits per segment: the scorecard's stability
         self.cache = cache if cache is not None else StateCache(20_000)
         self.home = home
         self.watermark = watermark
@@ -370,12 +375,22 @@ class CustomerProcessor:
             due.append(entry)
             times.append(own if own is not None else at)
         self._evaluate_all(due, times)
-        for entry in due:
-            tally.count(entry.state)  # type: ignore[arg-type]  # due holds states only
+        states: list[CustomerState] = [entry.state for entry in due]  # type: ignore[misc]  # due holds states only
+        for state in states:
+            tally.count(state)
+        if tally.kpis is not None:
+            for memberships, values, z in self.pipeline.kpi_rows(states, times, self.kpi_fields):
+                tally.kpis.add(memberships, values, z)
         self.metrics.reevaluated.inc(len(customer_ids))
         if batch.end:
             counts, customers = self.populations.complete(msg.partition)
             self.metrics.populations(counts, customers)
+            self.flow.mark(at)
+            kpis = self.populations.kpis()
+            if kpis is not None:
+                figures, flows, config = kpis.figures(), self.flow.last_week(), self.pipeline.config
+                card = score(figures, config.scorecard, flows, config.value.base_currency)
+                self.metrics.segment_kpis(KpiReport(kpis, figures, card, at, flows))
 
     # ---- erasure -------------------------------------------------------------------------------
 
@@ -516,6 +531,10 @@ class CustomerProcessor:
             return
         await self.outputs.changes(changes)
         for c in changes:
+            if c.previous_segment is not None:
+                self.flow.record(c.kind.value, c.previous_segment.id, entered=False)
+            if c.segment is not None:
+                self.flow.record(c.kind.value, c.segment.id, entered=True)
             self.metrics.change(c.kind.value, c.reason.code.value, c.previous_segment.id if c.previous_segment else None,
                                 c.segment.id if c.segment else None, bool(c.reason.details.get("flap")))
 
@@ -535,12 +554,13 @@ def _loggable_field(name: str) -> str:
 
 
 class PassTally:
-    """Segment memberships counted over one partition's share of a sweep pass."""
+    """Segment memberships, and the KPIs of their members, over one partition's share of a sweep pass."""
 
-    def __init__(self, sweep_pass: int):
+    def __init__(self, sweep_pass: int, kpis: SegmentKPIs | None = None):
         self.sweep_pass = sweep_pass
         self.segments: Counter[tuple[str, str]] = Counter()
         self.customers = 0
+        self.kpis = kpis
 
     def count(self, state: CustomerState) -> None:
         self.customers += 1
@@ -558,16 +578,29 @@ class PopulationTally:
     published figure is the sum over the partitions still owned.
     """
 
-    def __init__(self, active_partitions: Callable[[], set[int]] | None = None):
+    def __init__(self, active_partitions: Callable[[], set[int]] | None = None,
+                 new_kpis: Callable[[], SegmentKPIs] | None = None):
         self.active_partitions = active_partitions
+        self.new_kpis = new_kpis
         self._current: dict[int, PassTally] = {}
         self._complete: dict[int, PassTally] = {}
 
     def batch(self, partition: int, sweep_pass: int) -> PassTally:
         tally = self._current.get(partition)
         if tally is None or tally.sweep_pass != sweep_pass:
-            tally = self._current[partition] = PassTally(sweep_pass)
+            tally = self._current[partition] = PassTally(sweep_pass, self.new_kpis() if self.new_kpis else None)
         return tally
+
+    def kpis(self) -> SegmentKPIs | None:
+        """The KPIs over the owned partitions' last complete passes (call after :meth:`complete`);
+        None without an accumulator factory or a complete pass."""
+        if self.new_kpis is None or not self._complete:
+            return None
+        merged = self.new_kpis()
+        for tally in self._complete.values():
+            if tally.kpis is not None:
+                merged.merge(tally.kpis)
+        return merged
 
     def complete(self, partition: int) -> tuple[Counter[tuple[str, str]], int]:
         """Mark the partition's pass complete; the totals over the owned partitions."""

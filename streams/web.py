@@ -24,7 +24,7 @@ from faust.web import Request, Response, View
 from models.state import CustomerState
 from monitoring.metrics import CONTENT_TYPE_LATEST
 from schemas.erasure import erasure_now
-from streams.documents import profile_document, readiness_document, segments_document
+from streams.documents import kpi_sums_document, profile_document, readiness_document, segments_document
 from streams.effective_config import effective_config
 from streams.runtime import Runtime
 
@@ -147,6 +147,11 @@ def register_web(app: faust.App, rt: Runtime) -> None:
     class SegmentsView(View):
         async def get(self, request: Request) -> Response:
             return _json(self, segments_document(rt))
+
+    @app.page("/segments/kpis")
+    class SegmentKpisView(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, kpi_sums_document(rt))
 
     @app.page("/health")
     class HealthView(View):

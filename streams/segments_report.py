@@ -1,0 +1,156 @@
+"""``segstream segments``: each segment's KPIs and viability scorecard, as a terminal table,
+Markdown or HTML, from running workers or from an offline replay of an events file.
+
+From workers, each one's raw KPI sums (``GET /segments/kpis``: its partitions at its last complete
+sweep pass) are merged exactly (:meth:`models.kpis.SegmentKPIs.merge`), so the figures of a group
+of workers are those of one worker holding every partition. From a file, the events are replayed
+through the same engine as the worker (:class:`streams.replay.Replay`) and every customer is
+counted as of ``--as-of``.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from models.config import EngineConfig, ScorecardConfig
+from models.kpis import SegmentKPIs
+from models.membership_flow import WEEK_S
+from models.scorecard import MembershipFlow, Scorecard, score
+from models.segment_report import render_html, render_markdown, render_terminal
+from schemas.errors import ConfigurationError
+from schemas.segment_change import SegmentChange
+
+__all__ = ["SegmentsReport", "from_events", "from_workers", "render"]
+
+FORMATS = ("table", "markdown", "html")
+
+
+@dataclass
+class SegmentsReport:
+    """What the report shows: the merged KPIs, the entries and exits of the last week, labels
+    by kind and id, the base currency, the time the figures are as of and where they come from."""
+
+    kpis: SegmentKPIs
+    flows: dict[tuple[str, str], MembershipFlow]
+    labels: dict[str, dict[str, str]]
+    currency: str
+    as_of: str | None
+    source: str
+
+    def scorecard(self, config: ScorecardConfig) -> Scorecard:
+        return score(self.kpis.figures(), config, self.flows, self.currency)
+
+
+def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport:
+    """Fetch ``/segments/kpis`` of every worker at ``urls`` and merge them. Raises
+    :class:`ConfigurationError` (one line) for a worker that cannot be reached or has no complete
+    sweep pass yet, and for workers that disagree on the currency or the KPI window."""
+    docs = [(url, _fetch(url.rstrip("/") + "/segments/kpis", timeout_s)) for url in urls]
+    merged: SegmentKPIs | None = None
+    flows: dict[tuple[str, str], MembershipFlow] = {}
+    labels: dict[str, dict[str, str]] = {}
+    currencies = {doc.get("currency") for _, doc in docs}
+    if len(currencies) > 1:
+        raise ConfigurationError(f"the workers value money in different currencies: {sorted(map(str, currencies))}")
+    for url, doc in docs:
+        if doc.get("kpis") is None:
+            raise ConfigurationError(f"{url}: no KPIs yet (they come from the worker's first complete sweep pass, "
+                                     "up to SEGSTREAM_WORKER__SWEEP_PERIOD_S after it starts)")
+        kpis = SegmentKPIs.from_dict(doc["kpis"])
+        merged = kpis if merged is None else merged.merge(kpis)
+        for kind, sid, flow in doc.get("flows") or ():
+            flows[(kind, sid)] = _add_flows(flows.get((kind, sid)), MembershipFlow(**flow))
+        for kind, by_id in (doc.get("labels") or {}).items():
+            labels.setdefault(kind, {}).update(by_id)
+    assert merged is not None  # urls is never empty (the CLI's default is the local worker)
+    as_of = min((doc["as_of"] for _, doc in docs if doc.get("as_of")), default=None)
+    return SegmentsReport(merged, flows, labels, str(currencies.pop()), as_of,
+                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs))
+
+
+def from_events(path: Path, as_of: float, config: EngineConfig,
+                on_bytes: Callable[[int], None] | None = None) -> SegmentsReport:
+    """Replay ``path`` (contract JSONL) up to ``as_of`` through the engine and count every customer
+    as of ``as_of``; the stability flows are the changes of the week before it."""
+    from datetime import datetime, timezone
+
+    from streams.replay import Replay, iter_jsonl
+
+    changes: list[SegmentChange] = []
+    replay = Replay(config, as_of, on_change=changes.append)
+    replay.feed_all(iter_jsonl(path, on_bytes))
+    replay.finish()
+    pipeline = replay.pipeline
+    kpis = pipeline.new_kpis()
+    ids = sorted(replay.states)
+    states = [replay.states[cid] for cid in ids if replay.states[cid].holds_data]
+    for memberships, values, z in pipeline.kpi_rows(states, [as_of] * len(states), pipeline.kpi_fields):
+        kpis.add(memberships, values, z)
+    snap, rules = pipeline.snapshot, pipeline.rules
+    labels = {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
+              "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
+    first = min((c.changed_at.timestamp() for c in changes), default=as_of)
+    return SegmentsReport(kpis, week_flows(changes, as_of, first), labels, config.value.base_currency,
+                          datetime.fromtimestamp(as_of, timezone.utc).isoformat(), f"replay of {path}")
+
+
+def week_flows(changes: Iterable[SegmentChange], as_of: float, first: float) -> dict[tuple[str, str], MembershipFlow]:
+    """Entries and exits per segment among ``changes`` in the week up to ``as_of`` (a shorter span
+    when the history starts less than a week before it, at ``first``)."""
+    start = max(as_of - WEEK_S, first)
+    entered: dict[tuple[str, str], int] = {}
+    left: dict[tuple[str, str], int] = {}
+    for c in changes:
+        if not start < c.changed_at.timestamp() <= as_of:
+            continue
+        if c.previous_segment is not None:
+            key = (c.kind.value, c.previous_segment.id)
+            left[key] = left.get(key, 0) + 1
+        if c.segment is not None:
+            key = (c.kind.value, c.segment.id)
+            entered[key] = entered.get(key, 0) + 1
+    span_days = (as_of - start) / 86_400.0
+    return {key: MembershipFlow(entered.get(key, 0), left.get(key, 0), span_days) for key in entered.keys() | left.keys()}
+
+
+def render(report: SegmentsReport, config: ScorecardConfig, fmt: str, width: int = 160) -> str:
+    """The report in ``fmt`` (:data:`FORMATS`)."""
+    figures = report.kpis.figures()
+    card = score(figures, config, report.flows, report.currency)
+    labels = {(kind, sid): label for kind, by_id in report.labels.items() for sid, label in by_id.items()}
+    population = report.kpis.population_figures()
+    title = f"Segments as of {report.as_of or 'unknown'} ({report.source})"
+    if fmt == "markdown":
+        return render_markdown(figures, card, report.currency, labels=labels, population=population, title=title)
+    if fmt == "html":
+        return render_html(figures, card, report.currency, labels=labels, population=population, title=title)
+    return title + "\n" + render_terminal(figures, card, report.currency, labels=labels, population=population,
+                                          width=width)
+
+
+def _fetch(url: str, timeout_s: float) -> Mapping[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - the operator's own worker
+            return orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise ConfigurationError(f"{url}: HTTP {exc.code} (is this a segstream worker's web address?)") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigurationError(f"{url}: cannot reach the worker ({reason}); start one with `segstream worker` "
+                                 "or pass its address with --url") from None
+    except orjson.JSONDecodeError:
+        raise ConfigurationError(f"{url}: the answer is not JSON (is this a segstream worker's web address?)") from None
+
+
+def _add_flows(a: MembershipFlow | None, b: MembershipFlow) -> MembershipFlow:
+    """Two workers' flows of one segment: entries and exits add; the span is the shorter one."""
+    if a is None:
+        return b
+    return MembershipFlow(a.entered + b.entered, a.left + b.left, min(a.span_days, b.span_days))
