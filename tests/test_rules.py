@@ -68,7 +68,10 @@ def test_values_of_every_kind_parse() -> None:
         clause("clv", ">=", "p99.5"), clause("clv", "<", "p1"), clause("nps", "==", 10),
         clause("nps_category", "!=", "passive"), clause("flag", "==", True), clause("x", "<=", 2.5),
         clause("nps_category", "in", ["promoter", "passive"]), clause("nps", "not in", [0, 1, 2]),
-        clause("name", "==", "premium"),
+        clause("name", "==", "premium"), clause("interests", "contains", "outdoor"),
+        clause("lifestyle", "not contains", "urban"), clause("codes", "contains", 3), clause("flags", "contains", True),
+        # a tag that merely starts like a percentile is a literal; only "pNN" spellings are refused
+        clause("interests", "contains", "p2p"), clause("occupation", "==", "p2p"), clause("industry", "in", ["p4x4"]),
     ])))
     assert rules.percentiles_needed() == {("clv", 99.5), ("clv", 1.0)}
     assert [c.value for c in rules.segments[0].clauses][:2] == ["p99.5", "p1"]
@@ -100,6 +103,18 @@ BAD = [
     (one(clause("nps", "in", 3)), ["op 'in' needs a non-empty list"]),
     (one(clause("nps", "not in", [])), ["op 'not in' needs a non-empty list"]),
     (one(clause("nps", "==", [1, 2])), ["op '==' needs a single value", "use 'in'"]),
+    (one(clause("interests", "contains", ["golf", "tennis"])),
+     ["segment[0] 's', all[0]: op 'contains' needs a single value, got the list ['golf', 'tennis']",
+      "one clause per value", "'any'", "'all'"]),
+    (one(clause("a", ">", 1) + ", " + clause("interests", "not contains", ["golf"])),
+     ["all[1]: op 'not contains' needs a single value", "one clause per value"]),
+    (one(clause("interests", "contains", "p80")),
+     ["segment[0] 's', all[0]: percentile 'p80' only works with >, >=, < and <=, not with 'contains'"]),
+    (one(clause("interests", "not contains", "p99.5")), ["percentile 'p99.5' only works", "not with 'not contains'"]),
+    (one(clause("interests", "contains", "p100")), ["percentile 'p100' only works"]),
+    (one(clause("interests", "contains", [])), ["op 'contains' needs a single value"]),
+    (one('{ field = "x", op = "contains", value = { a = 1 } }'), ["must be a number, a string or a boolean"]),
+    (one(clause("interests", "has", "golf")), ["unknown op 'has'", "'contains'", "'not contains'"]),
     (one('{ field = "x", op = ">", value = nan }'), ["value nan is not a finite number"]),
     (one('{ field = "x", op = ">", value = inf }'), ["value inf is not a finite number"]),
     (one('{ field = "x", op = "==", value = { a = 1 } }'), ["must be a number, a string or a boolean"]),
@@ -328,7 +343,8 @@ def test_evaluate_the_example_file() -> None:
 
 def test_none_fields_make_every_operator_false() -> None:
     ops = [(">", 1), (">=", 1), ("<", 1), ("<=", 1), ("==", 1), ("!=", 1), ("in", [1]), ("not in", [1]),
-           ("!=", "x"), ("not in", ["x"]), (">", "p50")]
+           ("!=", "x"), ("not in", ["x"]), (">", "p50"), ("contains", "x"), ("not contains", "x"),
+           ("==", True), ("!=", False), ("not in", [True])]
     rules = RuleSet.from_toml(one(", ".join(clause("f", op, v) for op, v in ops), mode="any"))
     for profile in ({"f": None}, {}):
         ev = rules.evaluate(profile, {"f:p50": 0.0})
@@ -377,41 +393,207 @@ def test_threshold_texts_follow_the_snapshot() -> None:
                                                             f"clv > p80 ({1000.0 + i:.2f})"]
 
 
+def test_contains_and_not_contains_on_tag_lists() -> None:
+    rules = RuleSet.from_toml(one(clause("interests", "contains", "outdoor"), seg_id="outdoor")
+                              + one(clause("lifestyle", "not contains", "urban"), seg_id="not_urban"))
+    ev = rules.evaluate({"interests": ["travel", "outdoor"], "lifestyle": ["urban", "family"]})
+    assert ev.memberships == {"outdoor"}
+    [has] = ev.get("outdoor").clauses
+    assert has == ClauseResult('interests contains "outdoor"', "interests", "contains", "outdoor",
+                               ["travel", "outdoor"], True)
+    [lacks] = ev.get("not_urban").clauses
+    assert lacks.text == 'lifestyle not contains "urban"' and not lacks.holds and lacks.threshold == "urban"
+    assert json.loads(json.dumps(has.to_dict())) == {"text": 'interests contains "outdoor"', "field": "interests",
+                                                     "op": "contains", "threshold": "outdoor",
+                                                     "actual": ["travel", "outdoor"], "holds": True}
+    # an empty list is known: it does not contain the tag
+    assert rules.evaluate({"interests": [], "lifestyle": []}).memberships == {"not_urban"}
+    # tuples and sets are lists of tags too; the change details show them as (sorted) lists
+    ev = rules.evaluate({"interests": ("outdoor",), "lifestyle": frozenset({"rural", "family", 3})})
+    assert ev.memberships == {"outdoor", "not_urban"}
+    assert ev.get("outdoor").clauses[0].to_dict()["actual"] == ["outdoor"]
+    assert ev.get("not_urban").clauses[0].to_dict()["actual"] == ["family", "rural", 3]
+
+
+@pytest.mark.parametrize("actual", [None, "outdoor", "outdoors", 3, 2.5, True, False, {"outdoor": 1}, b"outdoor"])
+def test_contains_and_not_contains_are_false_on_anything_but_a_list(actual) -> None:
+    """Unknown is not "does not contain", and a string is not a list of its substrings."""
+    rules = RuleSet.from_toml(one(", ".join([clause("f", "contains", "outdoor"), clause("f", "contains", "door"),
+                                             clause("f", "not contains", "outdoor"),
+                                             clause("f", "not contains", "golf")]), mode="any"))
+    for profile in ({"f": actual}, {}):
+        ev = rules.evaluate(profile)
+        assert [c.holds for c in ev.segments[0].clauses] == [False] * 4
+        assert ev.memberships == rules.memberships(profile) == frozenset()
+
+
+def test_a_list_field_answers_only_contains() -> None:
+    """``interests != "golf"`` or ``not in`` holding for everyone with a list would be a silent
+    mistake: under every op but contains / not contains a list is false."""
+    ops = [("==", "golf"), ("!=", "golf"), ("in", ["golf"]), ("not in", ["golf"]), ("!=", True), (">", 0),
+           (">", "p50")]
+    rules = RuleSet.from_toml(one(", ".join(clause("interests", op, v) for op, v in ops), mode="any"))
+    for tags in (["outdoor"], ("outdoor",), frozenset({"outdoor"}), []):
+        profile = {"interests": tags}
+        assert not any(c.holds for c in rules.evaluate(profile, {"interests:p50": 0.0}).segments[0].clauses)
+        assert rules.memberships(profile, {"interests:p50": 0.0}) == frozenset()
+
+
+def test_contains_keeps_booleans_and_numbers_apart() -> None:
+    rules = RuleSet.from_toml(one(clause("f", "contains", 1), seg_id="one")
+                              + one(clause("f", "contains", True), seg_id="true")
+                              + one(clause("f", "not contains", 1), seg_id="no_one"))
+    assert rules.evaluate({"f": [True]}).memberships == {"true", "no_one"}
+    assert rules.evaluate({"f": [1.0]}).memberships == {"one"}  # 1 and 1.0 are one number
+    assert rules.evaluate({"f": [1, True]}).memberships == {"one", "true"}
+    assert rules.evaluate({"f": [0, False]}).memberships == {"no_one"}
+
+
+def test_booleans_are_not_numbers() -> None:
+    """Python's True == 1 and 1 in {True}; the rules' are not: a boolean literal matches only a
+    boolean, a number literal only a number, and a boolean is never ordered."""
+    rules = RuleSet.from_toml(
+        one(clause("consent_email", "==", True), seg_id="consented")
+        + one(clause("consent_email", "!=", False), seg_id="not_refused")
+        + one(clause("age", "==", 1), seg_id="age_one")
+        + one(clause("age", "!=", 1), seg_id="age_not_one")
+        + one(clause("age", ">=", 0), seg_id="aged")
+        + one(clause("age", "in", [1, 2]), seg_id="young")
+        + one(clause("flag", "in", [True]), seg_id="flag_true")
+        + one(clause("flag", "not in", [False, 0]), seg_id="flag_not_off")
+        + one(clause("flag", "in", [1, True]), seg_id="both"))
+
+    def members(**profile) -> frozenset[str]:
+        ev = rules.evaluate(profile)
+        assert rules.memberships(profile) == ev.memberships
+        return ev.memberships
+
+    assert members(consent_email=True) == {"consented", "not_refused"}
+    assert members(consent_email=False) == frozenset()
+    assert members(consent_email=1) == {"not_refused"}  # 1 differs from false, but is not true
+    assert members(consent_email=1.0) == {"not_refused"}
+    assert members(age=1) == {"age_one", "aged", "young"}
+    assert members(age=1.0) == {"age_one", "aged", "young"}
+    assert members(age=True) == {"age_not_one"}  # not 1, not >= 0, not in [1, 2]
+    assert members(age=False) == {"age_not_one"}
+    assert members(flag=True) == {"flag_true", "flag_not_off", "both"}
+    assert members(flag=1) == {"flag_not_off", "both"}
+    assert members(flag=False) == frozenset()
+    assert members(flag=0) == frozenset()  # 0 is in [false, 0] as a number
+    assert members(flag=2) == {"flag_not_off"}
+
+
+def test_percentile_clauses_on_a_boolean_field_are_false() -> None:
+    """A boolean has no rank: the population never learns one (no threshold), and even a
+    threshold from elsewhere does not order a boolean."""
+    rules = RuleSet.from_toml(one(clause("consent_email", ">", "p50") + ", " + clause("consent_email", "<=", "p50"),
+                                  mode="any"))
+    population = PopulationQuantiles.for_rules(rules, min_samples=1)
+    for x in (True, False, True):
+        population.learn({"consent_email": x})
+    assert population.thresholds() == {} and population.counts == {"consent_email": 0}
+    for th in (population, {"consent_email:p50": 0.5}):
+        for x in (True, False):
+            ev = rules.evaluate({"consent_email": x}, th)
+            assert not any(c.holds for c in ev.segments[0].clauses)
+            assert rules.memberships({"consent_email": x}, th) == frozenset()
+
+
+DACH_EMAIL = one(", ".join([clause("cluster", "==", "c3"), clause("country", "in", ["DE", "AT", "CH"]),
+                            clause("consent_email", "==", True)]), seg_id="dach_high_value_email")
+
+
+def test_a_combined_basis_segment_holds_exactly_the_right_customers() -> None:
+    """Behaviour (cluster), geography (country) and accessibility (consent) in one segment, on
+    plain profile dicts: in DE, consented, in c3 is in; each missing or other condition keeps a
+    customer out, unknown included."""
+    rules = RuleSet.from_toml(DACH_EMAIL)
+    base = {"cluster": "c3", "country": "DE", "consent_email": True, "age": 41, "interests": ["outdoor"]}
+    customers = {
+        "in_de": base,
+        "in_ch": {**base, "country": "CH"},
+        "fr": {**base, "country": "FR"},
+        "no_consent": {**base, "consent_email": False},
+        "consent_unknown": {**base, "consent_email": None},
+        "consent_as_1": {**base, "consent_email": 1},
+        "other_cluster": {**base, "cluster": "c1"},
+        "no_model_yet": {**base, "cluster": None},
+        "no_country": {k: v for k, v in base.items() if k != "country"},
+    }
+    members = {name for name, p in customers.items() if rules.evaluate(p).memberships}
+    assert members == {"in_de", "in_ch"}
+    assert members == {name for name, p in customers.items() if rules.memberships(p)}
+    ev = rules.evaluate(customers["consent_unknown"])
+    assert [(c.text, c.holds) for c in ev.segments[0].clauses] == [
+        ('cluster == "c3"', True), ('country in ["DE", "AT", "CH"]', True), ("consent_email == true", False)]
+
+
 SCALARS = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.sampled_from(["a", "b"]),
                     st.booleans())
-PY_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-          "!=": operator.ne, "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
+# list-valued fields (tag lists) hold scalars of any kind, booleans and 1 / 1.0 among them
+LISTS = st.lists(st.one_of(st.integers(-1, 1), st.sampled_from([0.0, 1.0]), st.sampled_from(["a", "b", "ab"]),
+                           st.booleans()), max_size=4)
+ACTUALS = st.one_of(SCALARS, LISTS, LISTS.map(tuple), LISTS.map(frozenset), st.just("ab"))
+
+
+def same(a, b) -> bool:
+    """Python's == with booleans kept apart from numbers (True == 1 in Python, not in the rules)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def expected_holds(op: str, actual, operand) -> bool:
+    """The rule language's meaning, written independently of models.rules.ops."""
+    is_list = isinstance(actual, (list, tuple, set, frozenset))
+    if actual is None or (is_list and op not in ("contains", "not contains")):  # a list answers only those
+        return False
+    if op in (">", ">=", "<", "<="):  # numbers only: a boolean is not ordered, a string or list does not compare
+        number = isinstance(actual, (int, float)) and not isinstance(actual, bool)
+        return number and {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}[op](actual, operand)
+    if op == "==":
+        return same(actual, operand)
+    if op == "!=":
+        return not same(actual, operand)
+    if op in ("in", "not in"):
+        found = any(same(actual, v) for v in operand)
+        return found if op == "in" else not found
+    if op in ("contains", "not contains"):  # only a real list is a container: not a string
+        found = is_list and any(same(x, operand) for x in actual)
+        return found if op == "contains" else is_list and not found
+    raise AssertionError(op)
+
+
+OPS = [">", ">=", "<", "<=", "==", "!=", "in", "not in", "contains", "not contains"]
 
 
 @st.composite
 def clause_specs(draw):
-    op = draw(st.sampled_from(sorted(PY_OPS)))
+    op = draw(st.sampled_from(OPS))
     if op in ("in", "not in"):
-        value = draw(st.lists(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b"])), min_size=1, max_size=3))
-    elif op in ("==", "!="):
-        value = draw(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b"]), st.booleans()))
+        value = draw(st.lists(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b"]), st.booleans()),
+                              min_size=1, max_size=3))
+    elif op in ("==", "!=", "contains", "not contains"):
+        value = draw(st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 1.0]), st.sampled_from(["a", "b"]),
+                               st.booleans()))
     else:
         value = draw(st.one_of(st.integers(-3, 3), st.floats(-3, 3, allow_nan=False),
                                st.sampled_from(["p10", "p50", "p90"])))
     return op, value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(specs=st.lists(clause_specs(), min_size=1, max_size=4), mode=st.sampled_from(["all", "any"]),
-       actual=SCALARS, level=st.floats(-3, 3, allow_nan=False))
-def test_evaluate_matches_python_semantics(specs, mode, actual, level) -> None:
+       actual=ACTUALS, level=st.floats(-3, 3, allow_nan=False))
+def test_evaluate_matches_the_rule_semantics(specs, mode, actual, level) -> None:
     rules = RuleSet.from_toml(one(", ".join(clause("f", op, v) for op, v in specs), mode=mode))
     thresholds = {f"f:p{p}": level for p in (10, 50, 90)}
     ev = rules.evaluate({"f": actual}, thresholds)
     expected = []
     for op, value in specs:
         operand = thresholds[f"f:{value}"] if isinstance(value, str) and value.startswith("p") else value
-        try:
-            expected.append(actual is not None and bool(PY_OPS[op](actual, operand)))
-        except TypeError:
-            expected.append(False)
+        expected.append(expected_holds(op, actual, operand))
     assert [c.holds for c in ev.segments[0].clauses] == expected
     assert ev.segments[0].matched == (all(expected) if mode == "all" else any(expected))
+    assert rules.memberships({"f": actual}, thresholds) == ev.memberships
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +668,8 @@ def test_changes_are_exactly_the_membership_difference(previous, clv, days, p_al
 def test_memberships_alone_agree_with_the_full_evaluation_on_every_kind_of_clause() -> None:
     """``RuleSet.memberships`` (the fast path: most evaluations change nothing) must find exactly
     the segments ``evaluate`` finds: members held to relaxed percentiles, missing thresholds,
-    missing fields, strings compared with numbers, set membership, any/all."""
+    missing fields, strings compared with numbers, set membership, booleans against numbers,
+    tag lists under contains / not contains and under every other op, any/all."""
     from hypothesis import given, settings, strategies as st
 
     from models.rules import RuleSet, percentile_key
@@ -498,10 +681,26 @@ id = "mixed"
 label = "Mixed"
 any = [{ field = "country", op = "in", value = ["DE", "AT"] }, { field = "clv", op = "<=", value = "p20" },
        { field = "frequency", op = ">=", value = 3 }]
+
+[[segment]]
+id = "dach_outdoor_email"
+label = "DACH, outdoor, emailable"
+all = [{ field = "country", op = "in", value = ["DE", "AT", "CH"] }, { field = "consent_email", op = "==", value = true },
+       { field = "interests", op = "contains", value = "outdoor" }, { field = "clv", op = ">", value = "p80" }]
+
+[[segment]]
+id = "tags_any"
+label = "Tags, any"
+any = [{ field = "lifestyle", op = "not contains", value = "urban" }, { field = "interests", op = "contains", value = 1 },
+       { field = "interests", op = "!=", value = "outdoor" }, { field = "consent_email", op = "!=", value = false },
+       { field = "age", op = "==", value = 1 }, { field = "lifestyle", op = "not in", value = ["urban", true] },
+       { field = "cluster", op = "==", value = "c3" }]
 ''')
     fields = sorted(set(rules.fields) | {"country"})
+    tags = st.lists(st.one_of(st.sampled_from(["outdoor", "urban", "door"]), st.integers(0, 1), st.booleans()),
+                    max_size=3)
     values = st.one_of(st.none(), st.floats(-10, 2000, allow_nan=False), st.integers(-5, 400),
-                       st.sampled_from(["DE", "FR", "x"]))
+                       st.sampled_from(["DE", "FR", "x", "outdoor", "c3"]), st.booleans(), tags, tags.map(tuple))
     keys = sorted({percentile_key(f, p) for f, p in rules.percentiles_needed(5.0) | rules.percentiles_needed(0.0)})
     assert len(keys) > len(rules.percentiles_needed(0.0)) > 0  # relaxed thresholds among them
 

@@ -3,7 +3,8 @@
 A rule segment is a named list of clauses on profile fields, combined with ``all`` (every clause
 holds) or ``any`` (at least one does). A clause compares one field with a literal or with a
 *percentile of that same field over the population* (``"p80"``), so "top 20% by CLV" keeps meaning
-the same thing while the population changes. Unlike the cluster segment, a customer can be in any
+the same thing while the population changes; or tests that a list field (a tag list such as
+``interests``) ``contains`` one value. Unlike the cluster segment, a customer can be in any
 number of rule segments at once.
 
 Definitions are read from TOML, validated strictly once (pydantic), then compiled into small
@@ -31,8 +32,31 @@ callables, because :meth:`RuleSet.evaluate` runs on every event.
 ...     print(change.segment_id, change.entered, change.turned)
 vip_at_risk True ('days_since_last_purchase > 60',)
 
-One concept per module: :mod:`.definitions`, :mod:`.results`, :mod:`.quantiles`, :mod:`.ruleset`
-and :mod:`.changes`; everything public is imported from here.
+One segment can combine segmentation bases: behaviour (the cluster, by its id, never its label:
+a relabel must not move anyone), geography and accessibility (consent). Unknown is never a match:
+a customer whose consent is not known (None) is out, as is one whose consent is ``1`` rather
+than ``true`` (booleans are not numbers here).
+
+>>> dach = RuleSet.from_toml('''
+... [[segment]]
+... id = "dach_high_value_email"
+... label = "High-value cluster, in DE/AT/CH, consented to email"
+... all = [
+...   { field = "cluster", op = "==", value = "c3" },
+...   { field = "country", op = "in", value = ["DE", "AT", "CH"] },
+...   { field = "consent_email", op = "==", value = true },
+... ]
+... ''')
+>>> de = {"cluster": "c3", "country": "DE", "consent_email": True, "interests": ["outdoor"]}
+>>> [dach.memberships(p) for p in (de, {**de, "country": "FR"}, {**de, "consent_email": None})]
+[frozenset({'dach_high_value_email'}), frozenset(), frozenset()]
+>>> outdoor = RuleSet.from_toml('[[segment]]\\nid = "outdoor"\\nlabel = "Outdoor"\\n'
+...                             'all = [{field = "interests", op = "contains", value = "outdoor"}]')
+>>> [c.text for c in outdoor.evaluate(de).segments[0].clauses], outdoor.memberships({"interests": "outdoors"})
+(['interests contains "outdoor"'], frozenset())
+
+One concept per module: :mod:`.definitions`, :mod:`.ops` (what each op means), :mod:`.results`,
+:mod:`.quantiles`, :mod:`.ruleset` and :mod:`.changes`; everything public is imported from here.
 """
 
 from __future__ import annotations

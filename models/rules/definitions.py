@@ -14,16 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from schemas.errors import ConfigurationError
 
 
-Op = Literal[">", ">=", "<", "<=", "==", "!=", "in", "not in"]
+Op = Literal[">", ">=", "<", "<=", "==", "!=", "in", "not in", "contains", "not contains"]
 ORDERING_OPS = frozenset({">", ">=", "<", "<="})
-MEMBERSHIP_OPS = frozenset({"in", "not in"})
+MEMBERSHIP_OPS = frozenset({"in", "not in"})  # the field's value is one of a list of values
+CONTAINS_OPS = frozenset({"contains", "not contains"})  # the field is a list that holds one value
 
 # "p80", "p99.5": the integer part is 1..99 and decimals are allowed, so p99.9 works but p100 and
 # p0.5 do not (neither is a useful threshold and P² estimates of such extremes are unstable).
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
-# Strings that look like a percentile reference are refused as literals of ==, != and in: a
-# marketer writing `clv == "p80"` means a threshold, and a silent string comparison never matches.
+# With an ordering op a string is only ever a percentile, so anything starting like one ("p8x")
+# gets the percentile message.
 _LOOKS_LIKE_PERCENTILE = re.compile(r"^p\d")
+# Strings spelled like a percentile ("p80", "p100", "p0.5") are refused as literals of the other
+# ops: a marketer writing `clv == "p80"` means a threshold, and a silent string comparison never
+# matches. Only the whole spelling: "p2p" is a fine tag (`interests contains "p2p"`).
+_SPELLED_AS_PERCENTILE = re.compile(r"^p\d+(?:\.\d*)?$")
 
 
 class RuleDefinitionError(ConfigurationError):
@@ -82,11 +87,14 @@ class ClauseDef(_Def):
     'p80'
     >>> ClauseDef(field="nps_category", op="in", value=["promoter", "passive"]).op
     'in'
+    >>> ClauseDef(field="interests", op="contains", value="outdoor").value  # a list field holds one tag
+    'outdoor'
     """
 
     field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="A profile key.")
     op: Op
-    value: Any = Field(description="A number, string, boolean, a list for in / not in, or 'pNN'.")
+    value: Any = Field(description="A number, string, boolean, a list for in / not in, or 'pNN' "
+                                   "(with > >= < <=); one value for contains / not contains.")
 
     @model_validator(mode="after")
     def _check_value(self) -> ClauseDef:
@@ -96,9 +104,14 @@ class ClauseDef(_Def):
                 raise ConfigurationError(f"op {op!r} needs a non-empty list of values, got {value!r}")
             for x in value:
                 _check_scalar(x)
-                if isinstance(x, str) and _LOOKS_LIKE_PERCENTILE.match(x):
+                if isinstance(x, str) and _SPELLED_AS_PERCENTILE.match(x):
                     raise ConfigurationError(f"percentile {x!r} only works with >, >=, < and <=, not inside a list")
             return self
+        if isinstance(value, list) and op in CONTAINS_OPS:
+            # `interests contains ["a", "b"]` is ambiguous (either of them? both?): say it
+            raise ConfigurationError(
+                f"op {op!r} needs a single value, got the list {value!r}: write one clause per value, "
+                f"combined with 'any' (holds one of them) or 'all' (holds every one)")
         if isinstance(value, list):
             raise ConfigurationError(f"op {op!r} needs a single value, got the list {value!r} (use 'in' for lists)")
         _check_scalar(value)
@@ -110,7 +123,7 @@ class ClauseDef(_Def):
                 raise ConfigurationError(f"bad percentile {value!r}: expected 'pNN' with NN from 1 to 99, "
                                  f"decimals allowed (e.g. 'p80', 'p99.5')")
             self.value = f"p{pct:g}"
-        elif isinstance(value, str) and _LOOKS_LIKE_PERCENTILE.match(value):
+        elif isinstance(value, str) and _SPELLED_AS_PERCENTILE.match(value):
             raise ConfigurationError(f"percentile {value!r} only works with >, >=, < and <=, not with {op!r}")
         elif op in ORDERING_OPS and isinstance(value, bool):
             raise ConfigurationError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")

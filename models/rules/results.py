@@ -28,9 +28,24 @@ class ClauseResult(NamedTuple):
     holds: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tuples as lists, and a set-valued field (a tag set) as a sorted list, so
+        that the same profile gives the same bytes in every process (a set's order is not).
+
+        >>> ClauseResult('interests contains "golf"', "interests", "contains", "golf",
+        ...              frozenset({"tennis", "golf"}), True).to_dict()["actual"]
+        ['golf', 'tennis']
+        """
         d = self._asdict()
         if isinstance(d["threshold"], tuple):
             d["threshold"] = list(d["threshold"])
+        actual = d["actual"]
+        if isinstance(actual, tuple):
+            d["actual"] = list(actual)
+        elif isinstance(actual, (set, frozenset)):
+            try:
+                d["actual"] = sorted(actual)
+            except TypeError:  # mixed kinds (tags and numbers) do not sort together
+                d["actual"] = sorted(actual, key=repr)
         return d
 
 

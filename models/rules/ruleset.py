@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import tomllib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 
 from models.rules.definitions import ClauseDef, MEMBERSHIP_OPS, RuleDefinitionError, RuleDefinitions, SegmentDef, _validate, _where, percentile_key
+from models.rules.ops import compile_op
 from models.rules.results import ClauseResult, RuleEvaluation, SegmentResult
 from models.rules.quantiles import PopulationQuantiles
-
-
-_TESTS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-    "in": lambda actual, values: actual in values,
-    "not in": lambda actual, values: actual not in values,
-}
 
 
 _new_tuple = tuple.__new__
@@ -58,13 +46,15 @@ def relaxed_percentile(pct: float, op: str, band: float) -> float:
 
 
 class _Clause:
-    """A clause compiled to a field lookup, an operator and a bound operand."""
+    """A clause compiled to a field lookup, an op's tests (:mod:`.ops`) and a bound operand."""
 
-    __slots__ = ("field", "op", "test", "operand", "shown", "key", "pct", "base", "text", "_texts",
+    __slots__ = ("field", "op", "test", "on_bool", "operand", "shown", "key", "pct", "base", "text", "_texts",
                  "_stay_keys", "_stay_texts", "_lower_is_looser")
 
     def __init__(self, d: ClauseDef):
-        self.field, self.op, self.test = d.field, d.op, _TESTS[d.op]
+        self.field, self.op = d.field, d.op
+        compiled = compile_op(d.op, d.value)
+        self.test, self.on_bool = compiled.test, compiled.on_bool
         self.base = f"{d.field} {d.op} "
         pct = d.percentile
         self.pct = pct
@@ -79,11 +69,10 @@ class _Clause:
             self._texts: dict[float | None, str] = {None: f"{self.base} (threshold not known yet)"}
         else:
             self.key = None
-            if d.op in MEMBERSHIP_OPS:
-                # a frozenset for O(1) membership; tuple (file order) is what results show
-                self.operand, self.shown = frozenset(d.value), tuple(d.value)
-            else:
-                self.operand = self.shown = d.value
+            # in / not in: a frozenset for O(1) membership (booleans apart, see .ops); the tuple
+            # (file order) is what results show
+            self.operand = compiled.operand
+            self.shown = tuple(d.value) if d.op in MEMBERSHIP_OPS else d.value
             self.base += _literal_text(d.value)
         self.text = self.base
 
@@ -157,6 +146,8 @@ class _Clause:
     def _test(self, actual: Any, operand: Any) -> bool:
         if actual is None or operand is None:
             return False
+        if actual is True or actual is False:  # Python's True == 1: a boolean is not a number here
+            return self.on_bool(actual)
         try:
             return bool(self.test(actual, operand))
         except TypeError:  # e.g. a string field compared with a number: false, not a crash
@@ -308,7 +299,9 @@ class RuleSet:
 
         ``thresholds`` are the population percentiles: a live ``PopulationQuantiles`` or a
         snapshot's ``rule_thresholds``. A clause whose field is None, whose percentile is not
-        known yet, or whose types do not compare, is false.
+        known yet, or whose types do not compare, is false; a boolean is not a number (``== 1``
+        is false for ``True``), and a list field only answers ``contains`` / ``not contains``
+        (:mod:`.ops`).
 
         Hysteresis: for a segment in ``members`` (the customer's current rule segments), each
         percentile clause is held to the percentile relaxed by ``band`` points (``clv > p80``
