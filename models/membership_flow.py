@@ -19,6 +19,7 @@ MembershipFlow(entered=0, left=1, span_days=3.0)
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 
 from models.scorecard import MembershipFlow
 
@@ -52,10 +53,11 @@ class MembershipFlowLog:
         while len(self._marks) > 2 and self._marks[1][0] <= at - WEEK_S:
             self._marks.popleft()
 
-    def last_week(self) -> dict[_Key, MembershipFlow]:
+    def last_week(self, segments: Iterable[_Key] = ()) -> dict[_Key, MembershipFlow]:
         """Per segment: the entries, exits and days between the latest mark and the oldest one
         at most a week before it; empty before two marks. The span is under a week while the
-        emitter has run for less (the scorecard says so rather than extrapolate short spans)."""
+        emitter has run for less (the scorecard says so rather than extrapolate short spans).
+        ``segments`` are included with their counts, 0 and 0 when nobody entered or left them."""
         if len(self._marks) < 2:
             return {}
         latest_at, entered, left = self._marks[-1]
@@ -63,6 +65,6 @@ class MembershipFlowLog:
         if start is self._marks[-1]:
             start = self._marks[-2]  # two marks more than a week apart: the span is longer, say so
         start_at, entered0, left0 = start
-        keys = set(entered) | set(left)
+        keys = set(entered) | set(left) | set(segments)
         span_days = (latest_at - start_at) / 86_400.0
         return {key: MembershipFlow(entered[key] - entered0[key], left[key] - left0[key], span_days) for key in keys}

@@ -590,7 +590,14 @@ def segments(
     settings = Settings()
     try:
         if events is not None:
-            report = from_events(events, _parse_as_of(as_of) if as_of else _latest_event_time(events), settings.engine)
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            at = _parse_as_of(as_of) if as_of else _latest_event_time(events)
+            console = _console(stderr=True)
+            with Progress(TextColumn("replaying"), BarColumn(), TimeRemainingColumn(), console=console,
+                          transient=True, disable=not console.is_terminal) as progress:
+                task = progress.add_task("replay", total=events.stat().st_size)
+                report = from_events(events, at, settings.engine, on_bytes=lambda n: progress.advance(task, n))
         else:
             report = from_workers(url or [f"http://127.0.0.1:{settings.worker.web_port}"])
     except ConfigurationError as exc:

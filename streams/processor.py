@@ -388,7 +388,8 @@ class CustomerProcessor:
             self.flow.mark(at)
             kpis = self.populations.kpis()
             if kpis is not None:
-                figures, flows, config = kpis.figures(), self.flow.last_week(), self.pipeline.config
+                figures, config = kpis.figures(), self.pipeline.config
+                flows = self.flow.last_week((f["kind"], f["segment_id"]) for f in figures)
                 card = score(figures, config.scorecard, flows, config.value.base_currency)
                 self.metrics.segment_kpis(KpiReport(kpis, figures, card, at, flows))
 

@@ -97,13 +97,16 @@ def from_events(path: Path, as_of: float, config: EngineConfig,
     labels = {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
               "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
     first = min((c.changed_at.timestamp() for c in changes), default=as_of)
-    return SegmentsReport(kpis, week_flows(changes, as_of, first), labels, config.value.base_currency,
+    flows = week_flows(changes, as_of, first, kpis.by_segment)
+    return SegmentsReport(kpis, flows, labels, config.value.base_currency,
                           datetime.fromtimestamp(as_of, timezone.utc).isoformat(), f"replay of {path}")
 
 
-def week_flows(changes: Iterable[SegmentChange], as_of: float, first: float) -> dict[tuple[str, str], MembershipFlow]:
+def week_flows(changes: Iterable[SegmentChange], as_of: float, first: float,
+               segments: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], MembershipFlow]:
     """Entries and exits per segment among ``changes`` in the week up to ``as_of`` (a shorter span
-    when the history starts less than a week before it, at ``first``)."""
+    when the history starts less than a week before it, at ``first``); ``segments`` are included
+    with 0 and 0 when nobody entered or left them."""
     start = max(as_of - WEEK_S, first)
     entered: dict[tuple[str, str], int] = {}
     left: dict[tuple[str, str], int] = {}
@@ -117,7 +120,8 @@ def week_flows(changes: Iterable[SegmentChange], as_of: float, first: float) -> 
             key = (c.kind.value, c.segment.id)
             entered[key] = entered.get(key, 0) + 1
     span_days = (as_of - start) / 86_400.0
-    return {key: MembershipFlow(entered.get(key, 0), left.get(key, 0), span_days) for key in entered.keys() | left.keys()}
+    keys = entered.keys() | left.keys() | set(segments)
+    return {key: MembershipFlow(entered.get(key, 0), left.get(key, 0), span_days) for key in keys}
 
 
 def render(report: SegmentsReport, config: ScorecardConfig, fmt: str, width: int = 160) -> str:
