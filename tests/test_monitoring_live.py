@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -175,3 +176,32 @@ def test_injected_drift_fires_the_drift_alert(monitored: dict) -> None:
                                  if a["labels"].get("feature") in ("satisfaction", "cost_to_serve")], 60,
                         "Prometheus to fire the drift alert")
     assert firing[0]["annotations"].get("runbook")
+
+
+def test_segment_kpis_and_scorecard_reach_segments_metrics_and_the_report(monitored: dict, tmp_path: Path) -> None:
+    """A complete sweep pass gives each segment its KPIs and scorecard in /segments, the raw sums in
+    /segments/kpis, the segstream_segment_* gauges, and `segstream segments --url` renders them."""
+    worker, prometheus = monitored["worker"], monitored["prometheus"]
+    kpis = wait_until(lambda: (worker.get("/segments").get("kpis") or {}).get("segments"), 60, "KPIs of a sweep pass")
+    population = worker.get("/segments")["kpis"]["population"]
+    assert population["size"] == len({e["customer_id"] for e in monitored["events"]})
+    clusters = [k for k in kpis if k["kind"] == "cluster"]
+    assert clusters and sum(k["size"] for k in clusters) == population["size"]  # every customer is in one
+    for k in kpis:
+        assert set(k["scorecard"]["criteria"]) == {"substantial", "measurable", "accessible", "differentiable",
+                                                   "stable", "profitable"}
+        assert k["label"]
+    raw = worker.get("/segments/kpis")
+    assert raw["kpis"]["population"] and raw["currency"] == "USD"
+    shares = wait_until(lambda: prometheus.query("segstream_segment_share")["data"]["result"], 60, "KPI gauges")
+    assert {r["metric"]["segment"] for r in shares} == {k["segment_id"] for k in kpis}
+    out = tmp_path / "report.md"
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "segments", "--url", f"http://127.0.0.1:{worker.port}",
+                           "--format", "markdown", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert all(f"({k['segment_id']})" in text for k in kpis), text[:2000]
+    unreachable = subprocess.run([sys.executable, "-m", "streams.cli", "segments", "--url", f"http://127.0.0.1:{free_port()}"],
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 2 and "cannot reach the worker" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
