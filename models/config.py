@@ -222,8 +222,8 @@ class ScorecardConfig(_Config):
         0.02, ge=0, le=1, description="Substantial: the segment holds at least this share of all customers.")
     min_measurable_share: float = Field(
         0.8, ge=0, le=1, description="Measurable: at least this share of its members have every field that defines "
-        "the segment known (a rule's clause fields; a cluster's features, a placeholder such as the neutral NPS of a "
-        "customer never surveyed being unknown).")
+        "the segment known (a rule's clause fields; a cluster's value and behaviour figures, which a customer who "
+        "never bought lacks: models.pipeline.CLUSTER_DEFINING_FIELDS).")
     min_reachable_share: float = Field(
         0.5, ge=0, le=1, description="Accessible: at least this share of its members consented to at least one "
         "channel (email, sms or push; unknown consent is not consent).")

@@ -159,9 +159,12 @@ def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[
         _Table("Loyalty and reach", _LOYALTY_HEADER, loyalty_rows, 1),
         _Table("Scorecard", ["Segment", *_criterion_headers(card.get("thresholds") or {})],
                [[_Cell(names[key]), *_verdict_cells(scores[key])] for key in names if key in scores], 1),
-        _Table("Composition (share of members)", ["Segment", "Trait", "Values"],
-               [row for f in figures for row in _composition_rows(names[f["kind"], f["segment_id"]], f)], 3),
     ]
+    known = _known_traits(figures)
+    if known:  # a trait no member of any segment has (no profile events at all, say) is left out
+        tables.append(_Table("Composition (share of members)", ["Segment", "Trait", "Values"],
+                             [row for f in figures for row in _composition_rows(names[f["kind"], f["segment_id"]], f,
+                                                                                known)], 3))
     failing = [(names.get(key, key[1]), [(c, s["criteria"][c]["reason"]) for c in s["failed"]])
                for key, s in scores.items() if s["failed"]]
     notes = [(names.get(key, key[1]), c, v["note"]) for key, s in scores.items()
@@ -231,11 +234,18 @@ def _criterion_value(name: str, value: float | None) -> str:
     return f"{_pct(value)}/wk" if name == "stable" else _times(value)
 
 
-def _composition_rows(name: str, f: Mapping[str, Any]) -> list[list[_Cell]]:
-    """One row per trait; the segment's name on its first row only."""
+def _known_traits(figures: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The composition traits some member of some segment has a value of."""
+    return {trait for f in figures for trait, c in (f.get("composition") or {}).items() if c["values"] or c["other"]}
+
+
+def _composition_rows(name: str, f: Mapping[str, Any], traits: set[str]) -> list[list[_Cell]]:
+    """One row per trait of ``traits``; the segment's name on its first row only."""
     size = f.get("size") or 0
     rows: list[list[_Cell]] = []
     for trait, c in (f.get("composition") or {}).items():
+        if trait not in traits:
+            continue
         parts = [f"{v} {_pct(n / size)}" for v, n in c["values"].items()] if size else []
         if size and c["other"]:
             parts.append(f"{c['other_values']} other values {_pct(c['other'] / size)}")

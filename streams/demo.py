@@ -121,8 +121,26 @@ async def _replay(settings: Settings, events: Path, rate: float, on_produced: Ca
                 "trained on the whole history)...")
     settled = await asyncio.to_thread(wait_caught_up, settings, report.sent, halt=halt)
     if not halt.is_set():
+        on_produced(segments_report_text(settings))
         on_produced(f"caught up{settled}: from here on a segment changes only when its customer's data does "
                     "(new events; the event clock stands still until one arrives). Ctrl-C stops.")
+
+
+def segments_report_text(settings: Settings) -> str:
+    """The worker's segment KPIs and scorecard as a terminal table (what ``segstream segments`` prints)."""
+    import shutil
+
+    from schemas.errors import ConfigurationError
+    from streams.segments_report import from_workers, render
+
+    w = settings.worker
+    try:
+        report = from_workers([f"http://{w.web_host}:{w.web_port}"])
+    except ConfigurationError as exc:
+        return f"no segment KPIs to show yet: {exc}"
+    width = max(shutil.get_terminal_size((160, 40)).columns, 100)
+    return (render(report, settings.engine.scorecard, "table", width=width)
+            + "\nThe same for a marketer: segstream segments --format html --out segments.html (or markdown)")
 
 
 async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:

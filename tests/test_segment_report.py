@@ -108,3 +108,15 @@ def test_figures_are_shown_with_units() -> None:
         "200", "100.0 %", "150", "20.00", "100.0 %", "7.5:1")
     assert clv_total.strip() == "29,900" and "money in JPY" in md
     assert "| c1 | country | DE 67.0 %, AT 33.0 % |" in md  # odd i: 33 of 100 a multiple of 3
+
+
+def test_composition_shows_only_traits_someone_has() -> None:
+    kpis = SegmentKPIs(window_days=90)
+    kpis.add([("cluster", "c1")], {"clv": 10.0, "country": "DE"}, None)
+    kpis.add([("cluster", "c2")], {"clv": 20.0}, None)
+    figures = kpis.figures()
+    text = render_markdown(figures, score(figures))
+    assert "Composition" in text and "DE 100.0 %" in text and "Income band" not in text.title()
+    bare = SegmentKPIs(window_days=90)
+    bare.add([("cluster", "c1")], {"clv": 10.0}, None)
+    assert "Composition" not in render_markdown(bare.figures(), score(bare.figures()))
