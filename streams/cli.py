@@ -102,7 +102,7 @@ log = logging.getLogger("segstream")
 # No word longer than a help column is wide: rich cuts such a word off with an ellipsis.
 _PARTITIONER_HELP = ("How the {who} partitions: murmur2 (the default of Java clients and aiokafka), crc32 "
                      "(the default of librdkafka, kcat and confluent-kafka), fnv1a, or mixed (a different "
-                     "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a).")
+                     "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a, profile crc32).")
 _WEB_PORT_HELP = "Port of the worker's web API, 1-65535 (default 6066, or as the environment sets it)."
 
 
