@@ -565,8 +565,13 @@ def _loggable_field(name: str) -> str:
     head, *rest = name.split(".")
     if head not in CONTRACT_FIELDS:
         return "<unknown field>"
-    return ".".join([head, *(part if part.isdigit() or part in _NESTED_FIELDS else "<unknown field>"
-                             for part in rest)])
+    shown = [head]
+    for part in rest:  # a sender's key may hold dots itself: nothing of it after the first unknown part
+        if not (part.isdigit() or part in _NESTED_FIELDS):
+            shown.append("<unknown field>")
+            break
+        shown.append(part)
+    return ".".join(shown)
 
 
 class PassTally:
