@@ -134,3 +134,30 @@ def test_a_bad_profile_is_dead_lettered_naming_the_field_and_its_log_line_holds_
         assert metric_sum(text, "segstream_dead_letters_total", source="profile") == 7
     else:
         assert all(problems[0].error == "wrong_topic" for _, problems in letters.problems.values())
+
+
+def test_a_profile_off_its_home_partition_is_forwarded_and_applied_there_as_a_profile() -> None:
+    """A CDP connector on librdkafka's CRC32 (``--partitioner mixed``) puts profiles off home: they go
+    through the repartition topic like any input, counted under source="profile"."""
+    forwarded: list[tuple[InMessage, int]] = []
+
+    class Forwarding(Letters):
+        async def forward(self, message: InMessage, partition: int) -> None:
+            forwarded.append((message, partition))
+
+    repartition = TOPICS.name("repartition")
+    routes = {name: etype for etype, name in TOPICS.input_topics.items()} | {repartition: "repartition"}
+    table: dict[bytes, bytes] = {}
+    metrics = WorkerMetrics()
+    processor = CustomerProcessor(Pipeline(EngineConfig(), train_locally=False), table, Forwarding(),
+                                  WorkerClock("event"), SampleForwarder(), metrics, routes, home=lambda _key: 1)
+    raw = orjson.dumps(profile("p1", country="AT"))
+    asyncio.run(processor.handle_batch([InMessage(PROFILE, 0, 7, b"c-1", raw)]))
+    assert [(m.topic, m.offset, partition) for m, partition in forwarded] == [(PROFILE, 7, 1)]
+    assert table == {}  # not applied off home
+    asyncio.run(processor.handle_batch([InMessage(PROFILE, 0, 7, b"c-1", raw, forwarded=True,
+                                                  delivered_on=(repartition, 1))]))
+    assert CustomerState.from_bytes(table[b"c-1"]).traits["country"][1] == "AT"
+    text = _latest(metrics)
+    assert metric_sum(text, "segstream_repartitioned_total", source="profile") == 1
+    assert metric_sum(text, "segstream_events_total", event_type="profile", outcome="applied") == 1
