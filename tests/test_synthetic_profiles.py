@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -196,3 +197,23 @@ def test_segstream_generate_emits_profiles_unless_told_not_to(tmp_path: Path) ->
     lines = [orjson.loads(line) for line in (tmp_path / "events.jsonl").read_bytes().splitlines()]
     assert lines == generate_population(30, seed=4).events
     assert generate(tmp_path, "--no-profiles", "--traits-out", str(tmp_path / "t.json")).returncode == 2
+
+
+def test_the_offline_replay_of_a_file_with_profiles_shows_the_ground_truth(tmp_path: Path) -> None:
+    """``segstream replay`` on profile lines mixed with the others, in any line order."""
+    pop = generate_population(120, seed=2, activity=0.3, profiles=True)
+    lines = [orjson.dumps(e) for e in pop.events]
+    random.Random(1).shuffle(lines)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "profiles.jsonl"
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(events), "--as-of", "2026-01-01T00:00:00Z",
+                           "--profiles-out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resent = sum(1 for e in pop.events if e["type"] == "profile") - len(
+        {e["event_id"] for e in pop.events if e["type"] == "profile"})
+    assert re.search(rf"\b{resent} duplicates, 0 after as-of, 0 invalid", done.stderr), done.stderr
+    profiles = {p["customer_id"]: p for p in map(orjson.loads, out.read_bytes().splitlines())}
+    assert set(profiles) == set(pop.traits)
+    for cid, traits in pop.traits.items():
+        assert {name: profiles[cid][name] for name in TRAIT_NAMES} == {name: traits.get(name) for name in TRAIT_NAMES}
