@@ -22,7 +22,7 @@ from streams.fixups.prometheus_histogram import observe_many
 # ``*_created`` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
 
-EVENT_TYPES = ("purchase", "engagement", "feedback")
+EVENT_TYPES = ("purchase", "engagement", "feedback", "profile")
 OUTCOMES = ("applied", "duplicate", "invalid", "rejected", "erased")
 NONE = "none"  # the "from" of an entry and the "to" of an exit
 

@@ -103,7 +103,7 @@ log = logging.getLogger("segstream")
 # No word longer than a help column is wide: rich cuts such a word off with an ellipsis.
 _PARTITIONER_HELP = ("How the {who} partitions: murmur2 (the default of Java clients and aiokafka), crc32 "
                      "(the default of librdkafka, kcat and confluent-kafka), fnv1a, or mixed (a different "
-                     "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a).")
+                     "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a, profile crc32).")
 _WEB_PORT_HELP = "Port of the worker's web API, 1-65535 (default 6066, or as the environment sets it)."
 
 
@@ -703,19 +703,27 @@ def generate(
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same events."),
     activity: float = typer.Option(1.0, min=0.01, help="Scales purchase and engagement rates."),
     personas_out: Optional[Path] = typer.Option(None, help="Write customer_id -> persona (ground truth) here."),
+    profiles: bool = typer.Option(True, "--profiles/--no-profiles",
+                                  help="Profile events (traits that go with the personas) besides the behaviour; "
+                                       "--no-profiles: the behaviour events alone, as before profiles existed."),
+    traits_out: Optional[Path] = typer.Option(None, help="Write customer_id -> final traits (ground truth) here."),
 ) -> None:
     """Generate a synthetic population with known personas as contract events (sorted by time)."""
     import orjson
 
     from models.synthetic import generate_population, iter_jsonl
 
-    _writable_outputs(out=out, personas_out=personas_out)
+    if traits_out and not profiles:
+        raise typer.BadParameter("there are no traits without profiles", param_hint="--traits-out")
+    _writable_outputs(out=out, personas_out=personas_out, traits_out=traits_out)
     started = time.monotonic()
-    pop = generate_population(customers, seed=seed, activity=activity)
+    pop = generate_population(customers, seed=seed, activity=activity, profiles=profiles)
     with out.open("wb") as f:
         f.writelines(iter_jsonl(pop.events))
     if personas_out:
         personas_out.write_bytes(orjson.dumps(pop.personas))
+    if traits_out:
+        traits_out.write_bytes(orjson.dumps(pop.traits))
     typer.echo(f"{len(pop.events)} events for {customers} customers up to {pop.end_iso} -> {out} "
                f"({time.monotonic() - started:.1f}s)", err=True)
 

@@ -119,7 +119,7 @@ def _topics(rt: Runtime) -> dict[str, Any]:
     inputs = {etype: name if name in consumed else "" for etype, name in topics.inputs.items()}
     names = {
         "PURCHASES": inputs["purchase"], "ENGAGEMENTS": inputs["engagement"],
-        "FEEDBACK": inputs["feedback"], "SEGMENT_CHANGES": topics.segment_changes.get_topic_name(),
+        "FEEDBACK": inputs["feedback"], "PROFILE": inputs["profile"], "SEGMENT_CHANGES": topics.segment_changes.get_topic_name(),
         "DEAD_LETTER": topics.dead_letter.get_topic_name(), "ERASURES": topics.erasures.get_topic_name(),
         "REEVALUATE": topics.reevaluate.get_topic_name(), "REPARTITION": topics.repartition.get_topic_name(),
         "TRAINER_SAMPLES": topics.trainer_samples.get_topic_name(),

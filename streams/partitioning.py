@@ -69,10 +69,12 @@ PARTITIONERS: dict[str, Partitioner] = {
 }
 
 
-#: ``mixed``: the partitioner of each input topic's producers, by event type. Three teams, three
+#: ``mixed``: the partitioner of each input topic's producers, by event type. Four teams, three
 #: clients: a Java/aiokafka service writes purchases, a confluent-kafka one engagements, a Sarama
-#: (or librdkafka ``fnv1a``) one feedback; every customer then has messages off its home partition.
-MIXED_PARTITIONERS: dict[str, str] = {"purchase": "murmur2", "engagement": "crc32", "feedback": "fnv1a"}
+#: (or librdkafka ``fnv1a``) one feedback, and the CDP's connector (librdkafka's default, CRC32)
+#: profile updates; every customer then has messages off its home partition.
+MIXED_PARTITIONERS: dict[str, str] = {"purchase": "murmur2", "engagement": "crc32", "feedback": "fnv1a",
+                                      "profile": "crc32"}
 
 
 def partitioner_for(name: str, event_type: str) -> Partitioner:
@@ -82,8 +84,8 @@ def partitioner_for(name: str, event_type: str) -> Partitioner:
 
     >>> partitioner_for("crc32", "purchase") is crc32_partition
     True
-    >>> [partitioner_for("mixed", t).__name__ for t in ("purchase", "engagement", "feedback")]
-    ['home_partition', 'crc32_partition', 'fnv1a_partition']
+    >>> [partitioner_for("mixed", t).__name__ for t in ("purchase", "engagement", "feedback", "profile")]
+    ['home_partition', 'crc32_partition', 'fnv1a_partition', 'crc32_partition']
     """
     if name not in PARTITIONER_CHOICES:
         raise ConfigurationError(f"unknown partitioner {name!r}; expected one of {', '.join(PARTITIONER_CHOICES)}")

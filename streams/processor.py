@@ -1,6 +1,6 @@
 """What the customer agent does with each message: the adapter between Kafka and the pure engine.
 
-One agent (concurrency 1) consumes every per-customer topic: the three event types, erase
+One agent (concurrency 1) consumes every per-customer topic: the four event types, erase
 requests, the sweep's re-evaluation batches and the repartition topic. One agent, not one per
 topic, because they all read-modify-write the same table entry: two agents would interleave at
 their ``await`` points and lose updates.
@@ -69,7 +69,16 @@ from streams.write_behind import StateStore
 from monitoring.metrics import KpiReport, WorkerMetrics
 from schemas.erasure import parse_erasure
 from schemas.internal import parse_reevaluation
-from schemas.events import CONTRACT_FIELDS, AnyEvent, EventValidationError, FieldProblem, parse_event
+from schemas.events import (
+    CONTRACT_FIELDS,
+    AnyEvent,
+    Consent,
+    EVENT_TYPES,
+    EventValidationError,
+    FieldProblem,
+    ProfileEvent,
+    parse_event,
+)
 from schemas.segment_change import SegmentChange
 from streams.clock import WorkerClock
 from streams.watermark import InputWatermark
@@ -544,14 +553,45 @@ class CustomerProcessor:
         self.metrics.dead_letters[source_type].inc()
         # No payload or customer id in the log: the dead-letter topic has them, logs are for ops.
         # Field names outside the contract are the sender's text: not logged either.
-        summary = "; ".join(f"{_loggable_field(p.field)}: {p.message}" for p in problems)
+        summary = "; ".join(_loggable_problem(p, source_type) for p in problems)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, summary[:300])
 
 
+#: The fields only a profile event has: its traits. A reason given for one may quote the value
+#: ("'de' is not an ISO 3166-1 alpha-2 country code", an acquisition cost the rates cannot value):
+#: traits are never logged, so for these only the field and the error code are.
+_OTHER_FIELDS = frozenset({"key", "type"}).union(*(cls.model_fields for name, cls in EVENT_TYPES.items()
+                                                   if name != "profile"))
+TRAIT_FIELDS = frozenset(ProfileEvent.model_fields) - _OTHER_FIELDS
+#: Names that may follow a contract field in a problem's path (``consent.email``, ``interests.3``).
+_NESTED_FIELDS = frozenset(Consent.model_fields)
+
+
+def _loggable_problem(problem: FieldProblem, source_type: str) -> str:
+    """``field: reason`` for the log; ``field: <error code>`` for a trait field, and for anything
+    but the fields every contract shares (key, ids, timestamp, currency...) of a profile event: the
+    reason could quote a trait. The dead letter keeps the reason."""
+    head = problem.field.split(".")[0]
+    if head in TRAIT_FIELDS or (source_type == "profile" and head not in _OTHER_FIELDS):
+        return f"{_loggable_field(problem.field)}: <{problem.error}>"
+    return f"{_loggable_field(problem.field)}: {problem.message}"
+
+
 def _loggable_field(name: str) -> str:
+    """``name`` as the log shows it: a contract field's path, else ``<unknown field>`` (a name
+    outside the contract is the sender's text, and may be anything: a profile's consent key, say)."""
     if not name:
         return "<message>"
-    return name if name.split(".")[0] in CONTRACT_FIELDS else "<unknown field>"
+    head, *rest = name.split(".")
+    if head not in CONTRACT_FIELDS:
+        return "<unknown field>"
+    shown = [head]
+    for part in rest:  # a sender's key may hold dots itself: nothing of it after the first unknown part
+        if not (part.isdigit() or part in _NESTED_FIELDS):
+            shown.append("<unknown field>")
+            break
+        shown.append(part)
+    return ".".join(shown)
 
 
 class PassTally:

@@ -50,6 +50,7 @@ class TopicSettings(_Section):
     purchases: str = "purchases"
     engagements: str = "engagements"
     feedback: str = "feedback"
+    profile: str = Field("profile", description="Profile updates: a customer's traits (schemas.events.ProfileEvent).")
     segment_changes: str = "segment-changes"
     dead_letter: str = "dead-letter"
     erasures: str = Field("erasures", description="Erase requests (key = customer_id).")
@@ -69,6 +70,7 @@ class TopicSettings(_Section):
             "purchase": self.name("purchases"),
             "engagement": self.name("engagements"),
             "feedback": self.name("feedback"),
+            "profile": self.name("profile"),
         }
 
 

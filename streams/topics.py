@@ -1,7 +1,7 @@
 """Topic declarations. Every topic carries raw bytes: we validate with pydantic ourselves because
 faust's Record decoding is slower and its errors do not name fields for the dead-letter topic.
 
-Per-customer topics (the three inputs, erase requests, re-evaluation batches and the repartition
+Per-customer topics (the four inputs, erase requests, re-evaluation batches and the repartition
 topic) share one partition count and the customer id as key, so they are co-partitioned with the
 customer table: partition p of each lands on the worker that owns partition p of the table.
 Producers may partition the inputs with any hash; what arrives off its customer's home partition

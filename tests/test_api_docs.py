@@ -49,3 +49,25 @@ def test_every_field_of_the_readiness_document_is_documented() -> None:
     assert doc["trainer_status"] is not None and "pending_updates" in doc["trainer_status"]
     documented = set(re.findall(r"`([a-z_]+)`", endpoint_row("GET /ready")))
     assert keys(doc) - documented == set()
+
+
+def test_every_profile_trait_field_of_the_customer_document_is_documented() -> None:
+    """The traits and the fields made from them (issue #21), in docs/integration.md's customer lookups."""
+    import orjson
+
+    from models.state import CustomerState
+    from models.traits import TRAIT_NAMES
+    from schemas.events import parse_event
+
+    pipeline = Pipeline(EngineConfig())
+    state = CustomerState("c1")
+    state.apply(parse_event(orjson.dumps({"type": "profile", "event_id": "p1", "customer_id": "c1",
+                                          "timestamp": "2026-01-01T00:00:00Z", "country": "DE"})),
+                EngineConfig().value)
+    doc = pipeline.profile(state, 1_767_225_600.0)
+    fields = {*TRAIT_NAMES, "age", "reachable", "cluster", "recent_spend", "recent_spend_days", "bought_in_period",
+              "bought_in_previous_period"}
+    assert fields <= set(doc)
+    text = (ROOT / "docs/integration.md").read_text()
+    section = text[text.index("## Customer lookups"):]
+    assert {f for f in fields if f"`{f}`" not in section} == set()

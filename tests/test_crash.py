@@ -14,9 +14,10 @@ from streams.partitioning import crc32_partition, fnv1a_partition, home_partitio
 
 
 def test_mixed_partitioner_is_one_per_input_topic() -> None:
-    assert [partitioner_for("mixed", etype) for etype in ("purchase", "engagement", "feedback")] == [
-        home_partition, crc32_partition, fnv1a_partition]
-    assert {partitioner_for("fnv1a", etype) for etype in ("purchase", "engagement", "feedback")} == {fnv1a_partition}
+    types = ("purchase", "engagement", "feedback", "profile")
+    assert [partitioner_for("mixed", etype) for etype in types] == [
+        home_partition, crc32_partition, fnv1a_partition, crc32_partition]
+    assert {partitioner_for("fnv1a", etype) for etype in types} == {fnv1a_partition}
     with pytest.raises(ValueError, match="unknown event type"):
         partitioner_for("mixed", "erasure")
 
@@ -26,7 +27,7 @@ def test_plan_takes_a_known_partitioner_and_the_report_states_it_first() -> None
     with pytest.raises(ValueError, match="unknown partitioner 'round_robin'"):
         CrashPlan(partitioner="round_robin")  # type: ignore[arg-type]
     report = CrashReport(events=10, customers=2, partitioner=CrashPlan(partitioner="mixed").partitioner)
-    assert report.lines()[0] == "partitioner: mixed (purchase: murmur2, engagement: crc32, feedback: fnv1a)"
+    assert report.lines()[0] == "partitioner: mixed (purchase: murmur2, engagement: crc32, feedback: fnv1a, profile: crc32)"
     assert CrashReport(events=10, customers=2).lines()[0] == "partitioner: murmur2"
 
 

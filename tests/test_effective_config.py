@@ -56,7 +56,7 @@ def changed_settings(bootstrap: str, prefix: str, data_dir: Path) -> dict[str, t
     topics = {
         "PREFIX": (prefix, prefix), "PARTITIONS": ("3", 3), "REPLICATION_FACTOR": ("1", 1),  # one broker
         **{name.upper(): (f"my-{name}", f"my-{name}") for name in (
-            "purchases", "engagements", "feedback", "segment_changes", "dead_letter", "erasures", "reevaluate",
+            "purchases", "engagements", "feedback", "profile", "segment_changes", "dead_letter", "erasures", "reevaluate",
             "repartition", "trainer_samples", "model_snapshots")},
     }
     return {"KAFKA_BOOTSTRAP_SERVERS": (bootstrap, None), **{W + k: v for k, v in worker.items()},

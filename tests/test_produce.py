@@ -94,7 +94,7 @@ def test_each_skipped_jsonl_line_says_what_is_wrong_with_it(tmp_path: Path) -> N
         3: f"not JSON: trailing comma is not allowed at column {comma_at}",
         4: "not JSON: unexpected end of data at column 41",
         5: "not a JSON object but an array",
-        6: "unknown 'type' 'refund' (expected purchase, engagement, feedback)",
+        6: "unknown 'type' 'refund' (expected purchase, engagement, feedback, profile)",
         7: "no 'type'",
         8: "no 'customer_id'",
         9: "'customer_id' is a number, not a string",
@@ -190,7 +190,8 @@ def test_topic_partitioners_mixed_uses_one_per_input_topic() -> None:
     assert topic_partitioners("crc32", topics) == {topic: crc32_partition for topic in topics.values()}
     assert topic_partitioners("mixed", topics) == {topics["purchase"]: home_partition,
                                                    topics["engagement"]: crc32_partition,
-                                                   topics["feedback"]: fnv1a_partition}
+                                                   topics["feedback"]: fnv1a_partition,
+                                                   topics["profile"]: crc32_partition}
 
 
 @pytest.mark.kafka
@@ -201,7 +202,7 @@ def test_produce_with_partitioner_crc32_puts_each_message_on_crc32_of_its_key(
     done = produce_cli(kafka_bootstrap, unique_prefix, "--partitioner", "crc32", str(write_events(tmp_path)))
 
     assert done.returncode == 0, done.stderr
-    assert f"sent {3 * len(KEYS)} events (jsonl)" in done.stdout
+    assert f"sent {len(MIXED_PARTITIONERS) * len(KEYS)} events (jsonl)" in done.stdout
     for topic in settings.topics.input_topics.values():
         assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), crc32_partition, settings.topics.partitions)
 
@@ -218,7 +219,7 @@ def test_produce_with_partitioner_mixed_uses_each_topics_partitioner_over_its_re
 
     report = run(produce_file(settings, write_events(tmp_path), "jsonl", partitioner="mixed"))
 
-    assert report.sent == 3 * len(KEYS) and report.skipped == []
+    assert report.sent == len(MIXED_PARTITIONERS) * len(KEYS) and report.skipped == []
     for etype, topic in topics.items():
         expected = PARTITIONERS[MIXED_PARTITIONERS[etype]]
         assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), expected, 6)

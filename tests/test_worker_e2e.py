@@ -82,7 +82,7 @@ def matches_truth(profile: dict, state: CustomerState) -> bool:
 
 
 def to_messages(prefix: str, events: list[dict]) -> list[tuple[str, bytes, bytes]]:
-    topic = {"purchase": "purchases", "engagement": "engagements", "feedback": "feedback"}
+    topic = {"purchase": "purchases", "engagement": "engagements", "feedback": "feedback", "profile": "profile"}
     return [(f"{prefix}{topic[e['type']]}", e["customer_id"].encode(), orjson.dumps(e)) for e in events]
 
 
