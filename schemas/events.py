@@ -37,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from pydantic_core import PydanticCustomError
+
 from schemas import codes
 from schemas.errors import ContractError
 from schemas.json_keys import duplicate_key, keys_may_repeat
@@ -275,7 +277,7 @@ def _one_of(values: tuple[str, ...], what: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"{value!r} is not {what}")
+            raise PydanticCustomError("code_list", "{value} is not " + what, {"value": repr(value)})
         return value
 
     return AfterValidator(check)

@@ -123,7 +123,7 @@ def test_a_bad_profile_is_dead_lettered_naming_the_field_and_its_log_line_holds_
         assert fields == {0: ["country"], 1: ["region"], 2: ["time_zone"], 3: ["consent.jane.doe@example.com"],
                           4: ["postal_code"], 5: ["interests.0"], 6: ["acquisition_cost"]}
         # The log names the field (never a sender's key) and the error; the dead letter keeps the reason.
-        assert "country: <value_error>" in lines[0] and "region: <value_error>" in lines[1]
+        assert "country: <code_list>" in lines[0] and "region: <code_list>" in lines[1]
         assert "consent.<unknown field>: <extra_forbidden>" in lines[3]
         assert "acquisition_cost: <rejected>" in lines[6]
         assert "'Qz'" in letters.problems[0][1][0].message  # the dead-letter topic has the whole reason
