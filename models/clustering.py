@@ -31,8 +31,8 @@ from river import cluster
 
 from models.config import SegmentationConfig
 
-__all__ = ["CustomerSample", "OnlineClusterer", "SampleFigures", "Scaler", "customer_hash", "in_sample",
-           "kmeans_plus_plus", "lloyd", "population_estimate", "unexplained_variance", "within_segment_objective",
+__all__ = ["CustomerSample", "OnlineClusterer", "SampleFigures", "Scaler", "customer_hash", "fill_missing",
+           "impute_missing", "in_sample", "kmeans_plus_plus", "lloyd", "population_estimate", "unexplained_variance", "within_segment_objective",
            "within_segment_partition", "within_segment_unexplained"]
 
 T = TypeVar("T")
@@ -163,7 +163,20 @@ class Scaler:
         [5.0, 2.0]
         >>> Scaler.fit(m, np.array([0, 0, 1, 1])).std.round(2).tolist()   # feature 0 separates, 1 is noise
         [0.5, 2.0]
+
+        **Missing values** (NaN: a trait feature whose trait is unknown) are ignored: the mean and
+        the standard deviations are over the customers who have the feature (nan-aware), and
+        :meth:`transform` imputes the standardised value 0, the mean, so a customer whose trait is
+        unknown is pulled toward no segment by it. A matrix without NaN takes exactly the
+        arithmetic it always took.
+
+        >>> m = np.array([[0.0, 1.0], [0.2, 3.0], [10.0, np.nan], [10.2, np.nan]])
+        >>> s = Scaler.fit(m)
+        >>> s.mean.round(2).tolist(), s.std.round(2).tolist(), s.transform(m)[:, 1].tolist()
+        ([5.1, 2.0], [5.0, 1.0], [-1.0, 1.0, 0.0, 0.0])
         """
+        if np.isnan(matrix).any():
+            return cls._fit_missing(matrix, segments, floor)
         std = matrix.std(axis=0)
         std = np.where(std > 1e-9, std, 1.0)
         if segments is None or len(segments) != len(matrix) or len(matrix) == 0:
@@ -175,11 +188,54 @@ class Scaler:
         within = np.sqrt(within / len(matrix))
         return cls(matrix.mean(axis=0), np.maximum(within, floor * std))
 
+    @classmethod
+    def _fit_missing(cls, matrix: np.ndarray, segments: np.ndarray | None, floor: float) -> "Scaler":
+        """:meth:`fit` over the known values of each feature (a feature nobody has: mean 0, std 1)."""
+        known = ~np.isnan(matrix)
+        count = known.sum(axis=0)
+        filled = np.where(known, matrix, 0.0)
+        mean = np.divide(filled.sum(axis=0), count, out=np.zeros(matrix.shape[1]), where=count > 0)
+        dev = np.where(known, matrix - mean, 0.0)
+        std = np.sqrt(np.divide((dev ** 2).sum(axis=0), count, out=np.zeros(matrix.shape[1]), where=count > 0))
+        std = np.where(std > 1e-9, std, 1.0)
+        if segments is None or len(segments) != len(matrix) or len(matrix) == 0:
+            return cls(mean, std)
+        within = np.zeros(matrix.shape[1])
+        for j in np.unique(segments):
+            rows, have = filled[segments == j], known[segments == j]
+            n = have.sum(axis=0)
+            seg_mean = np.divide(rows.sum(axis=0), n, out=np.zeros(matrix.shape[1]), where=n > 0)
+            within += (np.where(have, rows - seg_mean, 0.0) ** 2).sum(axis=0)
+        within = np.sqrt(np.divide(within, count, out=np.zeros(matrix.shape[1]), where=count > 0))
+        return cls(mean, np.maximum(within, floor * std))
+
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.std
+        """Standardise ``x``; a missing value (NaN) becomes 0, the mean (see :meth:`fit`)."""
+        return impute_missing((x - self.mean) / self.std)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         return z * self.std + self.mean
+
+
+def impute_missing(z: np.ndarray) -> np.ndarray:
+    """Standardised values with each missing one (NaN) set to 0, the population mean: an unknown
+    trait pulls a customer toward no segment. ``z`` itself (unchanged) when nothing is missing."""
+    missing = np.isnan(z)
+    return np.where(missing, 0.0, z) if missing.any() else z
+
+
+def fill_missing(matrix: np.ndarray) -> np.ndarray:
+    """Raw features with each missing value (NaN) set to its column's mean over the known values
+    (0 for a column nobody has): what the partition criteria (:func:`within_segment_objective`,
+    :func:`within_segment_partition`) and the drift detectors read, which take complete rows.
+    ``matrix`` itself when nothing is missing."""
+    missing = np.isnan(matrix)
+    if not missing.any():
+        return matrix
+    known = (~missing).sum(axis=0)
+    mean = np.divide(np.where(missing, 0.0, matrix).sum(axis=0), known, out=np.zeros(matrix.shape[1]),
+                     where=known > 0)
+    return np.where(missing, mean, matrix)
 
 
 def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

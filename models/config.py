@@ -12,6 +12,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.traits import CLUSTERING_TRAITS
 from schemas.errors import ConfigurationError
 
 
@@ -192,7 +193,27 @@ class SegmentationConfig(_Config):
                                 "far apart on it (a feature on which the customer is average explains nothing).")
     retired_labels_kept: int = Field(1000, ge=0, description="Labels of retired segment ids kept in each snapshot "
                                      "(a change leaving one names it); the oldest go first. 30 bytes each.")
+    trait_features: tuple[str, ...] = Field(
+        (), description="Traits added as clustering features after the nine behaviour features, in this order "
+        f"(a JSON list; default none: segments as on behaviour and value alone). Offered: {', '.join(CLUSTERING_TRAITS)}. "
+        "age: years as of the evaluation time (calendar year minus birth_year); household_size as is; income_band, "
+        "education and company_size: their rank 0..k-1 in the contract's order (schemas.events). A customer whose "
+        "trait is unknown is standardised to 0 (the sample's mean): it pulls them toward no segment. Categorical "
+        "traits such as country are not offered (docs/segmentation.md, section 3). Changing the list starts a new "
+        "model (new segment ids).")
     seed: int = 42
+
+    @field_validator("trait_features")
+    @classmethod
+    def _offered_traits(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [n for n in names if n not in CLUSTERING_TRAITS]
+        if bad:
+            raise ConfigurationError(
+                f"trait_features: {', '.join(map(str, bad))} cannot be clustering features; offered: "
+                f"{', '.join(CLUSTERING_TRAITS)} (categorical traits such as country are not: docs/segmentation.md)")
+        if len(set(names)) != len(names):
+            raise ConfigurationError("trait_features: a trait is listed twice")
+        return tuple(names)
 
 
 class ReplayConfig(_Config):

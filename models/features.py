@@ -22,6 +22,24 @@ coordinates read as "standard deviations above or below the population".
 >>> v = feature_vector(CustomerState("c"), 0.0, pinned_valuation(ValueConfig()), ValueConfig())
 >>> dict(zip(FEATURES, v))["recency"] == math.log1p(NEVER_BOUGHT_DAYS)
 True
+
+**Trait features** (``SegmentationConfig.trait_features``, none by default) are appended after
+these nine, in the configured order, from the closed set :data:`TRAIT_FEATURES`:
+
+| feature | encoding |
+|---|---|
+| age | years as of the evaluation time: its calendar year (UTC) minus ``birth_year`` (as the profile's ``age``) |
+| household_size | as is |
+| income_band, education, company_size | rank 0..k-1 in the enum's order in schemas.events (lowest first) |
+
+An unknown (or cleared) trait is NaN here: :meth:`models.clustering.Scaler.fit` ignores it
+(nan-aware mean and standard deviation) and the standardisation imputes 0, the sample's mean, so
+a customer whose trait is unknown is pulled toward no segment by it.
+
+>>> b = FeatureBasis(traits=(1990, None, "high", None, None))
+>>> v = vector_at(b, 1767225600.0, pinned_valuation(ValueConfig()), ValueConfig(), ("age", "income_band", "education"))
+>>> v[len(FEATURES):]
+[36.0, 4.0, nan]
 """
 
 from __future__ import annotations
@@ -29,13 +47,17 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
 
 import numpy as np
 
 from models.config import ValueConfig
 from models.decay import decay_factor
 from models.state import SECONDS_PER_DAY, CustomerState, utc_day
+from models.traits import CLUSTERING_TRAITS
 from models.valuation import Valuation
+from schemas.events import CompanySize, Education, IncomeBand
 
 FEATURES: tuple[str, ...] = (
     "value", "frequency", "recency", "p_alive", "order_value", "engagement", "satisfaction",
@@ -44,6 +66,27 @@ FEATURES: tuple[str, ...] = (
 NEVER_BOUGHT_DAYS = 1000.0
 NEUTRAL_NPS = 7.0
 _NEVER = math.log1p(NEVER_BOUGHT_DAYS)
+
+#: Traits that can be clustering features (``SegmentationConfig.trait_features``), appended after
+#: :data:`FEATURES` in the configured order (see the module's docstring for their encodings).
+TRAIT_FEATURES: tuple[str, ...] = CLUSTERING_TRAITS
+#: The rank of each value of an ordinal trait feature: 0..k-1 in the contract's order, lowest first.
+ORDINAL_RANKS: dict[str, dict[str, int]] = {
+    "income_band": {m.value: rank for rank, m in enumerate(IncomeBand)},
+    "education": {m.value: rank for rank, m in enumerate(Education)},
+    "company_size": {m.value: rank for rank, m in enumerate(CompanySize)},
+}
+#: The traits a basis carries (``FeatureBasis.traits``), one per :data:`TRAIT_FEATURES` entry.
+BASIS_TRAITS: tuple[str, ...] = ("birth_year", "household_size", "income_band", "education", "company_size")
+
+
+def features_with(trait_features: Sequence[str] = ()) -> tuple[str, ...]:
+    """The clustering features with ``trait_features`` appended (:data:`FEATURES` without any).
+
+    >>> features_with(("income_band",))[len(FEATURES):]
+    ('income_band',)
+    """
+    return FEATURES + tuple(trait_features)
 
 
 
@@ -78,23 +121,42 @@ class FeatureBasis:
     # a segment by its members, not by the customers its centre happens to be nearest to: with
     # margin and dwell the two differ (docs/segmentation.md, "What a segment's figures are over").
     segment: str | None = None
+    # The raw values of BASIS_TRAITS (None each when unknown), carried only when trait features are
+    # configured or in force: None otherwise, and then absent from the wire (to_list) as before
+    # the field existed. A basis from an older worker has none: its trait features are missing.
+    traits: tuple[Any, ...] | None = None
 
     @property
     def answered_nps(self) -> bool:
         return self.nps_known if self.nps_known is not None else self.satisfaction != NEUTRAL_NPS
 
     def to_list(self) -> list:
-        return list(_basis_fields(self))  # every evaluated sampled customer is sent to the trainer
+        # every evaluated sampled customer is sent to the trainer
+        values = _core_fields(self)
+        return list(values) if self.traits is None else [*values, list(self.traits)]
 
     @classmethod
     def from_list(cls, values: list) -> "FeatureBasis":
-        return cls(*values)
+        """The basis :meth:`to_list` wrote; fields this version does not know (a newer worker's,
+        appended at the end) are ignored, and missing ones (an older worker's) take their defaults."""
+        basis = cls(*values[:_N_FIELDS])
+        if basis.traits is not None:
+            object.__setattr__(basis, "traits", tuple(basis.traits) if isinstance(basis.traits, list | tuple) else None)
+        return basis
 
 
-_basis_fields = operator.attrgetter(*FeatureBasis.__slots__)  # one C call instead of a getattr per field
+_N_FIELDS = len(FeatureBasis.__slots__)
+# every field but traits, in order: one C call instead of a getattr per field
+_core_fields = operator.attrgetter(*FeatureBasis.__slots__[:-1])
 
 
-def basis_of(state: CustomerState, config: ValueConfig) -> FeatureBasis:
+def _held_traits(state: CustomerState) -> tuple[Any, ...]:
+    held = state.traits
+    return tuple(held[n][1] if n in held else None for n in BASIS_TRAITS)
+
+
+def basis_of(state: CustomerState, config: ValueConfig, traits: bool = False) -> FeatureBasis:
+    """The customer's basis now; ``traits``: carry the traits trait features are computed from."""
     fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
     eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
     ref = state.last_event_ts or 0.0
@@ -109,11 +171,62 @@ def basis_of(state: CustomerState, config: ValueConfig) -> FeatureBasis:
         order_value=state.average_order_value, engagement=engagement, engagement_ref=ref,
         satisfaction=satisfaction, service_load=state.service_load.value, service_ref=state.service_load.ref,
         purchase_count=state.purchase_count, total_spend=state.total_spend, nps_known=weights > 1e-9,
+        traits=_held_traits(state) if traits else None,
     )
 
 
-def vector_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
-    """The features of basis ``b`` as of ``now`` (epoch seconds), in :data:`FEATURES` order."""
+def _year(ts: float) -> int:
+    return datetime.fromtimestamp(ts, timezone.utc).year
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return math.nan
+    return float(value)
+
+
+def trait_value(name: str, raw: Any, year: int) -> float:
+    """Trait feature ``name`` of the basis trait value ``raw`` in calendar year ``year``: NaN when
+    unknown (or not a value the contract allows).
+
+    >>> trait_value("age", 1990, 2026), trait_value("income_band", "low", 2026), trait_value("education", "?", 2026)
+    (36.0, 0.0, nan)
+    """
+    if raw is None:
+        return math.nan
+    if name == "age":
+        age = year - _number(raw)
+        return age if age >= 0 else math.nan
+    if name == "household_size":
+        return _number(raw)
+    rank = ORDINAL_RANKS[name].get(raw) if isinstance(raw, str) else None
+    return math.nan if rank is None else float(rank)
+
+
+def trait_row(b: FeatureBasis, now: float, traits: Sequence[str]) -> list[float]:
+    """The trait features ``traits`` of basis ``b`` as of ``now``; NaN each when unknown."""
+    held = b.traits
+    if held is None:
+        return [math.nan] * len(traits)
+    year = _year(now) if "age" in traits else 0
+    out = []
+    for name in traits:
+        k = TRAIT_FEATURES.index(name)
+        out.append(trait_value(name, held[k] if k < len(held) else None, year))
+    return out
+
+
+def vector_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueConfig,
+              traits: Sequence[str] = ()) -> list[float]:
+    """The features of basis ``b`` as of ``now`` (epoch seconds), in :data:`FEATURES` order, then
+    the trait features ``traits`` (NaN where unknown)."""
+    row = _behaviour_at(b, now, valuation, config)
+    if traits:
+        row += trait_row(b, now, traits)
+    return row
+
+
+def _behaviour_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
     eng_hl = config.engagement_half_life_days * SECONDS_PER_DAY
     fb_hl = config.feedback_half_life_days * SECONDS_PER_DAY
     engagement = b.engagement * decay_factor(now - b.engagement_ref, eng_hl)
@@ -137,13 +250,24 @@ def vector_at(b: FeatureBasis, now: float, valuation: Valuation, config: ValueCo
 
 
 def matrix_at(bases: list[FeatureBasis], now: float | np.ndarray, valuation: Valuation,
-              config: ValueConfig) -> np.ndarray:
-    """Features of many bases as of ``now`` (one row each, in :data:`FEATURES` order); vectorised
-    for training rounds and batch evaluation. ``now``: epoch seconds, one time for every row or an
-    array of one time per row (a batch evaluates each customer as of its own time)."""
+              config: ValueConfig, traits: Sequence[str] = ()) -> np.ndarray:
+    """Features of many bases as of ``now`` (one row each, in :data:`FEATURES` order, then the trait
+    features ``traits``, NaN where unknown); vectorised for training rounds and batch evaluation.
+    ``now``: epoch seconds, one time for every row or an array of one time per row (a batch
+    evaluates each customer as of its own time). Row for row the same as :func:`vector_at`."""
+    behaviour = _behaviour_matrix(bases, now, valuation, config)
+    if not traits:
+        return behaviour
+    times = now if isinstance(now, np.ndarray) else np.full(len(bases), now, dtype=float)
+    extra = np.array([trait_row(b, float(t), traits) for b, t in zip(bases, times)], dtype=float)
+    return np.hstack([behaviour, extra.reshape(len(bases), len(traits))])
+
+
+def _behaviour_matrix(bases: list[FeatureBasis], now: float | np.ndarray, valuation: Valuation,
+                      config: ValueConfig) -> np.ndarray:
     if not bases:
         return np.empty((0, len(FEATURES)))
-    cols = np.array([b.to_list() for b in bases], dtype=object)
+    cols = np.array([_core_fields(b) for b in bases], dtype=object)
     bought = np.array([b.first_day is not None for b in bases])
     x = cols[:, 0].astype(float)
     t_x = cols[:, 1].astype(float)
@@ -205,9 +329,11 @@ def profiles_at(bases: list[FeatureBasis], matrix: np.ndarray) -> list[dict[str,
     return out
 
 
-def feature_vector(state: CustomerState, now: float, valuation: Valuation, config: ValueConfig) -> list[float]:
-    """The customer's features as of ``now`` (epoch seconds), in :data:`FEATURES` order."""
-    return vector_at(basis_of(state, config), now, valuation, config)
+def feature_vector(state: CustomerState, now: float, valuation: Valuation, config: ValueConfig,
+                   traits: Sequence[str] = ()) -> list[float]:
+    """The customer's features as of ``now`` (epoch seconds), in :data:`FEATURES` order, then the
+    trait features ``traits``."""
+    return vector_at(basis_of(state, config, traits=bool(traits)), now, valuation, config, traits)
 
 
 #: Features that exist only for a customer who bought (a never-buyer's recency of 1000 days or
@@ -217,13 +343,15 @@ _UNSCALED = ("p_alive", "satisfaction")
 
 
 def raw_feature_value(name: str, value: float) -> float:
-    """Undo the log scaling for explanations (e.g. 'recency 42 days')."""
-    return value if name in _UNSCALED else math.expm1(value)
+    """Undo the log scaling for explanations (e.g. 'recency 42 days'); a trait feature is as is
+    (age in years, household size, an ordinal's rank)."""
+    return value if name in _UNSCALED or name in TRAIT_FEATURES else math.expm1(value)
 
 
 def raw_matrix(matrix: np.ndarray) -> np.ndarray:
-    """:func:`raw_feature_value` for a whole feature matrix (n x len(FEATURES)), in feature units:
-    CLV and order value in the base currency, recency and tenure in days, P(alive) and NPS as is.
+    """:func:`raw_feature_value` for a whole feature matrix (n x len(FEATURES), then any trait
+    features), in feature units: CLV and order value in the base currency, recency and tenure in
+    days, P(alive) and NPS as is, trait features as is.
 
     >>> raw_matrix(np.array([[math.log1p(99.0)] + [0.5] * 8]))[0, :4].round(3).tolist()
     [99.0, 0.649, 0.649, 0.5]
@@ -232,11 +360,14 @@ def raw_matrix(matrix: np.ndarray) -> np.ndarray:
     for name in _UNSCALED:
         i = FEATURES.index(name)
         out[:, i] = matrix[:, i]
+    if matrix.shape[1] > len(FEATURES):
+        out[:, len(FEATURES):] = matrix[:, len(FEATURES):]
     return out
 
 
 def known_features(bought: bool, answered_nps: bool) -> frozenset[str]:
-    """The features that carry a figure of this customer (placeholders left out).
+    """The behaviour features that carry a figure of this customer (placeholders left out). Trait
+    features are never among them: they explain no change (``drivers``; see docs/segmentation.md).
 
     >>> sorted(known_features(bought=False, answered_nps=False))
     ['cost_to_serve', 'engagement']

@@ -136,8 +136,9 @@ class Pipeline:
         evaluation that decides nothing leaves the state as it was (the sweep writes nothing)."""
         if state.evaluated_at is not None and now < state.evaluated_at:
             now = state.evaluated_at
-        basis = basis_of(state, self.config.value)
-        return self._decide(state, basis, vector_at(basis, now, self.values.valuation, self.config.value), now)
+        traits = self._vector_traits()
+        basis = basis_of(state, self.config.value, traits=self._carry_traits(traits))
+        return self._decide(state, basis, vector_at(basis, now, self.values.valuation, self.config.value, traits), now)
 
     def evaluate_many(self, states: Sequence[CustomerState], nows: Sequence[float]) -> list[list[SegmentChange]]:
         """:meth:`evaluate` for a batch of customers (``states[i]`` as of ``nows[i]``), with the
@@ -150,12 +151,26 @@ class Pipeline:
         at = np.array([now if s.evaluated_at is None or now >= s.evaluated_at else s.evaluated_at
                        for s, now in zip(states, nows)], dtype=float)
         value_config = self.config.value
-        bases = [basis_of(state, value_config) for state in states]
-        matrix = matrix_at(bases, at, self.values.valuation, value_config)
+        traits = self._vector_traits()
+        carry = self._carry_traits(traits)
+        bases = [basis_of(state, value_config, traits=carry) for state in states]
+        matrix = matrix_at(bases, at, self.values.valuation, value_config, traits)
         snap = self.snapshot
         distances = snap.distances_many(matrix) if snap is not None and len(snap.centroids) else None
         return [self._decide(state, basis, matrix[i], float(at[i]), None if distances is None else distances[i])
                 for i, (state, basis) in enumerate(zip(states, bases))]
+
+    def _vector_traits(self) -> tuple[str, ...]:
+        """The trait features of the model in force (its ``features`` past :data:`FEATURES`): a
+        customer is assigned in the model's own feature space, whatever this engine's configuration
+        (a worker that installed a model trained on other trait features assigns by it)."""
+        snap = self.snapshot
+        return tuple(snap.features[len(FEATURES):]) if snap is not None else ()
+
+    def _carry_traits(self, in_force: tuple[str, ...]) -> bool:
+        """Whether bases carry the traits: trait features are configured (the trainer needs them)
+        or in force. Without, a basis is exactly as before trait features existed."""
+        return bool(in_force) or bool(self.config.segmentation.trait_features)
 
     def _decide(self, state: CustomerState, basis: FeatureBasis, vector: list[float] | np.ndarray, now: float,
                 distances_row: np.ndarray | None = None) -> list[SegmentChange]:
@@ -316,7 +331,7 @@ class Pipeline:
         """An empty KPI accumulator for this engine's segments (window: ``recent_spend_days``): a
         rule segment is defined by the fields its clauses read, a cluster segment by
         :data:`CLUSTER_DEFINING_FIELDS`."""
-        defining: dict[str | tuple[str, str], tuple[str, ...]] = {"cluster": CLUSTER_DEFINING_FIELDS}
+        defining: dict[str | tuple[str, str], tuple[str, ...]] = {"cluster": self.cluster_defining_fields}
         for segment in self.rules.segments if self.rules is not None else ():
             defining[("rule", segment.id)] = tuple(sorted({c.field for c in segment.clauses}))
         return SegmentKPIs(self.config.value.recent_spend_days, defining)
@@ -325,7 +340,16 @@ class Pipeline:
     def kpi_fields(self) -> tuple[str, ...]:
         """The profile fields :meth:`kpi_rows` must give :meth:`new_kpis`' accumulators."""
         rule_fields = self.rules.fields if self.rules is not None else ()
-        return tuple(dict.fromkeys((*KPI_FIELDS, *CLUSTER_DEFINING_FIELDS, *rule_fields)))
+        return tuple(dict.fromkeys((*KPI_FIELDS, *self.cluster_defining_fields, *rule_fields)))
+
+    @property
+    def cluster_defining_fields(self) -> tuple[str, ...]:
+        """:data:`CLUSTER_DEFINING_FIELDS`, then the trait features of the model in force (or, before
+        one, the configured ones), each named after its trait: a member whose trait is unknown is not
+        measured on it (the profile's ``age``, ``income_band``...)."""
+        snap = self.snapshot
+        traits = snap.features[len(FEATURES):] if snap is not None else self.config.segmentation.trait_features
+        return CLUSTER_DEFINING_FIELDS + cluster_defining_fields(traits)
 
     def kpi_rows(self, states: Sequence[CustomerState], nows: Sequence[float],
                  fields: Iterable[str]) -> Iterator[tuple[list[tuple[str, str]], dict[str, Any], np.ndarray | None]]:
@@ -338,8 +362,9 @@ class Pipeline:
         snap = self.snapshot
         z = None
         if snap is not None and len(snap.centroids) and states:
-            matrix = matrix_at([basis_of(s, value_config) for s in states], np.asarray(nows, dtype=float),
-                               valuation, value_config)
+            traits = self._vector_traits()
+            matrix = matrix_at([basis_of(s, value_config, traits=bool(traits)) for s in states],
+                               np.asarray(nows, dtype=float), valuation, value_config, traits)
             z = snap.standardise(matrix)
         for i, (state, now) in enumerate(zip(states, nows)):
             memberships = [("cluster", state.cluster)] if state.cluster is not None else []

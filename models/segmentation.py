@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from models.clustering import (CustomerSample, OnlineClusterer, Scaler, lloyd, unexplained_variance,
+from models.clustering import (CustomerSample, OnlineClusterer, Scaler, fill_missing, lloyd, unexplained_variance,
                                within_segment_partition, within_segment_unexplained)
 from models.config import SegmentationConfig, ValueConfig
 from models.drift import DriftMonitor, DriftSignal, SnapshotDrift
-from models.features import (FEATURES, FeatureBasis, known_features, matrix_at, profiles_at, raw_feature_value,
-                             raw_matrix)
+from models.features import (FEATURES, FeatureBasis, features_with, known_features, matrix_at, profiles_at,
+                             raw_feature_value, raw_matrix)
 from models.figures import (PopulationFigures, SegmentFigures, figures_of, format_figure, population_figures,
                             shown_figure)
 from models.labels import choose_words, describe_words, stable_labels
@@ -114,11 +114,14 @@ class Segmenter:
     def __init__(self, config: SegmentationConfig, rules: RuleSet | None = None):
         self.config = config
         self.rules = rules
-        self.drift = DriftMonitor(FEATURES)
+        #: The clustering features: FEATURES, then the configured trait features.
+        self.traits: tuple[str, ...] = tuple(config.trait_features)
+        self.features: tuple[str, ...] = features_with(self.traits)
+        self.drift = DriftMonitor(self.features)
         self.signals: deque[DriftSignal] = deque(maxlen=1000)  # recent detections, newest last
         self._shuffle = np.random.default_rng(config.seed + 1)
         self.sample = CustomerSample(config.sample_size)
-        self.clusterer = OnlineClusterer(config, len(FEATURES))
+        self.clusterer = OnlineClusterer(config, len(self.features))
         self.registry = SegmentRegistry(config.match_threshold)
         self.scaler: Scaler | None = None
         self.snapshot: ModelSnapshot | None = None
@@ -130,6 +133,7 @@ class Segmenter:
         self._reseeded: list[int] = []  # rows of the retrained candidate re-seeded by the last training
         self._structure_age = 0  # trainings since the first model or the last adopted restart
         self._first_segments: np.ndarray | None = None  # within_segments: the first model's partition
+        self._version_base = 0  # the last version published on other features (see _start_over)
 
     # ---- training (one trainer) --------------------------------------------------------------
 
@@ -153,23 +157,26 @@ class Segmenter:
             bases = self.sample.values()
         if len(bases) < self.config.min_customers_to_train:
             return None
+        if self.snapshot is not None and tuple(self.snapshot.features) != self.features:
+            self._start_over()
         if self.snapshot is None and not self._history_long_enough(bases, now):
             return None
-        matrix = matrix_at(bases, now, valuation, value_config)
+        matrix = matrix_at(bases, now, valuation, value_config, self.traits)
+        filled = fill_missing(matrix)  # unknown traits at their mean: for what reads complete rows
         # Random order: drift detectors and streaming quantiles read order as time.
         order = self._shuffle.permutation(len(matrix))
-        new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(matrix[i])]
+        new_signals = [sig for i in order[: self.DRIFT_SAMPLE] for sig in self.drift.observe_features(filled[i])]
         in_force_matrix = self._in_force_matrix(bases, now, valuation, value_config, matrix)
         in_force = self.snapshot.standardise(in_force_matrix) if in_force_matrix is not None else None
-        scaler = Scaler.fit(matrix, *self._scale_segments(matrix, in_force))
+        scaler = Scaler.fit(matrix, *self._scale_segments(filled, in_force))
         z = scaler.transform(matrix)
         candidates = self._candidates(scaler, z, self._members_then(bases, valuation, value_config))
         self._trainings += 1
         if not candidates:
             return None
-        version = (self.snapshot.version if self.snapshot else 0) + 1
+        version = (self.snapshot.version if self.snapshot else self._version_base) + 1
         verdict, centroids, matching = self._judge(candidates, scaler, z, in_force, valuation, version, now,
-                                                   matrix=matrix)
+                                                   matrix=filled)
         self.last_adoption = verdict
         restructured = verdict.adopted and (verdict.candidate == "restart" or verdict.rule == "first_model")
         self._structure_age = 0 if restructured else self._structure_age + 1
@@ -186,7 +193,7 @@ class Segmenter:
         self.registry.commit(matching, centroids)
         naming = self._name_segments(matching.ids, centroids, matrix, z, bases, value_config.base_currency)
         snap = ModelSnapshot(
-            version=version, created_at=now, algorithm=self.config.algorithm, features=FEATURES,
+            version=version, created_at=now, algorithm=self.config.algorithm, features=self.features,
             mean=scaler.mean, std=scaler.std, centroids=centroids, segment_ids=tuple(matching.ids),
             labels=tuple(naming.labels), descriptions=tuple(naming.descriptions),
             lifecycle=tuple(e.to_dict() for e in matching.lifecycle) + self._relabelled(matching.ids, naming, version, now),
@@ -209,6 +216,23 @@ class Segmenter:
         self.install(snap, valuation)
         self.drift.reset_distance()  # a new model: distances start afresh
         return snap
+
+    def _start_over(self) -> None:
+        """The model in force is on other features than the configured ones (the operator changed
+        ``trait_features``): its centroids have other dimensions and say nothing in the new space,
+        so the next training makes a first model. Versions go on from the model in force's, and
+        segment ids are never reused (new ids); its customers leave its retired segments."""
+        snap = self.snapshot
+        assert snap is not None
+        self._version_base = snap.version
+        self.snapshot = None
+        self.scaler = None
+        self.clusterer = OnlineClusterer(self.config, len(self.features))
+        self.registry = SegmentRegistry(self.config.match_threshold)
+        self.registry.resume((), np.empty((0, len(self.features))), snap.next_segment_number)
+        self.drift = DriftMonitor(self.features)
+        self._trainings = 0
+        self._structure_age = 0
 
     def _scale_segments(self, matrix: np.ndarray,
                         in_force: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
@@ -261,7 +285,7 @@ class Segmenter:
         snap = self.snapshot
         if snap is None or len(snap.centroids) == 0 or not bases:
             return None
-        then = matrix_at(bases, snap.created_at, self.valuation or valuation, value_config)
+        then = matrix_at(bases, snap.created_at, self.valuation or valuation, value_config, self.traits)
         return _nearest(snap.standardise(then), snap.centroids)
 
     def _candidates(self, scaler: Scaler, z: np.ndarray,
@@ -324,7 +348,7 @@ class Segmenter:
         if snap is None or len(snap.centroids) == 0:
             return None
         if self.valuation is not None and self.valuation != valuation:
-            return matrix_at(bases, now, self.valuation, value_config)
+            return matrix_at(bases, now, self.valuation, value_config, self.traits)
         return matrix
 
     def _judge(self, candidates: list[tuple[str, np.ndarray]], scaler: Scaler, z: np.ndarray,
@@ -446,8 +470,8 @@ class Segmenter:
         """Continue training from a published snapshot (a new trainer after a restart or a
         rebalance): same centroids, scaler and segment ids, so customers keep their segments."""
         self.install(snapshot)
-        if len(snapshot.centroids) == 0:
-            return
+        if len(snapshot.centroids) == 0 or tuple(snapshot.features) != self.features:
+            return  # on other features: the next training starts over (_start_over)
         self.scaler = Scaler(snapshot.mean, snapshot.std)
         self.clusterer.warm_start(snapshot.centroids)
         self.registry.resume(snapshot.segment_ids, snapshot.centroids, snapshot.next_segment_number)

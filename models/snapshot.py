@@ -86,7 +86,9 @@ class ModelSnapshot:
         return self.labels[i] if i is not None else self.retired_labels.get(segment_id, segment_id)
 
     def standardise(self, vector: list[float] | np.ndarray) -> np.ndarray:
-        return (np.asarray(vector, dtype=float) - self.mean) / self.std
+        """Standardised features; a missing trait feature (NaN) is 0, the mean
+        (:meth:`models.clustering.Scaler.transform`)."""
+        return _impute((np.asarray(vector, dtype=float) - self.mean) / self.std)
 
     def distances(self, vector: list[float] | np.ndarray) -> np.ndarray:
         """Euclidean distance of a raw feature vector to every centroid (standardised space)."""
@@ -96,7 +98,7 @@ class ModelSnapshot:
     def distances_many(self, matrix: np.ndarray) -> np.ndarray:
         """:meth:`distances` of every row of ``matrix`` (n x features): n x segments. Row by row
         the same arithmetic as :meth:`distances`, so a batch decides exactly as one by one."""
-        z = (matrix - self.mean) / self.std
+        z = _impute((matrix - self.mean) / self.std)
         return np.sqrt(((self.centroids[None, :, :] - z[:, None, :]) ** 2).sum(axis=2))
 
     def nearest(self, vector: list[float] | np.ndarray) -> tuple[str, np.ndarray]:
@@ -105,7 +107,7 @@ class ModelSnapshot:
 
     def assign_many(self, matrix: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid for each row of raw feature vectors."""
-        z = (matrix - self.mean) / self.std
+        z = _impute((matrix - self.mean) / self.std)
         d = ((z[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
         return d.argmin(axis=1)
 
@@ -150,3 +152,8 @@ class ModelSnapshot:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "ModelSnapshot":
         return cls.from_dict(orjson.loads(raw))
+
+
+def _impute(z: np.ndarray) -> np.ndarray:
+    missing = np.isnan(z)
+    return np.where(missing, 0.0, z) if missing.any() else z

@@ -28,7 +28,7 @@ import orjson
 
 from schemas.events import ProfileEvent
 
-__all__ = ["CONSENT_CHANNELS", "TRAIT_NAMES", "merge_trait", "traits_of"]
+__all__ = ["CLUSTERING_TRAITS", "CONSENT_CHANNELS", "TRAIT_NAMES", "merge_trait", "traits_of"]
 
 #: Marketing channels a customer can consent to, each a trait ``consent_<channel>``.
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
@@ -44,6 +44,13 @@ TRAIT_NAMES: tuple[str, ...] = (
     "consent_email", "consent_sms", "consent_push",
 )
 TRAIT_INDEX: dict[str, int] = {name: i for i, name in enumerate(TRAIT_NAMES)}
+
+#: The traits that can be added as clustering features (``SegmentationConfig.trait_features``),
+#: a closed set of numeric or ordinal traits (encodings: :mod:`models.features`). Categorical
+#: traits (country, region, industry, occupation, tags) are not offered: k-means needs numbers
+#: whose distances mean something, and a one-hot encoding of a high-cardinality trait adds a
+#: dimension per value, each worth a fixed distance, so such a trait would dominate the clusters.
+CLUSTERING_TRAITS: tuple[str, ...] = ("age", "household_size", "income_band", "education", "company_size")
 
 _COPIED = tuple(n for n in TRAIT_NAMES if n not in ("acquisition_cost", "interests", "lifestyle")
                 and not n.startswith("consent_"))

@@ -245,5 +245,6 @@ class WorkerMetrics:
 
 
 def drift_signals(signals: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(kind, feature) of each drift signal; the feature set is fixed (models.features.FEATURES)."""
+    """(kind, feature) of each drift signal; the feature set is bounded: models.features.FEATURES and the
+    closed set of trait features (models.features.TRAIT_FEATURES) a deployment may add."""
     return [(str(s.get("kind") or "unknown"), str(s.get("feature") or NONE)) for s in signals]
