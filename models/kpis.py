@@ -328,6 +328,15 @@ class SegmentKPIs:
             self.by_segment.setdefault(key, self._new(key)).merge(theirs)
         return self
 
+    def drop_features(self) -> "SegmentKPIs":
+        """Forget the feature moments (separation becomes unknown); returns self. For accumulators
+        fed under models with different features (a model with other trait features installed
+        during a sweep pass), whose vectors cannot be summed together."""
+        self.dim = None
+        for sums in (self.everyone, *self.by_segment.values()):
+            sums.z_n, sums.z_buffer, sums.z_sum, sums.z_sq = 0, [], None, None
+        return self
+
     def figures(self) -> list[dict[str, Any]]:
         """The figures of every segment fed (a plain JSON-able dict each, with its ``kind`` and
         ``segment_id``), clusters first, each kind in natural order of ids (c2 before c10)."""

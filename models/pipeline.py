@@ -344,12 +344,11 @@ class Pipeline:
 
     @property
     def cluster_defining_fields(self) -> tuple[str, ...]:
-        """:data:`CLUSTER_DEFINING_FIELDS`, then the trait features of the model in force (or, before
-        one, the configured ones), each named after its trait: a member whose trait is unknown is not
-        measured on it (the profile's ``age``, ``income_band``...)."""
-        snap = self.snapshot
-        traits = snap.features[len(FEATURES):] if snap is not None else self.config.segmentation.trait_features
-        return CLUSTER_DEFINING_FIELDS + cluster_defining_fields(traits)
+        """:data:`CLUSTER_DEFINING_FIELDS`, then the configured trait features, each named after its
+        trait: a member whose trait is unknown is not measured on it (the profile's ``age``,
+        ``income_band``...). From the configuration, not the model in force: the accumulators of one
+        sweep pass (and of the workers of a group, configured alike) must agree to merge."""
+        return CLUSTER_DEFINING_FIELDS + cluster_defining_fields(self.config.segmentation.trait_features)
 
     def kpi_rows(self, states: Sequence[CustomerState], nows: Sequence[float],
                  fields: Iterable[str]) -> Iterator[tuple[list[tuple[str, str]], dict[str, Any], np.ndarray | None]]:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from models.features import FEATURES
+
 from models.clustering import population_estimate
 from schemas.errors import ContractError
 
@@ -155,5 +157,7 @@ class ModelSnapshot:
 
 
 def _impute(z: np.ndarray) -> np.ndarray:
+    if z.shape[-1] == len(FEATURES):  # no trait feature: every value is a number (the hot path)
+        return z
     missing = np.isnan(z)
     return np.where(missing, 0.0, z) if missing.any() else z

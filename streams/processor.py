@@ -179,7 +179,6 @@ class CustomerProcessor:
         self.metrics = metrics
         self.routes = routes
         self.populations = PopulationTally(active_partitions, pipeline.new_kpis)
-        self.kpi_fields = pipeline.kpi_fields
         self.flow = MembershipFlowLog()  # entries and exits per segment: the scorecard's stability
         self.cache = cache if cache is not None else StateCache(20_000)
         self.home = home
@@ -387,9 +386,11 @@ class CustomerProcessor:
         states: list[CustomerState] = [entry.state for entry in due]  # type: ignore[misc]  # due holds states only
         for state in states:
             tally.count(state)
-        if tally.kpis is not None:
-            for memberships, values, z in self.pipeline.kpi_rows(states, times, self.kpi_fields):
-                tally.kpis.add(memberships, values, z)
+        kpis = tally.kpis
+        if kpis is not None:
+            for memberships, values, z in self.pipeline.kpi_rows(states, times, self.pipeline.kpi_fields):
+                # a model with other features installed during the pass: its vectors are not summed
+                kpis.add(memberships, values, z if z is None or kpis.dim in (None, len(z)) else None)
         self.metrics.reevaluated.inc(len(customer_ids))
         if batch.end:
             counts, customers = self.populations.complete(msg.partition)
@@ -638,9 +639,11 @@ class PopulationTally:
         if self.new_kpis is None or not self._complete:
             return None
         merged = self.new_kpis()
-        for tally in self._complete.values():
-            if tally.kpis is not None:
-                merged.merge(tally.kpis)
+        parts = [tally.kpis for tally in self._complete.values() if tally.kpis is not None]
+        if len({part.dim for part in parts} - {None}) > 1:  # passes under models with other features
+            parts = [part.drop_features() for part in parts]
+        for part in parts:
+            merged.merge(part)
         return merged
 
     def complete(self, partition: int) -> tuple[Counter[tuple[str, str]], int]:

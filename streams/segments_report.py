@@ -59,11 +59,15 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport
     currencies = {doc.get("currency") for _, doc in docs}
     if len(currencies) > 1:
         raise ConfigurationError(f"the workers value money in different currencies: {sorted(map(str, currencies))}")
+    parts = []
     for url, doc in docs:
         if doc.get("kpis") is None:
             raise ConfigurationError(f"{url}: no KPIs yet (they come from the worker's first complete sweep pass, "
                                      "up to SEGSTREAM_WORKER__SWEEP_PERIOD_S after it starts)")
-        kpis = SegmentKPIs.from_dict(doc["kpis"])
+        parts.append(SegmentKPIs.from_dict(doc["kpis"]))
+    if len({part.dim for part in parts} - {None}) > 1:  # workers on models with other features
+        parts = [part.drop_features() for part in parts]
+    for kpis in parts:
         merged = kpis if merged is None else merged.merge(kpis)
         for kind, sid, flow in doc.get("flows") or ():
             flows[(kind, sid)] = _add_flows(flows.get((kind, sid)), MembershipFlow(**flow))

@@ -291,3 +291,17 @@ def test_a_merge_that_disagrees_on_defining_fields_changes_nothing() -> None:
     with pytest.raises(ConfigurationError, match="different fields"):
         a.merge(b)
     assert a.figures() == before and a.population == 1
+
+
+def test_a_pass_under_models_with_other_features_merges_without_their_moments() -> None:
+    """A model with other trait features installed during a sweep pass: the partitions' feature
+    vectors have other lengths and cannot be summed; the pass's KPIs still merge, separation unknown."""
+    from streams.processor import PopulationTally
+
+    tally = PopulationTally(lambda: {0, 1}, lambda: SegmentKPIs(90))
+    tally.batch(0, 1).kpis.add([("cluster", "c1")], {"clv": 10.0}, [0.5] * 9)
+    tally.batch(1, 1).kpis.add([("cluster", "c1")], {"clv": 30.0}, [0.5] * 10)
+    tally.complete(0)
+    tally.complete(1)
+    [c1] = tally.kpis().figures()
+    assert c1["size"] == 2 and c1["clv_mean"] == 20.0 and c1["features"] is None

@@ -398,7 +398,7 @@ def test_the_workers_segments_document_counts_the_changes_it_emitted(trained) ->
     # The sweep's tally of memberships (what PopulationTally hands the metrics at the end of a pass)
     tally = Counter(("cluster", st.cluster) for st in states.values() if st.cluster)
     rt = SimpleNamespace(pipeline=worker, started_at=0.0,
-                         metrics=SimpleNamespace(population_counts=dict(tally)))
+                         metrics=SimpleNamespace(population_counts=dict(tally), kpis=None))
     doc = documents.segments_document(rt)
     counted = {s["id"]: (s["entered_since_worker_start"], s["left_since_worker_start"]) for s in doc["segments"]}
     assert counted == {sid: (emitted[sid], left[sid]) for sid in snap.segment_ids}
