@@ -205,3 +205,18 @@ def test_segment_kpis_and_scorecard_reach_segments_metrics_and_the_report(monito
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 2 and "cannot reach the worker" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_the_demo_prints_the_segments_report_once_caught_up(monitored: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `segstream run` prints after "caught up": the worker's KPI table and scorecard, or one
+    line saying why there is none (here: a port no worker listens on)."""
+    from streams.demo import segments_report_text
+    from streams.settings import Settings
+
+    worker = monitored["worker"]
+    wait_until(lambda: (worker.get("/segments").get("kpis") or {}).get("segments"), 60, "KPIs of a sweep pass")
+    monkeypatch.setenv("SEGSTREAM_WORKER__WEB_PORT", str(worker.port))
+    text = segments_report_text(Settings())
+    assert "Scorecard" in text and "Size and value" in text and "segstream segments --format html" in text
+    monkeypatch.setenv("SEGSTREAM_WORKER__WEB_PORT", str(free_port()))
+    assert segments_report_text(Settings()).startswith("no segment KPIs to show yet: ")
