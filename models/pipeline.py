@@ -27,7 +27,7 @@ from models.config import EngineConfig
 from models.engine import ValueEngine
 from models.features import FEATURES, FeatureBasis, basis_of, matrix_at, vector_at
 from models.kpis import SegmentKPIs, cluster_defining_fields
-from models.profile import build_profile, decision_values
+from models.profile import build_profile, decision_values, load_rules
 from models.rules import RuleChange, RuleSet, RuleSizes, diff_memberships, percentile_key
 from models.segmentation import ClusterChange, Segmenter
 from models.snapshot import ModelSnapshot
@@ -72,7 +72,7 @@ class Pipeline:
         # judged on them, or not at all (``auto_refit`` is kept for callers; trainings refit).
         self.values = ValueEngine(config.value, auto_refit=False, keep_population=train_locally)
         if rules is None and config.segmentation.rules_file:
-            rules = RuleSet.from_file(config.segmentation.rules_file)
+            rules = load_rules(config.segmentation.rules_file)
         self.rules = rules
         self.segmenter = Segmenter(config.segmentation, rules)
         self.auto_train = auto_train and train_locally

@@ -18,12 +18,17 @@ their own.
 from __future__ import annotations
 
 import bisect
+import os
+import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from models.config import ValueConfig
 from models.state import MICROS, SECONDS_PER_DAY, CustomerState, utc_day
+from models.rules import ClauseDef, RuleSet
 from models.traits import CONSENT_CHANNELS, TRAIT_NAMES
+from schemas import codes
+from schemas.events import CompanySize, Education, IncomeBand
 from models.valuation import Valuation
 
 
@@ -216,3 +221,99 @@ def decision_values(state: CustomerState, as_of: float, valuation: Valuation, co
     """
     at = _At(state, as_of, valuation, config)
     return {name: _FIELDS[name](at) for name in fields if name in _FIELDS}
+
+
+# ---- what each field holds, for rule clauses -------------------------------------------------------
+
+#: Fields that hold a number (or None). Every other field is listed in one of the maps below.
+_NUMBERS = frozenset({
+    "frequency", "recency", "days_first_to_last_purchase", "T", "monetary_value", "p_alive", "expected_purchases",
+    "expected_purchases_horizon_days", "expected_average_spend", "clv", "clv_horizon_days", "purchase_count",
+    "total_spend", "gross_spend", "refund_count", "refund_total", "average_order_value", "days_since_last_purchase",
+    "engagement", "influence_count", "nps", "nps_decayed", "csat_avg", "review_avg", "support_tickets", "complaints",
+    "cost_to_serve", "recent_spend", "recent_spend_days", "birth_year", "household_size", "acquisition_cost", "age",
+})
+_BOOLS = frozenset({"bought_in_period", "bought_in_previous_period", "consent_email", "consent_sms", "consent_push",
+                    "reachable"})
+_TAG_LISTS = frozenset({"interests", "lifestyle"})
+_TIMES = frozenset({"as_of", "first_purchase_at", "last_purchase_at", "last_active_at"})  # ISO 8601 text, UTC
+#: Text fields with a closed set of values, and how a marketer would recognise a right one.
+_CLOSED: dict[str, tuple[frozenset[str], str]] = {
+    "country": (frozenset(codes.COUNTRIES), "an ISO 3166-1 alpha-2 code such as 'DE'"),
+    "region": (frozenset(codes.REGIONS), "an ISO 3166-2 code such as 'DE-BY'"),
+    "time_zone": (frozenset(codes.TIME_ZONES), "an IANA time zone such as 'Europe/Berlin'"),
+    "income_band": (frozenset(b.value for b in IncomeBand), ", ".join(b.value for b in IncomeBand)),
+    "education": (frozenset(e.value for e in Education), ", ".join(e.value for e in Education)),
+    "company_size": (frozenset(c.value for c in CompanySize), ", ".join(c.value for c in CompanySize)),
+    "nps_category": (frozenset({"promoter", "passive", "detractor"}), "promoter, passive, detractor"),
+}
+_ORDINAL = frozenset({"income_band", "education", "company_size"})
+#: Fields a rule cannot read, and what to use instead.
+_UNREADABLE: dict[str, str] = {
+    "segment": "a rule reads the cluster segment as 'cluster' (its id, e.g. 'c3')",
+    "rule_segments": "a rule segment cannot depend on other rule segments",
+    "engagement_by_action": "a map of figures: use 'engagement' (all actions)",
+    "engagement_by_channel": "a map of figures: use 'engagement' (all channels)",
+}
+_CLUSTER_ID = re.compile(r"^c[1-9][0-9]*$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def clause_problem(clause: ClauseDef) -> str | None:
+    """Why ``clause`` could never hold on a profile (a value of another type than its field's, an
+    op its field does not answer, a value outside a closed list), or None. Rules files are checked
+    with it when read (:func:`load_rules`): such a clause would otherwise be silently false for
+    every customer.
+
+    >>> from models.rules import ClauseDef
+    >>> clause_problem(ClauseDef(field="cluster", op="==", value="recent"))
+    "cluster holds a segment's id such as 'c3' (GET /segments lists them), never its label: got 'recent'"
+    >>> clause_problem(ClauseDef(field="interests", op="==", value="books"))
+    "interests is a list of tags: use 'contains' / 'not contains', not '=='"
+    >>> clause_problem(ClauseDef(field="country", op="in", value=["DE", "XX"])) is not None
+    True
+    >>> clause_problem(ClauseDef(field="consent_email", op="==", value=True)) is None
+    True
+    """
+    field, op = clause.field, clause.op
+    values = clause.value if isinstance(clause.value, list) else [clause.value]
+    if field in _UNREADABLE:
+        return f"{field}: {_UNREADABLE[field]}"
+    if field in _TAG_LISTS:
+        if op not in ("contains", "not contains"):
+            return f"{field} is a list of tags: use 'contains' / 'not contains', not {op!r}"
+        bad = [v for v in values if not (isinstance(v, str) and _TAG.match(v))]
+        return f"{field} holds lower-case tags (a-z, 0-9, _ and -): {bad[0]!r} is none" if bad else None
+    if op in ("contains", "not contains"):
+        return f"{op!r} tests a list of tags (interests, lifestyle); {field} is not one"
+    if field in _BOOLS:
+        if op not in ("==", "!=", "in", "not in") or not all(isinstance(v, bool) for v in values):
+            return f"{field} is true or false: write {field} == true (or false)"
+        return None
+    if field in _NUMBERS:
+        if clause.percentile is not None:
+            return None
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
+        return f"{field} is a number: {bad[0]!r} is not one" if bad else None
+    if op in (">", ">=", "<", "<=") and field not in _TIMES:
+        hint = (f"; {field} is ordinal: list the bands with 'in' ({_CLOSED[field][1]})" if field in _ORDINAL else "")
+        return f"{field} is text: {op!r} does not order it{hint}"
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        return f"{field} is text: {bad[0]!r} is not"
+    if field == "cluster":
+        wrong = [v for v in values if not _CLUSTER_ID.match(v)]
+        return (f"cluster holds a segment's id such as 'c3' (GET /segments lists them), never its label: got "
+                f"{wrong[0]!r}") if wrong else None
+    if field in _CLOSED:
+        allowed, what = _CLOSED[field]
+        wrong = [v for v in values if v not in allowed]
+        return f"{field}: {wrong[0]!r} is not one of its values ({what})" if wrong else None
+    return None
+
+
+def load_rules(path: str | os.PathLike[str]) -> RuleSet:
+    """The rules file at ``path``, every clause on a profile field (:data:`PROFILE_FIELDS`) and able
+    to hold (:func:`clause_problem`); else :class:`~models.rules.RuleDefinitionError` naming each
+    clause and what is wrong with it."""
+    return RuleSet.from_file(path, fields=PROFILE_FIELDS, check=clause_problem)

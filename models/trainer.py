@@ -24,6 +24,7 @@ import copy
 
 from models.config import EngineConfig, ValueConfig
 from models.features import FeatureBasis
+from models.profile import load_rules
 from models.rules import RuleSet
 from models.segmentation import Segmenter
 from models.snapshot import ModelSnapshot
@@ -35,7 +36,7 @@ class ModelTrainer:
     def __init__(self, config: EngineConfig, rules: RuleSet | None = None):
         self.config = config
         if rules is None and config.segmentation.rules_file:
-            rules = RuleSet.from_file(config.segmentation.rules_file)
+            rules = load_rules(config.segmentation.rules_file)
         self.segmenter = Segmenter(config.segmentation, rules)
         self.valuation: Valuation = pinned_valuation(config.value)
         self.updates = 0  # sample updates since the last training

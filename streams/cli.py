@@ -355,9 +355,9 @@ def _check_rules_file(settings: Settings) -> None:
     file is one line (main) rather than an error after start-up."""
     path = settings.engine.segmentation.rules_file
     if path:
-        from models.rules import RuleSet
+        from models.profile import load_rules
 
-        RuleSet.from_file(path)
+        load_rules(path)
 
 
 def _require_free_web_port(settings: Settings) -> None:

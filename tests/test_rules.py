@@ -714,3 +714,36 @@ any = [{ field = "lifestyle", op = "not contains", value = "urban" }, { field = 
             rules.evaluate(profile, thresholds, members, band).memberships
 
     check()
+
+
+@pytest.mark.parametrize("clause, says", [
+    ('{ field = "contry", op = "==", value = "DE" }', "unknown profile field 'contry'"),
+    ('{ field = "cluster", op = "==", value = "recent" }', "never its label"),
+    ('{ field = "interests", op = "==", value = "books" }', "use 'contains' / 'not contains'"),
+    ('{ field = "lifestyle", op = "contains", value = "Outdoor" }', "lower-case tags"),
+    ('{ field = "consent_email", op = "==", value = "true" }', "consent_email == true"),
+    ('{ field = "country", op = "in", value = ["DE", "XX"] }', "'XX' is not one of its values"),
+    ('{ field = "income_band", op = ">=", value = "middle" }', "list them with 'in'"),
+    ('{ field = "income_band", op = ">=", value = 2 }', "list the bands with 'in'"),
+    ('{ field = "age", op = "==", value = "30" }', "age is a number"),
+    ('{ field = "clv", op = "contains", value = "x" }', "clv is not one"),
+    ('{ field = "segment", op = "==", value = "c3" }', "as 'cluster'"),
+])
+def test_a_rules_file_with_a_clause_that_can_never_hold_is_refused_naming_it(tmp_path: Path, clause: str,
+                                                                           says: str) -> None:
+    """Read by the worker and the replay (models.profile.load_rules): a clause no profile could
+    satisfy would be silently false for everyone, its segment empty."""
+    from models.profile import load_rules
+
+    path = tmp_path / "rules.toml"
+    path.write_text(f'[[segment]]\nid = "s"\nlabel = "S"\nall = [{clause}]\n')
+    with pytest.raises(RuleDefinitionError) as err:
+        load_rules(path)
+    assert "segment[0] 's', all[0]" in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_a_combined_basis_rules_file_loads() -> None:
+    from models.profile import load_rules
+
+    rules = load_rules(Path(__file__).parent / "data" / "combined_basis.toml")
+    assert rules.ids == ("dach_email_outdoor",)

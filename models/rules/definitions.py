@@ -118,7 +118,8 @@ class ClauseDef(_Def):
         if isinstance(value, str) and op in ORDERING_OPS:
             pct = parse_percentile(value)
             if pct is None and not _LOOKS_LIKE_PERCENTILE.match(value):
-                raise ConfigurationError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r}")
+                raise ConfigurationError(f"op {op!r} needs a number or a percentile 'pNN', got {value!r} "
+                                         f"(to match text values, list them with 'in')")
             if pct is None:
                 raise ConfigurationError(f"bad percentile {value!r}: expected 'pNN' with NN from 1 to 99, "
                                  f"decimals allowed (e.g. 'p80', 'p99.5')")

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,9 @@ from models.rules.ops import compile_op
 from models.rules.results import ClauseResult, RuleEvaluation, SegmentResult
 from models.rules.quantiles import PopulationQuantiles
 
+
+#: A clause's problem for the profile it reads (None: it can hold), checked when rules are loaded.
+ClauseCheck = Callable[[ClauseDef], "str | None"]
 
 _new_tuple = tuple.__new__
 
@@ -197,29 +200,33 @@ class RuleSet:
         self._fields = tuple(sorted({c.field for seg in definitions.segment for c in seg.clauses}))
 
     @classmethod
-    def from_toml(cls, text_or_path: str | os.PathLike[str], *, fields: Collection[str] | None = None) -> RuleSet:
+    def from_toml(cls, text_or_path: str | os.PathLike[str], *, fields: Collection[str] | None = None,
+                  check: ClauseCheck | None = None) -> RuleSet:
         """Parse TOML text (a ``str``) or the file at a path (a ``pathlib.Path`` / ``os.PathLike``).
 
         ``fields``, if given, are the allowed profile keys: a clause on any other field is an
         error (catches typos that would otherwise never match).
         """
         if isinstance(text_or_path, os.PathLike):
-            return cls.from_file(text_or_path, fields=fields)
-        return cls._load(text_or_path, "<string>", fields)
+            return cls.from_file(text_or_path, fields=fields, check=check)
+        return cls._load(text_or_path, "<string>", fields, check)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, fields: Collection[str] | None = None) -> RuleSet:
+    def from_file(cls, path: str | os.PathLike[str], *, fields: Collection[str] | None = None,
+                  check: ClauseCheck | None = None) -> RuleSet:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RuleDefinitionError(str(path), [f"cannot read the file: {getattr(exc, 'strerror', None) or exc}"]) from None
-        return cls._load(text, str(path), fields)
+        return cls._load(text, str(path), fields, check)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, fields: Collection[str] | None = None,
-                  source: str = "<dict>") -> RuleSet:
-        """From already parsed data shaped like the TOML (``{"segment": [...]}``)."""
+                  source: str = "<dict>", check: ClauseCheck | None = None) -> RuleSet:
+        """From already parsed data shaped like the TOML (``{"segment": [...]}``). ``check``: a
+        clause's problem for the profile it will read (a text, None when it can be true), e.g.
+        :func:`models.profile.clause_problem`."""
         definitions = _validate(data, source)
         if fields is not None:
             allowed = frozenset(fields)
@@ -228,15 +235,22 @@ class RuleSet:
                         for j, c in enumerate(s.clauses) if c.field not in allowed]
             if problems:
                 raise RuleDefinitionError(source, problems)
+        if check is not None:
+            problems = [f"{_where(('segment', i, s.mode, j), data)}: {problem}"
+                        for i, s in enumerate(definitions.segment)
+                        for j, c in enumerate(s.clauses) if (problem := check(c)) is not None]
+            if problems:
+                raise RuleDefinitionError(source, problems)
         return cls(definitions)
 
     @classmethod
-    def _load(cls, text: str, source: str, fields: Collection[str] | None) -> RuleSet:
+    def _load(cls, text: str, source: str, fields: Collection[str] | None,
+              check: ClauseCheck | None = None) -> RuleSet:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RuleDefinitionError(source, [f"not valid TOML: {exc}"]) from None
-        return cls.from_dict(data, fields=fields, source=source)
+        return cls.from_dict(data, fields=fields, source=source, check=check)
 
     @property
     def ids(self) -> tuple[str, ...]:
