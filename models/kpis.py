@@ -328,6 +328,17 @@ class SegmentKPIs:
             self.by_segment.setdefault(key, self._new(key)).merge(theirs)
         return self
 
+    def declare(self, segments: Iterable[tuple[str, str]]) -> "SegmentKPIs":
+        """Make sure ``segments`` (``(kind, segment_id)``) are in :meth:`figures`, with size 0 when no
+        customer fed is in one (an empty segment is a finding: a rule no one meets, a cluster left
+        without members), not a segment missing from the report. Returns self."""
+        for key in segments:
+            if key[0] not in KINDS:
+                raise ContractError(f"unknown kind of segment {key[0]!r} (expected one of {', '.join(KINDS)})")
+            if key not in self.by_segment:
+                self.by_segment[key] = self._new(key)
+        return self
+
     def drop_features(self) -> "SegmentKPIs":
         """Forget the feature moments (separation becomes unknown); returns self. For accumulators
         fed under models with different features (a model with other trait features installed
@@ -411,7 +422,7 @@ def _money(c: Mapping[str, int]) -> dict[str, Any]:
     """Revenue, CLV, cost to serve and CAC (micro-units back to the base currency / ticket units)."""
     return {
         "recent_revenue": c["recent"] / _MICROS, "recent_revenue_known": c["recent_n"],
-        "clv_total": c["clv"] / _MICROS, "clv_mean": _ratio(c["clv"] / _MICROS, c["clv_n"]), "clv_known": c["clv_n"],
+        "clv_total": c["clv"] / _MICROS if c["clv_n"] else None, "clv_mean": _ratio(c["clv"] / _MICROS, c["clv_n"]), "clv_known": c["clv_n"],
         "cost_to_serve_mean": _ratio(c["cost"] / _MICROS, c["cost_n"]), "cost_to_serve_known": c["cost_n"],
         "cac_mean": _ratio(c["cac"] / _MICROS, c["cac_n"]), "cac_known": c["cac_n"],
         "cac_known_share": _ratio(c["cac_n"], c["size"]),

@@ -336,6 +336,12 @@ class Pipeline:
             defining[("rule", segment.id)] = tuple(sorted({c.field for c in segment.clauses}))
         return SegmentKPIs(self.config.value.recent_spend_days, defining)
 
+    def segment_keys(self) -> list[tuple[str, str]]:
+        """Every segment in force, as ``(kind, segment_id)``: the model's clusters and the rules'."""
+        snap = self.snapshot
+        clusters = [("cluster", sid) for sid in snap.segment_ids] if snap is not None else []
+        return clusters + [("rule", rid) for rid in (self.rules.ids if self.rules is not None else ())]
+
     @property
     def kpi_fields(self) -> tuple[str, ...]:
         """The profile fields :meth:`kpi_rows` must give :meth:`new_kpis`' accumulators."""

@@ -231,6 +231,11 @@ def profitable(f: Mapping[str, Any], config: ScorecardConfig, currency: str = "U
     service = load * config.service_unit_cost if load is not None and config.service_unit_cost is not None else None
     if clv is None:
         return Criterion(name, "unknown", None, threshold, "no member has a CLV yet")
+    size, clv_known = f.get("size") or 0, f.get("clv_known")
+    if clv_known is not None and 2 * clv_known < size:
+        # a mean over a few buyers held in a segment of prospects would stand for all of them
+        return Criterion(name, "unknown", None, threshold, f"CLV known for {clv_known} of {size} members (those who "
+                         "bought): too few for the segment's mean CLV")
     if cac is None and service is None:
         return Criterion(name, "unknown", None, threshold, "nothing to weigh CLV against: no acquisition cost "
                          "known and the cost to serve is not priced (scorecard.service_unit_cost)")

@@ -68,39 +68,54 @@ class _Table:
 class _Report:
     tables: list[_Table]
     failing: list[tuple[str, list[tuple[str, str]]]]  # segment name, [(criterion, reason)]
-    notes: list[tuple[str, str, str]]  # segment name, criterion, note
+    notes: list[tuple[str, str, str]]  # segments (named), criterion, note: one per distinct note
+    unknown: list[tuple[str, str, str]]  # segments (named), criterion, why it could not be judged
+    preface: tuple[str, ...] = ()  # lines under the title (what the figures are, what is missing)
 
 
 def render_terminal(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                     currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
-                    population: Mapping[str, Any] | None = None, width: int = 160, color: bool = False) -> str:
+                    population: Mapping[str, Any] | None = None, width: int = 160, color: bool = False,
+                    preface: Sequence[str] = ()) -> str:
     """The report as terminal text: ``rich`` tables ``width`` columns wide; ANSI colours when
     ``color`` (for a terminal), plain text otherwise. Labels are shown as text, never as markup."""
-    report = _build(figures, scorecard, currency, labels, population)
+    report = _build(figures, scorecard, currency, labels, population, preface)
+    # Never narrower than the tables' figures need: rich drops the columns that do not fit, and a
+    # figure with them; a line longer than the terminal wraps, a dropped column is lost.
+    width = max([width, *map(_needed_width, report.tables)])
     console = Console(file=io.StringIO(), width=width, force_terminal=color, color_system="standard" if color else None,
                       highlight=False, emoji=False, markup=False)
+    for line in report.preface:
+        console.print(Text(line))
     for table in report.tables:
-        console.print(_rich_table(table))
+        console.print(_rich_table(table, width))
     console.print(Text(_failing_heading(report), style="bold"))
     for name, failures in report.failing:
         console.print(Text(f"  {_failing_line(name, failures)}", style="bold red"))
         for criterion, reason in failures:
             console.print(Text(f"    {criterion}: {reason}"))
+    if report.unknown:
+        console.print(Text(_UNKNOWN_HEADING, style="bold"))
+    for names, criterion, why in report.unknown:
+        console.print(Text(f"  {criterion} ({names}): {why}"))
     if report.notes:
         console.print(Text("* judged on part of the data:", style="bold"))
     for name, criterion, note in report.notes:
-        console.print(Text(f"  {name}, {criterion}: {note}"))
+        console.print(Text(f"  {criterion} ({name}): {note}"))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                     currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
-                    population: Mapping[str, Any] | None = None, title: str = "Segments") -> str:
+                    population: Mapping[str, Any] | None = None, title: str = "Segments",
+                    preface: Sequence[str] = ()) -> str:
     """The report as Markdown: a heading, a pipe table per section and the failing list."""
-    report = _build(figures, scorecard, currency, labels, population)
+    report = _build(figures, scorecard, currency, labels, population, preface)
     out = [f"# {_md(title)}", ""]
+    if report.preface:
+        out += [*(_md(line) + "  " for line in report.preface), ""]
     for table in report.tables:
-        out += [f"## {_md(table.title)}", "", "| " + " | ".join(_md(h) for h in table.header) + " |",
+        out += [f"## {_md(table.title)}", "", "| " + " | ".join(_md(h.replace("\n", " ")) for h in table.header) + " |",
                 "|" + "".join("---:|" if i >= table.figures_from else "---|" for i in range(len(table.header)))]
         out += ["| " + " | ".join(_md(c.text) for c in row) + " |" for row in table.rows]
         out.append("")
@@ -108,22 +123,26 @@ def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard |
     for name, failures in report.failing:
         out.append(f"- **{_md(_failing_line(name, failures))}**")
         out += [f"  - *{criterion}*: {_md(reason)}" for criterion, reason in failures]
+    if report.unknown:
+        out += ["", f"## {_UNKNOWN_HEADING}", ""]
+    out += [f"- *{criterion}* ({_md(names)}): {_md(why)}" for names, criterion, why in report.unknown]
     if report.notes:
         out += ["", "\\* Judged on part of the data:", ""]
-    out += [f"- {_md(name)}, *{criterion}*: {_md(note)}" for name, criterion, note in report.notes]
+    out += [f"- *{criterion}* ({_md(name)}): {_md(note)}" for name, criterion, note in report.notes]
     return "\n".join(out).rstrip() + "\n"
 
 
 def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                 currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
-                population: Mapping[str, Any] | None = None, title: str = "Segments") -> str:
+                population: Mapping[str, Any] | None = None, title: str = "Segments",
+                preface: Sequence[str] = ()) -> str:
     """The report as one self-contained HTML page (inline style, no script, no external asset);
     every text is escaped."""
-    report = _build(figures, scorecard, currency, labels, population)
+    report = _build(figures, scorecard, currency, labels, population, preface)
     e = html.escape
-    body = [f"<h1>{e(title)}</h1>"]
+    body = [f"<h1>{e(title)}</h1>"] + [f"<p>{e(line)}</p>" for line in report.preface]
     for table in report.tables:
-        body.append(f"<h2>{e(table.title)}</h2>\n<table>\n<tr>" + "".join(f"<th>{e(h)}</th>" for h in table.header)
+        body.append(f"<h2>{e(table.title)}</h2>\n<table>\n<tr>" + "".join(f"<th>{e(h).replace(chr(10), '<br>')}</th>" for h in table.header)
                     + "</tr>")
         body += ["<tr>" + "".join(f'<td class="{c.style}">{e(c.text)}</td>' if c.style else f"<td>{e(c.text)}</td>"
                                   for c in row) + "</tr>" for row in table.rows]
@@ -133,9 +152,13 @@ def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Map
         body.append(f'<li class="fail"><b>{e(_failing_line(name, failures))}</b><ul>'
                     + "".join(f"<li><i>{e(c)}</i>: {e(reason)}</li>" for c, reason in failures) + "</ul></li>")
     body.append("</ul>")
+    if report.unknown:
+        body.append(f"<h2>{e(_UNKNOWN_HEADING)}</h2>\n<ul>")
+        body += [f"<li><i>{e(criterion)}</i> ({e(names)}): {e(why)}</li>" for names, criterion, why in report.unknown]
+        body.append("</ul>")
     if report.notes:
         body.append("<p>* Judged on part of the data:</p>\n<ul>")
-        body += [f"<li>{e(name)}, <i>{e(criterion)}</i>: {e(note)}</li>" for name, criterion, note in report.notes]
+        body += [f"<li><i>{e(criterion)}</i> ({e(name)}): {e(note)}</li>" for name, criterion, note in report.notes]
         body.append("</ul>")
     return _PAGE.format(title=e(title), style=_STYLE, body="\n".join(body))
 
@@ -143,20 +166,23 @@ def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Map
 # ---- the report's content, shared by the three renderings ------------------------------------------
 
 def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any], currency: str,
-           labels: Mapping[_Key, str] | None, population: Mapping[str, Any] | None) -> _Report:
+           labels: Mapping[_Key, str] | None, population: Mapping[str, Any] | None,
+           preface: Sequence[str] = ()) -> _Report:
     card = scorecard.to_dict() if isinstance(scorecard, Scorecard) else scorecard
     scores = {(s["kind"], s["segment_id"]): s for s in card["segments"]}
     names = {(f["kind"], f["segment_id"]): _name(f, labels or {}) for f in figures}
-    value_rows = [_value_row(names[f["kind"], f["segment_id"]], f["kind"], f) for f in figures]
-    loyalty_rows = [_loyalty_row(names[f["kind"], f["segment_id"]], f) for f in figures]
+    rows = [(names[f["kind"], f["segment_id"]], f["kind"], f) for f in figures]
     if population is not None:
-        value_rows.append(_value_row("All customers", "", population))
-        loyalty_rows.append(_loyalty_row("All customers", population))
+        rows.append(("All customers", "", population))
+    value_rows = [_value_row(name, kind, f) for name, kind, f in rows]
+    reach_rows = [_reach_row(name, f) for name, _, f in rows]
+    loyalty_rows = [_loyalty_row(name, f) for name, _, f in rows]
     window = next((f.get("recent_revenue_days") for f in [*figures, population or {}] if f), None)
     over = f"; revenue over the last {window:g} days" if isinstance(window, (int, float)) else ""
     tables = [
         _Table(f"Size and value (money in {currency}{over})", _VALUE_HEADER, value_rows, 2),
-        _Table("Loyalty and reach", _LOYALTY_HEADER, loyalty_rows, 1),
+        _Table(f"Acquisition and reach (money in {currency})", _REACH_HEADER, reach_rows, 1),
+        _Table("Loyalty and service", _LOYALTY_HEADER, loyalty_rows, 1),
         _Table("Scorecard", ["Segment", *_criterion_headers(card.get("thresholds") or {})],
                [[_Cell(names[key]), *_verdict_cells(scores[key])] for key in names if key in scores], 1),
     ]
@@ -167,34 +193,64 @@ def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[
                                                                                 known)], 3))
     failing = [(names.get(key, key[1]), [(c, s["criteria"][c]["reason"]) for c in s["failed"]])
                for key, s in scores.items() if s["failed"]]
-    notes = [(names.get(key, key[1]), c, v["note"]) for key, s in scores.items()
-             for c, v in s["criteria"].items() if v.get("note")]
-    return _Report(tables, failing, notes)
+    notes = _grouped([(names.get(key, key[1]), c, v["note"]) for key, s in scores.items()
+                      for c, v in s["criteria"].items() if v.get("note")])
+    unknown = _grouped([(names.get(key, key[1]), c, v["reason"]) for key, s in scores.items()
+                        for c, v in s["criteria"].items() if v["verdict"] == "unknown"])
+    return _Report(tables, failing, notes, unknown, tuple(preface))
+
+
+_UNKNOWN_HEADING = "Could not be judged (the data it needs is missing)"
+
+
+def _grouped(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(segment, criterion, text) grouped by (criterion, text), in criterion order: one line says
+    "no member has a consent recorded" once for the segments it is true of, not once each."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, criterion, text in items:
+        groups.setdefault((criterion, text), []).append(name)
+    order = {c: i for i, c in enumerate(CRITERIA)}
+    return [(_names(segments), criterion, text)
+            for (criterion, text), segments in sorted(groups.items(), key=lambda g: order.get(g[0][0], 99))]
+
+
+def _names(segments: list[str]) -> str:
+    return ", ".join(segments) if len(segments) <= 3 else f"{len(segments)} segments"
 
 
 def _name(f: Mapping[str, Any], labels: Mapping[_Key, str]) -> str:
     label = labels.get((f["kind"], f["segment_id"])) or f.get("label")
-    return f"{label} ({f['segment_id']})" if label else str(f["segment_id"])
+    if not label:
+        return str(f["segment_id"])
+    # a label may carry its id already (two segments described alike: "typical (c1)", "typical (c3)")
+    return label if label.endswith(f"({f['segment_id']})") else f"{label} ({f['segment_id']})"
 
 
-_VALUE_HEADER = ["Segment", "Kind", "Size", "Share", "Revenue", "CLV total", "CLV mean", "CAC mean", "CAC known",
-                 "CLV:CAC"]
-_LOYALTY_HEADER = ["Segment", "Retention", "Churn", "NPS", "NPS answered", "Service load (tickets)", "Reachable"]
+# Three narrow tables rather than one wide one: each fits an 80-column terminal.
+_VALUE_HEADER = ["Segment", "Kind", "Size", "Share", "Revenue", "CLV total", "CLV mean", "CLV known"]
+_REACH_HEADER = ["Segment", "CAC mean", "CAC known", "CLV:CAC", "Reachable"]
+_LOYALTY_HEADER = ["Segment", "Retention", "Churn", "NPS", "NPS answered", "Service load (tickets)"]
 
 
 def _value_row(name: str, kind: str, f: Mapping[str, Any]) -> list[_Cell]:
+    size = f.get("size") or 0
+    texts = [name, kind, f"{size:,}", _pct(f.get("share")), _amount(f.get("recent_revenue")),
+             _amount(f.get("clv_total")), _amount(f.get("clv_mean")),
+             _pct(f["clv_known"] / size) if size and f.get("clv_known") is not None else _UNKNOWN]
+    return [_Cell(t) for t in texts]
+
+
+def _reach_row(name: str, f: Mapping[str, Any]) -> list[_Cell]:
     ratio = f.get("clv_to_cac")
-    texts = [name, kind, f"{f.get('size', 0):,}", _pct(f.get("share")), _amount(f.get("recent_revenue")),
-             _amount(f.get("clv_total")), _amount(f.get("clv_mean")), _amount(f.get("cac_mean")),
-             _pct(f.get("cac_known_share")), _UNKNOWN if ratio is None else f"{ratio:.1f}:1"]
+    texts = [name, _amount(f.get("cac_mean")), _pct(f.get("cac_known_share")),
+             _UNKNOWN if ratio is None else f"{ratio:.1f}:1", _pct(f.get("reachable_share"))]
     return [_Cell(t) for t in texts]
 
 
 def _loyalty_row(name: str, f: Mapping[str, Any]) -> list[_Cell]:
     nps, load = f.get("nps"), f.get("cost_to_serve_mean")
     texts = [name, _pct(f.get("retention")), _pct(f.get("churn")), _UNKNOWN if nps is None else f"{nps:+.0f}",
-             _pct(f.get("nps_answered_share")), _UNKNOWN if load is None else f"{load:.2f}",
-             _pct(f.get("reachable_share"))]
+             _pct(f.get("nps_answered_share")), _UNKNOWN if load is None else f"{load:.2f}"]
     return [_Cell(t) for t in texts]
 
 
@@ -209,7 +265,7 @@ def _criterion_headers(thresholds: Mapping[str, Any]) -> list[str]:
     headers = []
     for name in CRITERIA:
         key, op, shown = bounds[name]
-        headers.append(f"{name} ({op} {shown(thresholds[key])})" if thresholds.get(key) is not None else name)
+        headers.append(f"{name}\n{op} {shown(thresholds[key])}" if thresholds.get(key) is not None else name)
     return headers
 
 
@@ -258,7 +314,9 @@ def _composition_rows(name: str, f: Mapping[str, Any], traits: set[str]) -> list
 
 def _failing_heading(report: _Report) -> str:
     if not report.failing:
-        return "Failing: no segment fails a criterion"
+        # "no segment fails" would read as a clean bill of health while verdicts are missing
+        return ("Failing: no segment fails a criterion that could be judged (some could not: below)"
+                if report.unknown else "Failing: no segment fails a criterion")
     n = len(report.failing)
     return f"Failing: {n} segment{'s' if n > 1 else ''} fail{'' if n > 1 else 's'} at least one criterion"
 
@@ -315,13 +373,24 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
 
 
-def _rich_table(t: _Table) -> Table:
-    table = Table(title=t.title, box=box.SIMPLE_HEAVY, title_justify="left", show_lines=False)
+def _needed_width(t: _Table) -> int:
+    """Columns a table needs with every figure on one line and labels folded at 16 characters."""
+    widest = [max([len(row[i].text) for row in t.rows] + [max(map(len, t.header[i].split()), default=0)])
+              for i in range(len(t.header))]
+    return sum(w if i >= t.figures_from else min(w, 16) for i, w in enumerate(widest)) + 2 * len(t.header) + 2
+
+
+def _rich_table(t: _Table, width: int) -> Table:
+    table = Table(title=t.title, box=box.SIMPLE_HEAVY, title_justify="left", show_lines=False, pad_edge=False,
+                  collapse_padding=True)
+    widest = [max((len(row[i].text) for row in t.rows), default=0) for i in range(len(t.header))]
+    # A figure is kept on one line while the figures fit the width; past it they fold too (rich
+    # would otherwise drop the last columns of a narrow terminal, and a figure with them).
+    whole = sum(widest[t.figures_from:]) + 16 + 3 * len(t.header) <= width
     for i, h in enumerate(t.header):
         figures = i >= t.figures_from
-        widest = max((len(row[i].text) for row in t.rows), default=0)  # a figure is never broken over lines
         table.add_column(Text(h), justify="right" if figures else "left", overflow="fold",
-                         min_width=widest if figures else min(widest, 16))
+                         min_width=(widest[i] if whole else None) if figures else min(widest[i], 16))
     colours = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
     for row in t.rows:
         table.add_row(*(Text(c.text, style=colours.get(c.style, "")) for c in row))

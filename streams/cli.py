@@ -603,7 +603,7 @@ def segments(
     except ConfigurationError as exc:
         typer.secho(f"segstream segments: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None
-    width = max(shutil.get_terminal_size((160, 40)).columns, 100)
+    width = shutil.get_terminal_size((160, 40)).columns  # rich fits the tables to it (wrapping labels)
     text = render(report, settings.engine.scorecard, fmt, width=width)
     if out is None:
         typer.echo(text)
@@ -707,6 +707,9 @@ def generate(
                                   help="Profile events (traits that go with the personas) besides the behaviour; "
                                        "--no-profiles: the behaviour events alone, as before profiles existed."),
     traits_out: Optional[Path] = typer.Option(None, help="Write customer_id -> final traits (ground truth) here."),
+    end: str = typer.Option("2026-01-01T00:00:00Z", "--end", help="The history ends here (ISO-8601, UTC if no "
+                            "offset; 'now' for today): for a worker on the wall clock, end it now, or every customer "
+                            "looks lapsed."),
 ) -> None:
     """Generate a synthetic population with known personas as contract events (sorted by time)."""
     import orjson
@@ -717,7 +720,8 @@ def generate(
         raise typer.BadParameter("there are no traits without profiles", param_hint="--traits-out")
     _writable_outputs(out=out, personas_out=personas_out, traits_out=traits_out)
     started = time.monotonic()
-    pop = generate_population(customers, seed=seed, activity=activity, profiles=profiles)
+    end_ts = time.time() if end == "now" else _parse_as_of(end)
+    pop = generate_population(customers, seed=seed, end=end_ts, activity=activity, profiles=profiles)
     with out.open("wb") as f:
         f.writelines(iter_jsonl(pop.events))
     if personas_out:

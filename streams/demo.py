@@ -138,7 +138,7 @@ def segments_report_text(settings: Settings) -> str:
         report = from_workers([f"http://{w.web_host}:{w.web_port}"])
     except ConfigurationError as exc:
         return f"no segment KPIs to show yet: {exc}"
-    width = max(shutil.get_terminal_size((160, 40)).columns, 100)
+    width = shutil.get_terminal_size((160, 40)).columns
     return (render(report, settings.engine.scorecard, "table", width=width)
             + "\nThe same for a marketer: segstream segments --format html --out segments.html (or markdown)")
 

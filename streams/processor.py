@@ -398,7 +398,7 @@ class CustomerProcessor:
             self.flow.mark(at)
             kpis = self.populations.kpis()
             if kpis is not None:
-                figures, config = kpis.figures(), self.pipeline.config
+                figures, config = kpis.declare(self.pipeline.segment_keys()).figures(), self.pipeline.config
                 flows = self.flow.last_week((f["kind"], f["segment_id"]) for f in figures)
                 card = score(figures, config.scorecard, flows, config.value.base_currency)
                 self.metrics.segment_kpis(KpiReport(kpis, figures, card, at, flows))

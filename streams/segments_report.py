@@ -43,6 +43,7 @@ class SegmentsReport:
     currency: str
     as_of: str | None
     source: str
+    notes: tuple[str, ...] = ()  # what a reader must know to read the figures (no model yet, ...)
 
     def scorecard(self, config: ScorecardConfig) -> Scorecard:
         return score(self.kpis.figures(), config, self.flows, self.currency)
@@ -52,6 +53,7 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport
     """Fetch ``/segments/kpis`` of every worker at ``urls`` and merge them. Raises
     :class:`ConfigurationError` (one line) for a worker that cannot be reached or has no complete
     sweep pass yet, and for workers that disagree on the currency or the KPI window."""
+    urls = [url if "://" in url else f"http://{url}" for url in urls]  # 127.0.0.1:6066 is meant as http
     docs = [(url, _fetch(url.rstrip("/") + "/segments/kpis", timeout_s)) for url in urls]
     merged: SegmentKPIs | None = None
     flows: dict[tuple[str, str], MembershipFlow] = {}
@@ -75,8 +77,12 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport
             labels.setdefault(kind, {}).update(by_id)
     assert merged is not None  # urls is never empty (the CLI's default is the local worker)
     as_of = min((doc["as_of"] for _, doc in docs if doc.get("as_of")), default=None)
+    notes = ["figures as of each worker's last complete sweep pass over its partitions (a pass every "
+             "SEGSTREAM_WORKER__SWEEP_PERIOD_S): events since then are not counted yet"]
+    if not labels.get("cluster"):
+        notes.append("no clustering model yet: only rule segments are shown")
     return SegmentsReport(merged, flows, labels, str(currencies.pop()), as_of,
-                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs))
+                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs), tuple(notes))
 
 
 def from_events(path: Path, as_of: float, config: EngineConfig,
@@ -97,13 +103,15 @@ def from_events(path: Path, as_of: float, config: EngineConfig,
     states = [replay.states[cid] for cid in ids if replay.states[cid].holds_data]
     for memberships, values, z in pipeline.kpi_rows(states, [as_of] * len(states), pipeline.kpi_fields):
         kpis.add(memberships, values, z)
+    kpis.declare(pipeline.segment_keys())
     snap, rules = pipeline.snapshot, pipeline.rules
     labels = {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
               "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
     first = min((c.changed_at.timestamp() for c in changes), default=as_of)
     flows = week_flows(changes, as_of, first, kpis.by_segment)
+    notes = () if snap is not None else (f"no clustering model: {pipeline.why_no_model()}",)
     return SegmentsReport(kpis, flows, labels, config.value.base_currency,
-                          datetime.fromtimestamp(as_of, timezone.utc).isoformat(), f"replay of {path}")
+                          datetime.fromtimestamp(as_of, timezone.utc).isoformat(), f"replay of {path}", notes)
 
 
 def week_flows(changes: Iterable[SegmentChange], as_of: float, first: float,
@@ -135,12 +143,12 @@ def render(report: SegmentsReport, config: ScorecardConfig, fmt: str, width: int
     labels = {(kind, sid): label for kind, by_id in report.labels.items() for sid, label in by_id.items()}
     population = report.kpis.population_figures()
     title = f"Segments as of {report.as_of or 'unknown'} ({report.source})"
+    common: dict[str, Any] = {"labels": labels, "population": population, "preface": report.notes}
     if fmt == "markdown":
-        return render_markdown(figures, card, report.currency, labels=labels, population=population, title=title)
+        return render_markdown(figures, card, report.currency, title=title, **common)
     if fmt == "html":
-        return render_html(figures, card, report.currency, labels=labels, population=population, title=title)
-    return title + "\n" + render_terminal(figures, card, report.currency, labels=labels, population=population,
-                                          width=width)
+        return render_html(figures, card, report.currency, title=title, **common)
+    return title + "\n" + render_terminal(figures, card, report.currency, width=width, **common)
 
 
 def _fetch(url: str, timeout_s: float) -> Mapping[str, Any]:
@@ -151,8 +159,8 @@ def _fetch(url: str, timeout_s: float) -> Mapping[str, Any]:
         raise ConfigurationError(f"{url}: HTTP {exc.code} (is this a segstream worker's web address?)") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigurationError(f"{url}: cannot reach the worker ({reason}); start one with `segstream worker` "
-                                 "or pass its address with --url") from None
+        raise ConfigurationError(f"{url}: cannot reach the worker ({reason}); start one (`segstream run`, "
+                                 "`segstream worker`) or pass its address with --url") from None
     except orjson.JSONDecodeError:
         raise ConfigurationError(f"{url}: the answer is not JSON (is this a segstream worker's web address?)") from None
 

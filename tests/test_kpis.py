@@ -229,7 +229,8 @@ def test_unknowns_are_none_not_zero() -> None:
     kpis.add([("cluster", "c1")], {"bought_in_period": True, "bought_in_previous_period": None})
     f = kpis.figures()[0]
     assert (f["clv_mean"], f["nps"], f["retention"], f["churn"], f["cac_mean"], f["clv_to_cac"]) == (None,) * 6
-    assert (f["clv_total"], f["nps_answered_share"], f["cac_known_share"], f["reachable_share"]) == (0.0, 0.0, 0.0, 0.0)
+    assert f["clv_total"] is None  # no member's CLV is known: not a total of 0
+    assert (f["nps_answered_share"], f["cac_known_share"], f["reachable_share"]) == (0.0, 0.0, 0.0)
     assert f["features"] is None and f["measurable_share"] is None
 
 
@@ -305,3 +306,15 @@ def test_a_pass_under_models_with_other_features_merges_without_their_moments() 
     tally.complete(1)
     [c1] = tally.kpis().figures()
     assert c1["size"] == 2 and c1["clv_mean"] == 20.0 and c1["features"] is None
+
+
+def test_a_declared_segment_no_one_is_in_is_reported_empty_and_fails_substantial() -> None:
+    from models.scorecard import score
+
+    kpis = SegmentKPIs(90).declare([("rule", "typo"), ("cluster", "c1")])
+    kpis.add([("cluster", "c1")], {"clv": 5.0}, None)
+    figures = {f["segment_id"]: f for f in kpis.figures()}
+    assert figures["typo"]["size"] == 0 and figures["typo"]["share"] == 0.0
+    assert score(list(figures.values())).failing()[("rule", "typo")] == ["substantial"]
+    with pytest.raises(ContractError):
+        kpis.declare([("persona", "x")])

@@ -196,7 +196,7 @@ def test_segment_kpis_and_scorecard_reach_segments_metrics_and_the_report(monito
     shares = wait_until(lambda: prometheus.query("segstream_segment_share")["data"]["result"], 60, "KPI gauges")
     assert {r["metric"]["segment"] for r in shares} == {k["segment_id"] for k in kpis}
     out = tmp_path / "report.md"
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "segments", "--url", f"http://127.0.0.1:{worker.port}",
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "segments", "--url", f"127.0.0.1:{worker.port}",
                            "--format", "markdown", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     text = out.read_text()

@@ -150,3 +150,13 @@ def test_failing_names_each_segment_and_its_failed_criteria_in_order() -> None:
     assert list(doc["segments"][2]["criteria"]) == list(CRITERIA)
     assert doc["segments"][2]["criteria"]["measurable"]["verdict"] == "unknown"
     assert doc["thresholds"]["min_share"] == 0.02
+
+
+def test_profitability_is_not_judged_on_a_few_buyers_of_a_segment_of_prospects() -> None:
+    """214 members, 5 of whom bought (a CLV): their mean CLV does not stand for the segment."""
+    config = ScorecardConfig(service_unit_cost=1.0)
+    few = score([segment(size=214, clv_known=5, clv_mean=1388.0, cac_mean=20.0, cost_to_serve_mean=1.0)], config)
+    verdict = few.segments[0].criteria["profitable"]
+    assert verdict.verdict == "unknown" and "5 of 214" in verdict.reason
+    most = score([segment(size=214, clv_known=200, clv_mean=1388.0, cac_mean=20.0, cost_to_serve_mean=1.0)], config)
+    assert most.segments[0].criteria["profitable"].verdict == "pass"

@@ -126,7 +126,8 @@ def segment_figures(members: pd.DataFrame, population: int) -> dict:
     return {
         "size": len(members), "share": len(members) / population,
         "recent_revenue": members["recent_spend"].sum(),
-        "clv_total": members["clv"].dropna().sum(), "clv_mean": members["clv"].dropna().mean(),
+        "clv_total": members["clv"].dropna().sum() if members["clv"].notna().any() else None,
+        "clv_mean": members["clv"].dropna().mean(),
         "retention": prev["this_period"].mean() if len(prev) else None,
         "nps": 100 * ((answered >= 9).sum() - (answered <= 6).sum()) / len(answered) if len(answered) else None,
         "nps_answered_share": len(answered) / len(members),

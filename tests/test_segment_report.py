@@ -40,7 +40,7 @@ def test_html_escapes_every_label_and_needs_nothing_outside_the_page() -> None:
     assert "vip|&lt;b&gt;" in page and "<b>&" not in page
     assert "<title>Q3 &lt;b&gt;&amp; co&lt;/b&gt;</title>" in page
     assert not re.search(r"\b(src|href)=|https?://|@import|url\(", page)  # self-contained
-    assert page.count("<table>") == page.count("</table>") == 4
+    assert page.count("<table>") == page.count("</table>") == 5
 
 
 def cells(line: str) -> list[str]:
@@ -54,7 +54,8 @@ def test_markdown_tables_keep_their_shape_whatever_the_labels() -> None:
     md = render_markdown(figures, card, "EUR", labels=LABELS, population=population)
     tables = re.findall(r"(?m)^## (.+)\n\n((?:\|.*\n)+)", md)
     assert [t for t, _ in tables] == ["Size and value (money in EUR; revenue over the last 90 days)",
-                                      "Loyalty and reach", "Scorecard", "Composition (share of members)"]
+                                      "Acquisition and reach (money in EUR)", "Loyalty and service", "Scorecard",
+                                      "Composition (share of members)"]
     for title, block in tables:
         rows = block.splitlines()
         width = len(cells(rows[0]))
@@ -102,8 +103,9 @@ def test_the_scorecard_as_json_gives_the_same_report(render: Any) -> None:
 def test_figures_are_shown_with_units() -> None:
     figures, card, population = report_inputs()
     md = render_markdown(figures, card, "JPY", population=population)
-    row = next(line for line in md.splitlines() if line.startswith("| All customers"))
-    size, share, revenue, clv_total, clv_mean, cac, cac_known, ratio = cells(row)[2:]
+    value, reach = [line for line in md.splitlines() if line.startswith("| All customers")][:2]
+    size, share, revenue, clv_total, clv_mean, clv_known = cells(value)[2:]
+    cac, cac_known, ratio, reachable = cells(reach)[1:]
     assert (size.strip(), share.strip(), clv_mean.strip(), cac.strip(), cac_known.strip(), ratio.strip()) == (
         "200", "100.0 %", "150", "20.00", "100.0 %", "7.5:1")
     assert clv_total.strip() == "29,900" and "money in JPY" in md
