@@ -102,6 +102,9 @@ def render_terminal(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard |
         console.print(Text("* judged on part of the data:", style="bold"))
     for name, criterion, note in report.notes:
         console.print(Text(f"  {criterion} ({name}): {note}"))
+    console.print(Text(_LEGEND_HEADING, style="bold"))
+    for criterion, meaning in LEGEND:
+        console.print(Text(f"  {criterion}: {meaning}"))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
@@ -129,6 +132,7 @@ def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard |
     if report.notes:
         out += ["", "\\* Judged on part of the data:", ""]
     out += [f"- *{criterion}* ({_md(name)}): {_md(note)}" for name, criterion, note in report.notes]
+    out += ["", f"## {_LEGEND_HEADING}", "", *(f"- *{c}*: {_md(meaning)}" for c, meaning in LEGEND)]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -160,6 +164,9 @@ def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Map
         body.append("<p>* Judged on part of the data:</p>\n<ul>")
         body += [f"<li><i>{e(criterion)}</i> ({e(name)}): {e(note)}</li>" for name, criterion, note in report.notes]
         body.append("</ul>")
+    body.append(f"<h2>{e(_LEGEND_HEADING)}</h2>\n<ul>")
+    body += [f"<li><i>{e(c)}</i>: {e(meaning)}</li>" for c, meaning in LEGEND]
+    body.append("</ul>")
     return _PAGE.format(title=e(title), style=_STYLE, body="\n".join(body))
 
 
@@ -201,6 +208,18 @@ def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[
 
 
 _UNKNOWN_HEADING = "Could not be judged (the data it needs is missing)"
+_LEGEND_HEADING = "How the scorecard reads"
+#: One line per criterion for a reader without the documentation (docs/segmentation.md §11).
+LEGEND: tuple[tuple[str, str], ...] = (
+    ("substantial", "members as a share of all customers: big enough to be worth a programme"),
+    ("measurable", "share of members whose defining figures are known (a rule's fields; a cluster's value and "
+                   "behaviour figures)"),
+    ("accessible", "share of members who consented to email, sms or push"),
+    ("differentiable", "how far the segment's typical member is from the nearest other segment's, in multiples of "
+                       "the spread within the two (1x: a typical member-to-centre distance apart)"),
+    ("stable", "customers entering plus leaving in a week, as a share of the segment"),
+    ("profitable", "mean CLV against what a member costs to acquire (CAC) and to serve"),
+)
 
 
 def _grouped(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:

@@ -3,6 +3,7 @@ shape, the failing list, and the same content whether the scorecard comes as an 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from models.config import ScorecardConfig
 from models.kpis import SegmentKPIs
-from models.scorecard import Scorecard, score
+from models.scorecard import CRITERIA, Scorecard, score
 from models.segment_report import render_html, render_markdown, render_terminal
 
 HOSTILE = 'Loyal <script>alert("x")</script> | & [bold red]big[/] *stars*\nsecond line'
@@ -122,3 +123,13 @@ def test_composition_shows_only_traits_someone_has() -> None:
     bare = SegmentKPIs(window_days=90)
     bare.add([("cluster", "c1")], {"clv": 10.0}, None)
     assert "Composition" not in render_markdown(bare.figures(), score(bare.figures()))
+
+
+def test_every_rendering_explains_each_criterion() -> None:
+    from models.segment_report import LEGEND
+
+    figures, card, population = report_inputs()
+    assert [c for c, _ in LEGEND] == list(CRITERIA)
+    for text in (render_markdown(figures, card), html.unescape(render_html(figures, card)),
+                 render_terminal(figures, card, width=400)):
+        assert "How the scorecard reads" in text and all(meaning in text for _, meaning in LEGEND), text[-1500:]
