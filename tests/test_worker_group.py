@@ -119,13 +119,26 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
             kafka_bootstrap, f"{prefix}segment-changes", int(a.metric("segstream_segment_changes_total")
                                                               + b.metric("segstream_segment_changes_total"))))]
         assert changes and {c.model_version for c in changes} <= published
+
+        # The group's KPIs: each worker counts its own partitions; merged, every customer once.
+        from models.kpis import SegmentKPIs
+        from streams.segments_report import from_workers
+
+        customers = len({e["customer_id"] for e in events})
+        urls = [f"http://127.0.0.1:{w.port}" for w in (a, b)]
+        wait_until(lambda: all(w.get("/segments/kpis")["kpis"] for w in (a, b)), 60, "both workers' KPIs")
+        own = [SegmentKPIs.from_dict(w.get("/segments/kpis")["kpis"]).population for w in (a, b)]
+        assert 0 < min(own) and sum(own) == customers, own
+        assert from_workers(urls).kpis.population == customers
     finally:
         codes = [w.stop() for w in (a, b)]
     assert codes == [0, 0], a.log_tail() + b.log_tail()
 
 
 def model_part(doc: dict) -> dict:
-    """The /segments document without what each worker counts itself."""
+    """The /segments document without what each worker counts itself (its members, changes and KPIs)."""
     local = {"entered_since_worker_start", "left_since_worker_start", "members"}
-    return {**{k: v for k, v in doc.items() if k not in ("changes_counted", "retired_segments", "members_counted")},
+    # kpis: each worker's over its own partitions (segstream segments --url merges them)
+    return {**{k: v for k, v in doc.items()
+               if k not in ("changes_counted", "retired_segments", "members_counted", "kpis")},
             "segments": [{k: v for k, v in s.items() if k not in local} for s in doc.get("segments", [])]}
