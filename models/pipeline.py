@@ -336,6 +336,12 @@ class Pipeline:
             defining[("rule", segment.id)] = tuple(sorted({c.field for c in segment.clauses}))
         return SegmentKPIs(self.config.value.recent_spend_days, defining)
 
+    def segment_labels(self) -> dict[str, dict[str, str]]:
+        """Each segment's label by kind and id: the model's clusters and the rules file's segments."""
+        snap, rules = self.snapshot, self.rules
+        return {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
+                "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
+
     def segment_keys(self) -> list[tuple[str, str]]:
         """Every segment in force, as ``(kind, segment_id)``: the model's clusters and the rules'."""
         snap = self.snapshot

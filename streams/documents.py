@@ -13,8 +13,8 @@ from models.segmentation import MembershipCounters
 from models.state import CustomerState
 from streams.runtime import Runtime
 
-__all__ = ["cluster_members", "iso", "kpi_sums_document", "kpis_document", "profile_document", "readiness_document", "rule_sizes", "segments_document",
-           "watermark_text", "worker_changes"]
+__all__ = ["cluster_members", "iso", "kpi_sums_document", "kpis_document", "profile_document", "readiness_document",
+           "rule_sizes", "segments_document", "watermark_text", "worker_changes"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -85,20 +85,13 @@ def segments_document(rt: Runtime) -> dict:
     }
 
 
-def segment_labels(rt: Runtime) -> dict[str, dict[str, str]]:
-    """Each segment's label by kind and id: the model's clusters and the rules file's segments."""
-    snap, rules = rt.pipeline.snapshot, rt.pipeline.rules
-    return {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
-            "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
-
-
 def kpis_document(rt: Runtime) -> dict:
     """The ``kpis`` of /segments: each segment's KPIs and viability at this worker's last complete
     sweep pass, over its partitions (docs/segmentation.md, "KPIs and the viability scorecard")."""
     report = rt.metrics.kpis
     if report is None:
         return {"counted": "not counted yet: KPIs come from the first complete sweep pass of this worker"}
-    labels = segment_labels(rt)
+    labels = rt.pipeline.segment_labels()
     cards = {(s.kind, s.segment_id): s.to_dict() for s in report.scorecard.segments}
     return {
         "counted": "exact over this worker's partitions at its last complete sweep pass",
@@ -119,7 +112,7 @@ def kpi_sums_document(rt: Runtime) -> dict:
     report = rt.metrics.kpis
     if report is None:
         return {"kpis": None}
-    return {"kpis": report.kpis.to_dict(), "as_of": iso(report.at), "labels": segment_labels(rt),
+    return {"kpis": report.kpis.to_dict(), "as_of": iso(report.at), "labels": rt.pipeline.segment_labels(),
             "currency": rt.pipeline.config.value.base_currency,
             "flows": [[kind, sid, dataclasses.asdict(flow)] for (kind, sid), flow in report.flows.items()]}
 

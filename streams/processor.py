@@ -61,8 +61,8 @@ from typing import Callable, Iterable, MutableMapping, Protocol
 
 from models.kpis import SegmentKPIs
 from models.membership_flow import MembershipFlowLog
-from models.scorecard import score
 from models.pipeline import Pipeline
+from models.scorecard import score
 from models.state import CustomerState, EngineRejection, Position, source_tag
 from models.state_cache import StateCache
 from streams.write_behind import StateStore

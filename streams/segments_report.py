@@ -104,9 +104,7 @@ def from_events(path: Path, as_of: float, config: EngineConfig,
     for memberships, values, z in pipeline.kpi_rows(states, [as_of] * len(states), pipeline.kpi_fields):
         kpis.add(memberships, values, z)
     kpis.declare(pipeline.segment_keys())
-    snap, rules = pipeline.snapshot, pipeline.rules
-    labels = {"cluster": {sid: snap.label(sid) for sid in snap.segment_ids} if snap is not None else {},
-              "rule": {d.id: d.label for d in rules.definitions.segment} if rules is not None else {}}
+    snap, labels = pipeline.snapshot, pipeline.segment_labels()
     first = min((c.changed_at.timestamp() for c in changes), default=as_of)
     flows = week_flows(changes, as_of, first, kpis.by_segment)
     notes = () if snap is not None else (f"no clustering model: {pipeline.why_no_model()}",)
