@@ -707,9 +707,9 @@ def generate(
                                   help="Profile events (traits that go with the personas) besides the behaviour; "
                                        "--no-profiles: the behaviour events alone, as before profiles existed."),
     traits_out: Optional[Path] = typer.Option(None, help="Write customer_id -> final traits (ground truth) here."),
-    end: str = typer.Option("2026-01-01T00:00:00Z", "--end", help="The history ends here (ISO-8601, UTC if no "
-                            "offset; 'now' for today): for a worker on the wall clock, end it now, or every customer "
-                            "looks lapsed."),
+    end: str = typer.Option("2026-01-01T00:00:00Z", "--end", show_default=False,
+                            help="The history ends here: ISO-8601 (UTC if no offset) or 'now'; default "
+                            "2026-01-01. For a worker on the wall clock, end it now, or every customer looks lapsed."),
 ) -> None:
     """Generate a synthetic population with known personas as contract events (sorted by time)."""
     import orjson
