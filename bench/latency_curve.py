@@ -40,6 +40,10 @@ def main() -> None:
                         "(instead of --rates; issue #20 asks for 10 %% ... 90 %%)")
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15.0, help="per rate")
+    parser.add_argument("--trace", default=None, help="append each probe to this file: rate, seconds since "
+                        "the rate's first send, total ms, worker ms, subscriber ms, Unix time of the send (tab-separated)")
+    parser.add_argument("--py-spy", default=None, help="record the worker with this py-spy during each rate "
+                        "(a flame graph per rate next to --trace, or in the work directory)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     base = Settings()
@@ -68,6 +72,13 @@ def main() -> None:
                 print(f"rate {rate:6,.0f}/s{share} (achieved {r['achieved_rate']:6,.0f}): p50 {r['p50_ms']:7.1f} ms, "
                       f"p99 {r['p99_ms']:7.1f} ms, probes {r['probes_seen']}/{r['probes_sent']}, "
                       f"batches of {batch:.0f}, worker {cores:.2f} cores", flush=True)
+                print(f"    worker (send -> change sent) p50 {r['worker_p50_ms']:7.1f} ms, p99 {r['worker_p99_ms']:7.1f} ms; "
+                      f"subscriber (change sent -> consumed) p50 {r['subscriber_p50_ms']:7.1f} ms, "
+                      f"p99 {r['subscriber_p99_ms']:7.1f} ms", flush=True)
+                if args.trace:
+                    with open(args.trace, "a") as out:
+                        for probe in r["probes"]:
+                            out.write(f"{rate:.0f}\t" + "\t".join(f"{v:.3f}" for v in probe) + "\n")
 
 
 if __name__ == "__main__":

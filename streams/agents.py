@@ -26,6 +26,7 @@ from streams.fixups.batch_delivery import BatchChannel, BatchConsumer, RawBatch,
 from streams.fixups.current_event import current_event_is
 from streams.fixups.durable_table import DurableTable
 from streams.fixups.faust_producer import flush_now
+from streams.heap import freeze_startup_heap
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
 from streams.repartition import origin_header, parse_origin
@@ -61,6 +62,8 @@ class KafkaOutputs:
 
     async def flush(self) -> None:
         """Every table write and dead letter so far acknowledged by the broker (an error if one failed)."""
+        if self.table is not None:
+            await self.table.send_staged()  # the states written since, in whole record batches
         pending = self._sent + (self.table.take_pending_writes() if self.table is not None else [])
         self._sent = []
         if not pending and not self._producer.buffer.size:
@@ -408,6 +411,13 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
         except Exception as exc:  # lag is for dashboards: never let it disturb processing
             log.warning("consumer lag not measured: %s", exc)
             await view.close()
+
+    @app.task
+    async def freeze_heap_once_ready() -> None:
+        """The start-up heap out of the collector's scans (streams.heap), once the table is restored."""
+        await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # not in faust's TableManagerT
+        log.info("%d objects of the start-up heap frozen out of garbage collection (streams.heap)",
+                 freeze_startup_heap())
 
     @app.task
     async def follow_models() -> None:

@@ -83,8 +83,8 @@ class StateStore:
         self._write(key, raw, context)
 
     def write_out(self) -> int:
-        """Write every waiting state to the table; the number written. The caller awaits the
-        table's acknowledgements (``Outputs.flush``) before committing offsets."""
+        """Write every waiting state to the table; the number written. The caller sends and awaits
+        the table's changelog records (``Outputs.flush``) before committing offsets."""
         waiting, self._waiting = self._waiting, {}
         for key, (raw, _partition, context) in waiting.items():
             self._write(key, raw, context)
@@ -100,8 +100,11 @@ class StateStore:
         return len(dropped)
 
     def _write(self, key: bytes, raw: bytes | None, context: Context) -> None:
+        stage = getattr(self.table, "stage", None)  # the worker's table: its changelog record sent in bulk
         with context():
-            if raw is not None:
+            if stage is not None:
+                stage(key, raw)
+            elif raw is not None:
                 self.table[key] = raw
             elif key in self.table:
                 del self.table[key]

@@ -422,9 +422,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def measure_latency(settings: Settings, messages: list[Message], rate: float, seconds: float,
-                          probe_share: float = 0.1, grace_s: float = 15.0) -> dict[str, float]:
+                          probe_share: float = 0.1, grace_s: float = 15.0) -> dict[str, Any]:
     """Produce at ``rate`` msgs/s for ``seconds``: background traffic and probe customers; time each
-    probe from its send to the consumption of its first segment change."""
+    probe from its send to the consumption of its first segment change.
+
+    Each latency is also split at the change record's timestamp (the worker's producer stamps it
+    when the worker sends the change; one machine, one clock): ``worker_*`` is send → change sent
+    (fetch, delivery, batching, processing, the state's write), ``subscriber_*`` is change sent →
+    consumed (the change's acknowledgement, the subscriber's fetch). ``probes`` lists per probe
+    (seconds since the first send, total ms, worker ms, subscriber ms), in the order sent."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     bootstrap = settings.bootstrap_servers
@@ -440,13 +446,14 @@ async def measure_latency(settings: Settings, messages: list[Message], rate: flo
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
     run_tag = uuid.uuid4().hex[:8]
-    sent_at: dict[bytes, float] = {}
+    sent_at: dict[bytes, tuple[float, float]] = {}  # probe key -> (perf_counter, wall clock) at its send
     latencies: list[float] = []
+    splits: list[tuple[float, float, float, float, float]] = []  # (sent since start s, total, worker, subscriber ms, sent at)
     done_sending = asyncio.Event()
     send_span = [0.0, 0.0]
 
     async def send() -> None:
-        started = time.perf_counter()
+        started = send_span[0] = time.perf_counter()
         sent = 0
         while sent < total:
             due = min(total, int((time.perf_counter() - started) * rate) + 1)
@@ -455,7 +462,7 @@ async def measure_latency(settings: Settings, messages: list[Message], rate: flo
                     cid = f"probe-{run_tag}-{sent // every:06d}"
                     key = cid.encode()
                     value = probe_message(cid, 20.0 + (sent // every) % 80)
-                    sent_at[key] = time.perf_counter()
+                    sent_at[key] = (time.perf_counter(), time.time())
                     await producer.send(topics["purchase"], value, key=key)
                 else:
                     etype, key, value = next(background)
@@ -474,12 +481,14 @@ async def measure_latency(settings: Settings, messages: list[Message], rate: flo
                 if time.monotonic() > deadline:
                     break
             batch = await consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
+            now, wall = time.perf_counter(), time.time()
             for records in batch.values():
                 for r in records:
                     at = sent_at.pop(r.key, None)
                     if at is not None:
-                        latencies.append(now - at)
+                        latencies.append(now - at[0])
+                        splits.append((at[0] - send_span[0], (now - at[0]) * 1000,
+                                       r.timestamp - at[1] * 1000, wall * 1000 - r.timestamp, at[1]))
 
     try:
         await asyncio.gather(send(), collect())
@@ -487,13 +496,20 @@ async def measure_latency(settings: Settings, messages: list[Message], rate: flo
         await producer.stop()
         await consumer.stop()
     ms = [v * 1000 for v in latencies]
+    worker_ms = [s[2] for s in splits]
+    subscriber_ms = [s[3] for s in splits]
     span = send_span[1] - send_span[0]
     return {"target_rate": rate, "achieved_rate": total / span if span > 0 else 0.0, "seconds": span,
             "messages": total, "probes_sent": n_probes, "probes_seen": len(ms),
             "p50_ms": percentile(ms, 0.5) if ms else float("nan"),
             "p99_ms": percentile(ms, 0.99) if ms else float("nan"),
             "max_ms": max(ms) if ms else float("nan"),
-            "mean_ms": statistics.mean(ms) if ms else float("nan")}
+            "mean_ms": statistics.mean(ms) if ms else float("nan"),
+            "worker_p50_ms": percentile(worker_ms, 0.5) if ms else float("nan"),
+            "worker_p99_ms": percentile(worker_ms, 0.99) if ms else float("nan"),
+            "subscriber_p50_ms": percentile(subscriber_ms, 0.5) if ms else float("nan"),
+            "subscriber_p99_ms": percentile(subscriber_ms, 0.99) if ms else float("nan"),
+            "probes": sorted(splits)}
 
 
 # ---- memory per customer ---------------------------------------------------------------------
@@ -719,6 +735,10 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("latency p50 / p99 / max", f"{lat['p50_ms']:,.1f} / {lat['p99_ms']:,.1f} / {lat['max_ms']:,.1f} ms",
          f"at {lat['achieved_rate']:,.0f} events/s (target {lat['target_rate']:,.0f}) for {lat['seconds']:.0f} s; "
          f"probes {lat['probes_seen']}/{lat['probes_sent']}; model v{lat.get('model_version')}"),
+        ("  of which worker p50 / p99", f"{lat['worker_p50_ms']:,.1f} / {lat['worker_p99_ms']:,.1f} ms",
+         "send -> change sent (the change record's timestamp): fetch, delivery, batching, processing"),
+        ("  of which subscriber p50 / p99", f"{lat['subscriber_p50_ms']:,.1f} / {lat['subscriber_p99_ms']:,.1f} ms",
+         "change sent -> consumed: the change's acknowledgement, the subscriber's fetch"),
     ]
     for count, m in results["memory"].items():
         rows.append((f"memory, {int(count):,} customers", f"{m['bytes_per_customer']:,.0f} B per customer",
