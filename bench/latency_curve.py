@@ -8,7 +8,9 @@ mean batch are printed), then, once the model is trained, each rate runs for ``-
 the traffic of ``segstream bench``'s latency phase (one message in ten a brand-new customer whose
 first-assignment change is timed from send to consumption). Per rate: p50 / p99 of those
 latencies, the worker's mean batch and its CPU (cores) during the phase: how much a live event
-costs compared with a backlog one. Worker settings come from the environment
+costs compared with a backlog one. Each latency is split at the change record's timestamp: the
+worker's part (send -> change sent) and the subscriber's (change sent -> consumed); ``--trace``
+keeps every probe, to line up slow ones with the worker's log. Worker settings come from the environment
 (``SEGSTREAM_WORKER__*``), so two settings compare side by side.
 
 Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Everything on 127.0.0.1.
@@ -42,8 +44,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per rate")
     parser.add_argument("--trace", default=None, help="append each probe to this file: rate, seconds since "
                         "the rate's first send, total ms, worker ms, subscriber ms, Unix time of the send (tab-separated)")
-    parser.add_argument("--py-spy", default=None, help="record the worker with this py-spy during each rate "
-                        "(a flame graph per rate next to --trace, or in the work directory)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     base = Settings()
