@@ -10,7 +10,9 @@ first-assignment change is timed from send to consumption). Per rate: p50 / p99 
 latencies, the worker's mean batch and its CPU (cores) during the phase: how much a live event
 costs compared with a backlog one. Each latency is split at the change record's timestamp: the
 worker's part (send -> change sent) and the subscriber's (change sent -> consumed); ``--trace``
-keeps every probe, to line up slow ones with the worker's log. Worker settings come from the environment
+keeps every probe, to line up slow ones with the worker's log. The worker's stalls in each
+phase (full garbage collections, write-outs before a commit) come from its ``/metrics``.
+Worker settings come from the environment
 (``SEGSTREAM_WORKER__*``), so two settings compare side by side.
 
 Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts a local broker. Everything on 127.0.0.1.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from monitoring.exposition import metric_sum
 from streams import worker_process
 from streams.harnesses import bench
 from streams.settings import Settings
@@ -33,6 +36,16 @@ from streams.settings import Settings
 
 def batch_figures(port: int) -> tuple[float, float]:
     return bench.batch_figures((worker_process.http_get(port, "/metrics") or b"").decode())
+
+
+def stall_figures(port: int) -> dict[str, float]:
+    """Counts and summed seconds of the worker's stalls: full garbage collections (generation 2)
+    and the write-outs before offset commits."""
+    text = (worker_process.http_get(port, "/metrics") or b"").decode()
+    return {"gc2": metric_sum(text, "segstream_gc_pause_seconds_count", generation="2"),
+            "gc2_s": metric_sum(text, "segstream_gc_pause_seconds_sum", generation="2"),
+            "commits": metric_sum(text, "segstream_commit_write_seconds_count"),
+            "commits_s": metric_sum(text, "segstream_commit_write_seconds_sum")}
 
 
 def main() -> None:
@@ -62,9 +75,11 @@ def main() -> None:
             worker_process.wait_ready(proc, port, log, 600, model=True)
             for rate in rates:
                 batches0, messages0 = batch_figures(port)
+                stalls0 = stall_figures(port)
                 cpu0 = bench.process_cpu_s(proc.pid)
                 r = asyncio.run(bench.measure_latency(settings, messages, rate, args.seconds, 0.1))
                 batches1, messages1 = batch_figures(port)
+                stalls = {k: v - stalls0[k] for k, v in stall_figures(port).items()}
                 cpu1 = bench.process_cpu_s(proc.pid)
                 batch = (messages1 - messages0) / max(batches1 - batches0, 1)
                 cores = (cpu1 - cpu0) / r["seconds"] if cpu0 is not None and cpu1 is not None else float("nan")
@@ -75,6 +90,10 @@ def main() -> None:
                 print(f"    worker (send -> change sent) p50 {r['worker_p50_ms']:7.1f} ms, p99 {r['worker_p99_ms']:7.1f} ms; "
                       f"subscriber (change sent -> consumed) p50 {r['subscriber_p50_ms']:7.1f} ms, "
                       f"p99 {r['subscriber_p99_ms']:7.1f} ms", flush=True)
+                print(f"    stalls: {stalls['gc2']:.0f} full garbage collections, "
+                      f"{1000 * stalls['gc2_s'] / max(stalls['gc2'], 1):.1f} ms each on average; "
+                      f"{stalls['commits']:.0f} write-outs before a commit, "
+                      f"{1000 * stalls['commits_s'] / max(stalls['commits'], 1):.1f} ms each on average", flush=True)
                 if args.trace:
                     with open(args.trace, "a") as out:
                         for probe in r["probes"]:

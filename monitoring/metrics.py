@@ -37,6 +37,8 @@ CHANGE_REASONS = {
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 # Messages the agent got in one batch: small while live, up to the batch maximum on a backlog.
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# Times the worker stops processing events: a garbage collection, the write-out before a commit.
+STALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # Event time -> change emitted: includes producer, broker and consumer delays.
 END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -107,6 +109,13 @@ class WorkerMetrics:
                                              "to the table's changelog just before an offset commit (write-behind: "
                                              "one write per customer and commit, however many batches touched it).",
                                              registry=r)
+        self.commit_write = Histogram("segstream_commit_write_seconds", "Time event processing waits for the "
+                                      "write-out before an offset commit: the customer states waiting there "
+                                      "(write-behind) written to the changelog and acknowledged.",
+                                      buckets=STALL_BUCKETS, registry=r)
+        self.gc_pause = Histogram("segstream_gc_pause_seconds", "Python garbage collections, by generation: the "
+                                  "event loop stands still for each (streams.heap).", ["generation"],
+                                  buckets=STALL_BUCKETS, registry=r)
         self.delivery_holes = Counter("segstream_delivery_holes_total", "Offsets faust skipped in an input "
                                       "partition: the later messages were held and the partition read again "
                                       "from the hole (streams.delivery_guard; the log names the partition).",

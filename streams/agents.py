@@ -26,7 +26,7 @@ from streams.fixups.batch_delivery import BatchChannel, BatchConsumer, RawBatch,
 from streams.fixups.current_event import current_event_is
 from streams.fixups.durable_table import DurableTable
 from streams.fixups.faust_producer import flush_now
-from streams.heap import freeze_startup_heap
+from streams.heap import GcPauses, freeze_startup_heap
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
 from streams.repartition import origin_header, parse_origin
@@ -248,8 +248,9 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     processing = asyncio.Lock()
 
     async def write_out_before_commit() -> None:
-        async with processing:
-            written = await processor.write_out()
+        with rt.metrics.commit_write.time():  # processing waits meanwhile (the lock)
+            async with processing:
+                written = await processor.write_out()
         if written:
             rt.metrics.states_written_behind.inc(written)
 
@@ -414,10 +415,18 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     @app.task
     async def freeze_heap_once_ready() -> None:
-        """The start-up heap out of the collector's scans (streams.heap), once the table is restored."""
+        """The start-up heap out of the collector's scans (streams.heap), once the table is restored;
+        from then on every collection's pause is timed (segstream_gc_pause_seconds)."""
         await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # not in faust's TableManagerT
         log.info("%d objects of the start-up heap frozen out of garbage collection (streams.heap)",
                  freeze_startup_heap())
+        gc_pauses.install()
+
+    gc_pauses = GcPauses(lambda generation, seconds: rt.metrics.gc_pause.labels(str(generation)).observe(seconds))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers without **kwargs
+    async def stop_timing_gc_pauses(_app: faust.App, **_kwargs: Any) -> None:
+        gc_pauses.remove()
 
     @app.task
     async def follow_models() -> None:

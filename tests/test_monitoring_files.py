@@ -42,6 +42,8 @@ KNOWN_METRICS = {
     "segstream_processing_seconds",
     "segstream_batch_messages",
     "segstream_event_to_change_seconds",
+    "segstream_commit_write_seconds",
+    "segstream_gc_pause_seconds",
     "segstream_segment_changes_total",
     "segstream_segment_transitions_total",
     "segstream_segment_flaps_total",
@@ -60,7 +62,8 @@ KNOWN_METRICS = {
     "segstream_trainer_samples_sent_total",
     "segstream_trainings_total",
 }
-HISTOGRAMS = {"segstream_processing_seconds", "segstream_batch_messages", "segstream_event_to_change_seconds"}
+HISTOGRAMS = {"segstream_processing_seconds", "segstream_batch_messages", "segstream_event_to_change_seconds",
+              "segstream_commit_write_seconds", "segstream_gc_pause_seconds"}
 SERIES_NAMES = (KNOWN_METRICS - HISTOGRAMS) | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 
 REQUIRED_ALERTS = {
