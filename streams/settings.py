@@ -183,8 +183,7 @@ class WorkerSettings(_Section):
     write_behind: bool = Field(True, description="Write a customer's state to the table's changelog once "
                                "per offset commit instead of once per batch (written and acknowledged "
                                "before every commit; a state with segment changes still before they are "
-                               "sent). false: every batch writes and waits for its states. Not used with "
-                               "delivery=batch yet.")
+                               "sent). false: every batch writes and waits for its states.")
     delivery: Literal["faust", "batch"] = Field("faust", description="How the customer agent gets its "
                                                  "messages: 'faust' (faust's per-message delivery, batched by "
                                                  "take_events, holes re-read by streams.delivery_guard) or "

@@ -37,7 +37,7 @@ def test_sigkills_and_a_broker_restart_lose_nothing_and_count_nothing_twice(tmp_
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # A different partitioner per input topic: messages processed at home and forwarded ones both
     # go through the kills. Both delivery paths (worker.delivery; the workers inherit the setting):
-    # faust's with write-behind (the default), batch delivery with write-through (streams.runtime).
+    # each with write-behind, the default.
     monkeypatch.setenv("SEGSTREAM_WORKER__DELIVERY", delivery)
     plan = CrashPlan(customers=100, kills=3, broker_restarts=1, seed=11, partitioner="mixed")
     report = run(plan, tmp_path, log=print)

@@ -45,7 +45,8 @@ module                     why (upstream behaviour worked around)         can go
                            message cut off by a rebalance (holes);        stops moving its read offset past
                            ``worker.delivery = "batch"`` overrides        messages it did not deliver
                            ``Consumer._drain_messages``, delivers each
-                           partition in order (seek epochs), acks in
+                           partition in order (seek epochs, each from a
+                           known start), acks in
                            bulk into ``_acked``/``_acked_index``
 ``models/river_fixups``    river's PageHinkley exposes only               river exposes the statistic
                            ``drift_detected``, not its statistic

@@ -42,7 +42,13 @@ delivered only if it was really put on the channel (not cut off by ``suspend_flo
 happened meanwhile; only then does the next offset move. Fetched records that are not delivered
 are read again: after a rebalance faust's ``perform_seek`` (which always precedes
 ``resume_flow``) seeks to the committed offsets; otherwise the drain loop seeks the partition
-back to its next offset itself. The agent's side drops a queued batch of an older generation or
+back to its next offset itself. A partition has a next offset (a start) only once ``perform_seek``
+has sought it to its committed offset or, never committed, to its earliest one, set in the same
+step as its epoch moves on: before that nothing of it is delivered, and a fetch only has its
+position put back. (The seek to the earliest offset used to come after that step, behind a lookup
+on the broker, and a fetch meanwhile was delivered from wherever it stood: past the batches the
+seek had just dropped, read before them. With write-behind the crash test lost the events of 17
+customers that way: docs/reliability.md.) The agent's side drops a queued batch of an older generation or
 epoch (a seek since: read again from the seek's offset). So each partition reaches the agent as
 a sequence of batches in offset order, each starting where the previous one ended, or at the
 offset of the latest seek. Offsets aiokafka skips (transaction markers, aborted or compacted
@@ -213,11 +219,17 @@ class BatchConsumer(WorkerConsumer):
             self._next_offset[tp] = self._handed[tp] = offset
 
     async def perform_seek(self) -> None:
-        """faust's seek to the committed offsets (every rebalance, before ``resume_flow``)."""
+        """faust's seek to the committed offsets (every rebalance and recovery, before
+        ``resume_flow``), then the routed partitions never committed to their earliest offsets. A
+        routed partition gets its start (the next offset to deliver) back only once both seeks are
+        done, in the same step as the epoch moves on: nothing fetched before counts, and nothing
+        fetched after is delivered from anywhere else (see :meth:`_undelivered`)."""
         before = set(self.assignment())
         self._bump(before)
+        earliest: dict[TP, int] = {}
         try:
             await super().perform_seek()
+            earliest = await self._seek_uncommitted_to_earliest()
         finally:
             tps = set(self.assignment()) | before
             self._bump(tps)
@@ -229,23 +241,27 @@ class BatchConsumer(WorkerConsumer):
                 offset = read.get(tp)
                 if offset is not None:  # the committed offset
                     self._next_offset[tp] = self._handed[tp] = offset
-        await self._seek_uncommitted_to_earliest()
+            for tp, offset in earliest.items():
+                self._next_offset[tp] = self._handed[tp] = offset
 
-    async def _seek_uncommitted_to_earliest(self) -> None:
+    async def _seek_uncommitted_to_earliest(self) -> dict[TP, int]:
         """A routed partition the group never committed: aiokafka's ``seek_to_committed`` leaves
         it where the fetch stood (it seeks only to a committed offset above 0), past whatever was
         fetched and cut off by the rebalance. Sought to its earliest offset instead, where a new
         consumer starts (``consumer_auto_offset_reset="earliest"``); what was already processed
-        there is recognised by the state."""
+        there is recognised by the state. Returns the offsets sought to."""
         routes = getattr(self.transport, "batch_routes", {})
         tps = [tp for tp in self.assignment() if tp.topic in routes and self._read_offset.get(tp) is None]
         if not tps:
-            return
+            return {}
         earliest = await self.earliest_offsets(*tps)
+        sought = {}
         for tp in tps:
             offset = earliest.get(tp)
             if offset is not None:
                 await self.seek(tp, offset)
+                sought[tp] = offset
+        return sought
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._bump(revoked)
@@ -378,11 +394,27 @@ class BatchConsumer(WorkerConsumer):
         partition is sought back to the first offset the agent has not taken (the seek makes the
         channel drop the batches still queued: they are read again too). Also during a rebalance: a fetch
         that returns while ``perform_seek`` runs may hold records from the sought position, and
-        the rebalance's seek is then behind it. Not known (revoked, or a new assignment before its
-        ``perform_seek``): that seek is still to come."""
+        the rebalance's seek is then behind it.
+
+        A routed partition with no known start (from its assignment, or from the start of a
+        ``perform_seek``, until :meth:`perform_seek` has sought it to its committed or earliest
+        offset) delivers nothing, and only its position is put back where the fetch started: the
+        start is never taken from a fetch. Taking it from there made holes: after a seek had
+        dropped the partition's queued batches, the next fetch stood past them, and the batch
+        delivered from there moved the customers' positions past events no state held yet (the
+        crash test with write-behind: the re-read from the partition's start then skipped them as
+        redeliveries). Other topics (faust's own delivery) are read again from the first record,
+        unless the seek of a rebalance is still to come."""
         if self.should_stop or tp not in self.assignment():
             return
         offset = self._handed.get(tp, self._next_offset.get(tp))
+        if offset is None and tp.topic in getattr(self.transport, "batch_routes", {}):
+            try:
+                await self._seek(tp, recs[0].offset)  # the position only: the start stays unknown
+            except Exception as exc:  # revoked meanwhile
+                self.log.warning("%s[%d]: reading again from %d failed: %r", tp.topic, tp.partition,
+                                 recs[0].offset, exc)
+            return
         if offset is None:
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 return
@@ -437,8 +469,11 @@ class BatchConsumer(WorkerConsumer):
         then those offsets are a gap the commit may pass). Without such a probe, the same jump
         fetched three times over is taken as offsets without messages."""
         expected = self._next_offset.get(tp)
+        if expected is None:  # no start yet (see _undelivered)
+            await self._undelivered(tp, recs, generation_id)
+            return False
         first = recs[0].offset
-        if expected is None or first <= expected:
+        if first <= expected:
             self._jumps.pop(tp, None)
             return True
         seen = self._jumps.get(tp)
