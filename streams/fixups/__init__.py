@@ -22,9 +22,13 @@ module                     why (upstream behaviour worked around)         can go
                            no hook before a commit (write-behind's        a commit
                            writes: ``_commit_tps`` overridden)
 ``durable_table``          faust's buffer flush before a commit gives up  faust's flush waits for every changelog
-                           with changelog writes still queued             write
-                           (``ProducerBuffer.flush_atmost``): the table
-                           keeps each write's future
+                           with changelog writes still queued             write, and writes table changes in
+                           (``ProducerBuffer.flush_atmost``): the table   batches (or gives a bulk
+                           keeps each write's future; faust writes a key  ``send_changelog``)
+                           as one message through its buffer (180-300
+                           us): ``stage``/``send_staged`` send whole
+                           record batches (aiokafka's ``BatchBuilder``,
+                           ``Producer._producer``)
 ``current_event``          a table write goes to the changelog partition  faust lets a table write name its
                            of faust's current event (the private          partition, or batch agents write each key
                            ``faust.streams._current_event``): in a batch  in its own message's context
