@@ -109,9 +109,10 @@ class WorkerMetrics:
                                              "to the table's changelog just before an offset commit (write-behind: "
                                              "one write per customer and commit, however many batches touched it).",
                                              registry=r)
-        self.commit_write = Histogram("segstream_commit_write_seconds", "Time event processing waits for the "
-                                      "write-out before an offset commit: the customer states waiting there "
-                                      "(write-behind) written to the changelog and acknowledged.",
+        self.commit_write = Histogram("segstream_commit_write_seconds", "Time the write-out before an offset "
+                                      "commit holds event processing: the customer states waiting there "
+                                      "(write-behind) written to the changelog, and everything sent so far "
+                                      "acknowledged (a batch in progress finishes first, not counted).",
                                       buckets=STALL_BUCKETS, registry=r)
         self.gc_pause = Histogram("segstream_gc_pause_seconds", "Python garbage collections, by generation: the "
                                   "event loop stands still for each (streams.heap).", ["generation"],

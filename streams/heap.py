@@ -1,9 +1,9 @@
 """Keeping Python's cyclic garbage collector off the latency of live events (issue #20).
 
 CPython's collector stops the event loop while it scans a generation; a full (generation 2) scan
-visits every tracked container object the process holds. A worker holds about 170,000 of them
-from its imports alone (faust, aiokafka, river, pydantic's validators), plus the table's
-recovery, the model and the decoded-state cache. Measured on a worker at half its drain rate,
+visits every tracked container object the process holds. A started worker holds 170,000-190,000
+of them (its imports: faust, aiokafka, river, pydantic's validators; its start-up), plus the
+model and the decoded-state cache as it fills. Measured on a worker at half its drain rate,
 full collections stopped the loop for 170-560 ms, a few times a minute: the second largest stall
 behind the p99 latency of a live event (docs/benchmarks.md).
 

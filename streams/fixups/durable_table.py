@@ -17,7 +17,7 @@ afterwards is already in the changelog.
 ``FutureMessage``, a trip through the buffer's queue and its ``flush_atmost`` (an
 ``asyncio.wait_for`` per message), ``Topic.publish_message`` and aiokafka's ``send``, then a
 callback per message. Measured on the worker under load, writing the states that wait for a
-commit (write-behind) cost 180-300 µs per key, 120-500 ms per commit with the event loop
+commit (write-behind) cost 180-310 µs per key, 120-520 ms per commit with the event loop
 unable to process events, the largest stall behind the p99 latency of a live event
 (docs/benchmarks.md). :meth:`DurableTable.stage` updates the store exactly as a faust write
 does (in the key's current-event context: the changelog partition, and RocksDB's database of

@@ -102,6 +102,7 @@ class CrashReport:
     delivery_holes: int = 0  # offsets faust skipped that the workers' delivery guard re-read
     seconds: float = 0.0
     partitioner: str = "murmur2"  # how the test's producer partitioned the stream
+    delivery: str = "faust, write-behind on"  # the worker's delivery path and write mode (SEGSTREAM_WORKER__*)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +121,7 @@ class CrashReport:
 
         return [
             f"partitioner: {describe_partitioner(self.partitioner)}",
+            f"worker delivery: {self.delivery}",
             f"stream: {self.events} events for {self.customers} customers; {self.kills} SIGKILLs, "
             f"{self.broker_restarts} broker restart(s); {self.seconds:.0f} s",
             f"worker restart -> ready: {spread(self.recovery_times('worker', 'ready_s'))}",
@@ -463,7 +465,8 @@ def run(plan: CrashPlan, work_dir: Path, log: Log = print, base: Settings | None
     started = time.monotonic()
     rng = random.Random(plan.seed)
     messages, truth = build_stream(plan.customers, plan.seed)
-    report = CrashReport(events=len(messages), customers=len(truth), partitioner=plan.partitioner)
+    report = CrashReport(events=len(messages), customers=len(truth), partitioner=plan.partitioner,
+                         delivery=f"{base.worker.delivery}, write-behind {'on' if base.worker.write_behind else 'off'}")
     rate = plan.rate_for(len(messages))
     log(f"stream: {len(messages)} events for {len(truth)} customers at {rate:.0f}/s (~{len(messages) / rate:.0f} s)")
     kafka = LocalKafka.from_settings(base.local_kafka, run_dir=work_dir / "kafka")
