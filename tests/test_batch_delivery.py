@@ -50,15 +50,21 @@ def run_child(env: dict[str, str], topic: str, expected: int, out: Path, log: Pa
     return orjson.loads(out.read_bytes())
 
 
-def test_bulk_acks_are_committed_and_a_restart_delivers_each_message_once(kafka_bootstrap: str, tmp_path: Path,
-                                                                        unique_prefix: str) -> None:
-    prefix = f"batchdelivery-{unique_prefix}"
+def child_setup(kafka_bootstrap: str, prefix: str, **extra: str) -> tuple[str, str, dict[str, str]]:
+    """(input topic, group, environment) of a batch-delivery child on a fresh input topic: the
+    group is the app id, batches of at most 64; ``extra`` adds to the environment."""
     topic, group = f"{prefix}input", f"{prefix}app"
     run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)]))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "SEGSTREAM_TOPICS__PREFIX": prefix, "SEGSTREAM_TOPICS__PARTITIONS": str(PARTITIONS),
-           "SEGSTREAM_WORKER__APP_ID": group, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data"),
-           "SEGSTREAM_WORKER__BATCH_MAX": "64", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": prefix,
+           "SEGSTREAM_TOPICS__PARTITIONS": str(PARTITIONS), "SEGSTREAM_WORKER__APP_ID": group,
+           "SEGSTREAM_WORKER__BATCH_MAX": "64", "PYTHONUNBUFFERED": "1", **extra}
+    return topic, group, env
+
+
+def test_bulk_acks_are_committed_and_a_restart_delivers_each_message_once(kafka_bootstrap: str, tmp_path: Path,
+                                                                        unique_prefix: str) -> None:
+    topic, group, env = child_setup(kafka_bootstrap, f"batchdelivery-{unique_prefix}",
+                                    SEGSTREAM_WORKER__DATA_DIR=str(tmp_path / "data"))
 
     first_n = 3000
     run(produce(kafka_bootstrap, [(topic, f"c{i % 97}".encode(), b"%d" % i) for i in range(first_n)]))
@@ -111,14 +117,10 @@ def test_a_seek_to_the_earliest_offset_leaves_no_window_for_a_hole(kafka_bootstr
     dropped from the agent's queue. In the crash test with write-behind such a batch moved the
     customers' positions past events no state held yet (the killed worker's were never written),
     and the re-read from the earliest offset skipped them as redeliveries: 6 customers short."""
-    prefix = f"batchearliest-{unique_prefix}"
-    topic, group = f"{prefix}input", f"{prefix}app"
-    run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)]))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "SEGSTREAM_TOPICS__PREFIX": prefix, "SEGSTREAM_TOPICS__PARTITIONS": str(PARTITIONS),
-           "SEGSTREAM_WORKER__APP_ID": group, "SEGSTREAM_WORKER__DATA_DIR": str(tmp_path / "data"),
-           "SEGSTREAM_WORKER__BATCH_MAX": "64", "PYTHONUNBUFFERED": "1",
-           "BATCH_CHILD_LOOKUP_DELAY_S": "0.5", "BATCH_CHILD_SLOW_S": "0.02", "BATCH_CHILD_PERFORM_SEEK_AFTER": "4"}
+    topic, group, env = child_setup(kafka_bootstrap, f"batchearliest-{unique_prefix}",
+                                    SEGSTREAM_WORKER__DATA_DIR=str(tmp_path / "data"),
+                                    BATCH_CHILD_LOOKUP_DELAY_S="0.5", BATCH_CHILD_SLOW_S="0.02",
+                                    BATCH_CHILD_PERFORM_SEEK_AFTER="4")
     n = 3000
     run(produce(kafka_bootstrap, [(topic, f"c{i % 97}".encode(), b"%d" % i) for i in range(n)]))
     result = run_child(env, topic, n, tmp_path / "out.json", tmp_path / "child.log")
@@ -153,13 +155,8 @@ def test_rebalances_lose_nothing_skip_nothing_and_the_commits_end_at_the_end_off
 
     from tests.kafka_helpers import wait_until
 
-    prefix = f"batchrebalance-{unique_prefix}"
-    topic, group = f"{prefix}input", f"{prefix}app"
-    run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)]))
-    base = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_TOPICS__PREFIX": prefix,
-            "SEGSTREAM_TOPICS__PARTITIONS": str(PARTITIONS), "SEGSTREAM_WORKER__APP_ID": group,
-            "SEGSTREAM_WORKER__BATCH_MAX": "64", "SEGSTREAM_WORKER__STATIC_MEMBERSHIP": "false",
-            "PYTHONUNBUFFERED": "1"}
+    topic, group, base = child_setup(kafka_bootstrap, f"batchrebalance-{unique_prefix}",
+                                     SEGSTREAM_WORKER__STATIC_MEMBERSHIP="false")
     procs: dict[str, subprocess.Popen] = {}
     outs: dict[str, Path] = {}
 
