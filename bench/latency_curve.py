@@ -10,8 +10,9 @@ first-assignment change is timed from send to consumption). Per rate: p50 / p99 
 latencies, the worker's mean batch and its CPU (cores) during the phase: how much a live event
 costs compared with a backlog one. Each latency is split at the change record's timestamp: the
 worker's part (send -> change sent) and the subscriber's (change sent -> consumed); ``--trace``
-keeps every probe, to line up slow ones with the worker's log. The worker's stalls in each
-phase (full garbage collections, write-outs before a commit) come from its ``/metrics``.
+keeps every probe, to line up slow ones with the worker's log (``--keep`` keeps it). The
+worker's stalls in each phase (garbage collections, write-outs before a commit) come from its
+``/metrics``.
 Worker settings come from the environment
 (``SEGSTREAM_WORKER__*``), so two settings compare side by side.
 

@@ -430,7 +430,8 @@ async def measure_latency(settings: Settings, messages: list[Message], rate: flo
     when the worker sends the change; one machine, one clock): ``worker_*`` is send → change sent
     (fetch, delivery, batching, processing, the state's write), ``subscriber_*`` is change sent →
     consumed (the change's acknowledgement, the subscriber's fetch). ``probes`` lists per probe
-    (seconds since the first send, total ms, worker ms, subscriber ms), in the order sent."""
+    (seconds since the first send, total ms, worker ms, subscriber ms, Unix time of the send), in
+    the order sent."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     bootstrap = settings.bootstrap_servers
