@@ -26,7 +26,7 @@ from streams.fixups.batch_delivery import BatchChannel, BatchConsumer, RawBatch,
 from streams.fixups.current_event import current_event_is
 from streams.fixups.durable_table import DurableTable
 from streams.fixups.faust_producer import flush_now
-from streams.heap import GcPauses, freeze_startup_heap
+from streams.heap import GcPauses, freeze_startup_heap, raise_young_threshold
 from streams.lag import LagMonitor
 from streams.processor import ERASURE, REEVALUATE, REPARTITION, CustomerProcessor, InMessage
 from streams.repartition import origin_header, parse_origin
@@ -415,11 +415,13 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     @app.task
     async def freeze_heap_once_ready() -> None:
-        """The start-up heap out of the collector's scans (streams.heap), once the table is restored;
-        from then on every collection's pause is timed (segstream_gc_pause_seconds)."""
+        """The start-up heap out of the collector's scans and young collections less often
+        (streams.heap), once the table is restored; from then on every collection's pause is timed
+        (segstream_gc_pause_seconds)."""
         await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # not in faust's TableManagerT
         log.info("%d objects of the start-up heap frozen out of garbage collection (streams.heap)",
                  freeze_startup_heap())
+        raise_young_threshold()
         gc_pauses.install()
 
     gc_pauses = GcPauses(lambda generation, seconds: rt.metrics.gc_pause.labels(str(generation)).observe(seconds))
