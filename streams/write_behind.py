@@ -55,6 +55,9 @@ class StateStore:
     def __init__(self, table: MutableMapping[bytes, bytes], deferred: bool = False):
         self.table = table
         self.deferred = deferred
+        # The worker's table (streams.fixups.durable_table) stages writes: their changelog records
+        # are sent in whole record batches. Any other mapping is written item by item.
+        self._stage: Callable[[bytes, bytes | None], None] | None = getattr(table, "stage", None)
         # key -> (bytes or None for a deletion, partition, context); in the order last saved
         self._waiting: dict[bytes, tuple[bytes | None, int, Context]] = {}
 
@@ -100,10 +103,9 @@ class StateStore:
         return len(dropped)
 
     def _write(self, key: bytes, raw: bytes | None, context: Context) -> None:
-        stage = getattr(self.table, "stage", None)  # the worker's table: its changelog record sent in bulk
         with context():
-            if stage is not None:
-                stage(key, raw)
+            if self._stage is not None:
+                self._stage(key, raw)
             elif raw is not None:
                 self.table[key] = raw
             elif key in self.table:
