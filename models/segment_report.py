@@ -76,10 +76,10 @@ class _Report:
 def render_terminal(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                     currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
                     population: Mapping[str, Any] | None = None, width: int = 160, color: bool = False,
-                    preface: Sequence[str] = ()) -> str:
+                    preface: Sequence[str] = (), population_label: str = "All customers") -> str:
     """The report as terminal text: ``rich`` tables ``width`` columns wide; ANSI colours when
     ``color`` (for a terminal), plain text otherwise. Labels are shown as text, never as markup."""
-    report = _build(figures, scorecard, currency, labels, population, preface)
+    report = _build(figures, scorecard, currency, labels, population, preface, population_label)
     # Never narrower than the tables' figures need: rich drops the columns that do not fit, and a
     # figure with them; a line longer than the terminal wraps, a dropped column is lost.
     width = max([width, *map(_needed_width, report.tables)])
@@ -111,9 +111,9 @@ def render_terminal(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard |
 def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                     currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
                     population: Mapping[str, Any] | None = None, title: str = "Segments",
-                    preface: Sequence[str] = ()) -> str:
+                    preface: Sequence[str] = (), population_label: str = "All customers") -> str:
     """The report as Markdown: a heading, a pipe table per section and the failing list."""
-    report = _build(figures, scorecard, currency, labels, population, preface)
+    report = _build(figures, scorecard, currency, labels, population, preface, population_label)
     out = [f"# {_md(title)}", ""]
     if report.preface:
         out += [*(_md(line) + "  " for line in report.preface), ""]
@@ -139,10 +139,10 @@ def render_markdown(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard |
 def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any],
                 currency: str = "USD", *, labels: Mapping[_Key, str] | None = None,
                 population: Mapping[str, Any] | None = None, title: str = "Segments",
-                preface: Sequence[str] = ()) -> str:
+                preface: Sequence[str] = (), population_label: str = "All customers") -> str:
     """The report as one self-contained HTML page (inline style, no script, no external asset);
     every text is escaped."""
-    report = _build(figures, scorecard, currency, labels, population, preface)
+    report = _build(figures, scorecard, currency, labels, population, preface, population_label)
     e = html.escape
     body = [f"<h1>{e(title)}</h1>"] + [f"<p>{e(line)}</p>" for line in report.preface]
     for table in report.tables:
@@ -174,13 +174,13 @@ def render_html(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Map
 
 def _build(figures: Sequence[Mapping[str, Any]], scorecard: Scorecard | Mapping[str, Any], currency: str,
            labels: Mapping[_Key, str] | None, population: Mapping[str, Any] | None,
-           preface: Sequence[str] = ()) -> _Report:
+           preface: Sequence[str] = (), population_label: str = "All customers") -> _Report:
     card = scorecard.to_dict() if isinstance(scorecard, Scorecard) else scorecard
     scores = {(s["kind"], s["segment_id"]): s for s in card["segments"]}
     names = {(f["kind"], f["segment_id"]): _name(f, labels or {}) for f in figures}
     rows = [(names[f["kind"], f["segment_id"]], f["kind"], f) for f in figures]
     if population is not None:
-        rows.append(("All customers", "", population))
+        rows.append((population_label, "", population))  # "All customers", or which ones when not all
     value_rows = [_value_row(name, kind, f) for name, kind, f in rows]
     reach_rows = [_reach_row(name, f) for name, _, f in rows]
     loyalty_rows = [_loyalty_row(name, f) for name, _, f in rows]

@@ -53,6 +53,7 @@ class KpiReport:
     scorecard: Scorecard
     at: float
     flows: Mapping[tuple[str, str], MembershipFlow]  # entries and exits over the last week
+    partitions: tuple[int, ...] = ()  # the customer partitions counted (owned, their pass complete)
 
 
 class WorkerMetrics:

@@ -36,6 +36,8 @@ class ReevaluationBatch(BaseModel):
     sweep_pass: int = Field(0, alias="pass", ge=0, description="The sweep pass the batch belongs to.")
     end: bool = Field(False, description="The partition's last batch of this pass: its segment populations are "
                                          "complete.")
+    sweeper: str | None = Field(None, max_length=64, description="The sending worker's sweeper (random per "
+                                "process): a worker counts populations from its own passes only.")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

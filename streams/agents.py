@@ -236,7 +236,7 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
     processor = CustomerProcessor(rt.pipeline, rt.table, outputs, rt.clock, rt.forwarder,
                                   rt.metrics, routes, active_partitions=rt.active_partitions,
                                   cache=StateCache(w.state_cache_size), home=rt.home,
-                                  watermark=rt.watermark, store=rt.store)
+                                  watermark=rt.watermark, store=rt.store, sweeper=rt.sweeper.identity)
     # before anything reads app.consumer: the batch path is faust's consumer with our drain loop
     # a queue of batches, not of messages: live, each holds a few per partition (64 of them: ~4 fetches of 16 partitions)
     channel = use_batch_delivery(app, topics.customer_source, w.batch_max, maxsize=64) if w.delivery == "batch" else None
@@ -366,6 +366,8 @@ def register_agents(app: faust.App, rt: Runtime) -> None:
 
     @every(w.sweep_interval_s)
     async def sweep() -> None:
+        if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]  # not in faust's TableManagerT
+            return  # the table is being restored: a pass listing its keys now would miss customers
         batches = rt.sweeper.tick(rt.table.keys(), rt.active_partitions())
         for partition, batch in batches.items():
             await topics.reevaluate.send(value=batch.to_json(), partition=partition)

@@ -573,9 +573,15 @@ def segments(
                                         "as of (UTC if no offset; default: the latest event's time)."),
     fmt: str = typer.Option("table", "--format", help="table (terminal), markdown or html."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the report here instead of printing it."),
+    partial: bool = typer.Option(False, "--partial", help="With --url: report the partitions the workers given "
+                                 "count, when some of the group's are missing (refused otherwise)."),
 ) -> None:
     """Each segment's KPIs (size, revenue, CLV, retention, NPS, cost to serve, CAC) and its viability
-    scorecard, saying which segments fail which criterion."""
+    scorecard, saying which segments fail which criterion.
+
+    From workers, every partition of the group must be counted once: two workers counting the
+    same one (a worker given twice, a rebalance under way) are refused, and so are missing
+    partitions unless --partial is given."""
     from schemas.errors import ConfigurationError
     from streams.segments_report import FORMATS, from_events, from_workers, render
 
@@ -586,6 +592,8 @@ def segments(
         raise typer.BadParameter("give --url or --events, not both", param_hint="--events")
     if as_of is not None and events is None:
         raise typer.BadParameter("--as-of needs --events (workers report as of their own clock)", param_hint="--as-of")
+    if partial and events is not None:
+        raise typer.BadParameter("--partial is for workers (--url): a replay counts every customer", param_hint="--partial")
     _writable_outputs(out=out)
     settings = Settings()
     try:
@@ -599,7 +607,7 @@ def segments(
                 task = progress.add_task("replay", total=events.stat().st_size)
                 report = from_events(events, at, settings.engine, on_bytes=lambda n: progress.advance(task, n))
         else:
-            report = from_workers(url or [f"http://127.0.0.1:{settings.worker.web_port}"])
+            report = from_workers(url or [f"http://127.0.0.1:{settings.worker.web_port}"], partial=partial)
     except ConfigurationError as exc:
         typer.secho(f"segstream segments: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None

@@ -95,7 +95,8 @@ def kpis_document(rt: Runtime) -> dict:
     cards = {(s.kind, s.segment_id): s.to_dict() for s in report.scorecard.segments}
     return {
         "counted": "exact over this worker's partitions at its last complete sweep pass",
-        "as_of": iso(report.at), "currency": rt.pipeline.config.value.base_currency,
+        "as_of": iso(report.at), "partitions": list(report.partitions),
+        "currency": rt.pipeline.config.value.base_currency,
         "window_days": report.kpis.window_days, "population": report.kpis.population_figures(),
         "thresholds": report.scorecard.config.model_dump(),
         "segments": [{**f, "label": labels.get(f["kind"], {}).get(f["segment_id"]),
@@ -106,13 +107,19 @@ def kpis_document(rt: Runtime) -> dict:
 
 
 def kpi_sums_document(rt: Runtime) -> dict:
-    """GET /segments/kpis: this worker's raw KPI sums (:meth:`models.kpis.SegmentKPIs.to_dict`), its
+    """GET /segments/kpis: this worker's raw KPI sums (:meth:`models.kpis.SegmentKPIs.to_dict`), the
+    customer partitions they cover (of ``partitions_total``, in consumer group ``group``), its
     segments' entries and exits over the last week and their labels, for ``segstream segments`` to
     merge several workers' exactly."""
     report = rt.metrics.kpis
     if report is None:
         return {"kpis": None}
-    return {"kpis": report.kpis.to_dict(), "as_of": iso(report.at), "labels": rt.pipeline.segment_labels(),
+    return {"kpis": report.kpis.to_dict(), "as_of": iso(report.at),
+            # what the sums cover, for the merge to refuse an overlap (the same worker twice, or a
+            # rebalance under way) and to say when a partition is missing
+            "group": rt.settings.worker.app_id, "partitions": list(report.partitions),
+            "partitions_total": rt.settings.topics.partitions,
+            "labels": rt.pipeline.segment_labels(),
             "currency": rt.pipeline.config.value.base_currency,
             "flows": [[kind, sid, dataclasses.asdict(flow)] for (kind, sid), flow in report.flows.items()]}
 

@@ -162,14 +162,16 @@ class CustomerProcessor:
                  routes: dict[str, str], active_partitions: Callable[[], set[int]] | None = None,
                  cache: StateCache | None = None, home: Callable[[bytes], int] | None = None,
                  watermark: InputWatermark | None = None, store: StateStore | None = None,
-                 max_waiting: int = 50_000):
+                 max_waiting: int = 50_000, sweeper: str | None = None):
         """``routes``: topic name -> event type, ``"erasure"``, ``"reevaluate"`` or ``"repartition"``.
         ``cache``: decoded states kept between batches (default: 20,000 customers). ``home``: a
         customer key's home partition (:class:`streams.partitioning.HomePartitions`); None
         processes every message where it arrives (a single partition, tests). ``watermark``: told
         what was applied and forwarded from which partition (the worker's input watermark).
         ``store``: ``table`` behind a write-behind buffer (default: written through);
-        ``max_waiting``: the states it may hold before a batch writes them out itself."""
+        ``max_waiting``: the states it may hold before a batch writes them out itself.
+        ``sweeper``: this worker's :attr:`streams.sweep.Sweeper.identity`; populations are counted
+        from its passes only (None: from every re-evaluation batch, for in-process use)."""
         self.pipeline = pipeline
         self.store = store if store is not None else StateStore(table)
         self.max_waiting = max_waiting
@@ -178,7 +180,7 @@ class CustomerProcessor:
         self.forwarder = forwarder
         self.metrics = metrics
         self.routes = routes
-        self.populations = PopulationTally(active_partitions, pipeline.new_kpis)
+        self.populations = PopulationTally(active_partitions, pipeline.new_kpis, sweeper)
         self.flow = MembershipFlowLog()  # entries and exits per segment: the scorecard's stability
         self.cache = cache if cache is not None else StateCache(20_000)
         self.home = home
@@ -367,9 +369,11 @@ class CustomerProcessor:
             return
         customer_ids = batch.customers
         at = self.clock.sweep_time()
+        tally = self.populations.batch(msg.partition, batch.sweep_pass, batch.sweeper)
         if at is None:
+            if tally is not None:
+                tally.whole = False  # these customers are not counted: nor is the pass's total
             return
-        tally = self.populations.batch(msg.partition, batch.sweep_pass)
         due: list[Touched] = []
         times: list[float] = []
         for customer_id in customer_ids:
@@ -383,6 +387,9 @@ class CustomerProcessor:
             due.append(entry)
             times.append(own if own is not None else at)
         self._evaluate_all(due, times)
+        self.metrics.reevaluated.inc(len(customer_ids))
+        if tally is None:  # another sweeper's pass (a previous owner's, or this worker's before a restart)
+            return
         states: list[CustomerState] = [entry.state for entry in due]  # type: ignore[misc]  # due holds states only
         for state in states:
             tally.count(state)
@@ -391,7 +398,6 @@ class CustomerProcessor:
             for memberships, values, z in self.pipeline.kpi_rows(states, times, self.pipeline.kpi_fields):
                 # a model with other features installed during the pass: its vectors are not summed
                 kpis.add(memberships, values, z if z is None or kpis.dim in (None, len(z)) else None)
-        self.metrics.reevaluated.inc(len(customer_ids))
         if batch.end:
             counts, customers = self.populations.complete(msg.partition)
             self.metrics.populations(counts, customers)
@@ -401,7 +407,7 @@ class CustomerProcessor:
                 figures, config = kpis.declare(self.pipeline.segment_keys()).figures(), self.pipeline.config
                 flows = self.flow.last_week((f["kind"], f["segment_id"]) for f in figures)
                 card = score(figures, config.scorecard, flows, config.value.base_currency)
-                self.metrics.segment_kpis(KpiReport(kpis, figures, card, at, flows))
+                self.metrics.segment_kpis(KpiReport(kpis, figures, card, at, flows, self.populations.partitions()))
 
     # ---- erasure -------------------------------------------------------------------------------
 
@@ -603,6 +609,7 @@ class PassTally:
         self.segments: Counter[tuple[str, str]] = Counter()
         self.customers = 0
         self.kpis = kpis
+        self.whole = True  # False once a batch of the pass went uncounted
 
     def count(self, state: CustomerState) -> None:
         self.customers += 1
@@ -621,13 +628,21 @@ class PopulationTally:
     """
 
     def __init__(self, active_partitions: Callable[[], set[int]] | None = None,
-                 new_kpis: Callable[[], SegmentKPIs] | None = None):
+                 new_kpis: Callable[[], SegmentKPIs] | None = None, sweeper: str | None = None):
+        """``sweeper``: the identity of the passes counted (:attr:`streams.sweep.Sweeper.identity`);
+        None counts every pass."""
         self.active_partitions = active_partitions
         self.new_kpis = new_kpis
+        self.sweeper = sweeper
         self._current: dict[int, PassTally] = {}
         self._complete: dict[int, PassTally] = {}
 
-    def batch(self, partition: int, sweep_pass: int) -> PassTally:
+    def batch(self, partition: int, sweep_pass: int, sweeper: str | None = None) -> PassTally | None:
+        """The tally of the partition's share of the pass; None for another sweeper's batch. Pass
+        numbers are a sweeper's own: a batch a previous owner of the partition sent before a
+        rebalance (or this worker before a restart) would otherwise count into this one's pass."""
+        if self.sweeper is not None and sweeper != self.sweeper:
+            return None
         tally = self._current.get(partition)
         if tally is None or tally.sweep_pass != sweep_pass:
             tally = self._current[partition] = PassTally(sweep_pass, self.new_kpis() if self.new_kpis else None)
@@ -646,9 +661,16 @@ class PopulationTally:
             merged.merge(part)
         return merged
 
+    def partitions(self) -> tuple[int, ...]:
+        """The partitions :meth:`kpis` and :meth:`complete`'s totals cover (owned, a pass complete)."""
+        return tuple(sorted(self._complete))
+
     def complete(self, partition: int) -> tuple[Counter[tuple[str, str]], int]:
-        """Mark the partition's pass complete; the totals over the owned partitions."""
-        self._complete[partition] = self._current.pop(partition, PassTally(0))
+        """Mark the partition's pass complete; the totals over the owned partitions. A pass that
+        missed some of its batches (:attr:`PassTally.whole`) leaves the partition's last whole one."""
+        tally = self._current.pop(partition, PassTally(0))
+        if tally.whole:
+            self._complete[partition] = tally
         owned = self.active_partitions() if self.active_partitions else set(self._complete)
         for gone in set(self._complete) - owned:
             del self._complete[gone]

@@ -44,32 +44,36 @@ class SegmentsReport:
     as_of: str | None
     source: str
     notes: tuple[str, ...] = ()  # what a reader must know to read the figures (no model yet, ...)
+    population_label: str = "All customers"  # the row of every customer counted
 
     def scorecard(self, config: ScorecardConfig) -> Scorecard:
         return score(self.kpis.figures(), config, self.flows, self.currency)
 
 
-def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport:
+def from_workers(urls: Iterable[str], timeout_s: float = 10.0, partial: bool = False) -> SegmentsReport:
     """Fetch ``/segments/kpis`` of every worker at ``urls`` and merge them. Raises
     :class:`ConfigurationError` (one line) for a worker that cannot be reached or has no complete
-    sweep pass yet, and for workers that disagree on the currency or the KPI window."""
+    sweep pass yet, for workers that disagree on the currency, the KPI window, the consumer group
+    or the partition count, for two that count the same partition (one worker given twice, or a
+    rebalance under way), and, unless ``partial``, for partitions no worker counts: the figures
+    would not be the group's."""
     urls = [url if "://" in url else f"http://{url}" for url in urls]  # 127.0.0.1:6066 is meant as http
     docs = [(url, _fetch(url.rstrip("/") + "/segments/kpis", timeout_s)) for url in urls]
-    merged: SegmentKPIs | None = None
-    flows: dict[tuple[str, str], MembershipFlow] = {}
-    labels: dict[str, dict[str, str]] = {}
     currencies = {doc.get("currency") for _, doc in docs}
     if len(currencies) > 1:
         raise ConfigurationError(f"the workers value money in different currencies: {sorted(map(str, currencies))}")
-    parts = []
     for url, doc in docs:
         if doc.get("kpis") is None:
             raise ConfigurationError(f"{url}: no KPIs yet (they come from the worker's first complete sweep pass, "
                                      "up to SEGSTREAM_WORKER__SWEEP_PERIOD_S after it starts)")
-        parts.append(SegmentKPIs.from_dict(doc["kpis"]))
+    coverage = _coverage(docs, partial)
+    parts = [SegmentKPIs.from_dict(doc["kpis"]) for _, doc in docs]
     if len({part.dim for part in parts} - {None}) > 1:  # workers on models with other features
         parts = [part.drop_features() for part in parts]
-    for kpis in parts:
+    merged: SegmentKPIs | None = None
+    flows: dict[tuple[str, str], MembershipFlow] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for kpis, (_, doc) in zip(parts, docs):
         merged = kpis if merged is None else merged.merge(kpis)
         for kind, sid, flow in doc.get("flows") or ():
             flows[(kind, sid)] = _add_flows(flows.get((kind, sid)), MembershipFlow(**flow))
@@ -79,10 +83,46 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0) -> SegmentsReport
     as_of = min((doc["as_of"] for _, doc in docs if doc.get("as_of")), default=None)
     notes = ["figures as of each worker's last complete sweep pass over its partitions (a pass every "
              "SEGSTREAM_WORKER__SWEEP_PERIOD_S): events since then are not counted yet"]
+    if coverage:
+        notes.append(coverage)
     if not labels.get("cluster"):
         notes.append("no clustering model yet: only rule segments are shown")
     return SegmentsReport(merged, flows, labels, str(currencies.pop()), as_of,
-                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs), tuple(notes))
+                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs), tuple(notes),
+                          "Customers counted" if coverage else "All customers")
+
+
+def _coverage(docs: list[tuple[str, Mapping[str, Any]]], partial: bool) -> str | None:
+    """Check that the workers' figures count each partition of one group once; a note to show
+    when only some are counted (``partial``), else None. Raises :class:`ConfigurationError`."""
+    groups = {doc.get("group") for _, doc in docs}
+    if len(groups) > 1:
+        raise ConfigurationError(f"the workers belong to different consumer groups: {sorted(map(str, groups))}")
+    totals = {doc.get("partitions_total") for _, doc in docs}
+    if len(totals) > 1 or None in totals or any(doc.get("partitions") is None for _, doc in docs):
+        raise ConfigurationError("a worker does not say which partitions its figures cover (a segstream older than "
+                                 "this command?): upgrade it, or ask each worker's GET /segments on its own")
+    owners: dict[int, list[str]] = {}
+    for url, doc in docs:
+        for partition in doc["partitions"]:
+            owners.setdefault(partition, []).append(url)
+    twice = {p: who for p, who in sorted(owners.items()) if len(who) > 1}
+    if twice:
+        shown = "; ".join(f"partition {p} by {' and '.join(who)}" for p, who in twice.items())
+        raise ConfigurationError(f"customers would be counted twice: {shown} (one worker given twice, or a "
+                                 "rebalance under way: try again after a sweep pass)")
+    total = int(totals.pop())  # type: ignore[arg-type]  # None was refused above
+    missing = sorted(set(range(total)) - set(owners))
+    if not missing:
+        return None
+    counted = ", ".join(map(str, sorted(owners))) or "none"
+    if not partial:
+        raise ConfigurationError(f"the workers' figures cover partitions {counted} of {total} (missing: "
+                                 f"{', '.join(map(str, missing))}): give every worker of the group with --url, or "
+                                 "--partial to report these partitions only (a worker counts a partition from its "
+                                 "first complete sweep pass after it got it)")
+    return (f"partial: customer partitions {counted} of {total} only (missing: {', '.join(map(str, missing))}); "
+            "shares are of the customers counted")
 
 
 def from_events(path: Path, as_of: float, config: EngineConfig,
@@ -141,7 +181,8 @@ def render(report: SegmentsReport, config: ScorecardConfig, fmt: str, width: int
     labels = {(kind, sid): label for kind, by_id in report.labels.items() for sid, label in by_id.items()}
     population = report.kpis.population_figures()
     title = f"Segments as of {report.as_of or 'unknown'} ({report.source})"
-    common: dict[str, Any] = {"labels": labels, "population": population, "preface": report.notes}
+    common: dict[str, Any] = {"labels": labels, "population": population, "preface": report.notes,
+                              "population_label": report.population_label}
     if fmt == "markdown":
         return render_markdown(figures, card, report.currency, title=title, **common)
     if fmt == "html":

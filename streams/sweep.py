@@ -11,6 +11,7 @@ agent evaluates the batch in order with everything else for those customers.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,10 +25,18 @@ class Sweeper:
     """Each customer is re-evaluated on its home partition (:mod:`streams.partitioning`), where
     its state lives whatever partitioner its events were produced with."""
 
-    def __init__(self, partitions: int, batch: int, period_s: float, home: HomePartitions | None = None):
+    def __init__(self, partitions: int, batch: int, period_s: float, home: HomePartitions | None = None,
+                 identity: str | None = None):
+        """``identity``: what this sweeper's batches carry (default: random, one per process), so a
+        worker counts populations from its own passes only (:class:`streams.processor.PopulationTally`)."""
         self.home = home if home is not None else HomePartitions(partitions)
         self.batch = batch
         self.period_s = period_s
+        self.identity = identity if identity is not None else secrets.token_hex(8)
+        # The partitions active at every tick of the pass so far: only these get an ``end``. One
+        # assigned (or revoked and given back) during the pass had customers skipped while it was
+        # not active here, and its count would be short: it is complete from the next pass on.
+        self._throughout: set[int] = set()
         # The pass's keys only (the table's own bytes objects: 8 B a customer), each one's home
         # partition computed when its tick comes: hashing a million keys at once blocked the event
         # loop for 5-9 s, and (key, partition) tuples cost 75 B a customer (bench/table_memory_parts.py).
@@ -54,17 +63,22 @@ class Sweeper:
             self._queue = deque(keys)
             self._pass_started = now
             self.passes += 1
+            self._throughout = set(active)
+        self._throughout &= active
         batches: dict[int, SweepBatch] = {}
         for _ in range(min(self.batch, len(self._queue))):
             key = self._queue.popleft()
             p = self.home(key)
             if p not in active:  # not ours (a standby's key), or revoked since the pass started
                 continue
-            batches.setdefault(p, SweepBatch(self.passes)).customers.append(key.decode())
+            batches.setdefault(p, self._batch()).customers.append(key.decode())
         if not self._queue:
-            for p in active:
-                batches.setdefault(p, SweepBatch(self.passes)).end = True
+            for p in self._throughout:
+                batches.setdefault(p, self._batch()).end = True
         return batches
+
+    def _batch(self) -> SweepBatch:
+        return SweepBatch(self.passes, sweeper=self.identity)
 
 
 @dataclass
@@ -72,7 +86,9 @@ class SweepBatch:
     sweep_pass: int
     customers: list[str] = field(default_factory=list)
     end: bool = False  # the partition's last batch of this pass
+    sweeper: str | None = None  # the sending Sweeper's identity
 
     def to_json(self) -> bytes:
         """The message on ``reevaluate`` (its contract: :class:`schemas.internal.ReevaluationBatch`)."""
-        return ReevaluationBatch(customers=self.customers, sweep_pass=self.sweep_pass, end=self.end).to_json()
+        return ReevaluationBatch(customers=self.customers, sweep_pass=self.sweep_pass, end=self.end,
+                                 sweeper=self.sweeper).to_json()

@@ -19,11 +19,14 @@ from tests.test_event_clock import REEVALUATE, DeadLetters, Worker
 
 
 def test_a_sweep_batch_is_read_back_as_written() -> None:
-    sweeper = Sweeper(partitions=1, batch=10, period_s=60.0)
+    sweeper = Sweeper(partitions=1, batch=10, period_s=60.0, identity="3f2a")
     [batch] = sweeper.tick([b"ann", b"bob"], {0}, now=0.0).values()
     doc = parse_reevaluation(batch.to_json())
-    assert (doc.customers, doc.sweep_pass, doc.end) == (["ann", "bob"], 1, True)
-    assert orjson.loads(batch.to_json()) == {"customers": ["ann", "bob"], "pass": 1, "end": True}  # the wire
+    assert (doc.customers, doc.sweep_pass, doc.end, doc.sweeper) == (["ann", "bob"], 1, True, "3f2a")
+    wire = {"customers": ["ann", "bob"], "pass": 1, "end": True, "sweeper": "3f2a"}
+    assert orjson.loads(batch.to_json()) == wire
+    # a batch from a worker before the sweeper field: read as nobody's (counted by no one)
+    assert parse_reevaluation(b'{"customers": ["ann"], "pass": 1, "end": true}').sweeper is None
 
 
 def test_trainer_samples_are_read_back_as_written() -> None:

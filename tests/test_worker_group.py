@@ -11,6 +11,7 @@ import pytest
 
 from models.config import ValueConfig
 from models.snapshot import ModelSnapshot
+from schemas.errors import ConfigurationError
 from models.synthetic import generate_population
 from schemas.segment_change import SegmentChange
 from tests.kafka_helpers import WorkerProcess, consume, produce, run, start_pair, wait_split, wait_until
@@ -148,7 +149,15 @@ def test_two_workers_split_partitions_share_one_model_and_answer_any_lookup(
             populations()
         assert all(sum(own) <= customers for own in seen), seen
         assert sum(seen[-1]) == customers, seen
+        # Each says which partitions it counted: the group's four, each once.
+        covered = [w.get("/segments/kpis")["partitions"] for w in (a, b)]  # type: ignore[index]
+        assert sorted(covered[0] + covered[1]) == [0, 1, 2, 3], covered  # type: ignore[operator]
         assert from_workers(urls).kpis.population == customers
+        with pytest.raises(ConfigurationError, match="counted twice"):  # one worker given twice
+            from_workers([urls[0], urls[0]])
+        with pytest.raises(ConfigurationError, match="missing"):  # one worker of the two
+            from_workers(urls[:1])
+        assert from_workers(urls[:1], partial=True).kpis.population == seen[-1][0]
     finally:
         codes = [w.stop() for w in (a, b)]
     assert codes == [0, 0], a.log_tail() + b.log_tail()
