@@ -23,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 from streams.log_throttle import throttle_kafka_client_logs, throttle_worker_logs
 from streams.partitioning import PartitionerName
 from streams.settings import Settings
+from streams.wording import plural
 
 #: The exit status of a command stopped by Ctrl-C (SIGINT), after its graceful stop: 128 + 2,
 #: the shell's convention, so that ``segstream run && next`` does not go on to ``next``. SIGTERM
@@ -566,8 +567,9 @@ def produce(
                 partitioner=partitioner,
             ))
     if skipped_seen > show_skipped:
-        console.print(f"... and {skipped_seen - show_skipped} more skipped lines")
-    typer.echo(f"sent {report.sent} events ({report.file_format}); {len(report.skipped)} lines skipped; "
+        console.print(f"... and {plural(skipped_seen - show_skipped, 'more skipped line')}")
+    typer.echo(f"sent {plural(report.sent, 'event')} ({report.file_format}); "
+               f"{plural(len(report.skipped), 'line')} skipped; "
                f"{report.seconds:.1f}s, {report.events_per_s:,.0f} events/s")
     _exit_if_interrupted(report.stopped_by)
     if report.sent == 0 and report.skipped:
@@ -597,7 +599,8 @@ def tail(
             settings.broker(), topic, on_change, on_invalid, from_beginning=from_beginning,
             max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
         ))
-    typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
+    typer.secho(f"{plural(stats.shown, 'change')} shown, {plural(stats.invalid, 'invalid message')} skipped",
+                err=True, fg="cyan")
     _exit_if_interrupted(stats.stopped_by)
 
 
@@ -647,7 +650,7 @@ def segments(
         typer.echo(text)
     else:
         out.write_text(text, encoding="utf-8")
-        typer.secho(f"{fmt} report of {report.kpis.population} customers -> {out}", err=True, fg="cyan")
+        typer.secho(f"{fmt} report of {plural(report.kpis.population, 'customer')} -> {out}", err=True, fg="cyan")
 
 
 def _latest_event_time(path: Path) -> float:
@@ -711,7 +714,7 @@ def replay(
     for rej in report.rejected[:show_rejects]:
         console.print(f"[yellow]line {rej.line}[/]: {escape(rej.error)}", markup=True, highlight=False)
     if report.invalid > show_rejects:
-        console.print(f"... and {report.invalid - show_rejects} more invalid lines"
+        console.print(f"... and {plural(report.invalid - show_rejects, 'more invalid line')}"
                       + (f" (all in {rejects_out})" if rejects_out else " (use --rejects-out to list them all)"))
     if rejects_out:
         import orjson
@@ -720,15 +723,15 @@ def replay(
                                          for r in report.rejected))
     val = report.valuation or {}
     console.print(
-        f"{report.lines} events in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s): "
-        f"{report.applied} applied, {report.duplicates} duplicates, {report.after_as_of} after as-of, "
-        f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
+        f"{plural(report.lines, 'event')} in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s): "
+        f"{report.applied:,} applied, {plural(report.duplicates, 'duplicate')}, {report.after_as_of:,} after as-of, "
+        f"{report.invalid:,} invalid; {plural(report.customers, 'customer')} -> {profiles_out}"
     )
     console.print(f"BG/NBD (days): {val.get('beta_geo') or 'not fitted'}; "
                   f"Gamma-Gamma: {val.get('gamma_gamma') or 'not fitted'}", highlight=False)
     model = (f"model version {report.model_version}" if report.model_version is not None
              else f"no clustering model ({report.no_model})")
-    console.print(f"{report.changes} segment changes ({report.sweeps} event-time sweeps); {model}"
+    console.print(f"{plural(report.changes, 'segment change')} ({plural(report.sweeps, 'event-time sweep')}); {model}"
                   + (f"; snapshot -> {snapshot_out}" if snapshot_out else ""), highlight=False)
     if report.invalid:
         raise typer.Exit(1 if report.applied == 0 else 0)
@@ -766,7 +769,7 @@ def generate(
         personas_out.write_bytes(orjson.dumps(pop.personas))
     if traits_out:
         traits_out.write_bytes(orjson.dumps(pop.traits))
-    typer.echo(f"{len(pop.events)} events for {customers} customers up to {pop.end_iso} -> {out} "
+    typer.echo(f"{plural(len(pop.events), 'event')} for {plural(customers, 'customer')} up to {pop.end_iso} -> {out} "
                f"({time.monotonic() - started:.1f}s)", err=True)
 
 
