@@ -41,6 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas import codes
 from schemas.errors import ContractError
+from schemas.json_escapes import lone_surrogate_problem
 from schemas.json_keys import duplicate_key, keys_may_repeat
 from schemas.timestamps import Timestamp
 
@@ -398,8 +399,23 @@ class EventValidationError(ContractError):
                 field, message = ctx_error.field, str(ctx_error)[len(ctx_error.field) + 1 :]
             elif message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
+            elif err["type"] == "json_invalid":
+                message = _json_invalid_message(message, err.get("input"))
             problems.append(FieldProblem(field=field, error=err["type"], message=message))
         return cls(problems)
+
+
+#: What pydantic's JSON parser says for a lone surrogate's escape (schemas.json_escapes).
+_SURROGATE_WORDING = ("unexpected end of hex escape", "lone leading surrogate in hex escape")
+
+
+def _json_invalid_message(message: str, raw: Any) -> str:
+    """``message`` (pydantic's "Invalid JSON: ...") as it is, unless it is pydantic's wording for a
+    lone surrogate escape in ``raw``, the text parsed: then what is wrong with it, and where."""
+    if not any(words in message for words in _SURROGATE_WORDING) or not isinstance(raw, (str, bytes)):
+        return message
+    problem = lone_surrogate_problem(raw)
+    return f"Invalid JSON: {problem}" if problem else message
 
 
 AnyEvent = PurchaseEvent | EngagementEvent | FeedbackEvent | ProfileEvent

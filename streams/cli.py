@@ -23,6 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 from streams.log_throttle import throttle_kafka_client_logs, throttle_worker_logs
 from streams.partitioning import PartitionerName
 from streams.settings import Settings
+from streams.wording import plural
 
 #: The exit status of a command stopped by Ctrl-C (SIGINT), after its graceful stop: 128 + 2,
 #: the shell's convention, so that ``segstream run && next`` does not go on to ``next``. SIGTERM
@@ -105,6 +106,7 @@ _PARTITIONER_HELP = ("How the {who} partitions: murmur2 (the default of Java cli
                      "(the default of librdkafka, kcat and confluent-kafka), fnv1a, or mixed (a different "
                      "one per input topic: purchases murmur2, engagements crc32, feedback fnv1a, profile crc32).")
 _WEB_PORT_HELP = "Port of the worker's web API, 1-65535 (default 6066, or as the environment sets it)."
+_KEEP_HELP = "Keep the work dir (logs, broker data) even when the {what}."
 
 
 def _exit_if_interrupted(signum: int | None) -> None:
@@ -203,7 +205,6 @@ def _run_directory(run_dir: Optional[Path], prefix: str) -> Iterator[Path]:
     if run_dir is not None:
         yield run_dir
         return
-    import shutil
     import tempfile
 
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -213,10 +214,48 @@ def _run_directory(run_dir: Optional[Path], prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
         raise
     except BaseException:
-        typer.secho(f"Run directory kept for its logs: {path} (remove it when done)", err=True, fg="yellow")
+        _say_kept(path)
         raise
+    _remove_run_directory(path, "--run-dir DIR")
+
+
+@contextlib.contextmanager
+def _check_directory(run_dir: Optional[Path], prefix: str, keep: bool) -> Iterator[Path]:
+    """The work directory of a check (crash-test, soak, bench): ``run_dir`` when the user gave one
+    (``--run-dir``: created if missing, never removed), else a new temporary directory (broker data,
+    logs: 15-30 MB) removed when the block ends normally, i.e. the check passed, unless ``keep``.
+
+    Unlike the directory of :func:`_run_directory`, it is kept whenever the block raises: a failure
+    (``typer.Exit``: its line names the directory), Ctrl-C or an error (said here), because its logs
+    are what explains it. The block stops what it started first, so nothing writes there any more."""
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        yield run_dir
+        return
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    except typer.Exit:
+        raise
+    except BaseException:
+        _say_kept(path)
+        raise
+    if not keep:
+        _remove_run_directory(path, "--keep or --run-dir DIR")
+
+
+def _remove_run_directory(path: Path, keeps: str) -> None:
+    """Remove ``path``, a temporary directory the command made, and say so on stderr, naming the
+    option (``keeps``) that would have kept it."""
     shutil.rmtree(path, ignore_errors=True)
-    typer.secho(f"Removed the run directory {path} (--run-dir DIR keeps the logs and data)", err=True, fg="cyan")
+    typer.secho(f"Removed the run directory {path} ({keeps} keeps the logs and data)", err=True, fg="cyan")
+
+
+def _say_kept(path: Path) -> None:
+    """Say on stderr that ``path``, a temporary directory, stays (its logs explain what went wrong)."""
+    typer.secho(f"Run directory kept for its logs: {path} (remove it when done)", err=True, fg="yellow")
 
 
 def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
@@ -528,8 +567,9 @@ def produce(
                 partitioner=partitioner,
             ))
     if skipped_seen > show_skipped:
-        console.print(f"... and {skipped_seen - show_skipped} more skipped lines")
-    typer.echo(f"sent {report.sent} events ({report.file_format}); {len(report.skipped)} lines skipped; "
+        console.print(f"... and {plural(skipped_seen - show_skipped, 'more skipped line')}")
+    typer.echo(f"sent {plural(report.sent, 'event')} ({report.file_format}); "
+               f"{plural(len(report.skipped), 'line')} skipped; "
                f"{report.seconds:.1f}s, {report.events_per_s:,.0f} events/s")
     _exit_if_interrupted(report.stopped_by)
     if report.sent == 0 and report.skipped:
@@ -559,7 +599,8 @@ def tail(
             settings.broker(), topic, on_change, on_invalid, from_beginning=from_beginning,
             max_changes=max_changes, customer=customer, client_kwargs=settings.kafka_client_kwargs(),
         ))
-    typer.secho(f"{stats.shown} changes shown, {stats.invalid} invalid messages skipped", err=True, fg="cyan")
+    typer.secho(f"{plural(stats.shown, 'change')} shown, {plural(stats.invalid, 'invalid message')} skipped",
+                err=True, fg="cyan")
     _exit_if_interrupted(stats.stopped_by)
 
 
@@ -617,7 +658,7 @@ def segments(
         typer.echo(text)
     else:
         out.write_text(text, encoding="utf-8")
-        typer.secho(f"{fmt} report of {report.kpis.population} customers -> {out}", err=True, fg="cyan")
+        typer.secho(f"{fmt} report of {plural(report.kpis.population, 'customer')} -> {out}", err=True, fg="cyan")
 
 
 def _latest_event_time(path: Path) -> float:
@@ -681,7 +722,7 @@ def replay(
     for rej in report.rejected[:show_rejects]:
         console.print(f"[yellow]line {rej.line}[/]: {escape(rej.error)}", markup=True, highlight=False)
     if report.invalid > show_rejects:
-        console.print(f"... and {report.invalid - show_rejects} more invalid lines"
+        console.print(f"... and {plural(report.invalid - show_rejects, 'more invalid line')}"
                       + (f" (all in {rejects_out})" if rejects_out else " (use --rejects-out to list them all)"))
     if rejects_out:
         import orjson
@@ -690,15 +731,15 @@ def replay(
                                          for r in report.rejected))
     val = report.valuation or {}
     console.print(
-        f"{report.lines} events in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s): "
-        f"{report.applied} applied, {report.duplicates} duplicates, {report.after_as_of} after as-of, "
-        f"{report.invalid} invalid; {report.customers} customers -> {profiles_out}"
+        f"{plural(report.lines, 'event')} in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s): "
+        f"{report.applied:,} applied, {plural(report.duplicates, 'duplicate')}, {report.after_as_of:,} after as-of, "
+        f"{report.invalid:,} invalid; {plural(report.customers, 'customer')} -> {profiles_out}"
     )
     console.print(f"BG/NBD (days): {val.get('beta_geo') or 'not fitted'}; "
                   f"Gamma-Gamma: {val.get('gamma_gamma') or 'not fitted'}", highlight=False)
     model = (f"model version {report.model_version}" if report.model_version is not None
              else f"no clustering model ({report.no_model})")
-    console.print(f"{report.changes} segment changes ({report.sweeps} event-time sweeps); {model}"
+    console.print(f"{plural(report.changes, 'segment change')} ({plural(report.sweeps, 'event-time sweep')}); {model}"
                   + (f"; snapshot -> {snapshot_out}" if snapshot_out else ""), highlight=False)
     if report.invalid:
         raise typer.Exit(1 if report.applied == 0 else 0)
@@ -736,7 +777,7 @@ def generate(
         personas_out.write_bytes(orjson.dumps(pop.personas))
     if traits_out:
         traits_out.write_bytes(orjson.dumps(pop.traits))
-    typer.echo(f"{len(pop.events)} events for {customers} customers up to {pop.end_iso} -> {out} "
+    typer.echo(f"{plural(len(pop.events), 'event')} for {plural(customers, 'customer')} up to {pop.end_iso} -> {out} "
                f"({time.monotonic() - started:.1f}s)", err=True)
 
 
@@ -752,7 +793,9 @@ def bench(
     memory_customers: str = typer.Option("100000,1000000", help="Table sizes for the memory per customer "
                                          "(comma-separated)."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write every figure as JSON here."),
-    run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data (default: a new temp dir)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Worker log, broker data, kept (default: a new temp dir, "
+                                           "removed when the run completes)."),
+    keep: bool = typer.Option(False, "--keep", help=_KEEP_HELP.format(what="run completes")),
     batch_floor: bool = typer.Option(False, "--batch-floor", help="Also measure the faust floor with "
                                      "batch delivery (worker.delivery=batch)."),
 ) -> None:
@@ -769,10 +812,12 @@ def bench(
         sizes = tuple(int(x) for x in memory_customers.split(",") if x.strip())
     except ValueError:
         raise typer.BadParameter("comma-separated integers", param_hint="--memory-customers") from None
-    config = b.BenchConfig(customers=customers, seed=seed, activity=activity, partitions=partitions,
-                           latency_seconds=latency_seconds, probe_share=probe_share, memory_customers=sizes,
-                           work_dir=run_dir, batch_floor=batch_floor)
-    results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
+    # A run that ends is a pass (a goal missed is a figure, not a failure); an error keeps the dir.
+    with _check_directory(run_dir, "segstream-bench-", keep) as work_dir:
+        config = b.BenchConfig(customers=customers, seed=seed, activity=activity, partitions=partitions,
+                               latency_seconds=latency_seconds, probe_share=probe_share, memory_customers=sizes,
+                               work_dir=work_dir, batch_floor=batch_floor)
+        results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
     if json_out:
         json_out.write_bytes(b.to_json(results))
     table = Table(title=f"segstream bench ({results['seconds']:.0f} s)")
@@ -786,25 +831,26 @@ def bench(
 
 
 def _run_check(name: str, check: Callable[[Path, Callable[[str], None]], Any], run_dir: Optional[Path],
-               json_out: Optional[Path]) -> None:
-    """Run a long reliability check: progress on stderr, the report on stdout, exit 1 if it failed."""
-    import tempfile
+               json_out: Optional[Path], keep: bool = False) -> None:
+    """Run a long reliability check: progress on stderr, the report on stdout, exit 1 if it failed.
 
+    Its work dir is ``run_dir`` or a temporary one, removed if the check passes (see
+    :func:`_check_directory`); a failure's line names it."""
     _setup_logging("warning")
-    work_dir = run_dir or Path(tempfile.mkdtemp(prefix=f"segstream-{name}-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
-    try:
-        report = check(work_dir, lambda msg: typer.secho(msg, err=True, fg="cyan"))
-    except (RuntimeError, TimeoutError) as exc:  # a worker died or never got ready: the check failed
-        typer.secho(f"{name} test: FAILED: {str(exc).splitlines()[0]} (logs in {work_dir})", err=True, fg="red")
-        raise typer.Exit(1) from None
-    if json_out:
-        json_out.write_bytes(report.to_json())
-    for line in report.lines():
-        typer.echo(line)
-    if not report.ok:
-        raise typer.Exit(1)
+    with _check_directory(run_dir, f"segstream-{name}-", keep) as work_dir:
+        typer.secho(f"work dir (logs, broker data): {work_dir}", err=True, fg="cyan")
+        try:
+            report = check(work_dir, lambda msg: typer.secho(msg, err=True, fg="cyan"))
+        except (RuntimeError, TimeoutError) as exc:  # a worker died or never got ready: the check failed
+            typer.secho(f"{name} test: FAILED: {str(exc).splitlines()[0]} (logs in {work_dir})", err=True, fg="red")
+            raise typer.Exit(1) from None
+        if json_out:
+            json_out.write_bytes(report.to_json())
+        for line in report.lines():
+            typer.echo(line)
+        if not report.ok:
+            typer.secho(f"{name} test: logs in {work_dir}", err=True, fg="red")
+            raise typer.Exit(1)
 
 
 @cli.command("crash-test", cls=_Command)
@@ -820,7 +866,9 @@ def crash_test(
     erasures: int = typer.Option(10, min=0, help="Customers erased through the API during the kills (each once "
                                                   "its events are sent); each must be gone at the end."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report as JSON here."),
-    run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker logs (default: a new temp dir)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker logs, kept (default: a new temp dir, "
+                                           "removed after a passing run)."),
+    keep: bool = typer.Option(False, "--keep", help=_KEEP_HELP.format(what="check passes")),
 ) -> None:
     """Kill the worker and restart the broker mid-stream, then check that nothing was lost.
 
@@ -831,7 +879,7 @@ def crash_test(
 
     plan = ct.CrashPlan(customers=customers, kills=kills, broker_restarts=broker_restarts, rate=rate,
                         store=store, seed=seed, partitioner=partitioner, erasures=erasures)
-    _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out)
+    _run_check("crash", lambda work_dir, log: ct.run(plan, work_dir, log), run_dir, json_out, keep)
 
 
 @cli.command(cls=_Command)
@@ -844,7 +892,9 @@ def soak(
                                   "(their history should go round within the first quarter of the run)."),
     sample_seconds: float = typer.Option(30.0, min=1.0, help="Memory and backlog are sampled this often."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the report (with the curve) as JSON."),
-    run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker log (default: a new temp dir)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Broker data and worker log, kept (default: a new temp dir, "
+                                           "removed after a passing run)."),
+    keep: bool = typer.Option(False, "--keep", help=_KEEP_HELP.format(what="check passes")),
 ) -> None:
     """A worker under a steady stream, then a burst: memory must stay flat and the backlog drain.
 
@@ -855,7 +905,7 @@ def soak(
 
     plan = sk.SoakPlan(minutes=minutes, rate=rate, burst_factor=burst_factor, burst_seconds=burst_seconds,
                        customers=customers, sample_s=sample_seconds)
-    _run_check("soak", lambda work_dir, log: sk.run(plan, work_dir, log), run_dir, json_out)
+    _run_check("soak", lambda work_dir, log: sk.run(plan, work_dir, log), run_dir, json_out, keep)
 
 
 @schemas_cli.command("export", cls=_Command)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Coroutine
 
 from models.cdnow import SAMPLE
 from streams.settings import Settings
+from streams.wording import plural
 
 CDNOW_SAMPLE = SAMPLE  # shipped in the package: `segstream run` works from an installed wheel, not only a checkout
 RULES = Path(__file__).resolve().parent / "resources" / "segments.toml"  # examples/segments.toml links here
@@ -116,7 +117,8 @@ async def _replay(settings: Settings, events: Path, rate: float, on_produced: Ca
     from streams.producer import produce_file
 
     report = await produce_file(settings, events, "auto", rate=rate)
-    on_produced(f"replayed {report.sent} events in {report.seconds:.1f}s; {len(report.skipped)} lines skipped; "
+    on_produced(f"replayed {plural(report.sent, 'event')} in {report.seconds:.1f}s; "
+                f"{plural(len(report.skipped), 'line')} skipped; "
                 "waiting for the worker to catch up (every event consumed, the sample swept, the model "
                 "trained on the whole history)...")
     settled = await asyncio.to_thread(wait_caught_up, settings, report.sent, halt=halt)
@@ -195,7 +197,7 @@ def wait_caught_up(settings: Settings, sent: int, timeout_s: float = 300.0,
             last, since = state, time.monotonic()
         elif state[0] >= sent and quiet_s is not None and time.monotonic() - since >= quiet_s:
             model = f"model v{version}" if version is not None else "no clustering model yet"
-            return f" ({model}, {state[1]:.0f} changes)"
+            return f" ({model}, {plural(round(state[1]), 'change')})"
         halt.wait(2)
     return "" if halt.is_set() else f" as far as {timeout_s:.0f} s of waiting goes"
 

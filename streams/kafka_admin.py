@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from schemas.errors import SetupError
+from streams.wording import plural
 
 log = logging.getLogger("segstream.kafka")
 
@@ -85,7 +86,7 @@ async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) 
         return
     described = await admin.describe_topics([s.name for s in specs])
     actual = {d["topic"]: len(d["partitions"]) for d in described}
-    wrong = [f"{s.name} has {actual[s.name]} partitions, configured {s.partitions}"
+    wrong = [f"{s.name} has {plural(actual[s.name], 'partition')}, configured {s.partitions}"
              for s in specs if s.name in actual and actual[s.name] != s.partitions]
     if wrong:
         raise TopicMismatch("existing topics do not match the configuration (the customer topics and "

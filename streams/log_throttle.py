@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 
+from streams.wording import plural
+
 #: aiokafka's loggers (one per module; the client's own is plain "aiokafka").
 NOISY_LOGGERS = (
     "aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.producer.sender", "aiokafka.producer.producer",
@@ -45,7 +47,8 @@ class RepeatThrottle(logging.Filter):
                 self._windows.clear()
             self._windows[key] = [now, 1, 0]
             if held_back:
-                record.msg = f"{record.msg} [{held_back} similar messages not shown in the last {now - window[0]:.0f}s]"  # type: ignore[index]
+                record.msg = (f"{record.msg} [{plural(held_back, 'similar message')} not shown in the last "
+                              f"{now - window[0]:.0f}s]")  # type: ignore[index]
             return True
         if window[1] < self.burst:
             window[1] += 1

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.cdnow import is_cdnow_file, transaction_to_event
 from schemas.events import EventValidationError, parse_event
+from schemas.json_escapes import LONE_SURROGATE, lone_surrogate
 from streams.partitioning import Partitioner, PartitionerName, partitioner_for
 from streams.settings import Settings
 from streams.signals import stop_on_signals
@@ -115,6 +116,10 @@ def route_line(line: bytes, topics: dict[str, str]) -> tuple[str, bytes] | str:
     return topics[etype], customer.encode()
 
 
+#: What orjson says for a lone surrogate's escape (schemas.json_escapes).
+_SURROGATE_WORDING = frozenset({"no low surrogate in string", "invalid low surrogate in string",
+                                "invalid high surrogate in string"})
+
 #: Literals that other JSON writers emit (Python's json, JavaScript) but JSON does not have.
 _NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf", b"-inf")
 
@@ -127,6 +132,10 @@ def not_json(line: bytes, exc: orjson.JSONDecodeError) -> str:
             line.decode("utf-8")
         except UnicodeDecodeError as bad:
             return f"not JSON: not valid UTF-8 ({bad.reason}) at byte {bad.start + 1}"
+    if exc.msg in _SURROGATE_WORDING:  # the escape is complete: say what is wrong with it
+        found = lone_surrogate(line)
+        if found is not None:
+            return f"not JSON: invalid {found[0]} escape at column {found[2]}: {LONE_SURROGATE}"
     reason = f"not JSON: {exc.msg} at column {exc.colno}"
     rest = line[exc.pos:] if 0 <= exc.pos < len(line) else b""
     literal = next((lit for lit in _NOT_JSON_NUMBERS if rest.startswith(lit)), None)

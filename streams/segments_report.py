@@ -26,6 +26,7 @@ from models.scorecard import MembershipFlow, Scorecard, score
 from models.segment_report import render_html, render_markdown, render_terminal
 from schemas.errors import ConfigurationError
 from schemas.segment_change import SegmentChange
+from streams.wording import plural
 
 __all__ = ["SegmentsReport", "from_events", "from_workers", "render"]
 
@@ -88,7 +89,7 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0, partial: bool = F
     if not labels.get("cluster"):
         notes.append("no clustering model yet: only rule segments are shown")
     return SegmentsReport(merged, flows, labels, str(currencies.pop()), as_of,
-                          f"{len(docs)} worker(s): " + ", ".join(url for url, _ in docs), tuple(notes),
+                          f"{plural(len(docs), 'worker')}: " + ", ".join(url for url, _ in docs), tuple(notes),
                           "Customers counted" if coverage else "All customers")
 
 

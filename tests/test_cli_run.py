@@ -47,7 +47,7 @@ def test_run_replays_cdnow_and_prints_segment_changes_live(
             proc.kill()
     stderr = err.decode()
     assert proc.returncode == 130, stderr[-3000:]  # Ctrl-C: the shell's convention, after the graceful stop
-    assert "replayed 6919 events" in stderr and "Stopping the worker" in stderr
+    assert "replayed 6,919 events" in stderr and "Stopping the worker" in stderr
     changes = [line for line in lines if "cdnow-" in line]
     assert len(changes) >= 200, (tmp_path / "worker.log").read_text()[-3000:]
     # Enters with the reason and model version; rule segments from examples/segments.toml.
@@ -78,7 +78,7 @@ def test_ctrl_c_during_the_replay_stops_it_at_once(kafka_bootstrap: str, unique_
             proc.kill()
     stderr = err_path.read_text()
     assert code == 130, stderr[-3000:]
-    assert "replayed 6919 events" not in stderr and "Stopping the worker" in stderr
+    assert "replayed 6,919 events" not in stderr and "Stopping the worker" in stderr
     assert took < 30, stderr[-3000:]  # the worker's graceful stop, not the rest of the replay
 
 

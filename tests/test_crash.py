@@ -31,6 +31,11 @@ def test_plan_takes_a_known_partitioner_and_the_report_states_it_first() -> None
     assert CrashReport(events=10, customers=2).lines()[0] == "partitioner: murmur2"
 
 
+def test_the_report_says_one_kill_and_one_restart_in_the_singular() -> None:
+    report = CrashReport(events=1234, customers=2, kills=1, broker_restarts=1)
+    assert report.lines()[2] == "stream: 1,234 events for 2 customers; 1 SIGKILL, 1 broker restart; 0 s"
+
+
 @pytest.mark.kafka
 @pytest.mark.parametrize("delivery", ["faust", "batch"])
 def test_sigkills_and_a_broker_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path, delivery: str,

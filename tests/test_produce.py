@@ -127,7 +127,7 @@ def test_produce_cdnow_file_sends_purchases_and_reports_bad_lines(
 
     assert done.returncode == 0, done.stderr
     assert "line 4" in done.stderr
-    assert "sent 4 events (cdnow); 1 lines skipped" in done.stdout
+    assert "sent 4 events (cdnow); 1 line skipped" in done.stdout
     records = run(consume(kafka_bootstrap, settings.topics.name("purchases"), 4, timeout_s=30))
     assert len(records) == 4
     events = [parse_event(r.value, expected_type="purchase") for r in records]

@@ -82,7 +82,7 @@ def test_replay_cli_reports_invalid_lines_and_skips_later_events(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr
     assert "line 2" in proc.stderr and "line 5" in proc.stderr and "amount" in proc.stderr
-    assert "3 applied, 1 duplicates, 1 after as-of, 2 invalid" in proc.stderr.replace("\n", " ")
+    assert "3 applied, 1 duplicate, 1 after as-of, 2 invalid" in proc.stderr.replace("\n", " ")
     assert [orjson.loads(l)["line"] for l in rejects.read_bytes().splitlines()] == [2, 5]
     profiles = {p["customer_id"]: p for p in map(orjson.loads, out.read_bytes().splitlines())}
     c1 = profiles["c1"]
@@ -138,10 +138,24 @@ def test_replay_output_is_not_wrapped_when_piped(tmp_path: Path) -> None:
     proc = replay_cli(events, "--profiles-out", str(out), env={k: v for k, v in os.environ.items() if k != "COLUMNS"})  # rich's 80
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    assert f"1 customers -> {out}" in lines[-3], lines
+    assert f"1 customer -> {out}" in lines[-3], lines
     assert lines[-3].startswith("2 events in ")
     assert lines[0] == ("line 2: event_id: Field required; customer_id: Field required; timestamp: Field required; "
                         "amount: Input should be a valid number"), lines
+
+
+def test_a_count_of_one_is_said_in_the_singular(tmp_path: Path) -> None:
+    """'1 customers', '1 duplicates', '1 more invalid lines' (a new user's trial): one of a thing
+    is singular, two plural, in every count of the summary."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([purchase_line("a", 1), purchase_line("a", 1), b"{", b"{"]) + b"\n")
+    proc = replay_cli(events, "--profiles-out", str(tmp_path / "p.jsonl"), "--show-rejects", "1")
+    lines = proc.stderr.splitlines()
+    assert "... and 1 more invalid line (use --rejects-out to list them all)" in lines, lines
+    assert any(line.startswith("4 events in ") and line.endswith(f"1 applied, 1 duplicate, 0 after as-of, "
+                                                                  f"2 invalid; 1 customer -> {tmp_path / 'p.jsonl'}")
+               for line in lines), lines
+    assert any(line.startswith("0 segment changes (") for line in lines), lines
 
 
 def test_run_replay_reconciles_every_line(tmp_path: Path) -> None:

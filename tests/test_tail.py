@@ -85,6 +85,29 @@ def test_unparsable_message_gives_a_reason_not_an_exception(raw: bytes | None) -
     assert isinstance(result, str) and result and "\n" not in result
 
 
+@pytest.mark.parametrize(("shown", "invalid", "said"), [
+    (1, 1, "1 change shown, 1 invalid message skipped"),
+    (0, 2, "0 changes shown, 2 invalid messages skipped"),
+    (1234, 0, "1,234 changes shown, 0 invalid messages skipped"),
+])
+def test_the_tail_summary_says_one_change_in_the_singular(shown: int, invalid: int, said: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its last line counts what it showed ('1 changes shown' read wrong); no broker needed."""
+    from typer.testing import CliRunner
+
+    from streams import tail
+    from streams.cli import cli
+
+    async def counted(*args: Any, **kwargs: Any) -> tail.TailStats:
+        return tail.TailStats(shown=shown, invalid=invalid)
+
+    monkeypatch.setattr(tail, "run_tail", counted)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # never reached
+    result = CliRunner().invoke(cli, ["tail"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == said
+
+
 @pytest.mark.kafka
 def test_tail_reads_changes_in_order_and_skips_garbage(kafka_bootstrap: str, unique_prefix: str) -> None:
     settings = Settings(topics=TopicSettings(prefix=unique_prefix))

@@ -38,6 +38,7 @@ from streams import worker_process
 from streams.delivery_guard import HOLE_LOGGED
 from streams.partitioning import MIXED_PARTITIONERS, PARTITIONER_CHOICES, PartitionerName, partitioner_for
 from streams.settings import Settings
+from streams.wording import plural
 from schemas.errors import ConfigurationError, SetupError
 
 Log = Callable[[str], None]
@@ -122,8 +123,8 @@ class CrashReport:
         return [
             f"partitioner: {describe_partitioner(self.partitioner)}",
             f"worker delivery: {self.delivery}",
-            f"stream: {self.events} events for {self.customers} customers; {self.kills} SIGKILLs, "
-            f"{self.broker_restarts} broker restart(s); {self.seconds:.0f} s",
+            f"stream: {plural(self.events, 'event')} for {plural(self.customers, 'customer')}; "
+            f"{plural(self.kills, 'SIGKILL')}, {plural(self.broker_restarts, 'broker restart')}; {self.seconds:.0f} s",
             f"worker restart -> ready: {spread(self.recovery_times('worker', 'ready_s'))}",
             f"worker restart -> consuming again: {spread(self.recovery_times('worker', 'resumed_s'))}",
             f"broker restart -> answering: {spread(self.recovery_times('broker', 'ready_s'))}; "
