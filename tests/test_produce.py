@@ -202,7 +202,7 @@ def test_produce_with_partitioner_crc32_puts_each_message_on_crc32_of_its_key(
     done = produce_cli(kafka_bootstrap, unique_prefix, "--partitioner", "crc32", str(write_events(tmp_path)))
 
     assert done.returncode == 0, done.stderr
-    assert f"sent {len(MIXED_PARTITIONERS) * len(KEYS)} events (jsonl)" in done.stdout
+    assert f"sent {len(MIXED_PARTITIONERS) * len(KEYS):,} events (jsonl)" in done.stdout
     for topic in settings.topics.input_topics.values():
         assert_placed_by(placements(kafka_bootstrap, topic, len(KEYS)), crc32_partition, settings.topics.partitions)
 
