@@ -7,9 +7,9 @@ a typed model like the input contracts (a bad one is dead-lettered naming the fi
 * ``trainer-samples``: :class:`TrainerSamples`, sampled customers' feature bases for the trainer
   and the customers to forget (:mod:`streams.sampling`).
 
->>> batch = ReevaluationBatch(customers=["c1", "c2"], sweep_pass=3, end=True)
+>>> batch = ReevaluationBatch(customers=["c1", "c2"], sweep_pass=3, end=True, sweeper="9f3c")
 >>> batch.to_json()
-b'{"customers":["c1","c2"],"pass":3,"end":true}'
+b'{"customers":["c1","c2"],"pass":3,"end":true,"sweeper":"9f3c"}'
 >>> parse_reevaluation(batch.to_json()).sweep_pass
 3
 >>> parse_reevaluation(b'{"customers": "c1"}')
