@@ -211,7 +211,7 @@ _UNKNOWN_HEADING = "Could not be judged (the data it needs is missing)"
 _LEGEND_HEADING = "How the scorecard reads"
 #: One line per criterion for a reader without the documentation (docs/segmentation.md §11).
 LEGEND: tuple[tuple[str, str], ...] = (
-    ("substantial", "members as a share of all customers: big enough to be worth a programme"),
+    ("substantial", "members as a share of the customers counted: big enough to be worth a programme"),
     ("measurable", "share of members whose defining figures are known (a rule's fields; a cluster's value and "
                    "behaviour figures)"),
     ("accessible", "share of members who consented to email, sms or push"),

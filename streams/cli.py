@@ -242,7 +242,9 @@ def _check_directory(run_dir: Optional[Path], prefix: str, keep: bool) -> Iterat
     except BaseException:
         _say_kept(path)
         raise
-    if not keep:
+    if keep:
+        typer.secho(f"Run directory kept (--keep): {path} (remove it when done)", err=True, fg="cyan")
+    else:
         _remove_run_directory(path, "--keep or --run-dir DIR")
 
 
@@ -783,7 +785,8 @@ def generate(
 
 @cli.command(cls=_Command)
 def bench(
-    customers: int = typer.Option(3000, min=10, help="Synthetic customers (their events are the messages)."),
+    customers: int = typer.Option(3000, min=10, help="Synthetic customers (their events are the messages); at "
+                                  "least as many as the first training needs (300 by default)."),
     seed: int = typer.Option(1, help="Random seed of the population."),
     activity: float = typer.Option(1.0, min=0.01, help="Scales purchase and engagement rates."),
     partitions: int = typer.Option(4, min=1, help="Partitions of the input topics."),
@@ -812,12 +815,23 @@ def bench(
         sizes = tuple(int(x) for x in memory_customers.split(",") if x.strip())
     except ValueError:
         raise typer.BadParameter("comma-separated integers", param_hint="--memory-customers") from None
+    # The worker is measured with a model in force: fewer customers than its first training needs
+    # would wait for one that never comes.
+    needed = Settings().engine.segmentation.min_customers_to_train
+    if customers < needed:
+        raise typer.BadParameter(f"{customers}: the worker trains its first model at {needed} customers "
+                                 "(SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN) and is measured with one; "
+                                 f"give at least {needed}", param_hint="--customers")
     # A run that ends is a pass (a goal missed is a figure, not a failure); an error keeps the dir.
     with _check_directory(run_dir, "segstream-bench-", keep) as work_dir:
         config = b.BenchConfig(customers=customers, seed=seed, activity=activity, partitions=partitions,
                                latency_seconds=latency_seconds, probe_share=probe_share, memory_customers=sizes,
                                work_dir=work_dir, batch_floor=batch_floor)
-        results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
+        try:
+            results = b.run(config, log=lambda msg: typer.secho(msg, err=True, fg="cyan"))
+        except (RuntimeError, TimeoutError) as exc:  # a worker died or never got ready or trained
+            typer.secho(f"bench: FAILED: {str(exc).splitlines()[0]} (logs in {work_dir})", err=True, fg="red")
+            raise typer.Exit(1) from None
     if json_out:
         json_out.write_bytes(b.to_json(results))
     table = Table(title=f"segstream bench ({results['seconds']:.0f} s)")

@@ -11,6 +11,7 @@ counted as of ``--as-of``.
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -59,14 +60,21 @@ def from_workers(urls: Iterable[str], timeout_s: float = 10.0, partial: bool = F
     rebalance under way), and, unless ``partial``, for partitions no worker counts: the figures
     would not be the group's."""
     urls = [url if "://" in url else f"http://{url}" for url in urls]  # 127.0.0.1:6066 is meant as http
+    given: dict[str, str] = {}
+    for url in urls:
+        address = _address(url)
+        if address in given:
+            raise ConfigurationError(f"{url}: the same worker as {given[address]}, given twice (its customers "
+                                     "would be counted twice)")
+        given[address] = url
     docs = [(url, _fetch(url.rstrip("/") + "/segments/kpis", timeout_s)) for url in urls]
+    for url, doc in docs:  # before comparing anything: a worker without KPIs has nothing to compare
+        if doc.get("kpis") is None:
+            raise ConfigurationError(f"{url}: no KPIs yet (they come from the worker's first complete sweep pass, "
+                                     "up to SEGSTREAM_WORKER__SWEEP_PERIOD_S after it starts or gets partitions)")
     currencies = {doc.get("currency") for _, doc in docs}
     if len(currencies) > 1:
         raise ConfigurationError(f"the workers value money in different currencies: {sorted(map(str, currencies))}")
-    for url, doc in docs:
-        if doc.get("kpis") is None:
-            raise ConfigurationError(f"{url}: no KPIs yet (they come from the worker's first complete sweep pass, "
-                                     "up to SEGSTREAM_WORKER__SWEEP_PERIOD_S after it starts)")
     coverage = _coverage(docs, partial)
     parts = [SegmentKPIs.from_dict(doc["kpis"]) for _, doc in docs]
     if len({part.dim for part in parts} - {None}) > 1:  # workers on models with other features
@@ -189,6 +197,20 @@ def render(report: SegmentsReport, config: ScorecardConfig, fmt: str, width: int
     if fmt == "html":
         return render_html(figures, card, report.currency, title=title, **common)
     return title + "\n" + render_terminal(figures, card, report.currency, width=width, **common)
+
+
+def _address(url: str) -> str:
+    """``url`` as the worker it names: scheme and host in lower case, ``localhost`` as 127.0.0.1, no
+    trailing slash (two spellings of one worker are caught before anything is fetched; a worker
+    under two names, the overlap check catches)."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # not a port: the fetch says what is wrong with the address
+        return url
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path.rstrip('/')}"
 
 
 def _fetch(url: str, timeout_s: float) -> Mapping[str, Any]:

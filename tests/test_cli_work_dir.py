@@ -4,6 +4,8 @@ the check passes, kept (and named) when it fails or is interrupted, kept with ``
 
 from __future__ import annotations
 
+import re
+
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +95,23 @@ def test_a_bench_that_ends_in_an_error_keeps_its_work_dir_and_names_it(outcome: 
     assert result.exit_code == (130 if outcome == "interrupted" else 1), result.output
     [kept] = work_dirs(tmp_path, "bench")
     assert (kept / "worker.log").exists()
-    assert f"Run directory kept for its logs: {kept}" in result.stderr, result.stderr
+    named = {"died": f"bench: FAILED: the worker exited with code -9 (logs in {kept})",
+             "interrupted": f"Run directory kept for its logs: {kept}"}[outcome]
+    assert named in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_bench_refuses_fewer_customers_than_the_first_training_needs(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """It would wait for a model that never comes, then end in a timeout."""
+    monkeypatch.delenv("SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN", raising=False)
+    result = invoke("bench", "passed", tmp_path, monkeypatch, "--customers", "200")
+    assert result.exit_code == 2, result.output
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # the words, out of rich's error box
+    assert "trains its first model at 300 customers" in said and "give at least 300" in said, said
+    assert work_dirs(tmp_path, "bench") == []  # refused before anything started
+    monkeypatch.setenv("SEGSTREAM_ENGINE__SEGMENTATION__MIN_CUSTOMERS_TO_TRAIN", "150")
+    assert invoke("bench", "passed", tmp_path, monkeypatch, "--customers", "200").exit_code == 0
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -104,6 +122,7 @@ def test_keep_keeps_the_work_dir_of_a_passing_check(command: str, tmp_path: Path
     [kept] = work_dirs(tmp_path, command)
     assert (kept / "worker.log").exists()
     assert "Removed" not in result.stderr
+    assert f"Run directory kept (--keep): {kept}" in result.stderr  # said last, where it is
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -183,8 +183,18 @@ def test_two_workers_splitting_the_partitions_merge_into_the_groups_figures(work
 
 def test_the_same_worker_given_twice_is_refused(workers: dict) -> None:
     workers["docs"].update(a=_doc(3, [0, 1, 2, 3]))
-    with pytest.raises(ConfigurationError, match=r"counted twice: partition 0 by .*/a and .*/a"):
-        from_workers([workers["url"]("a"), workers["url"]("a") + "/"])
+    url = workers["url"]("a")
+    for twice in (url, url + "/", url.replace("127.0.0.1", "LocalHost"), url.replace("http://", "")):
+        with pytest.raises(ConfigurationError, match=r"the same worker as .*/a, given twice"):
+            from_workers([url, twice])
+
+
+def test_a_worker_without_figures_yet_is_named_before_anything_is_compared(workers: dict) -> None:
+    """A worker just (re)started answers ``{"kpis": null}``: that is what is said, not that the
+    workers disagree on a currency it did not give."""
+    workers["docs"].update(a=_doc(3, [0, 1]), b={"kpis": None})
+    with pytest.raises(ConfigurationError, match=r"/b: no KPIs yet"):
+        from_workers([workers["url"]("a"), workers["url"]("b")])
 
 
 def test_a_worker_still_reporting_partitions_it_lost_is_refused(workers: dict) -> None:
@@ -219,4 +229,4 @@ def test_the_cli_refuses_an_overlap_in_one_line_with_exit_code_2(workers: dict) 
     done = subprocess.run([sys.executable, "-m", "streams.cli", "segments", "--url", url, "--url", url],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1 and "counted twice" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "given twice" in done.stderr and "Traceback" not in done.stderr

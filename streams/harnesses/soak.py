@@ -85,7 +85,10 @@ class SoakReport:
         out += [f"{s.t_s:7.0f}  {s.phase:7}  {s.rss_mb:8.1f}  {s.sent:10,}  {s.backlog:10,}" for s in self.samples]
         out += [
             f"sent {self.sent:,} events in {self.seconds:.0f} s",
-            f"memory: {start:.1f} MB after warm-up -> {end:.1f} MB at the end of the steady phase ({growth:+.1f} %)",
+            (f"memory: {start:.1f} MB after warm-up -> {end:.1f} MB at the end of the steady phase ({growth:+.1f} %)"
+             if growth == growth else  # NaN: too few samples to compare
+             "memory: not judged: the steady phase had fewer than 2 samples (a longer --minutes, or a shorter "
+             "--sample-seconds)"),
             f"burst x{self.plan['burst_factor']:.0f} for {self.plan['burst_seconds']:.0f} s: peak backlog "
             f"{self.burst_peak_backlog:,}, drained "
             + (f"{self.drained_after_burst_s:.0f} s after the burst ended" if self.drained_after_burst_s is not None
